@@ -1,0 +1,365 @@
+"""Run cards: YAML -> typed, frozen configuration.
+
+A card is a YAML file with the sections below; every section and key is optional and has a
+sensible default. Loading is strict: an unknown key, a wrong type or an out-of-range value is a
+one-line :class:`~hepgen.errors.CardError` that names the file, the key and what is allowed.
+``--set section.key=value`` overrides keys from the command line (the value is parsed as YAML).
+The resolved card (:func:`dump_card`) is saved next to every output.
+
+Relative paths in a card are relative to the working directory.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import hashlib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import yaml
+
+from .errors import CardError
+
+
+def _range(**limits) -> dict:
+    """Field metadata for range checks: ge, gt, le, lt."""
+    return {"range": limits}
+
+
+def _f(default, **limits):
+    return field(default=default, metadata=_range(**limits))
+
+
+# --------------------------------------------------------------------------------------
+# sections
+
+
+@dataclass(frozen=True)
+class ProcessConfig:
+    """The physics process and the object selection shared by simulation and generation."""
+
+    name: Literal["zjets"] = "zjets"
+    sqrt_s: float = _f(13000.0, gt=0)  # GeV
+    n_jets: tuple[int, ...] = (1, 2, 3)  # exclusive jet multiplicities kept
+    jet_r: float = _f(0.4, gt=0, le=2)  # anti-kT radius
+    jet_pt_min: float = _f(20.0, ge=0)  # GeV
+    jet_eta_max: float = _f(5.0, gt=0)
+    jet_dr_min: float = _f(0.4, ge=0)  # minimal Delta R between selected jets
+
+
+@dataclass(frozen=True)
+class SimulateConfig:
+    """Reference-sample production with Pythia 8 + FastJet."""
+
+    events: int = _f(20000, ge=1)  # selected events to produce
+    output: str = "data/zjets_reference.root"
+    jobs: int = _f(0, ge=0)  # worker processes; 0 = all cores
+    batch: int = _f(1000, ge=1)  # Pythia nextBatch size
+    mhat_min: float = _f(50.0, ge=0)  # GeV, PhaseSpace:mHatMin of the hard process
+    hadronization: bool = True
+    mpi: bool = False  # multiparton interactions
+    pythia: tuple[str, ...] = ()  # extra "Key = value" Pythia settings, applied last
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The training sample: a file and, for external ntuples, how to read it."""
+
+    path: str = "data/zjets_reference.root"
+    format: Literal["root", "lhe"] = "root"
+    tree: str = "Events"
+    branches: Mapping[str, str] = field(default_factory=dict)  # hepgen branch -> file branch/expr
+    split: tuple[float, ...] = (0.8, 0.1, 0.1)  # train / validation / held-out test
+    max_events: int = _f(0, ge=0)  # 0 = all
+
+
+@dataclass(frozen=True)
+class BayesConfig:
+    """Variational (mean-field Gaussian) weights."""
+
+    enabled: bool = False
+    layers: Literal["all", "last"] = "all"
+    prior_sigma: float = _f(1.0, gt=0)
+    kl_scale: float = _f(1.0, ge=0)  # multiplies KL / N_train
+    init_log_sigma: float = -9.0
+    draws: int = _f(10, ge=1)  # posterior draws K used at generation and export
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    backbone: Literal["mlp", "transformer"] = "mlp"
+    hidden: int = _f(256, ge=1)
+    layers: int = _f(4, ge=1)  # residual blocks / transformer layers
+    heads: int = _f(4, ge=1)  # transformer only
+    dropout: float = _f(0.0, ge=0, lt=1)
+    activation: Literal["silu", "gelu", "relu"] = "silu"
+
+
+@dataclass(frozen=True)
+class CFMConfig:
+    solver: Literal["euler", "midpoint", "rk4"] = "rk4"
+    steps: int = _f(20, ge=1)
+    time_embedding: int = _f(16, ge=1)
+
+
+@dataclass(frozen=True)
+class DDPMConfig:
+    timesteps: int = _f(1000, ge=2)
+    beta_schedule: Literal["linear", "cosine"] = "cosine"
+    sampler: Literal["ancestral", "ddim"] = "ddim"
+    ddim_steps: int = _f(50, ge=1)
+    time_embedding: int = _f(16, ge=1)
+
+
+@dataclass(frozen=True)
+class JetGPTConfig:
+    components: int = _f(10, ge=1)  # mixture components per conditional
+
+
+@dataclass(frozen=True)
+class INNConfig:
+    blocks: int = _f(8, ge=1)
+    coupling: Literal["affine", "spline"] = "spline"
+    bins: int = _f(8, ge=2)
+    bound: float = _f(5.0, gt=0)  # spline domain [-bound, bound]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    family: Literal["cfm", "ddpm", "jetgpt", "inn"] = "cfm"
+    network: NetworkConfig = NetworkConfig()
+    bayes: BayesConfig = BayesConfig()
+    cfm: CFMConfig = CFMConfig()
+    ddpm: DDPMConfig = DDPMConfig()
+    jetgpt: JetGPTConfig = JetGPTConfig()
+    inn: INNConfig = INNConfig()
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = _f(20, ge=1)
+    batch_size: int = _f(1024, ge=1)
+    lr: float = _f(1e-3, gt=0)
+    weight_decay: float = _f(0.0, ge=0)
+    optimizer: Literal["adam", "adamw"] = "adamw"
+    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    patience: int = _f(0, ge=0)  # early stopping on validation loss; 0 = off
+    grad_clip: float = _f(0.0, ge=0)  # 0 = off
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = _f(0, ge=0)  # torch CPU threads; 0 = all cores
+    runs_dir: str = "runs"
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    events: int = _f(100000, ge=1)
+    format: Literal["root", "lhe"] = "root"
+    chunk: int = _f(100000, ge=1)  # events in memory at once
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    observables: str = "validation/zjets.yaml"
+    classifier_epochs: int = _f(30, ge=1)
+    classifier_runs: int = _f(3, ge=1)
+    style: Literal["CMS", "ATLAS", "ROOT"] = "CMS"
+    min_bin_events: int = _f(100, ge=1)
+
+
+@dataclass(frozen=True)
+class Card:
+    """A whole run card. ``name`` labels run folders and outputs; ``seed`` drives everything."""
+
+    name: str = "run"
+    seed: int = _f(1, ge=0)
+    process: ProcessConfig = ProcessConfig()
+    simulate: SimulateConfig = SimulateConfig()
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    generate: GenerateConfig = GenerateConfig()
+    validate: ValidateConfig = ValidateConfig()
+
+
+# --------------------------------------------------------------------------------------
+# loading
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin in (dict, collections.abc.Mapping):
+        return "a mapping of strings"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping (section)"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, str(tp)
+    )
+
+
+def _convert(value: Any, tp, key: str, src: str):
+    def bad(extra: str = ""):
+        return CardError(
+            f"{src}: {key} = {value!r} is not {_type_name(tp)}{extra}"
+        )
+
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if value is None:
+            value = {}
+        if not isinstance(value, Mapping):
+            raise bad()
+        return _build(tp, value, key, src)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise bad()
+        return value
+    if origin is tuple:
+        (item,) = typing.get_args(tp)[:1]
+        if isinstance(value, (str, Mapping)) or not isinstance(value, Sequence):
+            value = [value] if isinstance(value, (int, float, str)) and not isinstance(value, bool) else value
+        if not isinstance(value, Sequence) or isinstance(value, (str, Mapping)):
+            raise bad()
+        return tuple(_convert(v, item, f"{key}[{i}]", src) for i, v in enumerate(value))
+    if origin in (dict, collections.abc.Mapping):
+        if value is None:
+            return types.MappingProxyType({})
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise bad()
+        return types.MappingProxyType({k: str(v) for k, v in value.items()})
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    raise TypeError(f"card type {tp} not supported")  # a bug in the card classes
+
+
+def _check_range(value, limits: dict, key: str, src: str):
+    ops = {"ge": (lambda a, b: a >= b, ">="), "gt": (lambda a, b: a > b, ">"),
+           "le": (lambda a, b: a <= b, "<="), "lt": (lambda a, b: a < b, "<")}
+    for name, bound in limits.items():
+        fn, sym = ops[name]
+        if not fn(value, bound):
+            allowed = " and ".join(f"{ops[n][1]} {b}" for n, b in limits.items())
+            raise CardError(f"{src}: {key} = {value!r} is out of range (must be {allowed})")
+
+
+def _build(cls, data: Mapping, prefix: str, src: str):
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            where = f"{prefix}.{key}" if prefix else str(key)
+            raise CardError(
+                f"{src}: unknown key {where!r}; allowed here: {', '.join(names)}"
+            )
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        value = _convert(data[f.name], hints[f.name], key, src)
+        if "range" in f.metadata:
+            _check_range(value, f.metadata["range"], key, src)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _apply_override(data: dict, assignment: str, src: str) -> None:
+    if "=" not in assignment:
+        raise CardError(f"--set {assignment!r}: expected section.key=value")
+    path, raw = assignment.split("=", 1)
+    keys = path.strip().split(".")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    node = data
+    for k in keys[:-1]:
+        nxt = node.setdefault(k, {})
+        if not isinstance(nxt, dict):
+            raise CardError(f"--set {assignment!r}: {k!r} is not a section")
+        node = nxt
+    node[keys[-1]] = value
+
+
+def card_from_dict(data: Mapping, src: str = "<card>", overrides: Sequence[str] = ()) -> Card:
+    data = _plain(data)
+    for ov in overrides:
+        _apply_override(data, ov, src)
+    return _build(Card, data, "", src)
+
+
+def _plain(obj):
+    if isinstance(obj, Mapping):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def load_card(path: str | Path, overrides: Sequence[str] = ()) -> Card:
+    """Read and validate a card; ``overrides`` are ``section.key=value`` strings."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise CardError(f"card {path} not found") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as err:
+        raise CardError(f"card {path} cannot be read: {err}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise CardError(f"{path}: {problem}{where}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise CardError(f"{path}: a card must be a YAML mapping of sections")
+    data.setdefault("name", path.stem)
+    return card_from_dict(data, str(path), overrides)
+
+
+def card_to_dict(card) -> dict:
+    out = {}
+    for f in dataclasses.fields(card):
+        v = getattr(card, f.name)
+        if dataclasses.is_dataclass(v):
+            v = card_to_dict(v)
+        elif isinstance(v, tuple):
+            v = list(v)
+        elif isinstance(v, Mapping):
+            v = dict(v)
+        out[f.name] = v
+    return out
+
+
+def dump_card(card: Card) -> str:
+    """The fully resolved card as YAML (every key, defaults included)."""
+    return yaml.safe_dump(card_to_dict(card), sort_keys=False)
+
+
+def card_hash(card: Card) -> str:
+    """Short stable hash of the resolved card (provenance)."""
+    return hashlib.sha256(dump_card(card).encode()).hexdigest()[:16]

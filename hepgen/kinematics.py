@@ -1,0 +1,86 @@
+"""Physics formulas, in one place.
+
+Pure functions on numpy arrays *or* torch tensors (the namespace follows the input), so the
+same formula serves the event representation, the observables, and the network coordinates
+that are exported to ONNX. Angles in radians, momenta and masses in GeV.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:  # torch is a core dependency, but keep this module importable without it
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None
+
+
+def _ns(x):
+    if torch is not None and isinstance(x, torch.Tensor):
+        return torch
+    return np
+
+
+def wrap_phi(phi):
+    """Map an angle to [-pi, pi)."""
+    xp = _ns(phi)
+    return xp.remainder(phi + math.pi, 2 * math.pi) - math.pi
+
+
+def delta_phi(phi1, phi2):
+    """phi1 - phi2 wrapped to [-pi, pi)."""
+    return wrap_phi(phi1 - phi2)
+
+
+def delta_r(eta1, phi1, eta2, phi2):
+    """Angular distance sqrt(deta^2 + dphi^2)."""
+    xp = _ns(eta1)
+    return xp.sqrt((eta1 - eta2) ** 2 + delta_phi(phi1, phi2) ** 2)
+
+
+def ptetaphim_to_epxpypz(pt, eta, phi, m):
+    """(pT, eta, phi, m) -> (E, px, py, pz)."""
+    xp = _ns(pt)
+    px = pt * xp.cos(phi)
+    py = pt * xp.sin(phi)
+    pz = pt * xp.sinh(eta)
+    e = xp.sqrt(m**2 + (pt * xp.cosh(eta)) ** 2)
+    return e, px, py, pz
+
+
+def epxpypz_to_ptetaphim(e, px, py, pz):
+    """(E, px, py, pz) -> (pT, eta, phi, m); m is sqrt(max(m^2, 0))."""
+    xp = _ns(e)
+    pt = xp.sqrt(px**2 + py**2)
+    eta = xp.arcsinh(pz / xp.where(pt > 0, pt, 1e-300 if xp is np else 1e-30))
+    phi = xp.arctan2(py, px)
+    m2 = e**2 - px**2 - py**2 - pz**2
+    m = xp.sqrt(xp.clip(m2, 0.0, None)) if xp is np else xp.sqrt(xp.clamp(m2, min=0.0))
+    return pt, eta, phi, m
+
+
+def invariant_mass(*objects):
+    """Invariant mass of a system; each object is a (pt, eta, phi, m) tuple of arrays."""
+    xp = _ns(objects[0][0])
+    e = px = py = pz = 0.0
+    for pt, eta, phi, m in objects:
+        e_i, px_i, py_i, pz_i = ptetaphim_to_epxpypz(pt, eta, phi, m)
+        e, px, py, pz = e + e_i, px + px_i, py + py_i, pz + pz_i
+    m2 = e**2 - px**2 - py**2 - pz**2
+    return xp.sqrt(xp.clip(m2, 0.0, None)) if xp is np else xp.sqrt(xp.clamp(m2, min=0.0))
+
+
+def system_pt(*objects):
+    """Transverse momentum of a system of (pt, eta, phi, m) objects."""
+    xp = _ns(objects[0][0])
+    px = py = 0.0
+    for pt, _eta, phi, _m in objects:
+        px = px + pt * xp.cos(phi)
+        py = py + pt * xp.sin(phi)
+    return xp.sqrt(px**2 + py**2)
+
+
+MUON_MASS = 0.1056583755  # GeV, PDG 2024
+Z_MASS = 91.1876  # GeV
