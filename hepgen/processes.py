@@ -56,7 +56,7 @@ def load_training_data(card: Card, log=print):
         log(f"{path} is absent: running the card's simulation first ({card.simulate.events} events)")
         produce(card)
     if card.data.format == "lhe":
-        from .io.lhe import read_events as read_lhe
+        from .io.lhe import read_lhe
 
         sample = read_lhe(path)
     else:
