@@ -27,7 +27,9 @@ from ``torch.Generator`` seeded with ``block_seed(seed, b)`` and evaluated as a 
 events do not depend on the chunk size, and shard k of n (events [k N/n, (k+1) N/n)) is
 exactly that slice of the unsharded run. All Bayesian draws use the same noise, so their
 spread is the training uncertainty, not sampling noise. Events with Delta R_jj below
-``process.jet_dr_min`` are dropped, and counted in the file's provenance.
+``process.jet_dr_min`` are dropped and counted in the file's provenance (``dropped_dR_jj``),
+as are (``dropped_acceptance``) events with a jet outside ``|eta| < process.jet_eta_max`` or
+more energy than the beams: the file holds ``events`` = requested - dropped events.
 """
 
 from __future__ import annotations
@@ -185,8 +187,9 @@ def to_sample(out, info: dict[str, str] | None = None):
     p, n_jets, charge = (t.detach().double().numpy() for t in out)
     n = len(p)
     nj = np.rint(n_jets).astype(np.int64)
-    mu = make_collection(p[:, 0:2, 0], p[:, 0:2, 1], p[:, 0:2, 2], p[:, 0:2, 3],
-                         charge=np.rint(charge).astype(np.int32))
+    mu = p[:, 0:2].reshape(-1, 4)
+    mu = make_collection(mu[:, 0], mu[:, 1], mu[:, 2], mu[:, 3], counts=np.full(n, 2),
+                         charge=np.rint(charge).astype(np.int32).reshape(-1))
     keep = np.arange(p.shape[1] - 2)[None, :] < nj[:, None]
     jets = p[:, 2:][keep]  # [sum n_jets, 4], event-major order
     jet = make_collection(jets[:, 0], jets[:, 1], jets[:, 2], jets[:, 3], counts=nj)
@@ -205,6 +208,23 @@ def min_jet_dr(p: np.ndarray, n_jets: np.ndarray) -> np.ndarray:
             dr = delta_r(p[:, 2 + a, 1], p[:, 2 + a, 2], p[:, 2 + b, 1], p[:, 2 + b, 2])
             out = np.where(both, np.minimum(out, dr), out)
     return out
+
+
+def acceptance(p: np.ndarray, n_jets: np.ndarray, card) -> tuple[np.ndarray, np.ndarray]:
+    """(dR_ok, kin_ok) ``[N]`` booleans: Delta R_jj above ``process.jet_dr_min``; jets inside
+    ``|eta| < process.jet_eta_max`` and the final state within the beam energy (x1, x2 <= 1)."""
+    from .kinematics import ptetaphim_to_epxpypz
+
+    dr_ok = min_jet_dr(p, n_jets) > card.process.jet_dr_min
+    present = np.arange(p.shape[1] - 2)[None, :] < n_jets[:, None]
+    eta_ok = np.all(~present | (np.abs(p[:, 2:, 1]) < card.process.jet_eta_max), axis=1)
+    w = np.concatenate([np.ones((len(p), 2), bool), present], axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        e, _, _, pz = ptetaphim_to_epxpypz(p[..., 0], p[..., 1], p[..., 2], p[..., 3])
+        e, pz = (e * w).sum(1), (pz * w).sum(1)
+        sqrt_s = card.process.sqrt_s
+        beam_ok = np.isfinite(e) & ((e + pz) <= sqrt_s) & ((e - pz) <= sqrt_s)
+    return dr_ok, eta_ok & beam_ok
 
 
 # ------------------------------------------------------------------------------------------
@@ -300,15 +320,17 @@ def generate(run: Run | str | os.PathLike, n: int, *, bayes_samples: int = 0, fm
         }
         if hasattr(run.model, "cfg") and run.model.family == "cfm":
             info["solver"] = f"{solver or card.model.cfm.solver}/{steps or card.model.cfm.steps}"
-        dropped = 0
+        dropped = dropped_kin = 0
         t0 = time.perf_counter()
         with _writer(path, fmt, force, card) as writer, tqdm(total=stop - start, disable=not show, unit="ev",
                                                             desc=path.name, leave=False) as bar:
             buf, nbuf = [], 0
             for out in _blocks(start, stop, pipe, seed):
                 p, nj = out[0].double().numpy(), out[1].numpy()
-                ok = min_jet_dr(p, nj) > card.process.jet_dr_min
-                dropped += int((~ok).sum())
+                dr_ok, kin_ok = acceptance(p, nj, card)
+                ok = dr_ok & kin_ok
+                dropped += int((~dr_ok).sum())
+                dropped_kin += int((dr_ok & ~kin_ok).sum())
                 buf.append(tuple(t[torch.from_numpy(ok)] for t in out))
                 nbuf += len(ok)
                 bar.update(len(ok))
@@ -317,13 +339,15 @@ def generate(run: Run | str | os.PathLike, n: int, *, bayes_samples: int = 0, fm
                     buf, nbuf = [], 0
             if buf:
                 writer.write(to_sample(_cat(buf), info))
-            kept = stop - start - dropped
+            kept = stop - start - dropped - dropped_kin
             info.update(events=str(kept), dropped_dR_jj=str(dropped),
-                        dropped_dR_jj_fraction=f"{dropped / max(stop - start, 1):.6g}")
+                        dropped_dR_jj_fraction=f"{dropped / max(stop - start, 1):.6g}",
+                        dropped_acceptance=str(dropped_kin))
             writer.update_info(info)
         dt = time.perf_counter() - t0
         log(f"wrote {path}: {kept} events ({dropped} = {100 * dropped / max(stop - start, 1):.2f}% dropped for "
-            f"Delta R_jj < {card.process.jet_dr_min}), {(stop - start) / max(dt, 1e-9):.0f} events/s")
+            f"Delta R_jj < {card.process.jet_dr_min}, {dropped_kin} outside |eta_j| < {card.process.jet_eta_max} "
+            f"or the beam energy), {(stop - start) / max(dt, 1e-9):.0f} events/s")
         written.append(path)
     return written
 

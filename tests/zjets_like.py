@@ -27,8 +27,10 @@ def zjets_like(n: int, seed: int = 0, fractions=(0.6, 0.3, 0.1)) -> EventSample:
     mpt = np.stack([pt1, pt2], 1)
     order = np.argsort(-mpt, axis=1)
     take = lambda a: np.take_along_axis(a, order, 1)
-    mu = make_collection(take(mpt), take(np.stack([eta1, eta2], 1)), wrap(take(np.stack([phi1, phi2], 1))),
-                         np.full((n, 2), 0.1056583755), charge=take(np.stack([np.ones(n), -np.ones(n)], 1)).astype(np.int32))
+    flat = lambda a: np.asarray(a).reshape(-1)
+    mu = make_collection(flat(take(mpt)), flat(take(np.stack([eta1, eta2], 1))),
+                         flat(wrap(take(np.stack([phi1, phi2], 1)))), np.full(2 * n, 0.1056583755),
+                         counts=np.full(n, 2), charge=flat(take(np.stack([np.ones(n), -np.ones(n)], 1))).astype(np.int32))
     jpt, jeta, jphi, jm, counts = [], [], [], [], []
     for i in range(n):
         k = nj[i]
