@@ -37,7 +37,7 @@ def toy_density(name: str, x: np.ndarray) -> np.ndarray:
         return np.where(inside, 2 * x[:, 1], 0.0)
     r = np.hypot(x[:, 0], x[:, 1])
     gauss = np.exp(-0.5 * ((r - RING_RADIUS) / RING_WIDTH) ** 2) / (RING_WIDTH * math.sqrt(2 * math.pi))
-    return gauss / (2 * math.pi * np.maximum(r, 1e-300))
+    return np.where(r > 0, gauss / (2 * math.pi * np.where(r > 0, r, 1.0)), 0.0)
 
 
 def load_training_data(card: Card, log=print):

@@ -403,7 +403,6 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
                          "history": history, "best_val": best_val, "bad_epochs": bad_epochs,
                          "stopped_early": stop_now}, path / "last.pt")
             write_text_atomic(path / "history.json", json.dumps(history, indent=1))
-            plot_history(history, path / "loss.png")
             kl_txt = f"  kl {entry['kl']:.4g}" if bayes else ""
             val_txt = f"  val {val:.5f}{' *' if improved else ''}" if val is not None else ""
             log(f"epoch {epoch + 1:3d}/{card.train.epochs}  train {train_loss:.5f}{val_txt}{kl_txt}  "
@@ -413,6 +412,8 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
             stopped_early = True
             break
     finished = stopped_early or end_epoch >= card.train.epochs
+    if dist.main and history:
+        plot_history(history, path / "loss.png")
     if dist.on:  # DDP keeps the replicas identical; check it, bit for bit
         import hashlib
 

@@ -25,7 +25,7 @@ def tiny_card(tmp_path, **train_kw):
         "data": {"split": [0.7, 0.2, 0.1]},
         "model": {"family": "cfm", "network": {"hidden": 16, "layers": 1},
                   "bayes": {"enabled": True, "draws": 2}, "cfm": {"steps": 2}},
-        "train": {"epochs": 2, "batch_size": 128, "lr": 1e-3, "runs_dir": str(tmp_path / "runs"), **train_kw},
+        "train": {"epochs": 2, "batch_size": 128, "lr": 1e-3, "threads": 1, "runs_dir": str(tmp_path / "runs"), **train_kw},
         "generate": {"events": 200},
     })
 
