@@ -18,9 +18,9 @@ import json
 import multiprocessing
 import os
 import queue as queue_module
+import signal
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +65,7 @@ _PROGRESS = None
 def _init_worker(progress_queue) -> None:
     global _PROGRESS
     _PROGRESS = progress_queue
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
 
 
 def run_worker(task: WorkerTask, progress=None) -> WorkerResult:
@@ -135,26 +136,26 @@ def _run_all(tasks: list[WorkerTask], jobs: int, quiet: bool) -> list[WorkerResu
             return [run_worker(tasks[0], progress=update)]
         ctx = multiprocessing.get_context("spawn")
         progress_queue = ctx.Queue()
-        with ProcessPoolExecutor(
-            max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(progress_queue,)
-        ) as pool:
-            futures = [pool.submit(_worker_entry, t) for t in tasks]
-            try:
-                while not all(f.done() for f in futures):
-                    try:
-                        update(*progress_queue.get(timeout=0.2))
-                    except queue_module.Empty:
-                        pass
-                results = [f.result() for f in futures]  # re-raises a worker's error
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
-            while True:  # drain the last messages
+        pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(progress_queue,))
+        try:
+            pending = [pool.apply_async(_worker_entry, (t,)) for t in tasks]
+            while not all(r.ready() for r in pending):
                 try:
-                    update(*progress_queue.get_nowait())
+                    update(*progress_queue.get(timeout=0.2))
                 except queue_module.Empty:
-                    break
+                    pass
+            results = [r.get() for r in pending]  # re-raises a worker's error
+            pool.close()
+        except BaseException:
+            pool.terminate()  # Ctrl-C or a failed worker: stop the others now
+            raise
+        finally:
+            pool.join()
+        while True:  # the last progress messages
+            try:
+                update(*progress_queue.get_nowait())
+            except queue_module.Empty:
+                break
         return sorted(results, key=lambda r: r.index)
     finally:
         bar.close()

@@ -249,6 +249,20 @@ def cluster_jets(rec: FlatRecord, inputs: np.ndarray, cfg: ProcessConfig):
     return epxpypz_to_ptetaphim(get("E"), get("px"), get("py"), get("pz")), counts
 
 
+def jet_inputs(rec: FlatRecord, products: np.ndarray, cfg: ProcessConfig) -> np.ndarray:
+    """Global indices of the jet inputs: final-state, visible (not a neutrino), not a Z decay
+    product (``products``, bool [P]), inside |eta| < jet_input_eta_max."""
+    final = np.flatnonzero(rec.status > 0)
+    abspid = np.abs(rec.pid[final])
+    invisible = (abspid == 12) | (abspid == 14) | (abspid == 16) | products[final]
+    inputs = final[~invisible]
+    # |eta| < eta_max written as |pz| < pT sinh(eta_max): no division, and .inf works
+    inside = np.abs(rec.pz[inputs]) < np.hypot(rec.px[inputs], rec.py[inputs]) * np.sinh(
+        cfg.jet_input_eta_max
+    )
+    return inputs[inside]
+
+
 def select(batch: ak.Array, cfg: ProcessConfig) -> tuple[EventSample, BatchFlags]:
     """Select events of one ``nextBatch`` result.
 
@@ -267,15 +281,7 @@ def select(batch: ak.Array, cfg: ProcessConfig) -> tuple[EventSample, BatchFlags
     good_z = (n_mu == 2) & (n_mu_plus == 1)
 
     # --- jets
-    final = np.flatnonzero(rec.status > 0)
-    abspid = np.abs(rec.pid[final])
-    invisible = (abspid == 12) | (abspid == 14) | (abspid == 16) | products[final]
-    inputs = final[~invisible]
-    # acceptance of the jet inputs, |eta| < jet_input_eta_max, as |pz| < pT sinh(eta_max)
-    inside = np.abs(rec.pz[inputs]) < np.hypot(rec.px[inputs], rec.py[inputs]) * np.sinh(
-        cfg.jet_input_eta_max
-    )
-    (jpt, jeta, jphi, jm), jcounts = cluster_jets(rec, inputs[inside], cfg)
+    (jpt, jeta, jphi, jm), jcounts = cluster_jets(rec, jet_inputs(rec, products, cfg), cfg)
     jevent = np.repeat(np.arange(n), jcounts)
     in_eta = np.abs(jeta) < cfg.jet_eta_max
     jpt, jeta, jphi, jm, jevent = jpt[in_eta], jeta[in_eta], jphi[in_eta], jm[in_eta], jevent[in_eta]
