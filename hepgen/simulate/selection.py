@@ -232,7 +232,8 @@ def cluster_jets(rec: FlatRecord, inputs: np.ndarray, cfg: ProcessConfig):
     import fastjet
 
     ev = rec.event[inputs]
-    ht = np.bincount(ev, weights=np.hypot(rec.px[inputs], rec.py[inputs]), minlength=rec.n_events)
+    px, py = rec.px[inputs], rec.py[inputs]
+    ht = np.bincount(ev, weights=np.sqrt(px * px + py * py), minlength=rec.n_events)
     busy = ht >= cfg.jet_pt_min
     sel = inputs[busy[ev]]
     counts_in = np.bincount(rec.event[sel], minlength=rec.n_events)[busy]
@@ -256,10 +257,9 @@ def jet_inputs(rec: FlatRecord, products: np.ndarray, cfg: ProcessConfig) -> np.
     abspid = np.abs(rec.pid[final])
     invisible = (abspid == 12) | (abspid == 14) | (abspid == 16) | products[final]
     inputs = final[~invisible]
-    # |eta| < eta_max written as |pz| < pT sinh(eta_max): no division, and .inf works
-    inside = np.abs(rec.pz[inputs]) < np.hypot(rec.px[inputs], rec.py[inputs]) * np.sinh(
-        cfg.jet_input_eta_max
-    )
+    # |eta| < eta_max written as pz^2 < pT^2 sinh^2(eta_max): no division, and .inf works
+    px, py, pz = rec.px[inputs], rec.py[inputs], rec.pz[inputs]
+    inside = pz * pz < (px * px + py * py) * np.sinh(cfg.jet_input_eta_max) ** 2
     return inputs[inside]
 
 
