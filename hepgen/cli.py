@@ -48,14 +48,15 @@ def cli():
 @click.option("--seed", type=click.IntRange(min=0), help="Random seed (default: the card's seed).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output ROOT file (default: the card's simulate.output).")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), help="Worker processes; 0 = all cores (default: the card's simulate.jobs).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @_FORCE
 @_SET
-def simulate(card, events, seed, output, jobs, force, overrides):
+def simulate(card, events, seed, output, jobs, quiet, force, overrides):
     """Produce a reference sample: Pythia 8 events, FastJet jets, the card's selection."""
     cfg = _load(card, overrides)
     from .simulate import produce
 
-    path = produce(cfg, events=events, seed=seed, output=output, jobs=jobs, force=force)
+    path = produce(cfg, events=events, seed=seed, output=output, jobs=jobs, force=force, quiet=quiet)
     click.echo(f"wrote {path}")
 
 

@@ -258,4 +258,12 @@ def produce(
             writer.write(sample.select(np.arange(lo, min(lo + chunk, len(sample)))))
     with atomic_output(card_path, force=True) as tmp:
         tmp.write_text(dump_card(resolved))
+    if not quiet:
+        fractions = " / ".join(f"{np.mean(kept == k):.1%}" for k in card.process.n_jets)
+        print(
+            f"simulate: {len(sample)} events from {stats.tried} generated ({eff:.1%}) in "
+            f"{seconds:.0f} s with {jobs} worker{'s' if jobs > 1 else ''}; sigma_gen = {sigma:.4g} +- {sigma_err:.2g} pb; "
+            f"{'/'.join(map(str, card.process.n_jets))} jets: {fractions}",
+            file=sys.stderr,
+        )
     return output
