@@ -434,7 +434,11 @@ class _Reader:
         self.n_events = 0
         self.header_text = ""
         self.info: dict[str, str] = {}
-        self.init = self._read_preamble()
+        try:
+            self.init = self._read_preamble()
+        except BaseException:
+            self.fh.close()
+            raise
 
     def fail(self, what: str) -> InputError:
         return InputError(f"{self.path}: line {self.lineno}: {what}")
