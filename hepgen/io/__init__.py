@@ -1,0 +1,80 @@
+"""Event files: ROOT TTrees (:mod:`hepgen.io.root`) and LHE (:mod:`hepgen.io.lhe`).
+
+:func:`read_sample` / :func:`write_sample` pick the format from the argument or the file
+suffix (``.root``; ``.lhe``, ``.lhe.gz`` to read); :func:`read_data` reads the card's
+``data`` section. The format modules are imported lazily.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Mapping
+
+from ..errors import InputError, OutputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..cards import DataConfig
+    from ..events import EventSample
+
+FORMATS = ("root", "lhe")
+
+
+def format_of(path: str | os.PathLike, fmt: str | None = None) -> str:
+    """``fmt`` if given, else from the suffix; ``None`` when unknown."""
+    if fmt:
+        return fmt
+    name = Path(path).name.lower()
+    if name.endswith(".root"):
+        return "root"
+    if name.endswith((".lhe", ".lhe.gz", ".lhef")):
+        return "lhe"
+    return ""
+
+
+def read_sample(
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    tree: str = "Events",
+    branches: Mapping[str, str] | None = None,
+    max_events: int = 0,
+) -> "EventSample":
+    """Read an event file into an :class:`~hepgen.events.EventSample` (0 = all events)."""
+    fmt = format_of(path, format)
+    if fmt == "root":
+        from .root import read_events
+
+        return read_events(path, tree=tree, branches=branches or None, entry_stop=max_events or None)
+    if fmt == "lhe":
+        from .lhe import read_lhe
+
+        return read_lhe(path, max_events=max_events or None)
+    raise InputError(f"{path}: unknown event file format (use .root or .lhe, or give format: root|lhe)")
+
+
+def read_data(cfg: "DataConfig") -> "EventSample":
+    """The card's ``data`` section: path, format, tree, branch mapping, max_events."""
+    return read_sample(cfg.path, format=cfg.format, tree=cfg.tree, branches=cfg.branches, max_events=cfg.max_events)
+
+
+def write_sample(
+    path: str | os.PathLike,
+    samples: "EventSample | Iterable[EventSample]",
+    *,
+    format: str | None = None,
+    force: bool = False,
+    info: Mapping[str, str] | None = None,
+    **options,
+) -> Path:
+    """Write events as ROOT (``tree=``) or LHE (``sqrt_s=``, ``pdf_id=``, ``weights=``)."""
+    fmt = format_of(path, format)
+    if fmt == "root":
+        from .root import write_events
+
+        return write_events(path, samples, force=force, info=info, **options)
+    if fmt == "lhe":
+        from .lhe import write_lhe
+
+        return write_lhe(path, samples, force=force, info=info, **options)
+    raise OutputError(f"{path}: unknown event file format (name it .root or .lhe)")
