@@ -341,3 +341,20 @@ def test_failure_mid_stream_leaves_nothing(tmp_path):
     with pytest.raises(OutputError, match="non-finite momenta"):
         write_lhe(tmp_path / "ev.lhe", bad)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_gzip_output_is_reproducible_and_reads_back(tmp_path):
+    import gzip
+
+    s = zjets_sample(30, seed=14)
+    a = write_lhe(tmp_path / "a.lhe.gz", s)
+    b = write_lhe(tmp_path / "b.lhe.gz", s)
+    plain = write_lhe(tmp_path / "c.lhe", s)
+    assert a.read_bytes() == b.read_bytes()  # no time stamp in the gzip header
+    assert gzip.decompress(a.read_bytes()) == plain.read_bytes()
+    assert read_lhe(a).weight.tobytes() == s.weight.tobytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.lhe.gz", "b.lhe.gz", "c.lhe"]
+    cut = tmp_path / "cut.lhe.gz"
+    cut.write_bytes(a.read_bytes()[: len(a.read_bytes()) // 2])
+    with pytest.raises(InputError, match="cut.lhe.gz.*truncated"):
+        read_lhe(cut)

@@ -56,6 +56,7 @@ import json
 import math
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Mapping
@@ -150,17 +151,24 @@ class LheWriter:
 
     def __enter__(self) -> "LheWriter":
         self._ctx = atomic_output(self.path, self.force)
-        tmp = self._ctx.__enter__()
+        self._tmp = self._ctx.__enter__()
+        # .gz: write plain text beside (the init block is patched in place), compress at the end
+        self._plain = self._tmp.with_name(self._tmp.name + ".plain") if self.path.name.endswith(".gz") else self._tmp
         try:
-            self._fh = open(tmp, "wb")
+            self._fh = open(self._plain, "wb")
         except OSError as err:
             self._ctx.__exit__(type(err), err, err.__traceback__)
             raise OutputError(f"cannot write {self.path}: {err.strerror or err}") from None
         return self
 
+    def _discard(self) -> None:
+        self._fh.close()
+        if self._plain != self._tmp:
+            self._plain.unlink(missing_ok=True)
+
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
-            self._fh.close()
+            self._discard()
             return self._ctx.__exit__(exc_type, exc, tb)
         try:
             if self._info is None:  # no chunk written: header and init still needed
@@ -168,8 +176,13 @@ class LheWriter:
             self._fh.write(b"</LesHouchesEvents>\n")
             self._finish_init()
             self._fh.close()
+            if self._plain != self._tmp:
+                with open(self._plain, "rb") as src, open(self._tmp, "wb") as raw:
+                    with gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as dst:  # reproducible
+                        shutil.copyfileobj(src, dst, 1 << 20)
+                self._plain.unlink()
         except BaseException as err:
-            self._fh.close()
+            self._discard()
             self._ctx.__exit__(type(err), err, err.__traceback__)
             if isinstance(err, OSError):
                 raise OutputError(f"cannot write {self.path}: {err.strerror or err}") from None
@@ -458,7 +471,7 @@ class _Reader:
         try:
             line = next(self._lines, None)
         except (OSError, EOFError) as err:  # e.g. a truncated gzip stream
-            raise InputError(f"{self.path}: line {self.lineno}: cannot read ({err})") from None
+            raise InputError(f"{self.path}: line {self.lineno}: cannot read (truncated or corrupt? {err})") from None
         if not line:
             return None
         self.lineno += 1
