@@ -358,3 +358,45 @@ def test_gzip_output_is_reproducible_and_reads_back(tmp_path):
     cut.write_bytes(a.read_bytes()[: len(a.read_bytes()) // 2])
     with pytest.raises(InputError, match="cut.lhe.gz.*truncated"):
         read_lhe(cut)
+
+
+# ---------------------------------------------------------------------------- command line
+
+
+def run_cli(args, capsys) -> tuple[int, str, str]:
+    from hepgen.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err
+
+
+def test_cli_convert_lhe_root_lhe(tmp_path, capsys):
+    if not POWHEG.exists():
+        pytest.skip(f"fixture {POWHEG} absent (needs ../shared/fixtures beside the checkout)")
+    rc, out, _ = run_cli(["convert", POWHEG, tmp_path / "z.root"], capsys)
+    assert rc == 0 and "100 events" in out
+    rc, out, _ = run_cli(["convert", tmp_path / "z.root", tmp_path / "z.lhe", "--sqrt-s", 1960], capsys)
+    assert rc == 0
+    orig, back = read_lhe(POWHEG), load_lhe(tmp_path / "z.lhe")
+    assert back.init.beam_energy == (980.0, 980.0)
+    np.testing.assert_array_equal(back.sample.weight, orig.weight.astype(np.float32))  # ROOT stores float32
+    np.testing.assert_array_equal(flat(back.sample["Electron"].charge), flat(orig["Electron"].charge))
+    np.testing.assert_allclose(flat(back.sample["Electron"].pt), flat(orig["Electron"].pt), rtol=1e-6)
+    assert back.sample.info["converted_from"] == str(tmp_path / "z.root")
+
+
+def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
+    rc, out, err = run_cli(["convert", tmp_path / "missing.lhe", tmp_path / "o.root"], capsys)
+    assert rc == 2 and err.strip().count("\n") == 0
+    assert err.startswith("hepgen: error: ") and "missing.lhe: no such file" in err
+    good = write_lhe(tmp_path / "ev.lhe", zjets_sample(20, seed=15))
+    cut = tmp_path / "cut.lhe"
+    cut.write_text(good.read_text()[:3000])
+    rc, out, err = run_cli(["convert", cut, tmp_path / "o.root"], capsys)
+    assert rc == 2 and "truncated" in err and err.strip().count("\n") == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.lhe", "ev.lhe"]
+    (tmp_path / "o.root").write_text("keep")
+    rc, out, err = run_cli(["convert", good, tmp_path / "o.root"], capsys)
+    assert rc == 2 and "exists; use --force" in err and (tmp_path / "o.root").read_text() == "keep"

@@ -78,3 +78,66 @@ def write_sample(
 
         return write_lhe(path, samples, force=force, info=info, **options)
     raise OutputError(f"{path}: unknown event file format (name it .root or .lhe)")
+
+
+def convert(
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    *,
+    force: bool = False,
+    tree: str = "Events",
+    branches: Mapping[str, str] | None = None,
+    sqrt_s: float = 13000.0,
+    step_size: int = 100_000,
+    progress: bool | None = None,
+) -> tuple[Path, int]:
+    """Stream ``source`` (ROOT or LHE) into ``target`` (ROOT or LHE); returns (path, events).
+
+    LHE ``<rwgt>`` variations are carried to an LHE target, not to ROOT (one ``weight``
+    branch). A failure at any point leaves no ``target`` behind.
+    """
+    import itertools
+    import sys
+
+    from tqdm import tqdm
+
+    src_fmt, dst_fmt = format_of(source), format_of(target)
+    if src_fmt not in FORMATS:
+        raise InputError(f"{source}: unknown event file format (use .root or .lhe)")
+    if dst_fmt not in FORMATS:
+        raise OutputError(f"{target}: unknown event file format (name it .root or .lhe)")
+    if Path(source).resolve() == Path(target).resolve():
+        raise OutputError(f"{target}: is the input file; give another output name")
+    if src_fmt == "root":
+        from .root import iterate_events
+
+        chunks = ((s, None) for s in iterate_events(source, step_size=step_size, tree=tree, branches=branches))
+    else:
+        from .lhe import iterate_lhe
+
+        chunks = ((c.sample, c.weights or None) for c in iterate_lhe(source, step_size=step_size))
+    first = next(chunks, None)  # open and check the input before touching the output
+    chunks = itertools.chain([first] if first is not None else [], chunks)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    bar = tqdm(desc=f"convert {Path(source).name}", unit="ev", disable=not progress, file=sys.stderr)
+    info = {"converted_from": str(source)}
+    n = 0
+    with bar:
+        if dst_fmt == "root":
+            from .root import RootWriter
+
+            with RootWriter(target, force=force, info=info) as w:
+                for sample, _ in chunks:
+                    w.write(sample)
+                    n += len(sample)
+                    bar.update(len(sample))
+        else:
+            from .lhe import LheWriter
+
+            with LheWriter(target, force=force, info=info, sqrt_s=sqrt_s) as w:
+                for sample, weights in chunks:
+                    w.write(sample, weights)
+                    n += len(sample)
+                    bar.update(len(sample))
+    return Path(target), n

@@ -454,6 +454,7 @@ class _Reader:
         except OSError as err:
             raise InputError(f"{self.path}: cannot read ({err.strerror or err})") from None
         self._lines = iter(self.fh)
+        self._partial = False
         self.lineno = 0
         self.n_events = 0
         self.header_text = ""
@@ -465,6 +466,8 @@ class _Reader:
             raise
 
     def fail(self, what: str) -> InputError:
+        if self._partial and not what.startswith("truncated"):  # the last line was cut short
+            what = f"truncated: the file ends in the middle of a line ({what})"
         return InputError(f"{self.path}: line {self.lineno}: {what}")
 
     def _next(self) -> str | None:
@@ -475,6 +478,7 @@ class _Reader:
         if not line:
             return None
         self.lineno += 1
+        self._partial = not line.endswith("\n")
         return line
 
     def _read_preamble(self) -> LheInit:
