@@ -170,6 +170,10 @@ def test_histograms_written_as_th1d(tmp_path):
     np.testing.assert_array_equal(back.values(), h.values())
     with pytest.raises(OutputError, match="exists"):
         write_histograms(path, {"pt_j1": h})
+    cut = tmp_path / "cut.root"
+    cut.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(InputError, match="cut.root: truncated"):
+        read_histograms(cut)
 
 
 # ---------------------------------------------------------------------------- bad input
@@ -187,14 +191,14 @@ def test_missing_file(tmp_path):
     assert "nope.root" in one_line(err) and "no such file" in one_line(err)
 
 
-@pytest.mark.parametrize("keep", [0.5, 0.9, 0.02])
+@pytest.mark.parametrize("keep", [0.02, 0.5, 0.9, 0.999])
 def test_truncated_file(tmp_path, keep):
     path = write_events(tmp_path / "t.root", random_sample(4000, seed=8))
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
     with pytest.raises(InputError) as err:
         read_events(path)
-    assert "t.root" in one_line(err) and "truncated or corrupt" in one_line(err)
+    assert "t.root" in one_line(err) and "truncated" in one_line(err)
 
 
 def test_not_a_root_file(tmp_path):

@@ -246,6 +246,21 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
+def _open_file(path: Path):
+    """uproot.open with the file's own length check (a cut tail still opens in uproot)."""
+    import uproot
+
+    try:
+        f = uproot.open(path)
+    except Exception as err:  # uproot raises many kinds on corrupt input
+        raise InputError(f"{path}: not a readable ROOT file (truncated or corrupt? {_one_line(err)})") from None
+    size, end = path.stat().st_size, getattr(f.file, "fEND", 0)
+    if size < end:
+        f.close()
+        raise InputError(f"{path}: truncated ROOT file ({size} bytes, its header says {end})")
+    return f
+
+
 def _open_tree(path: str | os.PathLike, tree: str):
     """Open ``path`` and return (file, tree); every failure is one-line :class:`InputError`."""
     import uproot
@@ -255,10 +270,7 @@ def _open_tree(path: str | os.PathLike, tree: str):
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a ROOT file")
-    try:
-        f = uproot.open(path)
-    except Exception as err:  # uproot raises many kinds on corrupt input
-        raise InputError(f"{path}: not a readable ROOT file (truncated or corrupt? {_one_line(err)})") from None
+    f = _open_file(path)
     try:
         keys = f.keys(cycle=False)
         obj = f[tree] if tree in keys else None
@@ -272,13 +284,13 @@ def _open_tree(path: str | os.PathLike, tree: str):
     return f, obj
 
 
-def _read_info(f) -> dict[str, str]:
+def _read_info(f, path) -> dict[str, str]:
+    if INFO_KEY not in f.keys(cycle=False):
+        return {}
     try:
-        if INFO_KEY in f.keys(cycle=False):
-            return {str(k): str(v) for k, v in json.loads(str(f[INFO_KEY])).items()}
-    except Exception:
-        pass
-    return {}
+        return {str(k): str(v) for k, v in json.loads(str(f[INFO_KEY])).items()}
+    except Exception as err:
+        raise InputError(f"{path}: unreadable provenance {INFO_KEY!r} (truncated or corrupt? {_one_line(err)})") from None
 
 
 def _default_mapping(tree) -> dict[str, str]:
@@ -400,7 +412,7 @@ def _prepare(path, tree, branches):
         mapping = dict(branches) if branches else _default_mapping(t)
         plan = _plan(mapping, str(path))
         columns, aliases = _columns(t, mapping, path)
-        info = _read_info(f)
+        info = _read_info(f, path)
         info.setdefault("source", str(path))
     except BaseException:
         f.close()
@@ -464,17 +476,11 @@ def iterate_events(
 
 def read_histograms(path: str | os.PathLike) -> dict[str, object]:
     """All TH1 objects of a file as ``hist.Hist`` (name -> Hist)."""
-    import uproot
-
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
-    try:
-        with uproot.open(path) as f:
-            return {
-                k: f[k].to_hist()
-                for k, c in f.classnames(cycle=False).items()
-                if c.startswith("TH1")
-            }
-    except Exception as err:
-        raise InputError(f"{path}: cannot read histograms (truncated or corrupt? {_one_line(err)})") from None
+    with _open_file(path) as f:
+        try:
+            return {k: f[k].to_hist() for k, c in f.classnames(cycle=False).items() if c.startswith("TH1")}
+        except Exception as err:
+            raise InputError(f"{path}: cannot read histograms (truncated or corrupt? {_one_line(err)})") from None
