@@ -244,7 +244,7 @@ def test_missing_file(tmp_path):
         ('<LesHouchesEvents version="3.0">\n<init>\n2212 2212 6500 6500\n</init>\n', "malformed <init>"),
         ('<LesHouchesEvents version="3.0">\n<init>\n2212 2212 6500 6500 0 0 -1 -1 3 1\n1 0 1 1\n</init>\n'
          "<event>\n1 1 1.0 91 -1 -1\n13 1 1 2 0 0 1.0 2.0 x 4.0 0.1 0 9\n</event>\n</LesHouchesEvents>\n",
-         "not a number in a particle line"),
+         "malformed event 1: not a number in a particle line"),
         ('<LesHouchesEvents version="3.0">\n<init>\n2212 2212 6500 6500 0 0 -1 -1 3 1\n1 0 1 1\n</init>\n'
          "<event>\n2 1 1.0 91 -1 -1\n13 1 1 2 0 0 1.0 2.0 3.0 4.0 0.1 0 9\n</event>\n</LesHouchesEvents>\n",
          "inside event 1"),

@@ -9,7 +9,8 @@ event record is built for them:
 * every object becomes a final-state line (status 1): ``Muon`` -> ``13``/``-13`` from its
   charge (``charge -1 -> 13``; without a charge field the leading muon is written as 13 and
   the next as -13), ``Electron``/``Tau`` likewise, ``Photon`` -> 22, ``Jet`` -> **21 (a
-  gluon)**, any collection with a ``pdgId`` field -> that field;
+  gluon), whatever flavour a pdgId field says**, any other collection with a ``pdgId`` field
+  -> that field (no colour is assigned to it);
 * with exactly two muons in an event, an intermediate Z (``23``, status 2) carries their
   summed four-momentum and is the muons' mother;
 * two incoming partons (status -1), ``u`` along +z and ``ubar`` along -z, **with zero pT**:
@@ -267,6 +268,8 @@ class LheWriter:
 
 def _pdg_ids(name: str, coll: ak.Array, path) -> ak.Array:
     """PDG ids ``[N, var]`` for a collection (see module docstring)."""
+    if name in FIXED_PDG:  # jets are hadron-level objects: written as gluons, whatever their flavour
+        return ak.values_astype(ak.zeros_like(coll.pt), np.int64) + FIXED_PDG[name]
     if "pdgId" in coll.fields:
         return ak.values_astype(coll.pdgId, np.int64)
     if name in CHARGED_LEPTONS:
@@ -276,8 +279,6 @@ def _pdg_ids(name: str, coll: ak.Array, path) -> ak.Array:
             return ak.where(charge < 0, base, -base)
         idx = ak.local_index(coll.pt, axis=1)
         return ak.where(idx % 2 == 0, base, -base)
-    if name in FIXED_PDG:
-        return ak.values_astype(ak.zeros_like(coll.pt), np.int64) + FIXED_PDG[name]
     raise OutputError(f"{path}: collection {name!r} has no pdgId field and no known PDG id")
 
 
@@ -285,6 +286,8 @@ def _events_text(sample: EventSample, w: np.ndarray, weights: Mapping[str, np.nd
     """The ``<event>`` blocks of one chunk (vectorised per field, joined per event)."""
     n = len(sample)
     # flat final-state objects, grouped per event in collection order
+    if not sample.collections:
+        raise OutputError(f"{path}: the sample has no object collections to write")
     parts = []
     for name, coll in sample.collections.items():
         e, px, py, pz = ptetaphim_to_epxpypz(
@@ -599,7 +602,7 @@ class _Reader:
             except ValueError:
                 raise self.fail(f"malformed {where}: weight {wid!r} is not a number ({val[:20]!r})") from None
         self.n_events += 1
-        return xwgt, rows, wgts, first
+        return xwgt, rows, wgts, first, self.n_events
 
     def close(self):
         self.fh.close()
@@ -666,7 +669,7 @@ def _number_error(reader: _Reader, events: list) -> InputError:
                 [float(x) for x in row]
             except ValueError:
                 return InputError(
-                    f"{reader.path}: line {ev[3] + j}: malformed event: not a number in a particle line"
+                    f"{reader.path}: line {ev[3] + j}: malformed event {ev[4]}: not a number in a particle line"
                 )
     return InputError(f"{reader.path}: malformed particle lines")  # pragma: no cover
 
