@@ -400,3 +400,25 @@ def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
     (tmp_path / "o.root").write_text("keep")
     rc, out, err = run_cli(["convert", good, tmp_path / "o.root"], capsys)
     assert rc == 2 and "exists; use --force" in err and (tmp_path / "o.root").read_text() == "keep"
+
+
+def test_pythia_accepts_a_converted_madgraph_file(tmp_path):
+    """Quark jets, undecayed W bosons and no muons: still a record Pythia reads."""
+    pythia8mc = pytest.importorskip("pythia8mc")
+    if not MADGRAPH.exists():
+        pytest.skip(f"fixture {MADGRAPH} absent (needs ../shared/fixtures beside the checkout)")
+    from hepgen.io import convert
+
+    path, n = convert(MADGRAPH, tmp_path / "mg.lhe", sqrt_s=8000.0, progress=False)
+    back = load_lhe(path)
+    assert n == 59 and ak.all(back.sample["Jet"].pdgId == 21)
+    assert back.weights["1003"].tobytes() == load_lhe(MADGRAPH).weights["1003"].tobytes()
+    py = pythia8mc.Pythia("", False)
+    for setting in ("Beams:frameType = 4", f"Beams:LHEF = {path}", "PartonLevel:all = off",
+                    "HadronLevel:all = off", "Next:numberCount = 0", "Next:numberShowLHA = 0",
+                    "Next:numberShowInfo = 0", "Next:numberShowProcess = 0", "Next:numberShowEvent = 0"):
+        assert py.readString(setting)
+    assert py.init()
+    for i in range(n):
+        assert py.next(), f"Pythia rejected event {i}"
+    assert not py.next() and py.infoPython().atEndOfFile()
