@@ -29,7 +29,8 @@ file branch, e.g. for ``uproot-HZZ.root``::
 A collection is given either by ``C_pt, C_eta, C_phi, C_mass`` or by Cartesian
 ``C_px, C_py, C_pz, C_E`` (converted with :func:`hepgen.kinematics.epxpypz_to_ptetaphim`);
 ``C_charge`` / ``C_pdgId`` are optional, ``nC`` is optional (the counts come from the jagged
-branches). Objects are re-sorted by decreasing pT. Every value must be a branch of the tree.
+branches). Objects are re-sorted by decreasing pT. A value is a branch name or an uproot
+expression over branches (``"jet_pt / 1000"`` for an ntuple in MeV).
 """
 
 from __future__ import annotations
