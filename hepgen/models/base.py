@@ -1,0 +1,63 @@
+"""The one protocol every generator family follows.
+
+A generator learns a density over network coordinates ``x`` ``[N, D]`` (see
+:mod:`hepgen.coords`) given a condition ``c`` ``[N, C]`` (``C`` may be 0; for Z+jets the
+one-hot jet multiplicity). It is a *pure function of explicit noise*: everything random at
+generation time is drawn outside and passed in, so torch, ONNX Runtime and C++ give the same
+events for the same noise, and a framework keeps control of its random numbers.
+
+    loss(x, c)         -> scalar training loss (mean over events; the KL term of Bayesian
+                          layers is added by the training loop, not here)
+    noise_dim()        -> noise columns ``sample`` consumes per event
+    sampler(**opts)    -> an exportable ``nn.Module``: forward(noise [N, noise_dim], c [N, C])
+                          -> x [N, D]; tensor ops only, fixed unrolled loops
+    sample(noise, c)   -> x [N, D] (= sampler()(noise, c) with the card's settings)
+    log_prob(x, c)     -> [N] log-density, where the family has one
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ..cards import ModelConfig
+
+
+class Generator(nn.Module):
+    """Base class of the generator families (see module docstring)."""
+
+    family: ClassVar[str] = ""
+
+    def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig):
+        super().__init__()
+        self.dim, self.cond_dim, self.cfg = dim, cond_dim, cfg
+
+    def loss(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def noise_dim(self, **opts) -> int:
+        """Noise columns per event that ``sampler(**opts)`` consumes (default: D)."""
+        return self.dim
+
+    def sampler(self, **opts) -> nn.Module:
+        raise NotImplementedError
+
+    def sample(self, noise: torch.Tensor, c: torch.Tensor, **opts) -> torch.Tensor:
+        """x ``[N, D]`` from noise ``[N, noise_dim]`` and condition ``[N, C]``; deterministic."""
+        with torch.no_grad():
+            return self.sampler(**opts)(noise, c)
+
+    def draw_noise(self, n: int, generator: torch.Generator | None = None, **opts) -> torch.Tensor:
+        """Standard-normal noise ``[n, noise_dim]`` (families needing uniforms override)."""
+        return torch.randn(n, self.noise_dim(**opts), generator=generator)
+
+    def log_prob(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{self.family} has no log_prob")
+
+
+def empty_condition(n: int, like: torch.Tensor | None = None) -> torch.Tensor:
+    """A ``[n, 0]`` condition for unconditional models."""
+    kw = {} if like is None else {"dtype": like.dtype, "device": like.device}
+    return torch.zeros(n, 0, **kw)

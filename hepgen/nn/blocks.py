@@ -1,0 +1,86 @@
+"""Network building blocks shared by every generator family.
+
+``linear`` makes a plain or Bayesian layer from the card's settings; :class:`ResidualMLP`
+is the default backbone; :class:`TimeEmbedding` embeds a diffusion/flow time t in [0, 1].
+All blocks take a condition ``c`` ``[N, C]`` (C may be 0) concatenated to their input.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..cards import BayesConfig, NetworkConfig
+from .bayesian import BayesianLinear
+
+_ACT = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU}
+
+
+def linear(in_features: int, out_features: int, bayes: BayesConfig | None = None,
+           bayesian: bool = False) -> nn.Module:
+    """``nn.Linear``, or :class:`BayesianLinear` when ``bayesian`` and ``bayes.enabled``."""
+    if bayesian and bayes is not None and bayes.enabled:
+        return BayesianLinear(in_features, out_features, bayes.prior_sigma, bayes.init_log_sigma)
+    return nn.Linear(in_features, out_features)
+
+
+class TimeEmbedding(nn.Module):
+    """t ``[N, 1]`` in [0, 1] -> ``[N, dim]`` sinusoidal features (fixed frequencies)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        half = max(dim // 2, 1)
+        freqs = torch.exp(torch.linspace(0.0, math.log(1000.0), half))
+        self.register_buffer("freqs", freqs)
+        self.dim = 2 * half
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        arg = t * self.freqs * (2 * math.pi)
+        return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)
+
+
+class _Block(nn.Module):
+    def __init__(self, width: int, act: type, dropout: float, bayes, bayesian: bool):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.fc1 = linear(width, width, bayes, bayesian)
+        self.fc2 = linear(width, width, bayes, bayesian)
+        self.act = act()
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, h):
+        return h + self.fc2(self.drop(self.act(self.fc1(self.act(self.norm(h))))))
+
+
+class ResidualMLP(nn.Module):
+    """x ``[N, in_dim]`` (+ condition ``[N, cond_dim]``) -> ``[N, out_dim]``.
+
+    ``net.layers`` residual blocks of width ``net.hidden``. With ``bayes.enabled``, the
+    layers chosen by ``bayes.layers`` ("all" or "last") are Bayesian. The output layer starts
+    at zero so a fresh generator is the identity/zero field.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, net: NetworkConfig, bayes: BayesConfig | None = None,
+                 cond_dim: int = 0):
+        super().__init__()
+        every = bayes is not None and bayes.enabled and bayes.layers == "all"
+        act = _ACT[net.activation]
+        self.inp = linear(in_dim + cond_dim, net.hidden, bayes, every)
+        self.blocks = nn.ModuleList(
+            _Block(net.hidden, act, net.dropout, bayes, every) for _ in range(net.layers)
+        )
+        self.out_norm = nn.LayerNorm(net.hidden)
+        self.act = act()
+        self.out = linear(net.hidden, out_dim, bayes, bayesian=True)
+        with torch.no_grad():
+            w = self.out.weight_mu if isinstance(self.out, BayesianLinear) else self.out.weight
+            w.mul_(0.01)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        h = x if c is None or c.shape[-1] == 0 else torch.cat([x, c], dim=-1)
+        h = self.inp(h)
+        for block in self.blocks:
+            h = block(h)
+        return self.out(self.act(self.out_norm(h)))
