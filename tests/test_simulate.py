@@ -17,6 +17,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 import pytest
+import yaml
 
 from hepgen.cards import Card, card_from_dict, load_card
 from hepgen.errors import CardError, OutputError
@@ -111,7 +112,7 @@ def test_provenance(sample):
     # LO Pythia sigma(pp -> Z/gamma* -> mu mu, m > 50 GeV) at 13 TeV is ~1.5 nb (NNLO ~2 nb)
     assert 1000 < float(info["sigma_gen_pb"]) < 2500
     assert 0 < float(info["sigma_gen_err_pb"]) < 0.1 * float(info["sigma_gen_pb"])
-    card = card_from_dict(__import__("yaml").safe_load(info["card"]))
+    card = card_from_dict(yaml.safe_load(info["card"]))
     assert card.seed == 11 and card.simulate.events == 400
     assert info["pythia8mc_version"] == "8.317.2" and info["fastjet_version"]
     assert "WeakSingleBoson:ffbar2gmZ = on" in json.loads(info["pythia_settings"])
