@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from hepgen.cards import Card, card_from_dict, load_card
-from hepgen.errors import CardError, OutputError
+from hepgen.errors import CardError, HepgenError, OutputError
 from hepgen.io.root import read_events
 from hepgen.simulate import produce
 from hepgen.simulate import pythia as P
@@ -333,6 +333,14 @@ def test_existing_output_is_refused_before_simulating(tmp_path):
         produce(small_card(), events=10**6, output=out, jobs=1)
     assert time.perf_counter() - t < 5  # refused up front, not after a million events
     assert out.read_bytes() == b"precious"
+
+
+def test_impossible_cuts_stop_with_a_message():
+    card = load_card(CARD)
+    process = dataclasses.replace(card.process, jet_pt_min=5000.0)
+    task = WorkerTask(0, 10, 1, tuple(P.settings(card)), process, batch=500, give_up_after=1500)
+    with pytest.raises(HepgenError, match="no event passed the selection in 1500 generated"):
+        run_worker(task, progress=lambda *_: None)
 
 
 def test_bad_card_values_are_card_errors():

@@ -27,13 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from ..cards import Card, ProcessConfig, card_hash, dump_card
-from ..errors import OutputError
+from ..errors import HepgenError, OutputError
 from ..events import EventSample
 from ..outputs import atomic_output, check_output
 from . import pythia as _pythia
 from .selection import SelectionStats, select
 
 MB_TO_PB = 1e9
+NOTHING_PASSES_AFTER = 20_000  # generated events without one selected: the cuts are wrong
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class WorkerTask:
     settings: tuple[str, ...]
     process: ProcessConfig
     batch: int
+    give_up_after: int = NOTHING_PASSES_AFTER  # generated events without a selected one
 
 
 @dataclass
@@ -91,6 +93,11 @@ def run_worker(task: WorkerTask, progress=None) -> WorkerResult:
         stats += batch_stats
         samples.append(sample)
         report(batch_stats.accepted, batch_stats.tried)
+        if stats.accepted == 0 and stats.tried >= task.give_up_after:
+            raise HepgenError(
+                f"no event passed the selection in {stats.tried} generated events; "
+                "check the card's process cuts (n_jets, jet_pt_min, jet_eta_max)"
+            )
     info = pythia.infoPython()
     return WorkerResult(
         index=task.index,
