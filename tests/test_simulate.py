@@ -343,6 +343,14 @@ def test_impossible_cuts_stop_with_a_message():
         run_worker(task, progress=lambda *_: None)
 
 
+def test_weighted_pythia_events_are_refused():
+    card = small_card(hard_process="z_jet")  # a 2 -> 2 process: pT-hat biasing applies
+    lines = (*P.settings(card), "PhaseSpace:bias2Selection = on", "PhaseSpace:bias2SelectionPow = 2")
+    task = WorkerTask(0, 10, 1, lines, card.process, batch=50)
+    with pytest.raises(HepgenError, match="weighted events"):
+        run_worker(task, progress=lambda *_: None)
+
+
 def test_bad_card_values_are_card_errors():
     with pytest.raises(CardError, match="hard_process"):
         card_from_dict({"simulate": {"hard_process": "ttbar"}})

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import awkward as ak
 import numpy as np
 
 from ..cards import Card, ProcessConfig, card_hash, dump_card
@@ -82,6 +83,12 @@ def run_worker(task: WorkerTask, progress=None) -> WorkerResult:
     stats = SelectionStats()
     while stats.accepted < task.events:
         batch = pythia.nextBatch(task.batch)
+        weights = ak.to_numpy(ak.firsts(batch["info"]["weights"], axis=1))
+        if not np.all(weights == 1.0):  # e.g. a biased phase space in simulate.pythia
+            raise HepgenError(
+                "Pythia produced weighted events (settings in the card's simulate.pythia?); "
+                "the reference sample is unweighted"
+            )
         sample, flags = select(batch, task.process)
         need = task.events - stats.accepted
         if len(sample) > need:  # keep the first `need`; count tried events up to the last one
