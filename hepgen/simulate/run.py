@@ -71,6 +71,17 @@ def _init_worker(progress_queue) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
 
 
+def select_batch(batch, process: ProcessConfig):
+    """One ``nextBatch`` result -> (selected events, per-event flags); unweighted only."""
+    weights = ak.to_numpy(ak.firsts(batch["info"]["weights"], axis=1))
+    if not np.all(weights == 1.0):  # e.g. a biased phase space in simulate.pythia
+        raise HepgenError(
+            "Pythia produced weighted events (settings in the card's simulate.pythia?); "
+            "the reference sample is unweighted"
+        )
+    return select(batch, process)
+
+
 def run_worker(task: WorkerTask, progress=None) -> WorkerResult:
     """Generate and select until ``task.events`` events are kept (deterministic).
 
@@ -82,14 +93,7 @@ def run_worker(task: WorkerTask, progress=None) -> WorkerResult:
     samples: list[EventSample] = []
     stats = SelectionStats()
     while stats.accepted < task.events:
-        batch = pythia.nextBatch(task.batch)
-        weights = ak.to_numpy(ak.firsts(batch["info"]["weights"], axis=1))
-        if not np.all(weights == 1.0):  # e.g. a biased phase space in simulate.pythia
-            raise HepgenError(
-                "Pythia produced weighted events (settings in the card's simulate.pythia?); "
-                "the reference sample is unweighted"
-            )
-        sample, flags = select(batch, task.process)
+        sample, flags = select_batch(pythia.nextBatch(task.batch), task.process)
         need = task.events - stats.accepted
         if len(sample) > need:  # keep the first `need`; count tried events up to the last one
             stop = int(np.flatnonzero(flags.keep)[need - 1]) + 1
