@@ -48,7 +48,7 @@ def cli():
 @click.option("--seed", type=click.IntRange(min=0), help="Random seed (default: the card's seed).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output ROOT file (default: the card's simulate.output).")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), help="Worker processes; 0 = all cores (default: the card's simulate.jobs).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
 @_FORCE
 @_SET
 def simulate(card, events, seed, output, jobs, quiet, force, overrides):
