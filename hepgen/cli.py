@@ -48,15 +48,31 @@ def cli():
 @click.option("--seed", type=click.IntRange(min=0), help="Random seed (default: the card's seed).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output ROOT file (default: the card's simulate.output).")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), help="Worker processes; 0 = all cores (default: the card's simulate.jobs).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
 @_FORCE
 @_SET
-def simulate(card, events, seed, output, jobs, force, overrides):
+def simulate(card, events, seed, output, jobs, quiet, force, overrides):
     """Produce a reference sample: Pythia 8 events, FastJet jets, the card's selection."""
     cfg = _load(card, overrides)
     from .simulate import produce
 
-    path = produce(cfg, events=events, seed=seed, output=output, jobs=jobs, force=force)
+    path = produce(cfg, events=events, seed=seed, output=output, jobs=jobs, force=force, quiet=quiet)
     click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option("--tree", default="Events", show_default=True, help="TTree to read from a ROOT source.")
+@click.option("--sqrt-s", type=click.FloatRange(min=0, min_open=True), default=13000.0, show_default=True,
+              help="Collider energy (GeV) for an LHE target's beams.")
+@_FORCE
+def convert(source, target, tree, sqrt_s, force):
+    """Convert events between ROOT (NanoAOD-style TTree) and LHE, by file suffix."""
+    from .io import convert as run
+
+    path, n = run(source, target, force=force, tree=tree, sqrt_s=sqrt_s)
+    click.echo(f"wrote {path} ({n} events)")
 
 
 @cli.command()
