@@ -27,12 +27,17 @@ def linear(in_features: int, out_features: int, bayes: BayesConfig | None = None
 
 
 class TimeEmbedding(nn.Module):
-    """t ``[N, 1]`` in [0, 1] -> ``[N, dim]`` sinusoidal features (fixed frequencies)."""
+    """t ``[N, 1]`` in [0, 1] -> ``[N, dim]`` sinusoidal features (fixed frequencies).
 
-    def __init__(self, dim: int):
+    Frequencies run log-uniformly from 1 to ``max_freq`` cycles per unit time. ODE samplers
+    with few fixed steps need a smooth time dependence (a small ``max_freq``, as CFM uses);
+    discrete-time diffusion can use a large one.
+    """
+
+    def __init__(self, dim: int, max_freq: float = 1000.0):
         super().__init__()
         half = max(dim // 2, 1)
-        freqs = torch.exp(torch.linspace(0.0, math.log(1000.0), half))
+        freqs = torch.exp(torch.linspace(0.0, math.log(max_freq), half))
         self.register_buffer("freqs", freqs)
         self.dim = 2 * half
 

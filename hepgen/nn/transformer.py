@@ -1,0 +1,86 @@
+"""A small transformer backbone over the coordinates of one event.
+
+Every input coordinate is a token: value embedding (Linear 1 -> hidden) + a learned position
+embedding + the embedded condition (time, jet multiplicity); pre-norm self-attention blocks
+(written out with MatMul / Softmax, so it exports without fused attention ops); a per-token
+linear head gives one output per coordinate (``out_dim == in_dim``, as a velocity field needs)
+or, otherwise, a head over the flattened tokens. With ``bayes.enabled`` the layers chosen by
+``bayes.layers`` are Bayesian, like :class:`hepgen.nn.blocks.ResidualMLP`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..cards import BayesConfig, NetworkConfig
+from .bayesian import BayesianLinear
+from .blocks import _ACT, linear
+
+
+class _Attention(nn.Module):
+    def __init__(self, width: int, heads: int, bayes, bayesian: bool):
+        super().__init__()
+        if width % heads:
+            from ..errors import CardError
+
+            raise CardError(f"model.network.hidden = {width} must be a multiple of model.network.heads = {heads}")
+        self.heads, self.hd = heads, width // heads
+        self.qkv = linear(width, 3 * width, bayes, bayesian)
+        self.proj = linear(width, width, bayes, bayesian)
+
+    def forward(self, h):  # [N, T, W]
+        n, t, w = h.shape
+        q, k, v = self.qkv(h).reshape(n, t, 3, self.heads, self.hd).permute(2, 0, 3, 1, 4)
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.hd), dim=-1)
+        return self.proj((att @ v).transpose(1, 2).reshape(n, t, w))
+
+
+class _Layer(nn.Module):
+    def __init__(self, width, heads, act, dropout, bayes, bayesian):
+        super().__init__()
+        self.n1, self.n2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.att = _Attention(width, heads, bayes, bayesian)
+        self.fc1 = linear(width, 2 * width, bayes, bayesian)
+        self.fc2 = linear(2 * width, width, bayes, bayesian)
+        self.act = act()
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, h):
+        h = h + self.drop(self.att(self.n1(h)))
+        return h + self.drop(self.fc2(self.act(self.fc1(self.n2(h)))))
+
+
+class Transformer(nn.Module):
+    """x ``[N, in_dim]`` (+ condition ``[N, cond_dim]``) -> ``[N, out_dim]``."""
+
+    def __init__(self, in_dim: int, out_dim: int, net: NetworkConfig, bayes: BayesConfig | None = None,
+                 cond_dim: int = 0):
+        super().__init__()
+        every = bayes is not None and bayes.enabled and bayes.layers == "all"
+        w = net.hidden
+        self.in_dim, self.out_dim = in_dim, out_dim
+        self.value = nn.Linear(1, w)
+        self.pos = nn.Parameter(torch.randn(in_dim, w) * 0.02)
+        self.cond = nn.Linear(cond_dim, w) if cond_dim else None
+        self.layers = nn.ModuleList(_Layer(w, net.heads, _ACT[net.activation], net.dropout, bayes, every)
+                                    for _ in range(net.layers))
+        self.norm = nn.LayerNorm(w)
+        self.per_token = out_dim == in_dim
+        self.out = linear(w if self.per_token else w * in_dim, 1 if self.per_token else out_dim, bayes, bayesian=True)
+        with torch.no_grad():
+            wt = self.out.weight_mu if isinstance(self.out, BayesianLinear) else self.out.weight
+            wt.mul_(0.01)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.value(x.unsqueeze(-1)) + self.pos
+        if self.cond is not None and c is not None and c.shape[-1]:
+            h = h + self.cond(c).unsqueeze(1)
+        for layer in self.layers:
+            h = layer(h)
+        h = self.norm(h)
+        if self.per_token:
+            return self.out(h).squeeze(-1)
+        return self.out(h.reshape(h.shape[0], -1))
