@@ -145,3 +145,22 @@ def test_ddp_two_processes_gloo(tmp_path):
     # train() compares a sha256 of every rank's parameters at the end (and fails if they differ)
     log = (tmp_path / "run" / "train.log").read_text()
     assert "2 ranks" in log and "all 2 ranks hold identical parameters" in log
+
+
+@pytest.mark.slow
+def test_train_simulates_the_reference_first_when_absent(tmp_path):
+    """A fresh machine: data.path (= simulate.output) is missing, so hepgen train runs Pythia first."""
+    pytest.importorskip("pythia8mc")
+    ref = tmp_path / "data" / "ref.root"
+    card = card_from_dict({
+        "name": "fresh", "seed": 4,
+        "simulate": {"events": 300, "output": str(ref), "jobs": 1},
+        "data": {"path": str(ref)},
+        "model": {"network": {"hidden": 8, "layers": 1}, "cfm": {"steps": 1}},
+        "train": {"epochs": 1, "batch_size": 128, "threads": 1, "runs_dir": str(tmp_path / "runs")},
+        "generate": {"events": 50},
+    })
+    run = train(card, progress=False, run_dir=tmp_path / "run")
+    assert ref.is_file()
+    assert "is absent: running the card's simulation first" in (run / "train.log").read_text()
+    assert (run / "generated.root").is_file()
