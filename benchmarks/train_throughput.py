@@ -79,12 +79,15 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--sample-events", type=int, default=10000)
     ap.add_argument("--gen-events", type=int, default=2_000_000)
+    ap.add_argument("--memory-only", action="store_true", help="only the streamed-generation memory part")
     args = ap.parse_args()
     if not args.data.exists():
         sys.exit(f"{args.data} is missing: run `hepgen simulate cards/zjets.yaml` first")
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="hepgen-bench-"))
     card = card_for(args.data, tmp / "runs", args.epochs, args.events, args.threads, args.hidden, args.layers)
+    if args.memory_only:
+        return memory(args, tmp)
     data = prepare_data(card, log=lambda m: None)
     n = len(data.x_train)
     print(f"# training: {n} Z+jets events, MLP {args.hidden}x{args.layers}, batch 1024, {args.epochs} epochs, "
@@ -130,7 +133,11 @@ def main():
             dt = time.perf_counter() - t0
         print(f"{solver:9s} {steps:3d} steps  {args.sample_events / dt:10.0f} events/s")
 
-    # peak memory of streamed generation (tiny model, so the events dominate)
+    memory(args, tmp)
+
+
+def memory(args, tmp):
+    """Peak memory of streamed generation (tiny model, so the events dominate)."""
     tiny = card_for(args.data, tmp / "runs", 1, 3000, args.threads, 8, 1)
     tiny_run = train(tiny, progress=False, after=False, run_dir=tmp / "tiny")
     print(f"# streamed generation, tiny model (euler 1 step), chunk 100000, ROOT output")

@@ -5,7 +5,8 @@ Z -> mu mu + {1, 2, 3} jets (:class:`ZJetsCoords`). Physics objects ``p`` ``[N, 
 jets all zero). The learned coordinates ``x`` ``[N, D]``, D = 5 + 4 * max_jets = 17:
 
     muon 1 : log pT, eta                          (its phi is the reference azimuth)
-    muon 2 : log pT, eta, wrap(phi2 - phi1 - pi)  (peaks at 0: the muons are back to back)
+    muon 2 : log m0, eta, wrap(phi2 - phi1 - pi)  (m0: massless dimuon mass, replaces pT2;
+                                                  the angle peaks at 0: muons back to back)
     jet j  : log(pT - pT_min), eta, wrap(phi_j - phi1), log m
 
 then standardised with the mean / std fitted on the training set (buffers, saved with the
@@ -15,11 +16,13 @@ model). Steps of the chain, each a torch module with ``forward(y) -> (y', log|de
 1. :class:`RelativeAzimuth` (p -> raw columns): drops the global azimuth phi1 (not learned; on
    output it is drawn uniformly from an explicit uniform noise column) and measures every other
    phi relative to it. The map (phi1, phi_i) -> (phi1, phi_i - phi1) has unit Jacobian.
-2. :class:`LogShift`: log(y - shift) on the pT columns (shift = pT_min for jets, so the jet cut
+2. :class:`DimuonMass`: pT of muon 2 -> the (massless) dimuon mass m0, so the narrow Z peak is
+   one learned coordinate (without it a CFM smeared the peak 3x: IQR 10 GeV vs 3.5 GeV).
+3. :class:`LogShift`: log(y - shift) on the pT / m0 columns (shift = pT_min for jets, so the jet cut
    sits at -inf and generated jets have pT > pT_min by construction; 0 for muons) and on the
    jet masses (jets with m below ``mass_floor`` are lifted to it on input; this is the one
    non-invertible step and only touches single-particle jets).
-3. :class:`Standardize`: (y - mean) / std.
+4. :class:`Standardize`: (y - mean) / std.
 
 Periodic phi: the relative azimuths are learned plainly on (-pi, pi) and wrapped back onto the
 circle on output (:func:`wrap_angle`). The network density on R, wrapped, is a density on the
@@ -123,6 +126,28 @@ class LogShift(Transform):
         return torch.where(self.mask, torch.exp(y) + self.shift.to(y.dtype), y)
 
 
+class DimuonMass(Transform):
+    """Raw column 2 (pT of muon 2) <-> the massless dimuon mass m0 (GeV).
+
+    m0^2 = 2 pT1 pT2 (cosh(eta1 - eta2) + cos(d)) with d = raw column 4 = phi2 - phi1 - pi, i.e.
+    the Z mass up to m_mu^2 / m^2 ~ 1e-6: the narrow Z peak becomes one coordinate instead of a
+    function of six. Exactly invertible for fixed (pT1, eta1, eta2, d); log|dm0/dpT2| = log(m0 / 2 pT2).
+    """
+
+    @staticmethod
+    def _angular(y: torch.Tensor) -> torch.Tensor:
+        cosh = 0.5 * (torch.exp(y[:, 1] - y[:, 3]) + torch.exp(y[:, 3] - y[:, 1]))  # cosh via Exp (exportable)
+        return cosh + torch.cos(y[:, 4])
+
+    def forward(self, y):
+        m0 = torch.sqrt(2 * y[:, 0] * y[:, 2] * self._angular(y))
+        return torch.cat([y[:, :2], m0.unsqueeze(-1), y[:, 3:]], -1), torch.log(m0 / (2 * y[:, 2]))
+
+    def inverse(self, y):
+        pt2 = y[:, 2] * y[:, 2] / (2 * y[:, 0] * self._angular(y))
+        return torch.cat([y[:, :2], pt2.unsqueeze(-1), y[:, 3:]], -1)
+
+
 class Standardize(Transform):
     """(y - mean) / std with mean, std ``[D]`` fitted by :meth:`fit` (buffers)."""
 
@@ -207,7 +232,7 @@ class ZJetsCoords(nn.Module):
         for j in range(self.max_jets):
             cols += [5 + 4 * j, 8 + 4 * j]
             shifts += [self.jet_pt_min, 0.0]
-        self.chain = Chain(LogShift(d, cols, shifts), Standardize(d))
+        self.chain = Chain(DimuonMass(), LogShift(d, cols, shifts), Standardize(d))
         self.register_buffer("mult_counts", torch.zeros(len(self.n_values), dtype=torch.float64))
         self.register_buffer("charge_frac", torch.tensor(0.5, dtype=torch.float64))
 
@@ -248,8 +273,8 @@ class ZJetsCoords(nn.Module):
         """Fit standardisation, multiplicity counts and charge fraction on a training sample."""
         p, n = self.physics(sample)
         raw, valid = self._raw(p, n)
-        logs, _ = self.chain.steps[0](raw)
-        self.chain.steps[1].fit(logs, valid)
+        logs, _ = self.chain.steps[1](self.chain.steps[0](raw)[0])
+        self.chain.steps[2].fit(logs, valid)
         for k, v in enumerate(self.n_values):
             self.mult_counts[k] = float((n == v).sum())
         if "charge" in sample["Muon"].fields:
@@ -268,9 +293,11 @@ class ZJetsCoords(nn.Module):
         raw, valid = self._raw(p, n)
         x, _ = self.chain(raw)
         # per-column log-dets, so that missing columns can be left out
-        ld_log = -torch.log(torch.where(self.chain.steps[0].mask, raw - self.chain.steps[0].shift, torch.ones_like(raw)))
-        ld = ld_log - torch.log(self.chain.steps[1].std)
-        return x, (ld * valid).sum(-1)
+        dimuon, logshift, standardize = self.chain.steps
+        y, ld_dimuon = dimuon(raw)
+        ld_log = -torch.log(torch.where(logshift.mask, y - logshift.shift, torch.ones_like(y)))
+        ld = ld_log - torch.log(standardize.std)
+        return x, (ld * valid).sum(-1) + ld_dimuon
 
     def encode(self, sample, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """EventSample -> (x ``[N, D]`` float64 with N(0,1) in missing-jet columns, c one-hot ``[N, K]``)."""
@@ -300,7 +327,7 @@ class ZJetsInverse(nn.Module):
 
     def __init__(self, coords: ZJetsCoords, dtype: torch.dtype = torch.float32):
         super().__init__()
-        log_step, std_step = coords.chain.steps
+        _, log_step, std_step = coords.chain.steps
         self.register_buffer("mean", std_step.mean.to(dtype).clone())
         self.register_buffer("std", std_step.std.to(dtype).clone())
         self.register_buffer("mask", log_step.mask.clone())
@@ -311,6 +338,7 @@ class ZJetsInverse(nn.Module):
         dt = x.dtype
         y = x * self.std.to(dt) + self.mean.to(dt)
         y = torch.where(self.mask, torch.exp(y) + self.shift.to(dt), y)
+        y = DimuonMass().inverse(y)
         phi1 = u * TWO_PI - math.pi
         return self.azimuth.inverse(y, phi1)
 

@@ -82,6 +82,11 @@ def load_run(path: str | os.PathLike, checkpoint: str = "best") -> Run:
     except Exception as err:
         raise InputError(f"{ckpt_path}: cannot read the checkpoint ({type(err).__name__})") from None
     coords, model = build_for(card)
-    coords.load_state_dict(ckpt["coords"])
-    model.load_state_dict(ckpt["model"])
+    try:
+        coords.load_state_dict(ckpt["coords"])
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise InputError(f"{ckpt_path} does not match the model/coordinates of this hepgen version "
+                         f"(made by an older version?): {first}") from None
     return Run(path, card, model.eval(), coords, int(ckpt["epoch"]))
