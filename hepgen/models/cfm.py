@@ -5,7 +5,7 @@ regresses the constant velocity x1 - x0. Sampling integrates dx/dt = v from t = 
 to t = 1 with a fixed-step solver (:mod:`hepgen.models.solvers`).
 
 Backbones (``model.network.backbone``): ``mlp`` (:class:`~hepgen.nn.blocks.ResidualMLP`) or
-``transformer`` (:class:`~hepgen.nn.transformer.Transformer`, one token per coordinate).
+``transformer`` (:class:`~hepgen.nn.coord_transformer.CoordinateTransformer`, one token per coordinate).
 
 Exact likelihood (:meth:`CFM.log_prob`): integrate x and the log-density backwards from t = 1
 to t = 0, d log p(x_t)/dt = -div v, so log p1(x) = log N(x(0)) - int_0^1 div v dt; the
@@ -23,7 +23,7 @@ from ..cards import ModelConfig
 import math
 
 from ..nn.blocks import ResidualMLP, TimeEmbedding
-from ..nn.transformer import Transformer
+from ..nn.coord_transformer import CoordinateTransformer
 from . import solvers
 from .base import Generator
 
@@ -40,7 +40,7 @@ class VelocityField(nn.Module):
     def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig):
         super().__init__()
         self.embed = TimeEmbedding(cfg.cfm.time_embedding, max_freq=TIME_MAX_FREQ)
-        backbone = Transformer if cfg.network.backbone == "transformer" else ResidualMLP
+        backbone = CoordinateTransformer if cfg.network.backbone == "transformer" else ResidualMLP
         self.net = backbone(dim, dim, cfg.network, cfg.bayes, cond_dim=self.embed.dim + cond_dim)
 
     def forward(self, x, t, c):

@@ -1,4 +1,6 @@
-"""A small transformer backbone over the coordinates of one event.
+"""A bidirectional transformer backbone over the coordinates of one event (CFM velocity field).
+
+(The causal transformer of JetGPT is :mod:`hepgen.nn.transformer`.)
 
 Every input coordinate is a token: value embedding (Linear 1 -> hidden) + a learned position
 embedding + the embedded condition (time, jet multiplicity); pre-norm self-attention blocks
@@ -53,7 +55,7 @@ class _Layer(nn.Module):
         return h + self.drop(self.fc2(self.act(self.fc1(self.n2(h)))))
 
 
-class Transformer(nn.Module):
+class CoordinateTransformer(nn.Module):
     """x ``[N, in_dim]`` (+ condition ``[N, cond_dim]``) -> ``[N, out_dim]``."""
 
     def __init__(self, in_dim: int, out_dim: int, net: NetworkConfig, bayes: BayesConfig | None = None,
