@@ -44,14 +44,17 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
     ap.add_argument("--generated", type=Path)
+    ap.add_argument("--reference", choices=["test", "all"], default="test",
+                    help="held-out test split (default) or the whole reference file (incl. training events: more "
+                         "statistics, but not independent)")
     args = ap.parse_args()
     card = load_card(args.run / "card.yaml")
     gen = read_events(args.generated or args.run / "generated.root")
     ref_all = load_training_data(card, log=lambda m: None)
     test = np.load(args.run / "split.npz")["test"]
-    ref = ref_all.select(test)
+    ref = ref_all.select(test) if args.reference == "test" else ref_all
     print(f"generated {len(gen)} events ({gen.info.get('dropped_dR_jj', '?')} dropped for Delta R_jj, "
-          f"{gen.info.get('dropped_acceptance', '?')} for acceptance), held-out reference {len(ref)} events")
+          f"{gen.info.get('dropped_acceptance', '?')} for acceptance), {args.reference} reference {len(ref)} events")
     og, orf = observables.compute(gen, BULK), observables.compute(ref, BULK)
     pg, pr = peak(og["m_mumu"]), peak(orf["m_mumu"])
     print(f"m_mumu peak: generated {pg:.2f} GeV, reference {pr:.2f} GeV, difference {pg - pr:+.2f} GeV")
