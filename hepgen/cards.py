@@ -167,7 +167,9 @@ class ValidateConfig:
     classifier_epochs: int = _f(30, ge=1)
     classifier_runs: int = _f(3, ge=1)
     style: Literal["CMS", "ATLAS", "ROOT"] = "CMS"
-    min_bin_events: int = _f(100, ge=1)
+    min_bin_events: int = _f(100, ge=1)  # a histogram bin is trusted with at least this many events
+    classifier_folds: int = _f(3, ge=2)  # cross-fitting folds: every event scored by a model that never saw it
+    quantiles: int = _f(20, ge=2)  # quantiles of the amplification estimate (arXiv:2008.06545)
 
 
 @dataclass(frozen=True)

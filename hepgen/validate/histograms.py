@@ -60,10 +60,11 @@ def band(values: np.ndarray, edges: np.ndarray, draw: np.ndarray, weights: np.nd
     return Band(hs.mean(axis=0), hs.std(axis=0, ddof=1), hs)
 
 
-def binned_2d(x: np.ndarray, y: np.ndarray, xedges, yedges, weights=None) -> np.ndarray:
-    """2-D density ``[nx, ny]`` normalised to all N events (NaN pairs skipped)."""
+def binned_2d(x: np.ndarray, y: np.ndarray, xedges, yedges, weights=None) -> tuple[np.ndarray, np.ndarray]:
+    """(2-D density ``[nx, ny]`` normalised to all N events, raw counts ``[nx, ny]``); NaN pairs skipped."""
     w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
     ok = np.isfinite(x) & np.isfinite(y)
     h, _, _ = np.histogram2d(x[ok], y[ok], bins=[xedges, yedges], weights=w[ok])
+    n, _, _ = np.histogram2d(x[ok], y[ok], bins=[xedges, yedges])
     area = np.outer(np.diff(xedges), np.diff(yedges))
-    return h / (w.sum() * area)
+    return h / (w.sum() * area), n

@@ -35,13 +35,14 @@ def use_style(style: str) -> None:
 
 
 def _label(ax, style: str, sqrt_s_tev: float = 13.0) -> None:
-    kw = dict(ax=ax, exp="hepgen", text="Simulation", data=False, com=f"{sqrt_s_tev:g}", loc=0)
+    # data=False makes mplhep append "Simulation" to the experiment text itself
+    kw = dict(ax=ax, exp="hepgen", text="", data=False, rlabel=f"√s = {sqrt_s_tev:g} TeV", loc=0)
     if style == "ATLAS":
         mplhep.atlas.label(**{**kw, "loc": 1})
     elif style == "CMS":
         mplhep.cms.label(**kw)
     else:
-        ax.set_title(f"hepgen Simulation    $\\sqrt{{s}}$ = {sqrt_s_tev:g} TeV", fontsize="medium", loc="left")
+        ax.set_title(f"hepgen Simulation    √s = {sqrt_s_tev:g} TeV", fontsize="medium", loc="left")
 
 
 def save(fig, stem: Path) -> list[Path]:
@@ -98,14 +99,14 @@ def comparison(
         mplhep.histplot(reweighted.density, edges, ax=ax, color=REW_COLOR, ls=":", lw=2, label="Reweighted")
     mplhep.histplot(ref.density, edges, yerr=ref.error, ax=ax, histtype="errorbar", color="black",
                     markersize=4, label=labels[0])
-    ax.set_ylabel(r"$\frac{1}{N}\,\frac{dN}{dx}$")
+    ax.set_ylabel(r"$1/N\;dN/dx$")
     pos = ref.density[ref.density > 0]
     top = max(np.max(ref.density), np.max(gen.density)) if len(pos) else 1.0
     if logy and len(pos):
         ax.set_yscale("log")
         ax.set_ylim(pos.min() * 0.3, top * 60)
     else:
-        ax.set_ylim(0, top * 1.45 if top > 0 else 1)
+        ax.set_ylim(0, top * 1.6 if top > 0 else 1)
     ax.legend(loc="upper right", fontsize="small", frameon=False)
     _label(ax, style)
 
@@ -114,13 +115,13 @@ def comparison(
         err = ratio * np.hypot(gen.error / gen.density, ref.error / ref.density)
         ok = ref.entries >= min_entries
         lo, hi = _ratio_range(ratio, ok, ratio_range)
+        rel = ref.error / ref.density
+        rax.fill_between(edges, _steps(edges, 1 - rel), _steps(edges, 1 + rel), step="post",
+                         color="lightgrey", alpha=0.8, lw=0, label="Ref. stat.")
         if band is not None:
             rb_lo, rb_hi = (band.mean - band.std) / ref.density, (band.mean + band.std) / ref.density
             rax.fill_between(edges, _steps(edges, rb_lo), _steps(edges, rb_hi), step="post",
-                             color=BAND_COLOR, alpha=0.7, lw=0)
-        rel = ref.error / ref.density
-    rax.fill_between(edges, _steps(edges, 1 - rel), _steps(edges, 1 + rel), step="post",
-                     color="lightgrey", alpha=0.6, lw=0, label="Ref. stat.")
+                             color=BAND_COLOR, alpha=0.6, lw=0)
     centers = 0.5 * (edges[1:] + edges[:-1])
     rax.errorbar(centers, ratio, yerr=err, fmt="o", ms=3, color=GEN_COLOR, elinewidth=1)
     if reweighted is not None:
@@ -128,29 +129,36 @@ def comparison(
             mplhep.histplot(reweighted.density / ref.density, edges, ax=rax, color=REW_COLOR, ls=":", lw=2)
     rax.axhline(1.0, color="black", lw=1)
     rax.set_ylim(lo, hi)
-    rax.set_ylabel(r"$\frac{\mathrm{Gen.}}{\mathrm{Ref.}}$")
+    rax.set_ylabel("Gen. / Ref.")
     rax.set_xlabel(xlabel)
     rax.set_xlim(edges[0], edges[-1])
+    fig.subplots_adjust(left=0.16, right=0.96, top=0.93, bottom=0.11)
     fig.align_ylabels([ax, rax])
     return save(fig, stem)
 
 
 def map_2d(stem: Path, ref: np.ndarray, gen: np.ndarray, xedges, yedges, xlabel: str, ylabel: str,
-           *, style: str = "CMS") -> list[Path]:
-    """Reference, generated and generated/reference densities side by side."""
+           *, style: str = "CMS", ref_counts: np.ndarray | None = None, min_entries: int = 25) -> list[Path]:
+    """Reference, generated and generated/reference densities side by side; the ratio is shown
+    only in bins with at least ``min_entries`` reference events (``ref_counts``)."""
     use_style(style)
     fig, axes = plt.subplots(1, 3, figsize=(21, 6.5), layout="constrained")
     vmax = max(ref.max(), gen.max()) or 1.0
     for ax, h, title in ((axes[0], ref, "Reference"), (axes[1], gen, "Generated")):
         m = ax.pcolormesh(xedges, yedges, h.T, cmap="viridis", vmin=0, vmax=vmax)
         ax.set_title(title, fontsize="medium")
-        fig.colorbar(m, ax=ax, label=r"$\frac{1}{N}\,\frac{d^2N}{dx\,dy}$")
+        fig.colorbar(m, ax=ax, label=r"$1/N\;d^2N/dx\,dy$")
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(ref > 0, gen / ref, np.nan)
+    if ref_counts is not None:
+        r = np.where(ref_counts >= min_entries, r, np.nan)
     m = axes[2].pcolormesh(xedges, yedges, r.T, cmap="RdBu_r", vmin=0.5, vmax=1.5)
-    axes[2].set_title("Generated / Reference", fontsize="medium")
+    axes[2].set_title(f"Gen. / Ref. (≥ {min_entries} ref. events per bin)" if ref_counts is not None
+                      else "Generated / Reference", fontsize="medium")
     fig.colorbar(m, ax=axes[2], label="ratio")
     for ax in axes:
+        ax.set_xlim(xedges[0], xedges[-1])
+        ax.set_ylim(yedges[0], yedges[-1])
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
     return save(fig, stem)

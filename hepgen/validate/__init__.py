@@ -1,0 +1,20 @@
+"""Validation of generated samples against a reference (``hepgen validate``).
+
+Modules: :mod:`.obsset` (observable sets from ``validation/<process>.yaml``), :mod:`.histograms`
+(normalised histograms, Bayesian bands), :mod:`.plots` (mplhep figures), :mod:`.classifier`
+(two-sample test, DCTR weights), :mod:`.metrics` (precision table numbers), :mod:`.amplification`
+(GANplification), :mod:`.inputs` (samples and run folders), :mod:`.report` (the whole report),
+:mod:`.reweight` (``hepgen reweight``).
+"""
+
+from __future__ import annotations
+
+
+def validate(*args, **kwargs):
+    """See :func:`hepgen.validate.report.validate`."""
+    from .report import validate as _validate
+
+    return _validate(*args, **kwargs)
+
+
+__all__ = ["validate"]
