@@ -49,6 +49,7 @@ class ProcessConfig:
     jet_pt_min: float = _f(20.0, ge=0)  # GeV
     jet_eta_max: float = _f(5.0, gt=0)
     jet_dr_min: float = _f(0.4, ge=0)  # minimal Delta R between selected jets
+    jet_input_eta_max: float = _f(6.0, gt=0)  # jet inputs: visible particles with |eta| below
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,9 @@ class SimulateConfig:
     output: str = "data/zjets_reference.root"
     jobs: int = _f(0, ge=0)  # worker processes; 0 = all cores
     batch: int = _f(1000, ge=1)  # Pythia nextBatch size
-    mhat_min: float = _f(50.0, ge=0)  # GeV, PhaseSpace:mHatMin of the hard process
+    hard_process: Literal["drell_yan", "z_jet"] = "drell_yan"  # ffbar2gmZ + shower | Z + 1 parton
+    mhat_min: float = _f(50.0, ge=0)  # GeV, lower bound of the Z/gamma* mass
+    pthat_min: float = _f(10.0, gt=0)  # GeV, PhaseSpace:pTHatMin (hard_process z_jet only)
     hadronization: bool = True
     mpi: bool = False  # multiparton interactions
     pythia: tuple[str, ...] = ()  # extra "Key = value" Pythia settings, applied last
