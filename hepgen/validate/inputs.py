@@ -74,10 +74,10 @@ def read_sample(path: str | Path) -> tuple[EventSample, np.ndarray | None]:
         draw = _read_draw_branch(path)
     elif _is_lhe(path):
         try:
-            from ..io import lhe
+            from ..io.lhe import read_lhe
         except ImportError:
             raise InputError(f"{path}: LHE reading is not available in this hepgen build") from None
-        sample = lhe.read_events(path)
+        sample = read_lhe(path)
         draw = None
         extra = getattr(sample, "info", {}) or {}
         if "bayes_draw" in extra and extra["bayes_draw"].isdigit():
