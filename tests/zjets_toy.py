@@ -27,6 +27,8 @@ def toy_zjets(n: int, seed: int, jet_pt_scale: float = 1.0, fractions=(0.6, 0.3,
     # pT-order jets inside each event
     ev = np.repeat(np.arange(n), counts)
     order = np.lexsort((-jpt, ev))
-    muons = make_collection(mu_pt, mu_eta, mu_phi, mu_m, charge=np.tile([1, -1], (n, 1)))
+    two = np.full(n, 2)
+    muons = make_collection(mu_pt.ravel(), mu_eta.ravel(), mu_phi.ravel(), mu_m.ravel(), counts=two,
+                            charge=np.tile([1, -1], n).astype(np.int32))
     jets = make_collection(jpt[order], jeta[order], jphi[order], jm[order], counts=counts)
     return EventSample.build({"Muon": muons, "Jet": jets}, info={"generator": "toy", "seed": str(seed)})

@@ -11,7 +11,8 @@ where the two subtracted terms are the noise of the generated sample itself (N_g
 when the quantile edges come from a finite truth sample of M events instead of the exact
 distribution, the noise of those edges (use ``M = inf`` for an exact truth). The amplification
 factor is ``n_equiv / n_train``. When the MSE is at the noise floor the sample is
-indistinguishable from truth at this resolution: ``n_equiv`` is reported as a lower bound.
+indistinguishable from truth at this resolution (excess below twice the noise of the MSE,
+``2 sqrt(2/n_q)`` times the noise floor): ``n_equiv`` is reported as a lower bound.
 """
 
 from __future__ import annotations
@@ -78,9 +79,9 @@ def equivalent_events(
         m_inv = 1.0 / m
     excess = mse - (1 - q) / len(g) - (1 - q) * m_inv
     floor = (1 - q) * (1.0 / len(g) + m_inv)
-    # an excess below ~ its own noise (the MSE of a truth-like sample fluctuates by ~ sqrt(2/n_q) of
-    # its mean) is not resolved: report the resolution limit as a lower bound
-    resolution = floor * math.sqrt(2.0 / n_quantiles)
+    # an excess below twice its own noise (the MSE of a truth-like sample fluctuates by ~ sqrt(2/n_q)
+    # of its mean) is not resolved: report the resolution limit as a lower bound
+    resolution = 2.0 * floor * math.sqrt(2.0 / n_quantiles)
     bounded = excess <= resolution
     n_equiv = (1 - q) / (resolution if bounded else excess)
     amp = n_equiv / n_train if n_train else None

@@ -28,10 +28,11 @@ from ..events import EventSample
 MIN_EVENTS = 50  # per class and multiplicity; fewer -> the multiplicity is not tested
 
 
-def features(sample: EventSample, n_jets: int, extra=("m_mumu",), pairs: bool = True) -> tuple[np.ndarray, list[str]]:
+def features(sample: EventSample, n_jets: int, extra=("m_mumu",), pairs: bool = True,
+             jet_pt_min: float = 20.0) -> tuple[np.ndarray, list[str]]:
     """Classifier inputs for events with exactly ``n_jets`` jets: float64 ``[N, F]`` and names.
 
-    Objects: log pT/GeV, eta, phi relative to the leading muon (the global azimuth carries no
+    Objects: log pT/GeV (jets: log((pT - jet_pt_min)/GeV), clipped at 0.01 GeV), eta, phi relative to the leading muon (the global azimuth carries no
     information), jets also log(1 + m/GeV); then log of the GeV-valued ``extra`` observables
     (others as they are), then the dR of every jet pair and jet-muon pair. Call on a sample
     that holds only ``n_jets``-jet events.
@@ -42,7 +43,11 @@ def features(sample: EventSample, n_jets: int, extra=("m_mumu",), pairs: bool = 
     phi0 = mu[:, 0, 2]
     for tag, arr, n in (("mu", mu, 2), ("j", jet, n_jets)):
         for i in range(n):
-            cols += [np.log(arr[:, i, 0]), arr[:, i, 1]]
+            if tag == "j":  # log(pT - pT_min) resolves the region just above the jet threshold
+                cols.append(np.log(np.clip(arr[:, i, 0] - jet_pt_min, 1e-2, None)))
+            else:
+                cols.append(np.log(arr[:, i, 0]))
+            cols.append(arr[:, i, 1])
             names += [f"logpt_{tag}{i + 1}", f"eta_{tag}{i + 1}"]
             if not (tag == "mu" and i == 0):
                 cols.append(kin.delta_phi(arr[:, i, 2], phi0))
@@ -150,6 +155,15 @@ def _fit(x, y, w, x_val, seed: int, epochs: int, hidden: int, layers: int, batch
     """Train an MLP with weighted BCE; return logits for ``x_val`` (float64 [M])."""
     import torch
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a small MLP: one thread is fastest and immune to oversubscription
+    try:
+        return _fit_inner(torch, x, y, w, x_val, seed, epochs, hidden, layers, batch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_inner(torch, x, y, w, x_val, seed, epochs, hidden, layers, batch):
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     net = _mlp(x.shape[1], hidden, layers).double()
@@ -233,6 +247,7 @@ def two_sample_test(
     hidden: int = 64,
     layers: int = 3,
     seed: int = 1,
+    jet_pt_min: float = 20.0,
     progress=None,
 ) -> ClassifierResult:
     """Run the classifier test; see the module docstring. ``progress``: callable(str) per training."""
@@ -247,8 +262,8 @@ def two_sample_test(
         mr, mg = nj_ref == k, nj_gen == k
         if mr.sum() < MIN_EVENTS or mg.sum() < MIN_EVENTS:
             continue
-        xr, _ = features(reference.select(mr), k, extra, pairs)
-        xg, _ = features(generated.select(mg), k, extra, pairs)
+        xr, _ = features(reference.select(mr), k, extra, pairs, jet_pt_min)
+        xg, _ = features(generated.select(mg), k, extra, pairs, jet_pt_min)
         x = np.concatenate([xr, xg])
         y = np.concatenate([np.ones(len(xr)), np.zeros(len(xg))])
         w = np.concatenate([wr[mr], wg[mg]])

@@ -180,7 +180,8 @@ def run_report(
             if classifier:
                 clf = two_sample_test(reference, gen, multiplicities=tuple(multiplicities), extra=obsset.classifier_extra,
                                       pairs=obsset.classifier_pairs, runs=classifier_runs, folds=classifier_folds,
-                                      epochs=classifier_epochs, seed=seed, progress=bar.step)
+                                      epochs=classifier_epochs, seed=seed, jet_pt_min=jet_pt_min,
+                                      progress=bar.step)
                 (tmp / "classifier").mkdir()
                 curves = {f"{k} jet{'s' if k > 1 else ''}": r.calibration for k, r in clf.per_multiplicity.items()}
                 if curves:

@@ -40,7 +40,8 @@ def reweight(
     ref, _ = read_sample(reference)
     vc = card.validate
     res = two_sample_test(ref, gen, multiplicities=card.process.n_jets, runs=vc.classifier_runs,
-                          folds=vc.classifier_folds, epochs=vc.classifier_epochs, seed=card.seed, progress=progress)
+                          folds=vc.classifier_folds, epochs=vc.classifier_epochs, seed=card.seed,
+                          jet_pt_min=card.process.jet_pt_min, extra=("m_mumu", "pt_mumu", "pt_all"), progress=progress)
     if not res.per_multiplicity:
         raise InputError(f"{sample_path}: too few events per jet multiplicity to train the classifier")
     logw = np.where(np.isfinite(res.logw_gen), res.logw_gen, 0.0)
