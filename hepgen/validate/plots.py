@@ -174,10 +174,14 @@ def calibration_curve(stem: Path, curves: dict[str, tuple[np.ndarray, np.ndarray
         ax.errorbar(pred, frac, yerr=err, fmt="o-", ms=4, label=label)
     ax.set_xlabel("calibrated classifier output $D$")
     ax.set_ylabel("fraction of reference events")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.15)
-    ax.legend(loc="upper left", fontsize="small", frameon=False)
-    _label(ax, style) if style != "ATLAS" else None
+    # zoom on the populated range (a good generator keeps D near 1/2), same scale on both axes
+    pts = np.concatenate([np.r_[p, f] for p, f, _ in curves.values()]) if curves else np.array([0.0, 1.0])
+    half = min(0.5, max(0.05, float(np.max(np.abs(pts - 0.5))) * 1.15))
+    ax.set_xlim(0.5 - half, 0.5 + half)
+    ax.set_ylim(0.5 - half, 0.5 + 1.35 * half)
+    ax.legend(loc="lower right", fontsize="small", frameon=False)
+    _label(ax, style)
+    fig.subplots_adjust(left=0.16, right=0.95, top=0.92, bottom=0.12)
     return save(fig, stem)
 
 
@@ -196,5 +200,7 @@ def log_weights(stem: Path, logw_ref: np.ndarray, logw_gen: np.ndarray, title: s
     ax.set_xlabel(r"$\log w$,  $w = D/(1-D)$")
     ax.set_ylabel("fraction of events")
     ax.set_ylim(top=ax.get_ylim()[1] * 30)
-    ax.legend(loc="upper right", fontsize="small", frameon=False, title=title)
+    ax.legend(loc="upper right", fontsize="small", frameon=False, title=title, title_fontsize="small")
+    _label(ax, style)
+    fig.subplots_adjust(left=0.16, right=0.95, top=0.92, bottom=0.12)
     return save(fig, stem)
