@@ -5,11 +5,13 @@ consistent with 0.5; the same second sample with every jet pT scaled by 1.02 (a 
 scale shift) must give a clearly larger AUC. Sample size: 10k selected events each (the Pythia
 run takes ~20 s on two idle cores; cached for the session).
 
-Stated tolerances (from the null distribution of the AUC, sigma = sqrt((n1 + n2 + 1)/(12 n1 n2))
-= 0.0041 for 10k vs 10k, cross-checked with five measured pairs of independent samples:
-0.4998, 0.5024, 0.4994, 0.5046, 0.5011 -> spread 0.002): |AUC - 0.5| < 3 sigma = 0.012 for the
-null; for the 2% scale, measured 0.522 and 0.525 on two pairs, the test asserts AUC - 0.5 > 4 sigma
-= 0.016 and a gap of at least 3 sigma over the null AUC.
+Stated tolerances, from the null distribution of the AUC, sigma0 = sqrt((n1 + n2 + 1)/(12 n1 n2))
+= 0.0041 for 10k vs 10k, cross-checked on three pairs of independent 10k samples (seeds 1, 2, 3;
+2 trainings each): null AUC 0.4998, 0.5011, 0.5043 (all within 0.005 of 1/2); with the second
+sample's jets scaled by 1.02: 0.5220, 0.5188, 0.5252 (4.6-6.1 sigma0 above 1/2, 4.3-5.4 sigma0
+above the corresponding null AUC); scaled by 1.01: 0.4988 (not resolved with 10k events).
+The tests assert |AUC - 0.5| < 3 sigma0 = 0.012 for the null, and AUC - 0.5 > 3 sigma0 and
+AUC - AUC_null > 3 sigma0 for the 2% scale.
 """
 
 from __future__ import annotations
@@ -69,8 +71,8 @@ def test_two_percent_jet_scale_gives_a_clearly_larger_auc(pythia_pair, null_resu
     a, b = pythia_pair
     r = two_sample_test(a, scale_jet_pt(b, 1.02), runs=2, epochs=20, seed=7, extra=("m_mumu", "pt_mumu", "pt_all"))
     sigma = r.null_sigma_total
-    assert r.auc_total - 0.5 > 4 * sigma, (r.auc_total, sigma)
-    assert r.auc_total - null_result.auc_total > 3 * sigma
+    assert r.auc_total - 0.5 > 3 * sigma, (r.auc_total, sigma)
+    assert r.auc_total - null_result.auc_total > 3 * sigma, (r.auc_total, null_result.auc_total, sigma)
     # the leading multiplicity carries it (most events)
     assert r.per_multiplicity[1].auc - 0.5 > 3 * r.per_multiplicity[1].null_sigma
 

@@ -126,3 +126,57 @@ def test_reweight_moves_generated_towards_reference(files, capsys, tmp_path):
     pt_rw = np.average(np.asarray(out["Jet"].pt[:, 0]), weights=w)
     # the reweighted mean leading-jet pT closes at least half of the gap
     assert abs(pt_rw - pt_ref) < 0.5 * abs(pt_gen - pt_ref)
+
+
+def test_reweight_writes_lhe_event_weights(capsys, tmp_path):
+    pytest.importorskip("hepgen.io.lhe")
+    from hepgen.io.lhe import read_lhe
+
+    write_events(tmp_path / "ref.root", toy_zjets(1500, 31))
+    write_events(tmp_path / "gen.root", scale_jets(toy_zjets(1500, 32), 1.15))
+    rc, _, err = run_cli(["reweight", str(tmp_path / "gen.root"), "-r", str(tmp_path / "ref.root"),
+                          "-o", str(tmp_path / "rw.lhe"), "--set", "validate.classifier_epochs=3",
+                          "--set", "validate.classifier_runs=1"], capsys)
+    assert rc == 0, err
+    out = read_lhe(tmp_path / "rw.lhe")
+    assert len(out) == 1500 and np.std(out.weight) > 0.01
+    assert out.weight.sum() == pytest.approx(1500, rel=1e-6)
+    assert out.info["reweighted_against"] == str(tmp_path / "ref.root")
+    text = (tmp_path / "rw.lhe").read_text()
+    assert "<weight id=\"original\">" in text
+    # refuses to overwrite, leaves the file intact
+    rc, _, err = run_cli(["reweight", str(tmp_path / "gen.root"), "-r", str(tmp_path / "ref.root"),
+                          "-o", str(tmp_path / "rw.lhe")], capsys)
+    assert rc == 2 and "exists" in err
+    assert (tmp_path / "rw.lhe").read_text() == text
+
+
+def test_run_folder_uses_held_out_split_and_draw_files(files, tmp_path):
+    """A run folder as hepgen train leaves it: card.yaml, split.npz (indices into the card's data),
+    generated.root (weight means) and generated.draw<k>.root (posterior draws)."""
+    from hepgen.cards import card_from_dict, dump_card
+    from hepgen.validate import validate_run
+
+    d, draws = files
+    run = tmp_path / "runs" / "demo-20260101-000000"
+    run.mkdir(parents=True)
+    data = tmp_path / "data.root"
+    write_events(data, toy_zjets(2000, 41))
+    card = card_from_dict({"name": "demo", "data": {"path": str(data)},
+                           "validate": {"observables": str(d / "obs.yaml"), "classifier_epochs": 2,
+                                        "classifier_runs": 1, "min_bin_events": 20}})
+    (run / "card.yaml").write_text(dump_card(card))
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(2000)
+    np.savez(run / "split.npz", train=np.sort(perm[:1600]), val=np.sort(perm[1600:1800]), test=np.sort(perm[1800:]))
+    write_events(run / "generated.root", toy_zjets(500, 42))
+    for k in range(3):
+        write_events(run / f"generated.draw{k}.root", toy_zjets(700, 50 + k), info={"bayes_draw": str(k)})
+    out = validate_run(run, log=lambda msg: None)
+    assert out == run / "validation"
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["inputs"]["n_reference"] == 200 and m["inputs"]["n_training"] == 1600
+    assert m["inputs"]["n_draws"] == 3 and m["inputs"]["n_generated"] == 2100
+    assert m["amplification"]["n_train"] == 1600
+    # the hook may run again (after a resumed training): it replaces its own report
+    validate_run(run, log=lambda msg: None)

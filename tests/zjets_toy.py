@@ -15,13 +15,13 @@ def toy_zjets(n: int, seed: int, jet_pt_scale: float = 1.0, fractions=(0.6, 0.3,
     rng = np.random.default_rng(seed)
     nj = rng.choice([1, 2, 3], size=n, p=fractions)
     mu_pt = np.sort(rng.gamma(4.0, 12.0, size=(n, 2)) + 10.0, axis=1)[:, ::-1]
-    mu_eta = rng.normal(0, 1.2, size=(n, 2))
+    mu_eta = np.clip(rng.normal(0, 1.2, size=(n, 2)), -2.4, 2.4)
     mu_phi = rng.uniform(-np.pi, np.pi, size=(n, 2))
     mu_m = np.full((n, 2), 0.1056583755)
     counts = nj
     tot = int(counts.sum())
     jpt = 20.0 + rng.exponential(25.0, size=tot) * jet_pt_scale
-    jeta = rng.normal(0, 2.0, size=tot)
+    jeta = np.clip(rng.normal(0, 1.5, size=tot), -2.5, 2.5)
     jphi = rng.uniform(-np.pi, np.pi, size=tot)
     jm = jpt * rng.uniform(0.05, 0.15, size=tot)
     # pT-order jets inside each event

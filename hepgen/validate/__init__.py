@@ -17,4 +17,16 @@ def validate(*args, **kwargs):
     return _validate(*args, **kwargs)
 
 
-__all__ = ["validate"]
+def validate_run(path, log=print, force: bool = True):
+    """The training loop's hook: validate a run folder against its held-out split, writing
+    ``<run>/validation/`` (replacing an earlier one). Returns the output folder."""
+    from pathlib import Path
+
+    from .report import validate as _validate
+
+    out = _validate(path, output=Path(path) / "validation", force=force, log=log)
+    log(f"validation: {out / 'index.html'}")
+    return out
+
+
+__all__ = ["validate", "validate_run"]
