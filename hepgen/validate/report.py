@@ -33,6 +33,8 @@ from .inputs import Generated, read_generated, read_run, read_sample
 from .obsset import ObservableSet, default_path, load_observable_set
 
 EXTREME_COLUMNS = ("n_jets", "pt_mu1", "pt_mu2", "m_mumu", "pt_mumu", "pt_j1", "eta_j1", "pt_j2", "dR_j1j2", "HT")
+REWEIGHT_MAX_AUC = 0.75  # show the reweighted sample only for a classifier AUC up to this
+REWEIGHT_MIN_EFFECTIVE = 0.1  # ... and an effective sample fraction (sum w)^2 / (N sum w^2) at least this
 AMPLIFICATION_OBSERVABLES = ("pt_mu1", "eta_mu1", "m_mumu", "pt_mumu", "pt_j1", "eta_j1", "dR_j1j2", "HT")
 
 
@@ -86,6 +88,11 @@ def _markdown(m: dict) -> str:
         for k, r in c["per_multiplicity"].items():
             lines.append(f"| {k} | {r['auc']:.4f} | {r['auc_std']:.4f} | {r['null_sigma']:.4f} | {r['n_reference']} | {r['n_generated']} |")
         lines.append(f"| all | {c['auc_total']:.4f} | {c['auc_total_std']:.4f} | {c['null_sigma_total']:.4f} | | |")
+        rw = c.get("reweighting")
+        if rw:
+            lines += ["", f"DCTR weights: effective sample fraction {rw['effective_sample_fraction']:.3f}; reweighted curve "
+                      + ("shown in the plots." if rw["shown_in_plots"] else
+                         f"not shown (needs AUC ≤ {REWEIGHT_MAX_AUC} and effective fraction ≥ {REWEIGHT_MIN_EFFECTIVE}).")]
         lines.append("")
     lines += ["## Multiplicities and cuts", "", "| | reference | generated |", "|---|---|---|"]
     for k in m["multiplicity"]["reference"]:
@@ -208,7 +215,13 @@ def run_report(
             rew_w = None
             if clf is not None:
                 lw = np.where(np.isfinite(clf.logw_gen), clf.logw_gen, 0.0)
-                rew_w = gen.weight * np.exp(np.clip(lw, -20, 20))
+                w_try = gen.weight * np.exp(np.clip(lw, -20, 20))
+                eff = float(w_try.sum() ** 2 / np.sum(w_try**2) / len(w_try)) if len(w_try) else 0.0
+                # DCTR reweighting corrects a good generator; for a poor one (AUC far from 1/2) a few
+                # huge weights dominate and the reweighted curve would only mislead
+                show = clf.auc_total <= REWEIGHT_MAX_AUC and eff >= REWEIGHT_MIN_EFFECTIVE
+                m["classifier"]["reweighting"] = {"effective_sample_fraction": eff, "shown_in_plots": bool(show)}
+                rew_w = w_try if show else None
             m["observables"] = {}
             for h in obsset.hists:
                 edges = h.edges
