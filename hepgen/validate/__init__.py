@@ -19,10 +19,19 @@ def validate(*args, **kwargs):
 
 def validate_run(path, log=print, force: bool = True):
     """The training loop's hook: validate a run folder against its held-out split, writing
-    ``<run>/validation/`` (replacing an earlier one). Returns the output folder."""
+    ``<run>/validation/`` (replacing an earlier one). Returns the output folder (None for toys)."""
     from pathlib import Path
 
     from .report import validate as _validate
+
+    card_file = Path(path) / "card.yaml"
+    if card_file.is_file():
+        from ..cards import load_card
+
+        name = load_card(card_file).process.name
+        if name != "zjets":  # toys carry their own density report (toy.png)
+            log(f"validation: skipped for the {name} toy (Z+jets observables only)")
+            return None
 
     out = _validate(path, output=Path(path) / "validation", force=force, log=log)
     log(f"validation: {out / 'index.html'}")

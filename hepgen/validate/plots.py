@@ -138,7 +138,7 @@ def comparison(
 
 
 def map_2d(stem: Path, ref: np.ndarray, gen: np.ndarray, xedges, yedges, xlabel: str, ylabel: str,
-           *, style: str = "CMS", ref_counts: np.ndarray | None = None, min_entries: int = 25) -> list[Path]:
+           *, style: str = "CMS", ref_counts: np.ndarray | None = None, min_entries: int = 10) -> list[Path]:
     """Reference, generated and generated/reference densities side by side; the ratio is shown
     only in bins with at least ``min_entries`` reference events (``ref_counts``)."""
     use_style(style)
