@@ -101,20 +101,23 @@ def comparison(
                     markersize=4, label=labels[0])
     ax.set_ylabel(r"$1/N\;dN/dx$")
     pos = ref.density[ref.density > 0]
-    top = max(np.max(ref.density), np.max(gen.density)) if len(pos) else 1.0
+    tops = [ref.density + ref.error, gen.density] + ([band.mean + band.std] if band is not None else [])
+    top = float(max(np.max(t) for t in tops)) if len(pos) else 1.0
+    # the data fill the lower ~57% of the panel; the legend and the label live above
     if logy and len(pos):
         ax.set_yscale("log")
-        ax.set_ylim(pos.min() * 0.3, top * 60)
+        lo = pos.min() * 0.3
+        ax.set_ylim(lo, lo * (top / lo) ** (1 / 0.57))
     else:
-        ax.set_ylim(0, top * 1.6 if top > 0 else 1)
+        ax.set_ylim(0, top / 0.57 if top > 0 else 1)
     ax.legend(loc="upper right", fontsize="small", frameon=False)
     _label(ax, style)
 
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = gen.density / ref.density
         err = ratio * np.hypot(gen.error / gen.density, ref.error / ref.density)
-        ok = ref.entries >= min_entries
-        lo, hi = _ratio_range(ratio, ok, ratio_range)
+        # the range follows every point with a meaningful reference count (>= 10 events)
+        lo, hi = _ratio_range(ratio, ref.entries >= min(10, min_entries), ratio_range)
         rel = ref.error / ref.density
         rax.fill_between(edges, _steps(edges, 1 - rel), _steps(edges, 1 + rel), step="post",
                          color="lightgrey", alpha=0.8, lw=0, label="Ref. stat.")
