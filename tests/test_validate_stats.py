@@ -12,6 +12,7 @@ from scipy.stats import norm
 from hepgen.events import EventSample, make_collection
 from hepgen.validate import histograms, metrics
 from hepgen.validate.classifier import auc, null_auc_sigma
+from zjets_toy import toy_zjets
 
 
 def test_auc_of_shifted_gaussians_matches_the_closed_form():
@@ -122,3 +123,11 @@ def test_pull_width_of_a_calibrated_band_is_one():
     assert width == pytest.approx(1.0, abs=0.07)
     cov2, width2 = metrics.band_coverage(truth, 0.0, truth + rng.normal(0, 2, 1000) * std, std)
     assert cov2 < 0.45 and width2 > 1.7
+
+
+def test_classifier_skips_multiplicities_with_too_few_events():
+    from hepgen.validate.classifier import two_sample_test
+
+    r = two_sample_test(toy_zjets(60, 1), toy_zjets(60, 2), runs=1, epochs=1)
+    assert r.per_multiplicity == {} and math.isnan(r.auc_total)
+    assert np.isnan(r.logw_gen).all()

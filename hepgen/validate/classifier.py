@@ -132,7 +132,7 @@ class ClassifierResult:
 
     @property
     def auc_total(self) -> float:
-        return float(np.mean(self.auc_total_runs))
+        return float(np.mean(self.auc_total_runs)) if self.auc_total_runs else float("nan")
 
     @property
     def auc_total_std(self) -> float:

@@ -50,13 +50,11 @@ def _is_lhe(path: Path) -> bool:
 def _read_draw_branch(path: Path) -> np.ndarray | None:
     import uproot
 
-    try:
-        with uproot.open(path) as f:
-            t = f["Events"]
-            if DRAW_BRANCH in t.keys():
-                return np.asarray(t[DRAW_BRANCH].array(library="np"), dtype=np.int64)
-    except Exception:
-        return None
+    # the file was just read successfully by read_events, so only the optional branch is probed
+    with uproot.open(path) as f:
+        t = f["Events"]
+        if DRAW_BRANCH in t.keys():
+            return np.asarray(t[DRAW_BRANCH].array(library="np"), dtype=np.int64)
     return None
 
 

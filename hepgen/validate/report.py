@@ -76,6 +76,21 @@ def _extreme_table(sample: EventSample, logw: np.ndarray, which: str, n: int = 1
     return head + "\n".join(rows) + "\n"
 
 
+def _jsonable(x):
+    """numpy scalars -> Python, NaN/inf -> None (strict JSON)."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
 def _markdown(m: dict) -> str:
     lines = [f"# Precision table: {m['inputs']['generated']} vs {m['inputs']['reference']}", ""]
     lines.append(f"{m['inputs']['n_generated']} generated events ({m['inputs']['n_draws'] or 'no'} Bayesian draws), "
@@ -270,7 +285,7 @@ def run_report(
             }
             md = _markdown(m)
             (tmp / "metrics.md").write_text(md)
-            (tmp / "metrics.json").write_text(json.dumps(m, indent=2, default=float) + "\n")
+            (tmp / "metrics.json").write_text(json.dumps(_jsonable(m), indent=2) + "\n")
             (tmp / "index.html").write_text(_index_html(m, entries, md))
             bar.step("index")
     finally:
