@@ -71,7 +71,7 @@ def _extreme_table(sample: EventSample, logw: np.ndarray, which: str, n: int = 1
     idx = order[:n] if which == "lowest" else order[::-1][:n]
     vals = observables.compute(sample.select(idx), EXTREME_COLUMNS)
     head = "| log w | " + " | ".join(EXTREME_COLUMNS) + " |\n|" + "---|" * (len(EXTREME_COLUMNS) + 1) + "\n"
-    rows = ["| " + f"{logw[i]:+.2f} | " + " | ".join(_fmt(float(vals[c][j]), 2) for c in EXTREME_COLUMNS) + " |"
+    rows = ["| " + f"{logw[i]:+.2f} | " + " | ".join(_fmt(float(vals[c][j]), 0 if c == "n_jets" else 2) for c in EXTREME_COLUMNS) + " |"
             for j, i in enumerate(idx)]
     return head + "\n".join(rows) + "\n"
 
