@@ -25,9 +25,8 @@ DRAW_BRANCH = "bayes_draw"
 ROOT_SUFFIXES = (".root",)
 LHE_SUFFIXES = (".lhe", ".lhe.gz", ".lhe.gzip")
 # where a run folder keeps its samples (first match wins)
-RUN_GENERATED = ("generated.root", "generated/*.root", "samples/generated*.root", "generated*.root", "generated.lhe", "generated.lhe.gz")
+RUN_GENERATED = ("generated.root", "generated*.root", "generated.lhe", "generated.lhe.gz")
 RUN_REFERENCE = ("test.root", "heldout.root")
-RUN_TRAINING = ("train.root",)
 
 
 @dataclass(frozen=True)

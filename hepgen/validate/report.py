@@ -192,7 +192,7 @@ def run_report(
             m: dict = {
                 "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                 "hepgen_version": __version__,
-                "inputs": {**(labels or {}), "n_generated": len(gen), "n_reference": len(reference),
+                "inputs": {"generated": "generated", "reference": "reference", **(labels or {}), "n_generated": len(gen), "n_reference": len(reference),
                            "n_draws": generated.n_draws, "n_training": None if training is None else len(training),
                            "generated_info": dict(gen.info)},
                 "min_bin_events": min_bin_events,
