@@ -80,6 +80,10 @@ def test_validate_writes_a_complete_report(files, capsys):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (out / png).with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
     assert "| pt_j1 |" in (out / "metrics.md").read_text()
+    with uproot.open(out / "histograms.root") as f:  # TH1D, unnormalised: the n_jets counts add up
+        h = f["generated_n_jets"].to_hist()
+        assert h.values().sum() == pytest.approx(3000)
+        assert f["reference_n_jets"].to_hist().values().sum() == pytest.approx(3000)
     assert "log w" in (out / "classifier" / "extreme_events.md").read_text()
 
     # an existing report is not overwritten without --force, and stays intact

@@ -68,3 +68,15 @@ def binned_2d(x: np.ndarray, y: np.ndarray, xedges, yedges, weights=None) -> tup
     n, _, _ = np.histogram2d(x[ok], y[ok], bins=[xedges, yedges])
     area = np.outer(np.diff(xedges), np.diff(yedges))
     return h / (w.sum() * area), n
+
+
+def to_hist(values: np.ndarray, edges: np.ndarray, weights: np.ndarray | None, label: str = ""):
+    """Unnormalised ``hist.Hist`` (Weight storage: sum w, sum w^2) of ``values`` (NaN skipped);
+    under/overflow filled. For ROOT export as TH1D."""
+    import hist
+
+    ok = np.isfinite(values)
+    w = np.ones(len(values)) if weights is None else np.asarray(weights, dtype=np.float64)
+    h = hist.Hist(hist.axis.Variable(edges, label=label), storage=hist.storage.Weight())
+    h.fill(values[ok], weight=w[ok])
+    return h

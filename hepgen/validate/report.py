@@ -5,6 +5,8 @@ Output folder (written atomically: it appears complete or not at all)::
     index.html          every plot on one page, with the precision table
     metrics.json        the precision table, machine readable
     metrics.md          the same as Markdown
+    histograms.root     every 1-D histogram as TH1D (unnormalised, sum w^2 errors):
+                        reference_<observable>, generated_<observable>
     plots/<set>/<observable>.png|pdf
     maps/<map>.png|pdf
     classifier/calibration.png|pdf, logw_<k>j.png|pdf, extreme_events.md
@@ -238,6 +240,7 @@ def run_report(
                 m["classifier"]["reweighting"] = {"effective_sample_fraction": eff, "shown_in_plots": bool(show)}
                 rew_w = w_try if show else None
             m["observables"] = {}
+            root_hists = {}
             for h in obsset.hists:
                 edges = h.edges
                 b_ref = histograms.binned(v_ref[h.name], edges, reference.weight)
@@ -250,7 +253,12 @@ def run_report(
                 plots.comparison(tmp / "plots" / h.set / h.name, b_ref, b_gen, h.axis_label, style=style, band=band,
                                  training=b_tr, reweighted=b_rw, logy=h.logy, ratio_range=h.ratio, min_entries=min_bin_events)
                 entries.append((h.set, h.name, f"plots/{h.set}/{h.name}.png"))
+                root_hists[f"reference_{h.name}"] = histograms.to_hist(v_ref[h.name], edges, reference.weight, h.name)
+                root_hists[f"generated_{h.name}"] = histograms.to_hist(v_gen[h.name], edges, gen.weight, h.name)
                 bar.step(h.name)
+            from ..io.root import write_histograms
+
+            write_histograms(tmp / "histograms.root", root_hists)
             if obsset.maps:
                 (tmp / "maps").mkdir()
             for mp in obsset.maps:
