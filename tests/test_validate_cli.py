@@ -184,3 +184,18 @@ def test_run_folder_uses_held_out_split_and_draw_files(files, tmp_path):
     assert m["amplification"]["n_train"] == 1600
     # the hook may run again (after a resumed training): it replaces its own report
     validate_run(run, log=lambda msg: None)
+
+
+def test_validate_an_lhe_sample(files, capsys, tmp_path):
+    lhe = pytest.importorskip("hepgen.io.lhe")
+    d, _ = files
+    gen = toy_zjets(800, 61)
+    lhe.write_lhe(tmp_path / "gen.lhe", gen)
+    rc, _, err = run_cli(["validate", str(tmp_path / "gen.lhe"), "-r", str(d / "ref.root"), "-o", str(tmp_path / "r"),
+                          "--observables", str(d / "obs.yaml"), "--no-classifier", "--no-progress",
+                          "--set", "validate.min_bin_events=20"], capsys)
+    assert rc == 0, err
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m["inputs"]["n_generated"] == 800 and "classifier" not in m
+    # the LHE sample holds the same events: its multiplicities are the toy's
+    assert m["multiplicity"]["generated"]["1"] == pytest.approx(np.mean(gen.n_jets == 1))
