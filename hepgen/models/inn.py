@@ -129,7 +129,7 @@ class CouplingBlock(nn.Module):
 
     def forward(self, x, c):
         """x -> (y, log|det J| ``[N]``) in the normalising direction."""
-        x = x[:, self.perm]
+        x = torch.index_select(x, 1, self.perm)
         xa, xb = x[:, :self.n_a], x[:, self.n_a:]
         yb, logdet = self._transform(xb, self._params(xa, c), inverse=False)
         return torch.cat([xa, yb], dim=1), logdet.sum(-1)
@@ -138,7 +138,7 @@ class CouplingBlock(nn.Module):
         """y -> x (the sampling direction)."""
         ya, yb = y[:, :self.n_a], y[:, self.n_a:]
         xb, _ = self._transform(yb, self._params(ya, c), inverse=True)
-        return torch.cat([ya, xb], dim=1)[:, self.inv_perm]
+        return torch.index_select(torch.cat([ya, xb], dim=1), 1, self.inv_perm)
 
 
 class INN(Generator):
