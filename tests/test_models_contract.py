@@ -423,3 +423,21 @@ def test_sampler_exports_to_onnx(family, bayes, which, tmp_path):
         want = sampler(big_noise, big_c).numpy()
     assert got.shape == want.shape == (300, DIM)
     assert np.abs(got - want).max() <= ONNX_RTOL * np.abs(want).max()
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_sampler_options(family):
+    """Unset options (None, as ``hepgen generate`` passes them) are accepted; settings a family
+    does not have are a one-line error, not silently ignored."""
+    model = build(family)
+    assert model.noise_dim(solver=None, steps=None) == model.noise_dim()
+    model.sampler(solver=None, steps=None)
+    if family in ("inn", "jetgpt"):
+        with pytest.raises(ValueError, match="no settings"):
+            model.sampler(steps=5)
+    if family == "ddpm":
+        assert model.noise_dim(solver="ancestral", steps=4) == model.noise_dim(sampler="ancestral", steps=4) == 5 * DIM
+        with pytest.raises(ValueError, match="steps must be in"):
+            model.sampler(sampler="ddim", steps=9)
+        with pytest.raises(ValueError, match="unknown DDPM sampler"):
+            model.sampler(sampler="euler")

@@ -57,6 +57,14 @@ class Generator(nn.Module):
         raise NotImplementedError(f"{self.family} has no log_prob")
 
 
+def check_no_options(family: str, opts: dict) -> None:
+    """Families without sampler settings accept ``solver=None, steps=None`` (what a caller passes
+    when the user gave none) and reject anything else with a one-line error."""
+    given = {k: v for k, v in opts.items() if v is not None}
+    if given:
+        raise ValueError(f"the {family} sampler has no settings; got {', '.join(f'{k}={v!r}' for k, v in given.items())}")
+
+
 def empty_condition(n: int, like: torch.Tensor | None = None) -> torch.Tensor:
     """A ``[n, 0]`` condition for unconditional models."""
     kw = {} if like is None else {"dtype": like.dtype, "device": like.device}

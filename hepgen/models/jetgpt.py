@@ -36,7 +36,7 @@ from torch import nn
 from ..cards import ModelConfig
 from ..nn.blocks import linear
 from ..nn.transformer import TransformerBlock
-from .base import Generator
+from .base import Generator, check_no_options
 
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -9.0, 4.0
 _LOG_2PI = math.log(2 * math.pi)
@@ -178,14 +178,17 @@ class JetGPT(Generator):
         return -self.log_prob(x, c).mean()
 
     def noise_dim(self, **opts) -> int:
+        check_no_options(self.family, opts)
         return 2 * self.dim
 
     def draw_noise(self, n: int, generator: torch.Generator | None = None, **opts) -> torch.Tensor:
         """``[n, 2 D]``: uniforms in [0, 1) (component choice), then standard normals."""
+        check_no_options(self.family, opts)
         return torch.cat([torch.rand(n, self.dim, generator=generator),
                           torch.randn(n, self.dim, generator=generator)], dim=1)
 
     def sampler(self, **opts) -> nn.Module:
+        check_no_options(self.family, opts)
         return JetGPTSampler(self)
 
 
