@@ -16,6 +16,7 @@ import torch
 
 from hepgen.cards import (BayesConfig, CFMConfig, DDPMConfig, INNConfig, JetGPTConfig, ModelConfig,
                           NetworkConfig)
+from hepgen.errors import HepgenError
 from hepgen.models import FAMILIES, build_model
 from hepgen.nn.bayesian import bayesian_layers, is_bayesian, materialize, set_draw, unfreeze
 
@@ -442,11 +443,19 @@ def test_sampler_options(family):
     assert model.noise_dim(solver=None, steps=None) == model.noise_dim()
     model.sampler(solver=None, steps=None)
     if family in ("inn", "jetgpt"):
-        with pytest.raises(ValueError, match="no settings"):
+        with pytest.raises(HepgenError, match="no settings"):
             model.sampler(steps=5)
     if family == "ddpm":
         assert model.noise_dim(solver="ancestral", steps=4) == model.noise_dim(sampler="ancestral", steps=4) == 5 * DIM
-        with pytest.raises(ValueError, match="steps must be in"):
+        with pytest.raises(HepgenError, match="steps must be in"):
             model.sampler(sampler="ddim", steps=9)
-        with pytest.raises(ValueError, match="unknown DDPM sampler"):
+        with pytest.raises(HepgenError, match="unknown DDPM sampler"):
             model.sampler(sampler="euler")
+    if family == "jetgpt":
+        with pytest.raises(HepgenError, match="periodic"):
+            build(family, jetgpt=JetGPTConfig(periodic=(DIM,)))
+        with pytest.raises(HepgenError, match="divisible"):
+            build(family, network=NetworkConfig(hidden=10, heads=3))
+    if family == "inn":
+        with pytest.raises(HepgenError, match="at least 2"):
+            build(family, dim=1)

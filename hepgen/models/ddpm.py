@@ -34,7 +34,7 @@ from torch import nn
 
 from ..cards import ModelConfig
 from ..nn.blocks import ResidualMLP, TimeEmbedding
-from .base import Generator
+from .base import Generator, ModelSettingError
 
 
 def beta_schedule(kind: str, steps: int) -> torch.Tensor:
@@ -117,14 +117,14 @@ class DDPM(Generator):
 
     def _steps(self, sampler: str | None, steps: int | None, solver: str | None = None) -> tuple[str, int]:
         if solver is not None and sampler is not None and solver != sampler:
-            raise ValueError(f"DDPM: solver={solver!r} and sampler={sampler!r} disagree")
+            raise ModelSettingError(f"DDPM: solver={solver!r} and sampler={sampler!r} disagree")
         sampler = sampler or solver or self.cfg.ddpm.sampler
         if sampler not in ("ancestral", "ddim"):
-            raise ValueError(f"unknown DDPM sampler {sampler!r}; choose ancestral or ddim")
+            raise ModelSettingError(f"unknown DDPM sampler {sampler!r}; choose ancestral or ddim")
         if steps is None:
-            steps = self.T if sampler == "ancestral" else self.cfg.ddpm.ddim_steps
+            steps = self.T if sampler == "ancestral" else min(self.cfg.ddpm.ddim_steps, self.T)
         if not 1 <= steps <= self.T:
-            raise ValueError(f"DDPM sampler steps must be in [1, {self.T}], got {steps}")
+            raise ModelSettingError(f"DDPM sampler steps must be in [1, {self.T}], got {steps}")
         return sampler, steps
 
     def sampler(self, sampler: str | None = None, steps: int | None = None, solver: str | None = None) -> nn.Module:

@@ -36,7 +36,7 @@ from torch import nn
 from ..cards import ModelConfig
 from ..nn.blocks import linear
 from ..nn.transformer import TransformerBlock
-from .base import Generator, check_no_options
+from .base import Generator, ModelSettingError, check_no_options
 
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -9.0, 4.0
 _LOG_2PI = math.log(2 * math.pi)
@@ -101,7 +101,7 @@ class JetGPT(Generator):
         super().__init__(dim, cond_dim, cfg)
         periodic = tuple(cfg.jetgpt.periodic if periodic is None else periodic)
         if any(not 0 <= i < dim for i in periodic):
-            raise ValueError(f"jetgpt periodic components {periodic} out of range for {dim} dimensions")
+            raise ModelSettingError(f"model.jetgpt.periodic {periodic} out of range for {dim} dimensions")
         self.periodic = tuple(sorted(set(periodic)))
         self.components = k = cfg.jetgpt.components
         net, bayes = cfg.network, cfg.bayes

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..cards import BayesConfig, NetworkConfig
+from ..errors import CardError
 from .blocks import _ACT, linear
 
 
@@ -25,7 +26,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, length: int, width: int, heads: int, bayes: BayesConfig | None, bayesian: bool):
         super().__init__()
         if width % heads:
-            raise ValueError(f"network.hidden ({width}) must be divisible by network.heads ({heads})")
+            raise CardError(f"model.network.hidden ({width}) must be divisible by model.network.heads ({heads})")
         self.heads, self.head_dim = heads, width // heads
         self.qkv = linear(width, 3 * width, bayes, bayesian)
         self.proj = linear(width, width, bayes, bayesian)
