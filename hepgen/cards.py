@@ -157,6 +157,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = _f(0, ge=0)  # torch CPU threads; 0 = all cores
     runs_dir: str = "runs"
+    validate: bool = True  # after training: generate, then run hepgen.validate on the held-out split
 
 
 @dataclass(frozen=True)

@@ -342,7 +342,9 @@ def generate(run: Run | str | os.PathLike, n: int, *, bayes_samples: int = 0, fm
             kept = stop - start - dropped - dropped_kin
             info.update(events=str(kept), dropped_dR_jj=str(dropped),
                         dropped_dR_jj_fraction=f"{dropped / max(stop - start, 1):.6g}",
-                        dropped_acceptance=str(dropped_kin))
+                        dropped_acceptance=str(dropped_kin),
+                        generation_seconds=f"{time.perf_counter() - t0:.6g}",
+                        seconds_per_event=f"{(time.perf_counter() - t0) / max(stop - start, 1):.6g}")
             writer.update_info(info)
         dt = time.perf_counter() - t0
         log(f"wrote {path}: {kept} events ({dropped} = {100 * dropped / max(stop - start, 1):.2f}% dropped for "

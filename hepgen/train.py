@@ -428,7 +428,13 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
 
 
 def finish_run(path: Path, log: Callable[[str], None] = print) -> None:
-    """After training: generate from the best model into the run folder, then validate."""
+    """After training: generate from the best model into the run folder, then validate.
+
+    Z+jets: ``generate.events`` events into ``generated.root`` (weight means) and, for a
+    Bayesian model, ``bayes.draws`` files ``generated.draw<k>.root`` (the validation's bands).
+    Toys: ``generated.npz`` and ``toy.png``.
+    """
+    from .nn.bayesian import is_bayesian
     from .runs import load_run
 
     run = load_run(path, "best")
@@ -436,22 +442,23 @@ def finish_run(path: Path, log: Callable[[str], None] = print) -> None:
         from .generate import generate
 
         generate(run, run.card.generate.events, output=path / "generated.root", force=True, log=log)
+        if is_bayesian(run.model) and run.card.model.bayes.draws > 1:
+            generate(run, run.card.generate.events, bayes_samples=run.card.model.bayes.draws,
+                     output=path / "generated.root", force=True, log=log)
     else:
         from .toys import toy_report
 
         toy_report(run, log=log)
-    validate_after_training(path, log)
+    if run.card.train.validate:
+        validate_after_training(path, log)
 
 
 def validate_after_training(path: Path, log: Callable[[str], None] = print) -> None:
-    """Hook: validate the freshly generated sample against the held-out test split.
-
-    Calls ``hepgen.validate.validate_run(path)`` when the validation package provides it (the
-    held-out test indices are in ``split.npz``); otherwise says so in the log.
-    """
+    """Hook: validate the freshly generated sample against the held-out test split
+    (``hepgen.validate.validate_run``: ``<run>/validation/``; skipped for toys)."""
     try:
-        from .validate import validate_run  # type: ignore[attr-defined]
+        from .validate import validate_run
     except ImportError:
-        log("validation after training skipped: hepgen.validate.validate_run is not available")
+        log("validation after training skipped: hepgen.validate is not available")
         return
-    validate_run(path)
+    validate_run(path, log=log)

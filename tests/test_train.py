@@ -157,7 +157,7 @@ def test_train_simulates_the_reference_first_when_absent(tmp_path):
         "simulate": {"events": 300, "output": str(ref), "jobs": 1},
         "data": {"path": str(ref)},
         "model": {"network": {"hidden": 8, "layers": 1}, "cfm": {"steps": 1}},
-        "train": {"epochs": 1, "batch_size": 128, "threads": 1, "runs_dir": str(tmp_path / "runs")},
+        "train": {"epochs": 1, "batch_size": 128, "threads": 1, "validate": False, "runs_dir": str(tmp_path / "runs")},
         "generate": {"events": 50},
     })
     run = train(card, progress=False, run_dir=tmp_path / "run")
