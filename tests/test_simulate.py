@@ -176,6 +176,19 @@ def test_selected_muons_are_the_flagged_pair(raw_batch):
     assert np.allclose(have, want, rtol=1e-12)
 
 
+def test_collections_are_hepgens_event_representation(raw_batch):
+    from hepgen.events import make_collection
+
+    selected, _ = S.select(raw_batch, load_card(CARD).process)
+    for name in ("Muon", "Jet"):
+        got = selected[name]
+        extra = {"charge": ak.flatten(got.charge)} if "charge" in got.fields else {}
+        want = make_collection(*(ak.flatten(got[f]) for f in ("pt", "eta", "phi", "mass")),
+                               counts=ak.num(got, axis=1), **extra)
+        assert got.type == want.type and ak.array_equal(got, want)
+        assert got.layout.form == want.layout.form
+
+
 def test_jet_inputs_are_the_visible_particles_outside_the_z_decay(raw_batch):
     cfg = load_card(CARD).process
     rec = S.FlatRecord.from_batch(raw_batch)
