@@ -289,8 +289,10 @@ def select(batch: ak.Array, cfg: ProcessConfig) -> tuple[EventSample, BatchFlags
     # --- jets
     (jpt, jeta, jphi, jm), jcounts = cluster_jets(rec, jet_inputs(rec, products, cfg), cfg)
     jevent = np.repeat(np.arange(n), jcounts)
-    in_eta = np.abs(jeta) < cfg.jet_eta_max
-    jpt, jeta, jphi, jm, jevent = jpt[in_eta], jeta[in_eta], jphi[in_eta], jm[in_eta], jevent[in_eta]
+    # pT > pt_min strictly, also after the float32 rounding of the output files
+    good = (np.abs(jeta) < cfg.jet_eta_max) & (jpt > cfg.jet_pt_min)
+    good &= jpt.astype(np.float32) > cfg.jet_pt_min
+    jpt, jeta, jphi, jm, jevent = jpt[good], jeta[good], jphi[good], jm[good], jevent[good]
     jcounts = np.bincount(jevent, minlength=n)
     order = np.lexsort((-jpt, jevent))
     jpt, jeta, jphi, jm = jpt[order], jeta[order], jphi[order], jm[order]
