@@ -24,7 +24,7 @@ from .. import __version__
 from ..outputs import atomic_directory
 from . import sofie_code
 from .graph import OPSET, ExportError, check_graph, sofie_check, to_onnx
-from .manifest import (DRAWS_DIR, GRAPH, LOCATION, NOISE_LAYOUT, SOFIE_DIR, ExportManifest, Port)
+from .manifest import (DRAWS_DIR, GRAPH, LOCATION, NOISE_LAYOUT, SOFIE_DIR, WEIGHT_LIST, ExportManifest, Port)
 from .runtime import open_session
 from .weights import externalize, initializer_values, layout, write_weights
 
@@ -135,6 +135,7 @@ def write_export(output: str | os.PathLike, default: nn.Module, draws: Sequence[
             sofie = {"header": f"{SOFIE_DIR}/{header.name}", "namespace": "SOFIE_generator",
                      "check_model": sofie_ok, "weights": "any weight file of this folder (safetensors)"}
         (tmp / NOISE_LAYOUT).write_text(" ".join(spec.noise_layout) + "\n")
+        (tmp / WEIGHT_LIST).write_text("\n".join(files or [LOCATION]) + "\n")
         manifest = ExportManifest(
             inputs=[_port(p, "float32") for p in spec.inputs],
             outputs=[_port(p, "float32") for p in spec.outputs],

@@ -7,6 +7,8 @@ Layout of an export folder (``hepgen export RUN -o DIR``)::
     DIR/weights.safetensors        default weights (plain model; posterior means if Bayesian)
     DIR/draws/draw_000.safetensors Bayesian posterior draws 0..K-1, same layout as the default
     DIR/noise_layout.txt           one word per noise column: normal | uniform
+    DIR/weights.txt                the weight files to loop over, one per line (the draws, or
+                                   weights.safetensors for a plain model)
     DIR/sofie/generator.hxx        SOFIE C++ (namespace SOFIE_generator) reading any weight file
 
 The tensors of the weight files are listed with their byte ranges, so the folder can be read
@@ -29,6 +31,7 @@ LOCATION = "weights.safetensors"  # the external-data location the graph names
 DRAWS_DIR = "draws"
 NOISE_LAYOUT = "noise_layout.txt"
 SOFIE_DIR = "sofie"
+WEIGHT_LIST = "weights.txt"
 
 
 @dataclass(frozen=True)
