@@ -118,6 +118,7 @@ class DDPMConfig:
 @dataclass(frozen=True)
 class JetGPTConfig:
     components: int = _f(10, ge=1)  # mixture components per conditional
+    periodic: tuple[int, ...] = ()  # 0-based components that are angles (von Mises mixtures)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ class INNConfig:
     coupling: Literal["affine", "spline"] = "spline"
     bins: int = _f(8, ge=2)
     bound: float = _f(5.0, gt=0)  # spline domain [-bound, bound]
+    clamp: float = _f(2.0, gt=0)  # soft clamp of the affine log-scale
 
 
 @dataclass(frozen=True)
