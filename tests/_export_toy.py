@@ -1,9 +1,11 @@
-"""A stand-in generation pipeline for the export tests: a real CFM + a small inverse transform.
+"""A stand-in generation pipeline for the export tests: a real generator + a small inverse transform.
 
-``ToyPipeline(noise [N, 7], c [N, 3]) -> p [N, 2, 4]`` (pt [GeV], eta, phi, mass [GeV]) for a
-muon and a jet: the CFM maps 6 Gaussian columns to network coordinates, the transform maps them
-to physics with the ops a real coordinate inverse uses (exp, tanh, phi wrapping), and the last
-noise column (uniform) is the global azimuth. Used until ``hepgen.generate.pipeline`` is merged.
+``ToyPipeline(noise [N, G + 1], c [N, 3]) -> p [N, 2, 4]`` (pt [GeV], eta, phi [rad], mass [GeV])
+for a muon and a jet. The generator (any family, plain or Bayesian, tiny) maps its G noise
+columns to 6 network coordinates; the transform maps those to physics with the ops a real
+coordinate inverse uses (exp, tanh, phi wrapping with floor), and the last noise column
+(uniform) is the global azimuth. Used where no trained run (``hepgen.generate.pipeline``) is at
+hand: the export does not care where its module comes from.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import math
 import torch
 from torch import nn
 
-from hepgen.cards import BayesConfig, CFMConfig, ModelConfig, NetworkConfig
+from hepgen.cards import (BayesConfig, CFMConfig, DDPMConfig, INNConfig, JetGPTConfig, ModelConfig,
+                          NetworkConfig)
 from hepgen.export.bundle import GraphSpec
 from hepgen.export.manifest import Port
 from hepgen.kinematics import MUON_MASS, wrap_phi
@@ -21,17 +24,18 @@ from hepgen.models import build_model
 from hepgen.nn.bayesian import materialize
 
 DIM, COND = 6, 3
+FAMILIES = ("cfm", "ddpm", "inn", "jetgpt")
 
 
 class ToyPipeline(nn.Module):
-    def __init__(self, sampler: nn.Module):
+    def __init__(self, sampler: nn.Module, gen_noise: int):
         super().__init__()
-        self.sampler = sampler
+        self.sampler, self.g = sampler, gen_noise
         self.register_buffer("mass", torch.tensor([MUON_MASS, 5.0]))
 
     def forward(self, noise, c):
-        x = self.sampler(noise[:, :DIM], c)
-        u = noise[:, DIM:DIM + 1]
+        x = self.sampler(noise[:, :self.g], c)
+        u = noise[:, self.g:self.g + 1]
         pt = 20.0 + torch.exp(0.5 * x[:, 0:2] + 3.0)
         eta = 2.5 * torch.tanh(x[:, 2:4])
         phi = wrap_phi(x[:, 4:6] + 2 * math.pi * u)
@@ -39,34 +43,47 @@ class ToyPipeline(nn.Module):
         return torch.stack([pt, eta, phi, mass], dim=-1)
 
 
-SPEC = GraphSpec(
-    inputs=(Port("noise", (DIM + 1,), "6 N(0,1) columns, then U[0,1) global azimuth"),
-            Port("condition", (COND,), "one-hot jet multiplicity")),
-    outputs=(Port("momenta", (2, 4), "muon, jet four-momenta", "pt GeV, eta, phi rad, mass GeV"),),
-    noise_layout=("normal",) * DIM + ("uniform",),
-    objects=("mu1", "j1"),
-)
+def noise_layout(model) -> tuple[str, ...]:
+    """Per generator noise column: JetGPT's first D are uniforms (mixture choice), else normals."""
+    g = model.noise_dim()
+    if model.family == "jetgpt":
+        return ("uniform",) * model.dim + ("normal",) * (g - model.dim)
+    return ("normal",) * g
 
 
-def toy_model(bayesian: bool, hidden: int = 16, layers: int = 1, steps: int = 2, solver: str = "rk4", seed: int = 3):
-    """A CFM with random (untrained, but not zero-output) weights."""
+def spec_for(model) -> GraphSpec:
+    layout = noise_layout(model) + ("uniform",)
+    return GraphSpec(
+        inputs=(Port("noise", (len(layout),), f"generator noise ({model.family}), then U[0,1) global azimuth"),
+                Port("condition", (COND,), "one-hot jet multiplicity")),
+        outputs=(Port("momenta", (2, 4), "muon, jet four-momenta", "pt GeV, eta, phi rad, mass GeV"),),
+        noise_layout=layout, objects=("mu1", "j1"),
+    )
+
+
+def toy_model(family: str = "cfm", bayesian: bool = False, hidden: int = 16, layers: int = 1,
+              steps: int = 2, solver: str = "rk4", seed: int = 3):
+    """A tiny generator of ``family`` with random, non-trivial weights (untrained)."""
     torch.manual_seed(seed)
-    cfg = ModelConfig(network=NetworkConfig(hidden=hidden, layers=layers),
+    cfg = ModelConfig(family=family, network=NetworkConfig(hidden=hidden, layers=layers, heads=2),
                       cfm=CFMConfig(steps=steps, solver=solver, time_embedding=4),
+                      ddpm=DDPMConfig(timesteps=100, ddim_steps=steps, time_embedding=4),
+                      inn=INNConfig(blocks=2, bins=4),
+                      jetgpt=JetGPTConfig(components=3),
                       bayes=BayesConfig(enabled=bayesian, init_log_sigma=-2.0))
     model = build_model(cfg, DIM, COND)
-    with torch.no_grad():  # the output layer starts near zero: give the field some structure
-        for p in model.parameters():
-            if p.dim() == 2 and not (bayesian and p.shape == getattr(p, "shape", None) and False):
-                pass
-        out = model.field.net.out
-        (out.weight_mu if bayesian else out.weight).normal_(0, 0.3)
-    return model
+    with torch.no_grad():  # output layers start near zero: give every layer some structure
+        for name, p in model.named_parameters():
+            if name.endswith(("weight", "weight_mu")) and p.dim() == 2:
+                p.normal_(0, 0.4 / math.sqrt(p.shape[1]))
+    return model.eval()
 
 
 def toy_modules(model, bayesian: bool, draws: int, seed: int = 7):
-    """(default module, list of draw modules) for :func:`hepgen.export.bundle.write_export`."""
-    default = ToyPipeline(materialize(model, None, seed).sampler()).eval()
-    if not bayesian:
-        return default, None
-    return default, [ToyPipeline(materialize(model, k, seed).sampler()).eval() for k in range(draws)]
+    """(default module, list of draw modules or None) for :func:`hepgen.export.bundle.write_export`."""
+    g = model.noise_dim()
+
+    def make(draw):
+        return ToyPipeline(materialize(model, draw, seed).sampler(), g).eval()
+
+    return make(None), ([make(k) for k in range(draws)] if bayesian else None)

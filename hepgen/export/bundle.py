@@ -126,12 +126,17 @@ def write_export(output: str | os.PathLike, default: nn.Module, draws: Sequence[
             if label != "default":
                 files.append(rel)
             checks["weights"][rel] = _parity(module, graph_bytes, (tmp / rel).read_bytes(), check, spec, rel)
-        sofie = None
-        sofie_ok = sofie_check_model(model, tmp) if with_sofie else None
-        if with_sofie and sofie_code.available():
+        sofie = {"header": None, "reason": "not requested (--no-sofie)"}
+        if with_sofie and not sofie_code.available():
+            sofie = {"header": None, "reason": "the sofie package is not installed (pip install 'hepgen[sofie]')"}
+        elif with_sofie:
             say("SOFIE C++ header")
-            (tmp / SOFIE_DIR).mkdir()
-            header = sofie_code.generate_header(model, "generator", tmp / SOFIE_DIR / "generator.hxx", tmp / LOCATION)
+            try:
+                sofie_ok = sofie_check_model(model, tmp)
+                (tmp / SOFIE_DIR).mkdir()
+                header = sofie_code.generate_header(model, "generator", tmp / SOFIE_DIR / "generator.hxx", tmp / LOCATION)
+            except ExportError as err:
+                raise ExportError(f"{err}; export for ONNX Runtime only with --no-sofie") from err
             sofie = {"header": f"{SOFIE_DIR}/{header.name}", "namespace": "SOFIE_generator",
                      "check_model": sofie_ok, "weights": "any weight file of this folder (safetensors)"}
         (tmp / NOISE_LAYOUT).write_text(" ".join(spec.noise_layout) + "\n")
