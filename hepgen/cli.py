@@ -59,6 +59,24 @@ def simulate(card, events, seed, output, jobs, force, overrides):
     click.echo(f"wrote {path}")
 
 
+@cli.command("export")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Export folder (default: exports/<run name>).")
+@click.option("--bayes-samples", type=click.IntRange(min=1), help="Posterior draws K, one weight file each (Bayesian runs; default: the card's model.bayes.draws).")
+@click.option("--steps", type=click.IntRange(min=1), help="Fixed sampler steps unrolled into the graph (CFM, DDPM; default: the card's).")
+@click.option("--solver", type=click.Choice(["rk4", "midpoint", "euler"]), help="ODE solver unrolled into the graph (CFM; default: the card's).")
+@click.option("--no-sofie", is_flag=True, help="Skip the SOFIE C++ header (ONNX Runtime only).")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@_FORCE
+def export_cmd(run, output, bayes_samples, steps, solver, no_sofie, checkpoint, force):
+    """ONNX generator for C++ frameworks: one graph, one weight file per Bayesian draw, SOFIE C++."""
+    from .export import export
+
+    path = export(run, output=output, bayes_samples=bayes_samples, steps=steps, solver=solver, force=force,
+                  sofie=not no_sofie, checkpoint=checkpoint, progress=lambda m: click.echo(m, err=True))
+    click.echo(f"wrote {path}")
+
+
 def main(argv=None) -> None:
     """Console entry point."""
     try:

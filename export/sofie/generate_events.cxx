@@ -4,15 +4,17 @@
 // EXPORT/sofie/. It is compiled once; its weights are read at run time from a safetensors file,
 // so one SOFIE_generator::Session per weight file gives one generator per Bayesian draw.
 //
-//   generate_events EXPORT_DIR -o events.f32 [-n EVENTS] [--seed S] [--batch B]
+//   generate_events EXPORT_DIR -o PREFIX [-n EVENTS] [--seed S] [--batch B]
 //                   [--noise noise.f32] [--condition cond.f32] [--weights FILE]...
 //
 // Noise: float32 [EVENTS, noise_dim], read from --noise, or drawn here with std::mt19937_64,
 // one column per word of EXPORT/noise_layout.txt ("normal" = N(0,1), "uniform" = U[0,1)).
 // In a framework, draw it with the framework's random engine instead.
 // Weight files: EXPORT/weights.txt (every Bayesian draw, or the single plain set) unless
-// --weights is given. Output: float32 [n_weight_files, EVENTS, objects, 4], the same noise through
-// every weight file; columns and object order as in EXPORT/manifest.json (pt GeV, eta, phi, mass GeV).
+// --weights is given. Output: one raw float32 file per graph output, PREFIX.out<i>.f32, each
+// [n_weight_files, EVENTS, <output shape>]: the same noise through every weight file. Outputs,
+// their shapes, units and the object order are listed in EXPORT/manifest.json ("outputs"; for
+// Z+jets: momenta [5, 4] = mu1, mu2, j1, j2, j3 x (pt GeV, eta, phi, mass GeV), n_jets, charge).
 #include "generator.hxx"
 
 #include <chrono>
@@ -23,28 +25,36 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace gen = SOFIE_generator;
 
 // Per-event sizes, from the shapes SOFIE compiled in (axis 0 is the dynamic batch axis).
-constexpr std::size_t kNoiseDim = gen::dim_noise[1].dim;
-constexpr std::size_t kInputs = gen::inputTensorDims.size();
 constexpr std::size_t per_event(const gen::TensorDims &dims) {
    std::size_t n = 1;
    for (std::size_t i = 1; i < dims.size; ++i) n *= dims.data[i].dim;
    return n;
 }
-constexpr std::size_t kOutDim = per_event(gen::outputTensorDims[0]);
-constexpr std::size_t kCondDim = kInputs > 1 ? per_event(gen::inputTensorDims[kInputs - 1]) : 0;
+constexpr std::size_t kInputs = gen::inputTensorDims.size();
+constexpr std::size_t kOutputs = gen::outputTensorDims.size();
+constexpr std::size_t kNoiseDim = per_event(gen::inputTensorDims[0]);
+constexpr std::size_t kCondDim = kInputs > 1 ? per_event(gen::inputTensorDims[1]) : 0;
 
-// Calls Session::infer with or without the condition input, whichever this graph has.
+// Session::infer takes the condition only if the graph has one, and returns one vector
+// (one output) or a vector of vectors (several): always hand back a vector per output.
 template <class Session>
-std::vector<float> infer(Session &s, std::size_t n, const float *noise, const float *cond) {
-   if constexpr (requires { s.infer(n, noise, cond); })
-      return s.infer(n, noise, cond);
+std::vector<std::vector<float>> infer(Session &s, std::size_t n, const float *noise, const float *cond) {
+   auto r = [&] {
+      if constexpr (requires { s.infer(n, noise, cond); })
+         return s.infer(n, noise, cond);
+      else
+         return s.infer(n, noise);
+   }();
+   if constexpr (std::is_same_v<decltype(r), std::vector<float>>)
+      return {std::move(r)};
    else
-      return s.infer(n, noise);
+      return r;
 }
 
 static std::vector<std::string> read_words(const std::string &path) {
@@ -86,7 +96,7 @@ int main(int argc, char **argv) try {
       else if (dir.empty() && a[0] != '-') dir = a;
       else throw std::runtime_error("unknown argument " + a);
    }
-   if (dir.empty() || out.empty()) throw std::runtime_error("usage: generate_events EXPORT_DIR -o OUT.f32 [options]");
+   if (dir.empty() || out.empty()) throw std::runtime_error("usage: generate_events EXPORT_DIR -o PREFIX [options]");
    if (weights.empty())
       for (auto &w : read_words(dir + "/weights.txt")) weights.push_back(dir + "/" + w);
    batch = std::min(batch, events);
@@ -115,20 +125,26 @@ int main(int argc, char **argv) try {
    std::vector<gen::Session> sessions;
    for (auto &w : weights) sessions.emplace_back(w, batch);
 
-   std::ofstream fout(out, std::ios::binary);
-   if (!fout) throw std::runtime_error("cannot write " + out);
+   std::vector<std::ofstream> files;
+   for (std::size_t i = 0; i < kOutputs; ++i) {
+      files.emplace_back(out + ".out" + std::to_string(i) + ".f32", std::ios::binary);
+      if (!files.back()) throw std::runtime_error("cannot write " + out + ".out" + std::to_string(i) + ".f32");
+   }
    double seconds = 0;
    for (auto &session : sessions) {
       for (std::size_t start = 0; start < events; start += batch) {
          std::size_t n = std::min(batch, events - start);
          auto t0 = std::chrono::steady_clock::now();
-         auto p = infer(session, n, noise.data() + start * kNoiseDim,
-                        kCondDim ? cond.data() + start * kCondDim : nullptr);
+         auto outputs = infer(session, n, noise.data() + start * kNoiseDim,
+                              kCondDim ? cond.data() + start * kCondDim : nullptr);
          seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-         fout.write(reinterpret_cast<const char *>(p.data()), n * kOutDim * sizeof(float));
+         for (std::size_t i = 0; i < kOutputs; ++i)
+            files[i].write(reinterpret_cast<const char *>(outputs[i].data()),
+                           n * per_event(gen::outputTensorDims[i]) * sizeof(float));
       }
    }
-   if (!fout) throw std::runtime_error("writing " + out + " failed");
+   for (auto &f : files)
+      if (!f.flush()) throw std::runtime_error("writing the output files failed");
    std::printf("generated %zu events x %zu weight files in %.3f s: %.0f events/s\n", events, sessions.size(),
                seconds, double(events * sessions.size()) / seconds);
    return 0;

@@ -39,7 +39,8 @@ class GraphSpec:
 
     ``inputs[0]`` is the noise ``[N, noise_dim]`` with ``noise_layout`` (per column "normal"
     or "uniform"); an optional ``inputs[1]`` is a one-hot condition ``[N, C]``. ``outputs[0]``
-    is ``[N, len(objects), len(columns)]``.
+    is the four-momenta ``[N, len(objects), len(columns)]``; further outputs (multiplicity,
+    charges) follow in the module's order.
     """
 
     inputs: tuple[Port, ...]
@@ -47,6 +48,7 @@ class GraphSpec:
     noise_layout: tuple[str, ...]
     objects: tuple[str, ...]
     columns: tuple[str, ...] = ("pt", "eta", "phi", "mass")
+    notes: tuple[str, ...] = ()  # what a consumer must know (e.g. a selection to apply)
 
     def example(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Valid float32 inputs for ``n`` events (noise per layout; one-hot conditions)."""
@@ -83,6 +85,7 @@ def module_values(module: nn.Module, model: onnx.ModelProto, traced: dict[str, n
 def write_export(output: str | os.PathLike, default: nn.Module, draws: Sequence[nn.Module] | Callable[[int], nn.Module] | None,
                  n_draws: int, spec: GraphSpec, *, generator: dict, physics: dict, provenance: dict,
                  force: bool = False, with_sofie: bool = True, check_seed: int = 0,
+                 extra_files: dict[str, str] | None = None,
                  progress: Callable[[str], None] | None = None) -> Path:
     """Write the export folder ``output`` (see :mod:`hepgen.export.manifest` for the layout).
 
@@ -91,6 +94,7 @@ def write_export(output: str | os.PathLike, default: nn.Module, draws: Sequence[
     Every module maps ``spec``'s float32 inputs to its float32 output and has the same
     parameter names. Raises :class:`ExportError` when the graph is not SOFIE-compatible or ONNX
     Runtime disagrees with torch beyond :data:`TORCH_RTOL` for any weight set.
+    ``extra_files``: name -> text written into the folder too (e.g. the run's card).
     """
     say = progress or (lambda msg: None)
     rng = np.random.default_rng(check_seed)
@@ -141,10 +145,13 @@ def write_export(output: str | os.PathLike, default: nn.Module, draws: Sequence[
                      "check_model": sofie_ok, "weights": "any weight file of this folder (safetensors)"}
         (tmp / NOISE_LAYOUT).write_text(" ".join(spec.noise_layout) + "\n")
         (tmp / WEIGHT_LIST).write_text("\n".join(files or [LOCATION]) + "\n")
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
         manifest = ExportManifest(
             inputs=[_port(p, "float32") for p in spec.inputs],
             outputs=[_port(p, "float32") for p in spec.outputs],
             noise_layout=list(spec.noise_layout), objects=list(spec.objects), columns=list(spec.columns),
+            notes=list(spec.notes),
             weights={"location": LOCATION, "default": LOCATION, "draws": files,
                      "tensors": [asdict(e) for e in layout(model)]},
             bayesian=draws is not None, generator=generator, physics=physics,
@@ -207,12 +214,22 @@ def _set_metadata(model: onnx.ModelProto, spec: GraphSpec, generator: dict, phys
         model.metadata_props.add(key=k, value=v)
 
 
+def torch_outputs(module: nn.Module, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The module's outputs (always a list) for numpy inputs, as numpy float32."""
+    with torch.no_grad():
+        out = module(*(torch.from_numpy(v) for v in feeds.values()))
+    return [t.numpy() for t in (out if isinstance(out, (tuple, list)) else (out,))]
+
+
+def event_diff(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarray:
+    """Per-event :func:`max_rel_diff` over every output."""
+    return np.max([max_rel_diff(x, y) for x, y in zip(a, b, strict=True)], axis=0)
+
+
 def _parity(module: nn.Module, graph: bytes, weights: bytes, feeds: dict[str, np.ndarray], spec: GraphSpec, rel: str) -> dict:
     session = open_session(graph, LOCATION, weights)
-    (ort_out,) = session.run([spec.outputs[0].name], feeds)
-    with torch.no_grad():
-        ref = module(*(torch.from_numpy(v) for v in feeds.values())).numpy()
-    diff = max_rel_diff(ort_out, ref)
+    ort_out = session.run([p.name for p in spec.outputs], feeds)
+    diff = event_diff(ort_out, torch_outputs(module, feeds))
     off = float(np.mean(diff > TORCH_RTOL))
     if off > MAX_OFF_FRACTION:
         raise ExportError(f"ONNX Runtime differs from torch for {rel}: {off:.1%} of {len(diff)} events beyond "

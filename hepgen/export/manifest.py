@@ -61,6 +61,7 @@ class ExportManifest:
     opset: int
     sofie: dict | None
     checks: dict = field(default_factory=dict)  # parity measured at export time
+    notes: list[str] = field(default_factory=list)  # what a consumer must know
     format: str = FORMAT
 
     def to_json(self) -> str:

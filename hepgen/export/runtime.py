@@ -105,3 +105,56 @@ class OnnxSampler:
             feeds[self.input_names[1]] = np.ascontiguousarray(condition, dtype=np.float32)
         outs = self.sessions[draw].run(self.output_names, feeds)
         return dict(zip(self.output_names, outs))
+
+
+def draw_noise_torch(layout: list[str], n: int, generator=None):
+    """Noise ``[n, len(layout)]`` float32 drawn with torch, one call per run of equal columns.
+
+    ``torch.randn`` for "normal" runs and ``torch.rand`` for "uniform" runs, in column order:
+    the same calls, hence the same numbers, as the torch pipeline's ``draw_noise`` for every
+    hepgen family (e.g. CFM: randn(n, D) then rand(n, 3); JetGPT: rand, randn, rand).
+    """
+    import torch
+
+    parts, i = [], 0
+    while i < len(layout):
+        j = i
+        while j < len(layout) and layout[j] == layout[i]:
+            j += 1
+        fn = torch.rand if layout[i] == "uniform" else torch.randn
+        parts.append(fn(n, j - i, generator=generator))
+        i = j
+    return torch.cat(parts, dim=1) if parts else torch.zeros(n, 0)
+
+
+class OnnxPipeline:
+    """ONNX Runtime in place of ``hepgen.generate.pipeline(run, draw)``: same interface.
+
+    ``draw=None`` uses the export's default weights (posterior means), ``draw=k`` Bayesian
+    draw k's weight file. ``draw_noise(n, generator)`` returns the same noise as the torch
+    pipeline for the same generator state, ``pipe(noise)`` the same outputs (torch tensors:
+    momenta ``[N, 5, 4]``, n_jets ``[N]``, charge ``[N, 2]``) to float32 precision.
+    """
+
+    def __init__(self, export_dir: str | os.PathLike, draw: int | None = None, threads: int = 1):
+        self.onnx = OnnxSampler(export_dir, "default" if draw is None else [draw], threads)
+        m = self.onnx.manifest
+        self.manifest = m
+        self.noise_dim = m.noise_dim
+        physics = m.physics or {}
+        per_draw = physics.get("fractions_per_draw") or []
+        self.fractions = physics.get("fractions") if draw is None or not per_draw else per_draw[draw]
+        self.max_jets = sum(o.startswith("j") for o in m.objects)
+
+    def eval(self):
+        return self
+
+    def draw_noise(self, n: int, generator=None):
+        return draw_noise_torch(self.manifest.noise_layout, n, generator)
+
+    def __call__(self, noise):
+        import torch
+
+        outs = self.onnx.run(noise.detach().cpu().numpy())
+        tensors = tuple(torch.from_numpy(v) for v in outs.values())
+        return tensors if len(tensors) > 1 else tensors[0]
