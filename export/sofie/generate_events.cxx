@@ -5,7 +5,7 @@
 // so one SOFIE_generator::Session per weight file gives one generator per Bayesian draw.
 //
 //   generate_events EXPORT_DIR -o PREFIX [-n EVENTS] [--seed S] [--batch B]
-//                   [--noise noise.f32] [--condition cond.f32] [--weights FILE]...
+//                   [--noise noise.f32] [--weights FILE]...
 //
 // Noise: float32 [EVENTS, noise_dim], read from --noise, or drawn here with std::mt19937_64,
 // one column per word of EXPORT/noise_layout.txt ("normal" = N(0,1), "uniform" = U[0,1)).
@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -39,18 +40,13 @@ constexpr std::size_t per_event(const gen::TensorDims &dims) {
 constexpr std::size_t kInputs = gen::inputTensorDims.size();
 constexpr std::size_t kOutputs = gen::outputTensorDims.size();
 constexpr std::size_t kNoiseDim = per_event(gen::inputTensorDims[0]);
-constexpr std::size_t kCondDim = kInputs > 1 ? per_event(gen::inputTensorDims[1]) : 0;
+static_assert(kInputs == 1, "hepgen generators take one input: the noise");
 
-// Session::infer takes the condition only if the graph has one, and returns one vector
-// (one output) or a vector of vectors (several): always hand back a vector per output.
+// Session::infer returns one vector (one output) or a vector of vectors (several outputs):
+// always hand back one vector per output.
 template <class Session>
-std::vector<std::vector<float>> infer(Session &s, std::size_t n, const float *noise, const float *cond) {
-   auto r = [&] {
-      if constexpr (requires { s.infer(n, noise, cond); })
-         return s.infer(n, noise, cond);
-      else
-         return s.infer(n, noise);
-   }();
+std::vector<std::vector<float>> infer(Session &s, std::size_t n, const float *noise) {
+   auto r = s.infer(n, noise);
    if constexpr (std::is_same_v<decltype(r), std::vector<float>>)
       return {std::move(r)};
    else
@@ -76,7 +72,7 @@ static std::vector<float> read_floats(const std::string &path, std::size_t count
 }
 
 int main(int argc, char **argv) try {
-   std::string dir, out, noise_file, cond_file;
+   std::string dir, out, noise_file;
    std::vector<std::string> weights;
    std::size_t events = 1000, batch = 1000;
    unsigned long long seed = 1;
@@ -91,7 +87,6 @@ int main(int argc, char **argv) try {
       else if (a == "--batch") batch = std::stoull(next());
       else if (a == "--seed") seed = std::stoull(next());
       else if (a == "--noise") noise_file = next();
-      else if (a == "--condition") cond_file = next();
       else if (a == "--weights") weights.push_back(next());
       else if (dir.empty() && a[0] != '-') dir = a;
       else throw std::runtime_error("unknown argument " + a);
@@ -101,8 +96,8 @@ int main(int argc, char **argv) try {
       for (auto &w : read_words(dir + "/weights.txt")) weights.push_back(dir + "/" + w);
    batch = std::min(batch, events);
 
-   // Noise (and condition) for all events: from files, or drawn here.
-   std::vector<float> noise, cond;
+   // Noise for all events: from a file, or drawn here.
+   std::vector<float> noise;
    if (!noise_file.empty()) {
       noise = read_floats(noise_file, events * kNoiseDim);
    } else {
@@ -116,14 +111,11 @@ int main(int argc, char **argv) try {
          for (std::size_t j = 0; j < kNoiseDim; ++j)
             noise[e * kNoiseDim + j] = layout[j] == "uniform" ? uniform(rng) : normal(rng);
    }
-   if (kCondDim > 0) {
-      if (cond_file.empty()) throw std::runtime_error("this generator needs --condition FILE");
-      cond = read_floats(cond_file, events * kCondDim);
-   }
 
-   // One session per weight file: the same compiled graph, different weights.
-   std::vector<gen::Session> sessions;
-   for (auto &w : weights) sessions.emplace_back(w, batch);
+   // One session per weight file: the same compiled graph, different weights. A SOFIE Session
+   // keeps pointers into its own buffers, so it must never be copied or moved: hold it by pointer.
+   std::vector<std::unique_ptr<gen::Session>> sessions;
+   for (auto &w : weights) sessions.push_back(std::make_unique<gen::Session>(w, batch));
 
    std::vector<std::ofstream> files;
    for (std::size_t i = 0; i < kOutputs; ++i) {
@@ -135,8 +127,7 @@ int main(int argc, char **argv) try {
       for (std::size_t start = 0; start < events; start += batch) {
          std::size_t n = std::min(batch, events - start);
          auto t0 = std::chrono::steady_clock::now();
-         auto outputs = infer(session, n, noise.data() + start * kNoiseDim,
-                              kCondDim ? cond.data() + start * kCondDim : nullptr);
+         auto outputs = infer(*session, n, noise.data() + start * kNoiseDim);
          seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
          for (std::size_t i = 0; i < kOutputs; ++i)
             files[i].write(reinterpret_cast<const char *>(outputs[i].data()),
