@@ -59,6 +59,52 @@ def simulate(card, events, seed, output, jobs, force, overrides):
     click.echo(f"wrote {path}")
 
 
+@cli.command()
+@click.argument("card", required=False, type=click.Path(path_type=Path))
+@click.option("--resume", "resume", type=click.Path(path_type=Path), metavar="RUN",
+              help="Continue the run folder RUN from its last checkpoint (no CARD then).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_SET
+def train(card, resume, no_progress, overrides):
+    """Train the card's generator; writes runs/<card>-<time>/ (simulates the data first if absent)."""
+    from .train import train as run_training
+
+    if (card is None) == (resume is None):
+        raise HepgenError("give a CARD to start a run, or --resume RUN to continue one")
+    if resume is not None and overrides:
+        raise HepgenError("--set cannot change a run being resumed (its card.yaml is fixed)")
+    cfg = _load(card, overrides) if card is not None else None
+    path = run_training(cfg, resume=resume, progress=False if no_progress else None)
+    click.echo(f"run {path}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("-n", "--events", type=click.IntRange(min=1), help="Events to generate (default: the card's generate.events).")
+@click.option("--bayes-samples", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Posterior draws K of a Bayesian model: one file per draw (<stem>.draw<k>.<ext>); 0 = weight means.")
+@click.option("--format", "fmt", type=click.Choice(["root", "lhe"]), help="Output format (default: the card's generate.format).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (default: RUN/generated.<format>).")
+@click.option("--seed", type=click.IntRange(min=0), help="Random seed (default: the run card's seed).")
+@click.option("--shard", metavar="K/N", help="Write only shard K of N (K = 0..N-1): events [K*n/N, (K+1)*n/N) of the full run.")
+@click.option("--solver", type=click.Choice(["euler", "midpoint", "rk4"]), help="ODE solver override (CFM).")
+@click.option("--steps", type=click.IntRange(min=1), help="Solver steps override.")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_FORCE
+def generate(run, events, bayes_samples, fmt, output, seed, shard, solver, steps, checkpoint, no_progress, force):
+    """Generate events from a trained run into ROOT or LHE, streamed in chunks."""
+    from .generate import generate as run_generation
+    from .runs import load_run
+
+    r = load_run(run, checkpoint)
+    paths = run_generation(r, events or r.card.generate.events, bayes_samples=bayes_samples, fmt=fmt, output=output,
+                           seed=seed, shard=shard, force=force, solver=solver, steps=steps,
+                           progress=False if no_progress else None, log=lambda m: click.echo(m, err=True))
+    for p in paths:
+        click.echo(f"wrote {p}")
+
+
 @cli.command("export")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Export folder (default: exports/<run name>).")
