@@ -56,23 +56,53 @@ class ExportError(HepgenError):
     """The generator cannot be written as a graph that C++ frameworks run."""
 
 
+def weight_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The float32 parameters and buffers of ``module`` by name (the tensors a draw changes)."""
+    out = {k: v for k, v in module.named_parameters()}
+    out.update({k: v for k, v in module.named_buffers() if v is not None})
+    return {k: v.detach() for k, v in out.items() if v.dtype == torch.float32}
+
+
+class _Lifted(nn.Module):
+    """``module`` with its weights as extra forward inputs, so the exporter cannot fold them.
+
+    The optimizer folds anything computed from initializers alone (``edges[k]``, a sliced
+    buffer) into new anonymous constants, which would freeze one draw's values into the graph.
+    Weights passed as graph inputs are never folded; they become named initializers again
+    afterwards (:func:`_inputs_to_initializers`).
+    """
+
+    def __init__(self, module: nn.Module, names: list[str], n_inputs: int):
+        super().__init__()
+        self.module, self.names, self.n = module, names, n_inputs
+
+    def forward(self, *args):
+        weights = dict(zip(self.names, args[self.n:]))
+        return torch.func.functional_call(self.module, weights, args[:self.n], strict=False)
+
+
 def to_onnx(module: nn.Module, inputs: dict[str, torch.Tensor], output_names: Sequence[str],
             opset: int = OPSET) -> onnx.ModelProto:
     """Trace ``module(*inputs.values())`` into an ONNX model with only axis 0 dynamic.
 
     ``inputs`` maps input names to float32 example tensors ``[batch, ...]`` (batch >= 2, the
-    same for all). The returned model holds its weights in memory, has no local functions and
-    has passed :func:`check_graph`.
+    same for all). Every float32 parameter/buffer of ``module`` becomes an initializer under
+    its own name (:func:`weight_tensors`), never folded into other constants, so the weights of
+    another draw can be substituted by name. The returned model holds its weights in memory,
+    has no local functions and has passed :func:`check_graph`.
     """
     module = module.eval()
-    examples = tuple(inputs.values())
+    weights = weight_tensors(module)
+    names = list(weights)
+    lifted = _Lifted(module, names, len(inputs)).eval()
+    examples = tuple(inputs.values()) + tuple(weights.values())
     batch = torch.export.Dim("batch", min=1)
-    dynamic = tuple({0: batch} for _ in examples)
+    dynamic = (tuple({0: batch} for _ in inputs) + tuple(None for _ in names),)  # forward(*args)
     with tempfile.TemporaryDirectory() as tmp, _quiet():
         path = Path(tmp) / "graph.onnx"
         try:
             program = torch.onnx.export(
-                module, examples, input_names=list(inputs), output_names=list(output_names),
+                lifted, examples, input_names=list(inputs) + names, output_names=list(output_names),
                 opset_version=opset, dynamo=True, dynamic_shapes=dynamic, external_data=False,
                 optimize=True, verbose=False,
             )
@@ -80,11 +110,22 @@ def to_onnx(module: nn.Module, inputs: dict[str, torch.Tensor], output_names: Se
         except Exception as err:  # the exporter raises many types; keep the cause visible
             raise ExportError(f"torch could not export the generator to ONNX: {str(err).splitlines()[0]}") from err
         model = onnx.load(str(path))
+    _inputs_to_initializers(model, weights)
     model = onnx.inliner.inline_local_functions(model)
     del model.functions[:]
     _strip_torch_metadata(model)
     check_graph(model)
     return model
+
+
+def _inputs_to_initializers(model: onnx.ModelProto, weights: dict[str, torch.Tensor]) -> None:
+    """Turn the lifted weight inputs back into initializers of the same name."""
+    keep = [v for v in model.graph.input if v.name not in weights]
+    used = {v.name for v in model.graph.input} & set(weights)
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
+    for name in sorted(used):
+        model.graph.initializer.append(numpy_helper.from_array(weights[name].cpu().numpy(), name))
 
 
 @contextlib.contextmanager
