@@ -90,16 +90,24 @@ def train(card, resume, no_progress, overrides):
 @click.option("--solver", type=click.Choice(["euler", "midpoint", "rk4"]), help="ODE solver override (CFM).")
 @click.option("--steps", type=click.IntRange(min=1), help="Solver steps override.")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+              help="onnx: RUN is an export folder (hepgen export), run with ONNX Runtime, 1 thread.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @_FORCE
-def generate(run, events, bayes_samples, fmt, output, seed, shard, solver, steps, checkpoint, no_progress, force):
-    """Generate events from a trained run into ROOT or LHE, streamed in chunks."""
+def generate(run, events, bayes_samples, fmt, output, seed, shard, solver, steps, checkpoint, backend, no_progress, force):
+    """Generate events from a trained run (or its ONNX export) into ROOT or LHE, streamed in chunks."""
     from .generate import generate as run_generation
-    from .runs import load_run
 
-    r = load_run(run, checkpoint)
+    if backend == "onnx":
+        from .export.runtime import OnnxRun
+
+        r = OnnxRun(run)
+    else:
+        from .runs import load_run
+
+        r = load_run(run, checkpoint)
     paths = run_generation(r, events or r.card.generate.events, bayes_samples=bayes_samples, fmt=fmt, output=output,
-                           seed=seed, shard=shard, force=force, solver=solver, steps=steps,
+                           seed=seed, shard=shard, force=force, solver=solver, steps=steps, backend=backend,
                            progress=False if no_progress else None, log=lambda m: click.echo(m, err=True))
     for p in paths:
         click.echo(f"wrote {p}")

@@ -127,3 +127,29 @@ def test_plain_run_exports_one_weight_file_and_refuses_bayes_samples(runs, tmp_p
     assert manifest["weights"]["draws"] == [] and manifest["bayesian"] is False
     assert (out / "weights.txt").read_text().split() == ["weights.safetensors"]
     assert manifest["sofie"]["header"] is None
+
+
+def test_generate_with_the_onnx_backend_writes_the_torch_backends_events(runs, tmp_path):
+    import awkward as ak
+
+    from hepgen.io.root import read_events
+
+    _, bayes, out, _ = runs
+    files = {}
+    for backend, src, extra in (("torch", bayes.path, ["--solver", "midpoint", "--steps", "3"]), ("onnx", out, [])):
+        cli = subprocess.run([sys.executable, "-m", "hepgen", "generate", str(src), "--backend", backend, "-n", "300",
+                              "--bayes-samples", "2", "-o", str(tmp_path / f"{backend}.root"), "--no-progress", *extra],
+                             capture_output=True, text=True, cwd=REPO)
+        assert cli.returncode == 0, cli.stderr
+        files[backend] = [read_events(tmp_path / f"{backend}.draw{k}.root") for k in range(2)]
+    for a, b in zip(files["torch"], files["onnx"]):
+        assert b.info["backend"] == "onnxruntime" and b.info["solver"] == "midpoint/3"
+        assert len(a) == len(b)  # same events kept (no Delta R_jj boundary case in 300 events)
+        for coll in ("Muon", "Jet"):
+            for f in ("pt", "eta", "phi"):
+                x = ak.to_numpy(ak.flatten(a[coll][f]))
+                y = ak.to_numpy(ak.flatten(b[coll][f]))
+                assert np.all(np.abs(x - y) <= TORCH_RTOL * np.maximum(np.abs(x), 1.0)), (coll, f)
+    bad = subprocess.run([sys.executable, "-m", "hepgen", "generate", str(out), "--backend", "onnx", "-n", "10",
+                          "--steps", "5", "-o", str(tmp_path / "x.root")], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "fixed in an ONNX export" in bad.stderr

@@ -158,3 +158,33 @@ class OnnxPipeline:
         outs = self.onnx.run(noise.detach().cpu().numpy())
         tensors = tuple(torch.from_numpy(v) for v in outs.values())
         return tensors if len(tensors) > 1 else tensors[0]
+
+
+class OnnxRun:
+    """A trained run seen through its export folder, for ``hepgen generate --backend onnx``.
+
+    Has what :func:`hepgen.generate.generate` reads from a run — ``path`` (the export folder),
+    ``card`` (the run's card, copied into the export), ``epoch``, ``model.family``,
+    ``bayesian`` — and ``pipeline(draw)`` in place of ``hepgen.generate.pipeline(run, draw)``.
+    """
+
+    def __init__(self, export_dir: str | os.PathLike, threads: int = 1):
+        from types import SimpleNamespace
+
+        from ..cards import load_card
+
+        self.path = Path(export_dir)
+        self.manifest = load_manifest(self.path)
+        if not (self.path / "card.yaml").is_file():
+            raise InputError(f"{self.path} has no card.yaml: not an export of a trained run")
+        self.card = load_card(self.path / "card.yaml")
+        self.epoch = self.manifest.provenance.get("epoch", "")
+        self.bayesian = bool(self.manifest.bayesian)
+        self.model = SimpleNamespace(family=self.manifest.generator.get("family", "?"))
+        self.threads = threads
+
+    def pipeline(self, draw: int | None = None) -> OnnxPipeline:
+        n = len(self.manifest.weights["draws"])
+        if draw is not None and not 0 <= draw < n:
+            raise InputError(f"Bayesian draw {draw} is not in the export {self.path} (it has {n}; re-export with --bayes-samples)")
+        return OnnxPipeline(self.path, draw, self.threads)
