@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -30,7 +30,8 @@ from .weights import externalize, initializer_values, layout, write_weights
 
 CHECK_EVENTS = 256
 TORCH_RTOL = 1e-4  # ONNX Runtime vs torch float32, relative (absolute below |value| = 1)
-MAX_OFF_FRACTION = 1e-3  # events allowed beyond it (a discrete choice on a float boundary)
+MAX_OFF_FRACTION = 1e-3  # events allowed beyond it, at least 1 (a discrete choice on a float
+# boundary: a mixture component, the pT order of two nearly equal jets)
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,7 @@ def _parity(module: nn.Module, graph: bytes, weights: bytes, feeds: dict[str, np
     ort_out = session.run([p.name for p in spec.outputs], feeds)
     diff = event_diff(ort_out, torch_outputs(module, feeds))
     off = float(np.mean(diff > TORCH_RTOL))
-    if off > MAX_OFF_FRACTION:
+    if np.sum(diff > TORCH_RTOL) > max(1, int(MAX_OFF_FRACTION * len(diff))):
         raise ExportError(f"ONNX Runtime differs from torch for {rel}: {off:.1%} of {len(diff)} events beyond "
                           f"{TORCH_RTOL:g} (max {diff.max():.3g})")
     return {"max_rel_diff": float(np.max(diff[np.isfinite(diff)], initial=0.0)), "fraction_beyond": off}
