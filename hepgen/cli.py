@@ -131,6 +131,21 @@ def export_cmd(run, output, bayes_samples, steps, solver, no_sofie, checkpoint, 
     click.echo(f"wrote {path}")
 
 
+@cli.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option("--tree", default="Events", show_default=True, help="TTree to read from a ROOT source.")
+@click.option("--sqrt-s", type=click.FloatRange(min=0, min_open=True), default=13000.0, show_default=True,
+              help="Collider energy (GeV) for an LHE target's beams.")
+@_FORCE
+def convert(source, target, tree, sqrt_s, force):
+    """Convert events between ROOT (NanoAOD-style TTree) and LHE, by file suffix."""
+    from .io import convert as run
+
+    path, n = run(source, target, force=force, tree=tree, sqrt_s=sqrt_s)
+    click.echo(f"wrote {path} ({n} events)")
+
+
 def main(argv=None) -> None:
     """Console entry point."""
     try:

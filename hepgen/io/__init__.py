@@ -1,0 +1,143 @@
+"""Event files: ROOT TTrees (:mod:`hepgen.io.root`) and LHE (:mod:`hepgen.io.lhe`).
+
+:func:`read_sample` / :func:`write_sample` pick the format from the argument or the file
+suffix (``.root``; ``.lhe``, ``.lhe.gz`` to read); :func:`read_data` reads the card's
+``data`` section. The format modules are imported lazily.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Mapping
+
+from ..errors import InputError, OutputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..cards import DataConfig
+    from ..events import EventSample
+
+FORMATS = ("root", "lhe")
+
+
+def format_of(path: str | os.PathLike, fmt: str | None = None) -> str:
+    """``fmt`` if given, else from the suffix; ``None`` when unknown."""
+    if fmt:
+        return fmt
+    name = Path(path).name.lower()
+    if name.endswith(".root"):
+        return "root"
+    if name.endswith((".lhe", ".lhe.gz", ".lhef")):
+        return "lhe"
+    return ""
+
+
+def read_sample(
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    tree: str = "Events",
+    branches: Mapping[str, str] | None = None,
+    max_events: int = 0,
+) -> "EventSample":
+    """Read an event file into an :class:`~hepgen.events.EventSample` (0 = all events)."""
+    fmt = format_of(path, format)
+    if fmt == "root":
+        from .root import read_events
+
+        return read_events(path, tree=tree, branches=branches or None, entry_stop=max_events or None)
+    if fmt == "lhe":
+        from .lhe import read_lhe
+
+        return read_lhe(path, max_events=max_events or None)
+    raise InputError(f"{path}: unknown event file format (use .root or .lhe, or give format: root|lhe)")
+
+
+def read_data(cfg: "DataConfig") -> "EventSample":
+    """The card's ``data`` section: path, format, tree, branch mapping, max_events."""
+    return read_sample(cfg.path, format=cfg.format, tree=cfg.tree, branches=cfg.branches, max_events=cfg.max_events)
+
+
+def write_sample(
+    path: str | os.PathLike,
+    samples: "EventSample | Iterable[EventSample]",
+    *,
+    format: str | None = None,
+    force: bool = False,
+    info: Mapping[str, str] | None = None,
+    **options,
+) -> Path:
+    """Write events as ROOT (``tree=``) or LHE (``sqrt_s=``, ``pdf_id=``, ``weights=``)."""
+    fmt = format_of(path, format)
+    if fmt == "root":
+        from .root import write_events
+
+        return write_events(path, samples, force=force, info=info, **options)
+    if fmt == "lhe":
+        from .lhe import write_lhe
+
+        return write_lhe(path, samples, force=force, info=info, **options)
+    raise OutputError(f"{path}: unknown event file format (name it .root or .lhe)")
+
+
+def convert(
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    *,
+    force: bool = False,
+    tree: str = "Events",
+    branches: Mapping[str, str] | None = None,
+    sqrt_s: float = 13000.0,
+    step_size: int = 100_000,
+    progress: bool | None = None,
+) -> tuple[Path, int]:
+    """Stream ``source`` (ROOT or LHE) into ``target`` (ROOT or LHE); returns (path, events).
+
+    LHE ``<rwgt>`` variations are carried to an LHE target, not to ROOT (one ``weight``
+    branch). A failure at any point leaves no ``target`` behind.
+    """
+    import itertools
+    import sys
+
+    from tqdm import tqdm
+
+    src_fmt, dst_fmt = format_of(source), format_of(target)
+    if src_fmt not in FORMATS:
+        raise InputError(f"{source}: unknown event file format (use .root or .lhe)")
+    if dst_fmt not in FORMATS:
+        raise OutputError(f"{target}: unknown event file format (name it .root or .lhe)")
+    if Path(source).resolve() == Path(target).resolve():
+        raise OutputError(f"{target}: is the input file; give another output name")
+    if src_fmt == "root":
+        from .root import iterate_events
+
+        chunks = ((s, None) for s in iterate_events(source, step_size=step_size, tree=tree, branches=branches))
+    else:
+        from .lhe import iterate_lhe
+
+        chunks = ((c.sample, c.weights or None) for c in iterate_lhe(source, step_size=step_size))
+    first = next(chunks, None)  # open and check the input before touching the output
+    chunks = itertools.chain([first] if first is not None else [], chunks)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    bar = tqdm(desc=f"convert {Path(source).name}", unit="ev", disable=not progress, file=sys.stderr)
+    info = {"converted_from": str(source)}
+    n = 0
+    with bar:
+        if dst_fmt == "root":
+            from .root import RootWriter
+
+            with RootWriter(target, force=force, info=info) as w:
+                for sample, _ in chunks:
+                    w.write(sample)
+                    n += len(sample)
+                    bar.update(len(sample))
+        else:
+            from .lhe import LheWriter
+
+            with LheWriter(target, force=force, info=info, sqrt_s=sqrt_s) as w:
+                for sample, weights in chunks:
+                    w.write(sample, weights)
+                    n += len(sample)
+                    bar.update(len(sample))
+    return Path(target), n

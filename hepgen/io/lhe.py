@@ -9,7 +9,8 @@ event record is built for them:
 * every object becomes a final-state line (status 1): ``Muon`` -> ``13``/``-13`` from its
   charge (``charge -1 -> 13``; without a charge field the leading muon is written as 13 and
   the next as -13), ``Electron``/``Tau`` likewise, ``Photon`` -> 22, ``Jet`` -> **21 (a
-  gluon)**, any collection with a ``pdgId`` field -> that field;
+  gluon), whatever flavour a pdgId field says**, any other collection with a ``pdgId`` field
+  -> that field (no colour is assigned to it);
 * with exactly two muons in an event, an intermediate Z (``23``, status 2) carries their
   summed four-momentum and is the muons' mother;
 * two incoming partons (status -1), ``u`` along +z and ``ubar`` along -z, **with zero pT**:
@@ -56,6 +57,7 @@ import json
 import math
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Mapping
@@ -150,17 +152,24 @@ class LheWriter:
 
     def __enter__(self) -> "LheWriter":
         self._ctx = atomic_output(self.path, self.force)
-        tmp = self._ctx.__enter__()
+        self._tmp = self._ctx.__enter__()
+        # .gz: write plain text beside (the init block is patched in place), compress at the end
+        self._plain = self._tmp.with_name(self._tmp.name + ".plain") if self.path.name.endswith(".gz") else self._tmp
         try:
-            self._fh = open(tmp, "wb")
+            self._fh = open(self._plain, "wb")
         except OSError as err:
             self._ctx.__exit__(type(err), err, err.__traceback__)
             raise OutputError(f"cannot write {self.path}: {err.strerror or err}") from None
         return self
 
+    def _discard(self) -> None:
+        self._fh.close()
+        if self._plain != self._tmp:
+            self._plain.unlink(missing_ok=True)
+
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
-            self._fh.close()
+            self._discard()
             return self._ctx.__exit__(exc_type, exc, tb)
         try:
             if self._info is None:  # no chunk written: header and init still needed
@@ -168,8 +177,13 @@ class LheWriter:
             self._fh.write(b"</LesHouchesEvents>\n")
             self._finish_init()
             self._fh.close()
+            if self._plain != self._tmp:
+                with open(self._plain, "rb") as src, open(self._tmp, "wb") as raw:
+                    with gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as dst:  # reproducible
+                        shutil.copyfileobj(src, dst, 1 << 20)
+                self._plain.unlink()
         except BaseException as err:
-            self._fh.close()
+            self._discard()
             self._ctx.__exit__(type(err), err, err.__traceback__)
             if isinstance(err, OSError):
                 raise OutputError(f"cannot write {self.path}: {err.strerror or err}") from None
@@ -254,6 +268,8 @@ class LheWriter:
 
 def _pdg_ids(name: str, coll: ak.Array, path) -> ak.Array:
     """PDG ids ``[N, var]`` for a collection (see module docstring)."""
+    if name in FIXED_PDG:  # jets are hadron-level objects: written as gluons, whatever their flavour
+        return ak.values_astype(ak.zeros_like(coll.pt), np.int64) + FIXED_PDG[name]
     if "pdgId" in coll.fields:
         return ak.values_astype(coll.pdgId, np.int64)
     if name in CHARGED_LEPTONS:
@@ -263,8 +279,6 @@ def _pdg_ids(name: str, coll: ak.Array, path) -> ak.Array:
             return ak.where(charge < 0, base, -base)
         idx = ak.local_index(coll.pt, axis=1)
         return ak.where(idx % 2 == 0, base, -base)
-    if name in FIXED_PDG:
-        return ak.values_astype(ak.zeros_like(coll.pt), np.int64) + FIXED_PDG[name]
     raise OutputError(f"{path}: collection {name!r} has no pdgId field and no known PDG id")
 
 
@@ -272,6 +286,8 @@ def _events_text(sample: EventSample, w: np.ndarray, weights: Mapping[str, np.nd
     """The ``<event>`` blocks of one chunk (vectorised per field, joined per event)."""
     n = len(sample)
     # flat final-state objects, grouped per event in collection order
+    if not sample.collections:
+        raise OutputError(f"{path}: the sample has no object collections to write")
     parts = []
     for name, coll in sample.collections.items():
         e, px, py, pz = ptetaphim_to_epxpypz(
@@ -295,50 +311,60 @@ def _events_text(sample: EventSample, w: np.ndarray, weights: Mapping[str, np.nd
     shat = np.sqrt(np.clip(x1 * x2, 0, None)) * sqrt_s
     muon_pair = "Muon" in sample.collections
     n_mu = sample.multiplicity("Muon") if muon_pair else np.zeros(n, np.int64)
+    row5 = " ".join([_F] * 5)
 
     counts = ak.to_numpy(ak.num(fs.pdg, axis=1))
     pdg = ak.to_numpy(ak.flatten(fs.pdg))
     is_mu = ak.to_numpy(ak.flatten(fs.muon))
     cols = {k: ak.to_numpy(ak.flatten(fs[k])) for k in ("px", "py", "pz", "e", "m")}
     lines_mom = [
-        " ".join(_fmt(v) for v in row)
-        for row in zip(cols["px"], cols["py"], cols["pz"], cols["e"], cols["m"])
+        row5 % row
+        for row in zip(*(cols[f].tolist() for f in ("px", "py", "pz", "e", "m")))
     ]
-    wids = list(weights)
-    wvals = [weights[k] for k in wids]
-    zero = _fmt(0.0)
+    # the Z: four-momentum sum of exactly two muons, as written
+    z_lines = [None] * n
+    if muon_pair:
+        mu = fs[fs.muon]
+        zp = {f: ak.to_numpy(ak.sum(mu[f], axis=1)) for f in ("px", "py", "pz", "e")}
+        zm = np.sqrt(np.clip(zp["e"] ** 2 - zp["px"] ** 2 - zp["py"] ** 2 - zp["pz"] ** 2, 0.0, None))
+        z_fmt = f"23 2 1 2 0 0 {row5} 0 9\n"
+        z_lines = [
+            z_fmt % vals if two else None
+            for vals, two in zip(zip(*(zp[f].tolist() for f in ("px", "py", "pz", "e")), zm.tolist()), (n_mu == 2).tolist())
+        ]
+    head_fmt = f"%d 1 {_F} {_F} -1 -1\n"
+    in1_fmt = f"2 -1 0 0 501 0 {_F} {_F} {_F} {_F} {_F} 0 9\n"
+    in2_fmt = f"-2 -1 0 0 0 %d {_F} {_F} {_F} {_F} {_F} 0 9\n"
+    wgt_fmt = [f'<wgt id="{escape(k)}">{_F}</wgt>\n' for k in weights]
+    wvals = [weights[k].tolist() for k in weights]
+    pdg_l, is_mu_l, counts_l = pdg.tolist(), is_mu.tolist(), counts.tolist()
+    w_l, shat_l, e1_l, e2_l = w.tolist(), shat.tolist(), e1.tolist(), e2.tolist()
     out = []
     start = 0
     for i in range(n):
-        c = int(counts[i])
-        objs = range(start, start + c)
-        start += c
-        with_z = muon_pair and n_mu[i] == 2
-        nup = 2 + c + (1 if with_z else 0)
+        c = counts_l[i]
+        z = z_lines[i]
         out.append("<event>\n")
-        out.append(f"{nup:d} 1 {_fmt(w[i])} {_fmt(shat[i])} -1 -1\n")
-        # colour chain: u (col 501) -> gluons -> ubar; gluon j: col = previous tag, acol = next
+        out.append(head_fmt % (2 + c + (z is not None), w_l[i], shat_l[i]))
+        out.append(in1_fmt % (0.0, 0.0, e1_l[i], e1_l[i], 0.0))
+        body = []
+        # colour chain: u (col 501) -> gluon jets -> ubar; gluon j: col = previous tag, acol = next
         tag = 501
-        out.append(f"2 -1 0 0 {tag} 0 {zero} {zero} {_fmt(e1[i])} {_fmt(e1[i])} {zero} 0 9\n")
-        gluon_cols = {}
-        for k in objs:
-            if pdg[k] == 21:
-                gluon_cols[k] = (tag, tag + 1)
+        for k in range(start, start + c):
+            mothers = "3 3" if z is not None and is_mu_l[k] else "1 2"
+            if pdg_l[k] == 21:
+                body.append(f"21 1 {mothers} {tag} {tag + 1} {lines_mom[k]} 0 9\n")
                 tag += 1
-        out.append(f"-2 -1 0 0 0 {tag} {zero} {zero} {_fmt(-e2[i])} {_fmt(e2[i])} {zero} 0 9\n")
-        if with_z:
-            mu = [k for k in objs if is_mu[k]]
-            zp = [sum(cols[f][k] for k in mu) for f in ("px", "py", "pz", "e")]
-            zm = math.sqrt(max(zp[3] ** 2 - zp[0] ** 2 - zp[1] ** 2 - zp[2] ** 2, 0.0))
-            out.append(f"23 2 1 2 0 0 {' '.join(_fmt(v) for v in zp)} {_fmt(zm)} 0 9\n")
-        for k in objs:
-            mothers = "3 3" if with_z and is_mu[k] else "1 2"
-            col, acol = gluon_cols.get(k, (0, 0))
-            out.append(f"{pdg[k]:d} 1 {mothers} {col} {acol} {lines_mom[k]} 0 9\n")
-        if wids:
+            else:
+                body.append(f"{pdg_l[k]} 1 {mothers} 0 0 {lines_mom[k]} 0 9\n")
+        start += c
+        out.append(in2_fmt % (tag, 0.0, 0.0, -e2_l[i], e2_l[i], 0.0))
+        if z is not None:
+            out.append(z)
+        out.extend(body)
+        if wgt_fmt:
             out.append("<rwgt>\n")
-            for wid, vals in zip(wids, wvals):
-                out.append(f'<wgt id="{escape(wid)}">{_fmt(vals[i])}</wgt>\n')
+            out.extend(fmt % vals[i] for fmt, vals in zip(wgt_fmt, wvals))
             out.append("</rwgt>\n")
         out.append("</event>\n")
     return "".join(out)
@@ -430,23 +456,32 @@ class _Reader:
             self.fh = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
         except OSError as err:
             raise InputError(f"{self.path}: cannot read ({err.strerror or err})") from None
+        self._lines = iter(self.fh)
+        self._partial = False
         self.lineno = 0
         self.n_events = 0
         self.header_text = ""
         self.info: dict[str, str] = {}
-        self.init = self._read_preamble()
+        try:
+            self.init = self._read_preamble()
+        except BaseException:
+            self.fh.close()
+            raise
 
     def fail(self, what: str) -> InputError:
+        if self._partial and not what.startswith("truncated"):  # the last line was cut short
+            what = f"truncated: the file ends in the middle of a line ({what})"
         return InputError(f"{self.path}: line {self.lineno}: {what}")
 
     def _next(self) -> str | None:
         try:
-            line = self.fh.readline()
+            line = next(self._lines, None)
         except (OSError, EOFError) as err:  # e.g. a truncated gzip stream
-            raise InputError(f"{self.path}: line {self.lineno}: cannot read ({err})") from None
+            raise InputError(f"{self.path}: line {self.lineno}: cannot read (truncated or corrupt? {err})") from None
         if not line:
             return None
         self.lineno += 1
+        self._partial = not line.endswith("\n")
         return line
 
     def _read_preamble(self) -> LheInit:
@@ -542,15 +577,13 @@ class _Reader:
             raise self.fail(f"malformed {where}: not a number in the event line") from None
         if nup < 0:
             raise self.fail(f"malformed {where}: negative NUP")
-        rows = []
+        rows = []  # tokens, converted to numbers in bulk by _build
+        first = self.lineno + 1
         for _ in range(nup):
             p = self._data_line(where).split()
             if len(p) < 13:
                 raise self.fail(f"malformed {where}: particle line has {len(p)} fields, expected 13")
-            try:
-                rows.append([int(x) for x in p[:6]] + [float(x) for x in p[6:13]])
-            except ValueError:
-                raise self.fail(f"malformed {where}: not a number in a particle line") from None
+            rows.append(p[:13])
         tail = []
         while True:
             line = self._next()
@@ -569,7 +602,7 @@ class _Reader:
             except ValueError:
                 raise self.fail(f"malformed {where}: weight {wid!r} is not a number ({val[:20]!r})") from None
         self.n_events += 1
-        return xwgt, rows, wgts
+        return xwgt, rows, wgts, first, self.n_events
 
     def close(self):
         self.fh.close()
@@ -580,7 +613,10 @@ def _build(reader: _Reader, events: list, source: str) -> LheContent:
     n = len(events)
     counts = np.array([len(ev[1]) for ev in events], dtype=np.int64)
     flat_rows = [row for ev in events for row in ev[1]]
-    table = np.array(flat_rows, dtype=np.float64).reshape(-1, 13)
+    try:
+        table = np.array(flat_rows, dtype=np.float64).reshape(-1, 13)
+    except ValueError:
+        raise _number_error(reader, events) from None
     particles = ak.unflatten(
         ak.zip({
             f: (table[:, j].astype(np.int64) if j < 6 else table[:, j])
@@ -623,6 +659,19 @@ def _build(reader: _Reader, events: list, source: str) -> LheContent:
         if not np.isfinite(v[~np.isnan(v)]).all():
             raise InputError(f"{source}: non-finite values in weight variation {k!r}")
     return LheContent(sample, weights, particles, reader.init, {"text": reader.header_text})
+
+
+def _number_error(reader: _Reader, events: list) -> InputError:
+    """Locate the first particle line with a token that is not a number (slow path)."""
+    for ev in events:
+        for j, row in enumerate(ev[1]):
+            try:
+                [float(x) for x in row]
+            except ValueError:
+                return InputError(
+                    f"{reader.path}: line {ev[3] + j}: malformed event {ev[4]}: not a number in a particle line"
+                )
+    return InputError(f"{reader.path}: malformed particle lines")  # pragma: no cover
 
 
 _ORDER = ("Muon", "Electron", "Tau", "Photon", "Neutrino", "Jet", "Top", "Boson", "Other")

@@ -29,13 +29,15 @@ file branch, e.g. for ``uproot-HZZ.root``::
 A collection is given either by ``C_pt, C_eta, C_phi, C_mass`` or by Cartesian
 ``C_px, C_py, C_pz, C_E`` (converted with :func:`hepgen.kinematics.epxpypz_to_ptetaphim`);
 ``C_charge`` / ``C_pdgId`` are optional, ``nC`` is optional (the counts come from the jagged
-branches). Objects are re-sorted by decreasing pT. Every value must be a branch of the tree.
+branches). Objects are re-sorted by decreasing pT. A value is a branch name or an uproot
+expression over branches (``"jet_pt / 1000"`` for an ntuple in MeV).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
@@ -67,6 +69,10 @@ def _branch_types(sample: EventSample) -> dict[str, object]:
         types[name] = f"var * {{{inner}}}"
     types["weight"] = "float32"
     return types
+
+
+def _describe(layout: Mapping[str, object]) -> str:
+    return "; ".join(f"{k}: {v}" for k, v in layout.items())
 
 
 def _chunk_data(sample: EventSample, layout: Mapping[str, object]) -> dict[str, object]:
@@ -173,16 +179,18 @@ class RootWriter:
         """Append the events of ``sample`` (any size; buffered into large ``extend`` calls)."""
         if self._file is None:
             raise RuntimeError("RootWriter.write outside its 'with' block")
+        layout = _branch_types(sample)
         if self._layout is None:
-            self._layout = _branch_types(sample)
+            self._layout = layout
             self._info = {str(k): str(v) for k, v in sample.info.items()}
-        else:
-            want = [k for k in self._layout if k != "weight"]
-            if sorted(want) != sorted(sample.collections):
-                raise OutputError(
-                    f"{self.path}: chunk has collections {sorted(sample.collections)}, "
-                    f"the first chunk had {sorted(want)}"
-                )
+        elif layout != self._layout:
+            raise OutputError(
+                f"{self.path}: chunk has branches {_describe(layout)}, the first chunk had {_describe(self._layout)}"
+            )
+        try:
+            sample.check_finite(str(self.path))
+        except InputError as err:  # never write a file that hepgen would refuse to read
+            raise OutputError(str(err)) from None
         if len(sample) == 0:
             return
         self._buffer.append(sample)
@@ -239,6 +247,21 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
+def _open_file(path: Path):
+    """uproot.open with the file's own length check (a cut tail still opens in uproot)."""
+    import uproot
+
+    try:
+        f = uproot.open(path)
+    except Exception as err:  # uproot raises many kinds on corrupt input
+        raise InputError(f"{path}: not a readable ROOT file (truncated or corrupt? {_one_line(err)})") from None
+    size, end = path.stat().st_size, getattr(f.file, "fEND", 0)
+    if size < end:
+        f.close()
+        raise InputError(f"{path}: truncated ROOT file ({size} bytes, its header says {end})")
+    return f
+
+
 def _open_tree(path: str | os.PathLike, tree: str):
     """Open ``path`` and return (file, tree); every failure is one-line :class:`InputError`."""
     import uproot
@@ -248,10 +271,7 @@ def _open_tree(path: str | os.PathLike, tree: str):
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a ROOT file")
-    try:
-        f = uproot.open(path)
-    except Exception as err:  # uproot raises many kinds on corrupt input
-        raise InputError(f"{path}: not a readable ROOT file (truncated or corrupt? {_one_line(err)})") from None
+    f = _open_file(path)
     try:
         keys = f.keys(cycle=False)
         obj = f[tree] if tree in keys else None
@@ -265,13 +285,13 @@ def _open_tree(path: str | os.PathLike, tree: str):
     return f, obj
 
 
-def _read_info(f) -> dict[str, str]:
+def _read_info(f, path) -> dict[str, str]:
+    if INFO_KEY not in f.keys(cycle=False):
+        return {}
     try:
-        if INFO_KEY in f.keys(cycle=False):
-            return {str(k): str(v) for k, v in json.loads(str(f[INFO_KEY])).items()}
-    except Exception:
-        pass
-    return {}
+        return {str(k): str(v) for k, v in json.loads(str(f[INFO_KEY])).items()}
+    except Exception as err:
+        raise InputError(f"{path}: unreadable provenance {INFO_KEY!r} (truncated or corrupt? {_one_line(err)})") from None
 
 
 def _default_mapping(tree) -> dict[str, str]:
@@ -329,22 +349,38 @@ def _plan(mapping: Mapping[str, str], where: str) -> dict[str, dict]:
     return plan
 
 
-def _check_branches(tree, mapping: Mapping[str, str], path) -> None:
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+
+
+def _columns(tree, mapping: Mapping[str, str], path) -> tuple[dict[str, str], dict[str, str]]:
+    """hepgen key -> column name in the arrays read, and the uproot aliases for expressions.
+
+    A value that names a branch is read as is; a missing branch name is an error here. Any
+    other value is an uproot expression over branches (e.g. ``"jet_pt / 1000"`` for MeV).
+    """
     names = set(tree.keys())
-    missing = [f"{k} -> {v}" for k, v in mapping.items() if v not in names]
+    missing = [f"{k} -> {v}" for k, v in mapping.items() if _IDENT.match(v) and v not in names]
     if missing:
         raise InputError(
             f"{path}: tree {tree.name!r} lacks branch {missing[0]}"
             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
         )
+    columns, aliases = {}, {}
+    for k, v in mapping.items():
+        if v in names:
+            columns[k] = v
+        else:
+            columns[k] = aliases_key = f"hepgen_expr_{k}"
+            aliases[aliases_key] = v
+    return columns, aliases
 
 
-def _to_sample(arrays: ak.Array, mapping: Mapping[str, str], plan, info, path) -> EventSample:
+def _to_sample(arrays: ak.Array, mapping: Mapping[str, str], columns, plan, info, path) -> EventSample:
     """Raw branch arrays (named by file branch) -> EventSample; re-sorted by pT."""
     n = len(arrays)
     collections = {}
     for coll, fields in plan.items():
-        get = lambda f: arrays[mapping[fields[f]]]  # noqa: E731
+        get = lambda f: arrays[columns[fields[f]]]  # noqa: E731
         if fields["__kind__"] == "polar":
             pt, eta, phi, mass = (ak.values_astype(get(f), np.float64) for f in KINEMATIC_FIELDS)
         else:
@@ -356,14 +392,14 @@ def _to_sample(arrays: ak.Array, mapping: Mapping[str, str], plan, info, path) -
         extra = {f: ak.values_astype(get(f), np.int32) for f in INT_FIELDS if f in fields}
         ncount = f"n{coll}"
         if ncount in mapping:
-            stored = ak.to_numpy(arrays[mapping[ncount]]).astype(np.int64)
+            stored = ak.to_numpy(arrays[columns[ncount]]).astype(np.int64)
             if not np.array_equal(stored, ak.to_numpy(ak.num(pt, axis=1))):
                 raise InputError(f"{path}: counter {mapping[ncount]} disagrees with the length of {coll} branches")
         c = make_collection(pt, eta, phi, mass, **extra)
         order = ak.argsort(c.pt, axis=1, ascending=False, stable=True)
         collections[coll] = c[order]
     if "weight" in mapping:
-        weight = ak.to_numpy(arrays[mapping["weight"]]).astype(np.float64)
+        weight = ak.to_numpy(arrays[columns["weight"]]).astype(np.float64)
     else:
         weight = np.ones(n)
     sample = EventSample(collections, weight, dict(info))
@@ -376,13 +412,21 @@ def _prepare(path, tree, branches):
     try:
         mapping = dict(branches) if branches else _default_mapping(t)
         plan = _plan(mapping, str(path))
-        _check_branches(t, mapping, path)
-        info = _read_info(f)
+        columns, aliases = _columns(t, mapping, path)
+        info = _read_info(f, path)
         info.setdefault("source", str(path))
     except BaseException:
         f.close()
         raise
-    return f, t, mapping, plan, info
+    return f, t, mapping, plan, info, columns, aliases
+
+
+def _read_error(path, tree, err) -> InputError:
+    import uproot
+
+    if isinstance(err, (uproot.KeyInFileError, NameError, SyntaxError, TypeError)) or "expression" in str(err):
+        return InputError(f"{path}: cannot evaluate a branch expression in tree {tree!r} ({_one_line(err)})")
+    return InputError(f"{path}: cannot read tree {tree!r} (truncated or corrupt? {_one_line(err)})")
 
 
 def read_events(
@@ -399,13 +443,15 @@ def read_events(
     reads hepgen's own layout. Raises :class:`InputError` (one line) for a missing,
     truncated or corrupt file, a missing tree or branch, or non-finite momenta.
     """
-    f, t, mapping, plan, info = _prepare(path, tree, branches)
+    f, t, mapping, plan, info, columns, aliases = _prepare(path, tree, branches)
     with f:
         try:
-            arrays = t.arrays(sorted(set(mapping.values())), entry_start=entry_start, entry_stop=entry_stop)
+            arrays = t.arrays(
+                sorted(set(columns.values())), aliases=aliases or None, entry_start=entry_start, entry_stop=entry_stop
+            )
         except Exception as err:
-            raise InputError(f"{path}: cannot read tree {tree!r} (truncated or corrupt? {_one_line(err)})") from None
-        return _to_sample(arrays, mapping, plan, info, path)
+            raise _read_error(path, tree, err) from None
+        return _to_sample(arrays, mapping, columns, plan, info, path)
 
 
 def iterate_events(
@@ -416,32 +462,26 @@ def iterate_events(
     branches: Mapping[str, str] | None = None,
 ) -> Iterator[EventSample]:
     """Yield the tree as :class:`EventSample` chunks of ``step_size`` events (last may be shorter)."""
-    f, t, mapping, plan, info = _prepare(path, tree, branches)
+    f, t, mapping, plan, info, columns, aliases = _prepare(path, tree, branches)
     with f:
-        it = t.iterate(sorted(set(mapping.values())), step_size=step_size)
+        it = t.iterate(sorted(set(columns.values())), aliases=aliases or None, step_size=step_size)
         while True:
             try:
                 arrays = next(it)
             except StopIteration:
                 return
             except Exception as err:
-                raise InputError(f"{path}: cannot read tree {tree!r} (truncated or corrupt? {_one_line(err)})") from None
-            yield _to_sample(arrays, mapping, plan, info, path)
+                raise _read_error(path, tree, err) from None
+            yield _to_sample(arrays, mapping, columns, plan, info, path)
 
 
 def read_histograms(path: str | os.PathLike) -> dict[str, object]:
     """All TH1 objects of a file as ``hist.Hist`` (name -> Hist)."""
-    import uproot
-
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
-    try:
-        with uproot.open(path) as f:
-            return {
-                k: f[k].to_hist()
-                for k, c in f.classnames(cycle=False).items()
-                if c.startswith("TH1")
-            }
-    except Exception as err:
-        raise InputError(f"{path}: cannot read histograms (truncated or corrupt? {_one_line(err)})") from None
+    with _open_file(path) as f:
+        try:
+            return {k: f[k].to_hist() for k, c in f.classnames(cycle=False).items() if c.startswith("TH1")}
+        except Exception as err:
+            raise InputError(f"{path}: cannot read histograms (truncated or corrupt? {_one_line(err)})") from None

@@ -34,7 +34,7 @@ from torch import nn
 
 from ..cards import ModelConfig
 from ..nn.blocks import ResidualMLP, TimeEmbedding
-from .base import Generator
+from .base import Generator, ModelSettingError
 
 
 def beta_schedule(kind: str, steps: int) -> torch.Tensor:
@@ -115,25 +115,28 @@ class DDPM(Generator):
         tin = ((t + 1).to(x.dtype) / self.T).unsqueeze(-1)
         return (((1 - a).sqrt() * xt + self.eps(xt, tin, c) - eps) ** 2).mean()
 
-    def _steps(self, sampler: str | None, steps: int | None) -> tuple[str, int]:
-        sampler = sampler or self.cfg.ddpm.sampler
+    def _steps(self, sampler: str | None, steps: int | None, solver: str | None = None) -> tuple[str, int]:
+        if solver is not None and sampler is not None and solver != sampler:
+            raise ModelSettingError(f"DDPM: solver={solver!r} and sampler={sampler!r} disagree")
+        sampler = sampler or solver or self.cfg.ddpm.sampler
         if sampler not in ("ancestral", "ddim"):
-            raise ValueError(f"unknown DDPM sampler {sampler!r}; choose ancestral or ddim")
+            raise ModelSettingError(f"unknown DDPM sampler {sampler!r}; choose ancestral or ddim")
         if steps is None:
-            steps = self.T if sampler == "ancestral" else self.cfg.ddpm.ddim_steps
+            steps = self.T if sampler == "ancestral" else min(self.cfg.ddpm.ddim_steps, self.T)
         if not 1 <= steps <= self.T:
-            raise ValueError(f"DDPM sampler steps must be in [1, {self.T}], got {steps}")
+            raise ModelSettingError(f"DDPM sampler steps must be in [1, {self.T}], got {steps}")
         return sampler, steps
 
-    def sampler(self, sampler: str | None = None, steps: int | None = None) -> nn.Module:
-        """``sampler`` = ancestral | ddim (card default); ``steps`` visited (default T / ddim_steps)."""
-        sampler, steps = self._steps(sampler, steps)
+    def sampler(self, sampler: str | None = None, steps: int | None = None, solver: str | None = None) -> nn.Module:
+        """``sampler`` = ancestral | ddim (card default; ``solver`` is an alias, as ``hepgen generate
+        --solver`` passes it); ``steps`` visited (default T / ddim_steps)."""
+        sampler, steps = self._steps(sampler, steps, solver)
         # DDIM's evenly spaced "leading" steps t = i T / steps, from the largest down to 0;
         # with steps = T every step is visited (Ho et al.'s ancestral chain)
         taus = [i * self.T // steps for i in range(steps)][::-1]
         eta = 1.0 if sampler == "ancestral" else 0.0
         return DDPMSampler(self.eps, self._abar64(), taus, eta, self.dim)
 
-    def noise_dim(self, sampler: str | None = None, steps: int | None = None) -> int:
-        sampler, steps = self._steps(sampler, steps)
+    def noise_dim(self, sampler: str | None = None, steps: int | None = None, solver: str | None = None) -> int:
+        sampler, steps = self._steps(sampler, steps, solver)
         return self.dim * (steps + 1) if sampler == "ancestral" else self.dim

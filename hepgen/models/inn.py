@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from ..cards import ModelConfig
 from ..nn.blocks import ResidualMLP
-from .base import Generator
+from .base import Generator, ModelSettingError, check_no_options
 
 MIN_BIN = 1e-3  # minimal bin width / height, as a fraction of the domain
 MIN_DERIV = 1e-3
@@ -147,7 +147,7 @@ class INN(Generator):
     def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig):
         super().__init__(dim, cond_dim, cfg)
         if dim < 2:
-            raise ValueError("the INN needs at least 2 dimensions (coupling blocks split them)")
+            raise ModelSettingError("the INN needs at least 2 dimensions (coupling blocks split them)")
         self.blocks = nn.ModuleList(CouplingBlock(dim, cond_dim, cfg, i) for i in range(cfg.inn.blocks))
 
     def forward_flow(self, x, c) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,7 +166,12 @@ class INN(Generator):
         return -self.log_prob(x, c).mean()
 
     def sampler(self, **opts) -> nn.Module:
+        check_no_options(self.family, opts)
         return INNSampler(self.blocks)
+
+    def noise_dim(self, **opts) -> int:
+        check_no_options(self.family, opts)
+        return self.dim
 
 
 class INNSampler(nn.Module):

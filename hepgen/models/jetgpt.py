@@ -19,10 +19,10 @@ log_prob is the von Mises density, samples follow the wrapped normal. The Bessel
 the polynomial approximations of Abramowitz & Stegun 9.8.1-9.8.4 and, for kappa >= 20, the
 asymptotic series 9.7.1 (elementary ops only; relative error of s^2 < 1e-5).
 
-The D autoregressive steps are a fixed Python loop (each step runs the transformer on the
-partially filled x; the causal mask makes the unfilled columns irrelevant), the chosen
-component is picked by one-hot multiplication, and x is filled by adding ``value * e_i``:
-the exported graph has MatMul, Softmax, LayerNormalization, comparisons, Cast, Where, Floor,
+The D autoregressive steps are a fixed Python loop with incremental decoding: step i runs
+only token i through the blocks, attending to the cached keys/values of tokens < i (a fixed
+shape per step, so the unrolled graph is static; D times cheaper than re-running the whole
+sequence). The chosen component is picked by one-hot multiplication; the exported graph has MatMul, Softmax, LayerNormalization, comparisons, Cast, Where, Floor,
 Exp, Log, Sqrt, Cos, Sin and no random ops, Loop or If.
 """
 
@@ -36,7 +36,7 @@ from torch import nn
 from ..cards import ModelConfig
 from ..nn.blocks import linear
 from ..nn.transformer import TransformerBlock
-from .base import Generator
+from .base import Generator, ModelSettingError, check_no_options
 
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -9.0, 4.0
 _LOG_2PI = math.log(2 * math.pi)
@@ -101,7 +101,7 @@ class JetGPT(Generator):
         super().__init__(dim, cond_dim, cfg)
         periodic = tuple(cfg.jetgpt.periodic if periodic is None else periodic)
         if any(not 0 <= i < dim for i in periodic):
-            raise ValueError(f"jetgpt periodic components {periodic} out of range for {dim} dimensions")
+            raise ModelSettingError(f"model.jetgpt.periodic {periodic} out of range for {dim} dimensions")
         self.periodic = tuple(sorted(set(periodic)))
         self.components = k = cfg.jetgpt.components
         net, bayes = cfg.network, cfg.bayes
@@ -114,7 +114,6 @@ class JetGPT(Generator):
         first = torch.zeros(dim, 1)
         first[0] = 1.0
         self.register_buffer("first", first, persistent=False)
-        self.register_buffer("eye", torch.eye(dim), persistent=False)
         self.register_buffer("cum", torch.ones(k, k).triu(), persistent=False)  # w @ cum = cumsum
         self.value_embed = linear(3, h, bayes, every)  # features (x, cos x, sin x), the latter two for angles
         self.cond_embed = linear(cond_dim, h, bayes, every) if cond_dim else None
@@ -126,22 +125,41 @@ class JetGPT(Generator):
 
     # ------------------------------------------------------------------------------------
 
+    @staticmethod
+    def _features(prev: torch.Tensor, periodic_prev) -> torch.Tensor:
+        """Token features ``[..., 3]`` of the previous component: (x, 0, 0) or (0, cos x, sin x)."""
+        return torch.stack([prev * (1 - periodic_prev), torch.cos(prev) * periodic_prev,
+                            torch.sin(prev) * periodic_prev], dim=-1)
+
+    def _params(self, hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.head(self.norm(hidden)).reshape(*hidden.shape[:-1], 3, self.components)
+        logits, mu, r = out.unbind(-2)
+        return logits, mu, r.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
+
     def conditionals(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Mixture parameters of p(x_i | x_<i, c): logits, mu, r = log sigma, each ``[N, D, K]``."""
         n, d = x.shape
         prev = x @ self.shift.to(x.dtype)  # [N, D]: 0, x_0, ..., x_{D-2}
         pprev = self.pmask.to(x.dtype) @ self.shift.to(x.dtype)  # is x_{i-1} periodic
-        feats = torch.stack([prev * (1 - pprev), torch.cos(prev) * pprev, torch.sin(prev) * pprev], dim=-1)
-        hidden = self.value_embed(feats.reshape(n * d, 3)).reshape(n, d, -1)
+        hidden = self.value_embed(self._features(prev, pprev).reshape(n * d, 3)).reshape(n, d, -1)
         first = self.first.to(x.dtype)
         hidden = hidden * (1 - first) + self.start * first + self.pos
         if self.cond_embed is not None:
             hidden = hidden + self.cond_embed(c).unsqueeze(1)
         for block in self.blocks:
             hidden = block(hidden)
-        out = self.head(self.norm(hidden).reshape(n * d, -1)).reshape(n, d, 3, self.components)
-        logits, mu, r = out.unbind(2)
-        return logits, mu, r.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
+        return self._params(hidden)
+
+    def token(self, i: int, prev: torch.Tensor | None, c: torch.Tensor) -> torch.Tensor:
+        """Input of token i ``[N, H]`` given the value x_{i-1} ``[N]`` (None for i = 0)."""
+        if prev is None:
+            hidden = (self.start + self.pos[0]).expand(c.shape[0], -1)
+        else:
+            feats = self._features(prev, 1.0 if i - 1 in self.periodic else 0.0)
+            hidden = self.value_embed(feats) + self.pos[i]
+        if self.cond_embed is not None:
+            hidden = hidden + self.cond_embed(c)
+        return hidden
 
     def log_prob(self, x, c):
         """Exact log p(x | c) ``[N]``; x ``[N, D]`` (periodic components in [-pi, pi))."""
@@ -160,14 +178,17 @@ class JetGPT(Generator):
         return -self.log_prob(x, c).mean()
 
     def noise_dim(self, **opts) -> int:
+        check_no_options(self.family, opts)
         return 2 * self.dim
 
     def draw_noise(self, n: int, generator: torch.Generator | None = None, **opts) -> torch.Tensor:
         """``[n, 2 D]``: uniforms in [0, 1) (component choice), then standard normals."""
+        check_no_options(self.family, opts)
         return torch.cat([torch.rand(n, self.dim, generator=generator),
                           torch.randn(n, self.dim, generator=generator)], dim=1)
 
     def sampler(self, **opts) -> nn.Module:
+        check_no_options(self.family, opts)
         return JetGPTSampler(self)
 
 
@@ -181,10 +202,14 @@ class JetGPTSampler(nn.Module):
     def forward(self, noise, c):
         m = self.model
         d, k = m.dim, m.components
-        x = torch.zeros_like(noise[:, :d])
         cum_matrix = m.cum.to(noise.dtype)
+        caches = [[] for _ in m.blocks]  # keys/values of the tokens so far, per block
+        values, prev = [], None
         for i in range(d):
-            logits, mu, r = (a[:, i] for a in m.conditionals(x, c))  # [N, K]
+            hidden = m.token(i, prev, c)
+            for block, cache in zip(m.blocks, caches):
+                hidden = block.step(hidden, cache)
+            logits, mu, r = m._params(hidden)  # [N, K]
             cum = logits.softmax(-1) @ cum_matrix  # cumulative weights
             u = noise[:, i:i + 1]
             below = (u >= cum[:, :k - 1]).to(noise.dtype)  # 1 ... 1 0 ... 0
@@ -195,8 +220,8 @@ class JetGPTSampler(nn.Module):
             z = noise[:, d + i]
             if i in m.periodic:
                 s = wrapped_normal_sigma2(torch.exp(-2 * r_k)).sqrt()
-                value = wrap_angle(mu_k + s * z)
+                prev = wrap_angle(mu_k + s * z)
             else:
-                value = mu_k + torch.exp(r_k) * z
-            x = x + value.unsqueeze(-1) * m.eye[i].to(noise.dtype)
-        return x
+                prev = mu_k + torch.exp(r_k) * z
+            values.append(prev)
+        return torch.stack(values, dim=1)

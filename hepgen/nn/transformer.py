@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..cards import BayesConfig, NetworkConfig
+from ..errors import CardError
 from .blocks import _ACT, linear
 
 
@@ -25,7 +26,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, length: int, width: int, heads: int, bayes: BayesConfig | None, bayesian: bool):
         super().__init__()
         if width % heads:
-            raise ValueError(f"network.hidden ({width}) must be divisible by network.heads ({heads})")
+            raise CardError(f"model.network.hidden ({width}) must be divisible by model.network.heads ({heads})")
         self.heads, self.head_dim = heads, width // heads
         self.qkv = linear(width, 3 * width, bayes, bayesian)
         self.proj = linear(width, width, bayes, bayesian)
@@ -39,6 +40,19 @@ class CausalSelfAttention(nn.Module):
         att = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim) + self.mask.to(h.dtype)
         out = (att.softmax(-1) @ v).transpose(1, 2).reshape(n * length, width)
         return self.proj(out).reshape(n, length, width)
+
+    def step(self, h: torch.Tensor, cache: list) -> torch.Tensor:
+        """Incremental decoding: the next token h ``[N, H]`` attends to itself and the tokens
+        whose keys/values are in ``cache`` (a list, ``[]`` at the start, extended in place with
+        ``[K, V]`` of shape ``[N, heads, i + 1, head_dim]``). Same result as ``forward`` on the
+        whole sequence, at the cost of one token (a fixed shape per step: exportable)."""
+        n, width = h.shape
+        q, k, v = self.qkv(h).reshape(n, 3, self.heads, 1, self.head_dim).unbind(1)  # [N, heads, 1, hd]
+        if cache:
+            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+        cache[:] = [k, v]
+        att = (q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)).softmax(-1)  # [N, heads, 1, i+1]
+        return self.proj((att @ v).reshape(n, width))
 
 
 class TransformerBlock(nn.Module):
@@ -60,3 +74,8 @@ class TransformerBlock(nn.Module):
         n, length, w = h.shape
         m = self.fc2(self.act(self.fc1(self.norm2(h).reshape(n * length, w))))
         return h + self.drop(m.reshape(n, length, w))
+
+    def step(self, h: torch.Tensor, cache: list) -> torch.Tensor:
+        """One token ``[N, H]`` with cached keys/values (see :meth:`CausalSelfAttention.step`)."""
+        h = h + self.drop(self.attn.step(self.norm1(h), cache))
+        return h + self.drop(self.fc2(self.act(self.fc1(self.norm2(h)))))
