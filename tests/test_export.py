@@ -7,7 +7,8 @@ pipeline built like the Z+jets one (tests/_export_toy.py). Tolerances (relative,
 - ONNX Runtime vs torch float32: <= 1e-4 (TORCH_RTOL) for all events; JetGPT's mixture choice
   compares a uniform with cumulative weights, so an event whose uniform sits within float
   rounding of an edge may pick another component: at most 1% of events may differ there.
-- SOFIE C++ vs ONNX Runtime: <= 1e-5 for every event.
+- SOFIE C++ vs ONNX Runtime: <= 1e-5 for every event (JetGPT: the same 1% allowance for
+  mixture-edge ties).
 """
 
 from __future__ import annotations
@@ -49,10 +50,8 @@ def _export(tmp_path_factory, family: str, bayesian: bool):
         model = toy_model(family, bayesian)
         default, draws = toy_modules(model, bayesian, DRAWS)
         out = tmp_path_factory.mktemp("exports") / f"{family}-{'bayes' if bayesian else 'plain'}"
-        # JetGPT's transformer graph is beyond SOFIE 0.1.0 (see test_jetgpt_sofie_refused)
         write_export(out, default, draws, DRAWS if bayesian else 0, spec_for(model),
-                     generator={"family": family}, physics={}, provenance={"test": "yes"},
-                     with_sofie=family != "jetgpt")
+                     generator={"family": family}, physics={}, provenance={"test": "yes"})
         _cache[key] = (out, default, draws, spec_for(model))
     return _cache[key]
 
@@ -171,7 +170,8 @@ needs_cpp = pytest.mark.skipif(shutil.which("g++") is None or shutil.which("make
 
 @needs_cpp
 @pytest.mark.slow
-@pytest.mark.parametrize("family,bayesian", [("cfm", False), ("cfm", True), ("ddpm", True), ("inn", True)])
+@pytest.mark.parametrize("family,bayesian", [("cfm", False), ("cfm", True), ("ddpm", True), ("inn", True),
+                                             ("jetgpt", True)])
 def test_sofie_cpp_matches_onnxruntime_for_every_weight_file(family, bayesian, tmp_path_factory, tmp_path):
     out, _, _, spec = _export(tmp_path_factory, family, bayesian)
     build = tmp_path / "build"
@@ -190,7 +190,8 @@ def test_sofie_cpp_matches_onnxruntime_for_every_weight_file(family, bayesian, t
     nj = np.fromfile(tmp_path / "ev.out1.f32", dtype=np.float32).reshape(k, n)
     for d in range(k):
         ref = sampler.run(noise, draw=d)
-        assert event_diff([p[d], nj[d]], [ref["momenta"], ref["n_jets"]]).max() <= SOFIE_RTOL, d
+        diff = event_diff([p[d], nj[d]], [ref["momenta"], ref["n_jets"]])
+        assert np.mean(diff > SOFIE_RTOL) <= BOUNDARY_FRACTION.get(family, 0.0), (d, float(diff.max()))
     if k > 1:  # the same compiled binary switches draw by weight file alone
         assert np.abs(p[0] - p[1]).max() > 1e-3
         one = subprocess.run([str(build / "generate_events"), str(out), "-o", str(tmp_path / "one"), "-n", str(n),
@@ -215,14 +216,25 @@ def test_sofie_cpp_reports_a_bad_weight_file(tmp_path_factory, tmp_path):
     assert run.returncode != 0 and "error" in run.stderr
 
 
-def test_jetgpt_sofie_refused_with_a_hint(tmp_path_factory, tmp_path):
-    """SOFIE 0.1.0 cannot size JetGPT's dynamic-batch Reshapes: the export says so and how to go on."""
-    from hepgen.export import sofie_code
+class _MergesBatch(torch.nn.Module):
+    """Reshapes the batch axis into another (SOFIE 0.1.0 cannot size that: 'stoi')."""
 
-    out, _, _, _ = _export(tmp_path_factory, "jetgpt", False)
-    model = onnx.load(str(out / "generator.onnx"))
-    with pytest.raises(ExportError, match="SOFIE cannot generate"):
-        sofie_code.generate_header(model, "generator", tmp_path / "g.hxx")
+    def forward(self, noise):
+        h = torch.stack([noise, 2 * noise, 3 * noise], dim=-1)  # [N, 6, 3]
+        return (h.reshape(-1, 3) * 2.0).reshape(-1, 1, 18)
+
+
+def test_a_graph_sofie_cannot_generate_is_refused_with_a_hint(tmp_path):
+    from hepgen.export.bundle import GraphSpec
+    from hepgen.export.manifest import Port
+
+    spec = GraphSpec(inputs=(Port("noise", (6,), "noise"),), outputs=(Port("p", (1, 18), "p"),),
+                     noise_layout=("normal",) * 6, objects=("a",), columns=tuple("abcdefghijklmnopqr"))
+    with pytest.raises(ExportError, match="SOFIE cannot generate.*--no-sofie"):
+        write_export(tmp_path / "e", _MergesBatch(), None, 0, spec, generator={}, physics={}, provenance={})
+    assert not (tmp_path / "e").exists()
+    out = write_export(tmp_path / "e", _MergesBatch(), None, 0, spec, generator={}, physics={}, provenance={},
+                       with_sofie=False)
     assert json.loads((out / "manifest.json").read_text())["sofie"]["header"] is None
 
 
