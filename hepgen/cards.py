@@ -49,6 +49,7 @@ class ProcessConfig:
     jet_pt_min: float = _f(20.0, ge=0)  # GeV
     jet_eta_max: float = _f(5.0, gt=0)
     jet_dr_min: float = _f(0.4, ge=0)  # minimal Delta R between selected jets
+    jet_input_eta_max: float = _f(6.0, gt=0)  # jet inputs: visible particles with |eta| below
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,9 @@ class SimulateConfig:
     output: str = "data/zjets_reference.root"
     jobs: int = _f(0, ge=0)  # worker processes; 0 = all cores
     batch: int = _f(1000, ge=1)  # Pythia nextBatch size
-    mhat_min: float = _f(50.0, ge=0)  # GeV, PhaseSpace:mHatMin of the hard process
+    hard_process: Literal["drell_yan", "z_jet"] = "drell_yan"  # ffbar2gmZ + shower | Z + 1 parton
+    mhat_min: float = _f(50.0, ge=0)  # GeV, lower bound of the Z/gamma* mass
+    pthat_min: float = _f(10.0, gt=0)  # GeV, PhaseSpace:pTHatMin (hard_process z_jet only)
     hadronization: bool = True
     mpi: bool = False  # multiparton interactions
     pythia: tuple[str, ...] = ()  # extra "Key = value" Pythia settings, applied last
@@ -169,7 +172,9 @@ class ValidateConfig:
     classifier_epochs: int = _f(30, ge=1)
     classifier_runs: int = _f(3, ge=1)
     style: Literal["CMS", "ATLAS", "ROOT"] = "CMS"
-    min_bin_events: int = _f(100, ge=1)
+    min_bin_events: int = _f(100, ge=1)  # a histogram bin is trusted with at least this many events
+    classifier_folds: int = _f(3, ge=2)  # cross-fitting folds: every event scored by a model that never saw it
+    quantiles: int = _f(20, ge=2)  # quantiles of the amplification estimate (arXiv:2008.06545)
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,64 @@ def simulate(card, events, seed, output, jobs, force, overrides):
     click.echo(f"wrote {path}")
 
 
+_STYLE = click.Choice(["CMS", "ATLAS", "ROOT"])
+
+
+@cli.command()
+@click.argument("samples", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-r", "--reference", type=click.Path(path_type=Path),
+              help="Reference ROOT/LHE sample not used for training (default for a run folder: its held-out split).")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output folder (default: RUN/validation, or validation_out/<sample name>).")
+@click.option("--style", type=_STYLE, help="Plot style (default: the card's validate.style, CMS).")
+@click.option("--card", "card_path", type=click.Path(path_type=Path), help="Card for the validate settings (default: the run's card).")
+@click.option("--training", type=click.Path(path_type=Path), help="Training sample to overlay in the plots.")
+@click.option("--observables", "observables_file", type=click.Path(path_type=Path),
+              help="Observable-set YAML (default: the card's validate.observables).")
+@click.option("--no-classifier", is_flag=True, help="Skip the classifier two-sample test.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_FORCE
+@_SET
+def validate(samples, reference, output, style, card_path, training, observables_file, no_classifier, no_progress,
+             force, overrides):
+    """Compare generated SAMPLES (one file, K files = K Bayesian draws, or a run folder) to a reference.
+
+    Writes histograms with ratio panels and Bayesian bands (PNG + PDF), 2-D maps, the classifier
+    test, metrics.json / metrics.md and an index.html that shows everything.
+    """
+    card = _load(card_path, overrides) if card_path else (_card_from_overrides(overrides) if overrides else None)
+    from .validate import validate as run_validate
+
+    out = run_validate(list(samples) if len(samples) > 1 else samples[0], reference=reference, output=output,
+                       style=style, force=force, card=card, training=training, observables_file=observables_file,
+                       classifier=not no_classifier, progress=False if no_progress else None,
+                       log=lambda msg: click.echo(msg, err=True))
+    click.echo(f"wrote {out}/index.html")
+
+
+@cli.command()
+@click.argument("sample", type=click.Path(path_type=Path))
+@click.option("-r", "--reference", required=True, type=click.Path(path_type=Path), help="Reference ROOT/LHE sample.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output .root or .lhe file.")
+@click.option("--card", "card_path", type=click.Path(path_type=Path), help="Card for the classifier settings.")
+@_FORCE
+@_SET
+def reweight(sample, reference, output, card_path, force, overrides):
+    """Attach classifier (DCTR) weights w = p_ref/p_gen to generated events; write ROOT or LHE."""
+    card = _load(card_path, overrides) if card_path else (_card_from_overrides(overrides) if overrides else None)
+    from .validate.reweight import reweight as run_reweight
+
+    path, s = run_reweight(sample, reference, output, card=card, force=force)
+    click.echo(f"wrote {path}: classifier AUC {s['auc']:.4f} ± {s['auc_std']:.4f}, weights in "
+               f"[{s['weight_min']:.3g}, {s['weight_max']:.3g}], effective sample fraction {s['effective_fraction']:.3f}")
+
+
+def _card_from_overrides(overrides):
+    from .cards import card_from_dict
+
+    return card_from_dict({}, "<defaults>", overrides)
+
+
 @cli.command()
 @click.argument("card", required=False, type=click.Path(path_type=Path))
 @click.option("--resume", "resume", type=click.Path(path_type=Path), metavar="RUN",

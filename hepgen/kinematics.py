@@ -8,16 +8,15 @@ that are exported to ONNX. Angles in radians, momenta and masses in GeV.
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 
-try:  # torch is a core dependency, but keep this module importable without it
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None
-
 
 def _ns(x):
+    # torch is not imported here: a tensor can only exist once torch is imported, so look it
+    # up lazily (keeps numpy-only users, e.g. the simulation workers, free of torch's start-up)
+    torch = sys.modules.get("torch")
     if torch is not None and isinstance(x, torch.Tensor):
         return torch
     return np

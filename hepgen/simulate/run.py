@@ -1,0 +1,260 @@
+"""Produce the reference sample: workers, progress, provenance, one atomic ROOT file.
+
+``jobs`` worker processes (spawned, so no Pythia or FastJet state is shared) each run their
+own Pythia, seeded with :func:`~hepgen.simulate.pythia.worker_seed` (run seed, worker
+index), and select events batch by batch until they have their share: worker ``i`` of ``J``
+keeps the first ``N // J (+1 for i < N % J)`` selected events of its own event stream. The
+output is worker 0's events, then worker 1's, ... . Pythia's event stream does not depend on
+the batch size, so the file is a function of (card, seed, jobs) only: bit-reproducible.
+
+Nothing is written until every worker is done; the file then appears atomically (see
+:class:`hepgen.io.root.RootWriter`), with the resolved card beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+import queue as queue_module
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..cards import Card, ProcessConfig, card_hash, dump_card
+from ..errors import OutputError
+from ..events import EventSample
+from ..outputs import atomic_output, check_output
+from . import pythia as _pythia
+from .selection import SelectionStats, select
+
+MB_TO_PB = 1e9
+
+
+@dataclass(frozen=True)
+class WorkerTask:
+    """What one worker does: ``events`` selected events from Pythia seeded ``seed``."""
+
+    index: int
+    events: int
+    seed: int
+    settings: tuple[str, ...]
+    process: ProcessConfig
+    batch: int
+
+
+@dataclass
+class WorkerResult:
+    index: int
+    sample: EventSample
+    stats: SelectionStats
+    sigma_mb: float  # Pythia's sigmaGen over the tried events, mb
+    sigma_err_mb: float
+    seconds: float
+
+
+# progress messages from workers: (accepted, tried) increments, through this queue
+_PROGRESS = None
+
+
+def _init_worker(progress_queue) -> None:
+    global _PROGRESS
+    _PROGRESS = progress_queue
+
+
+def run_worker(task: WorkerTask, progress=None) -> WorkerResult:
+    """Generate and select until ``task.events`` events are kept (deterministic).
+
+    ``progress(accepted, tried)`` is called after each batch (default: the worker queue).
+    """
+    report = progress or (lambda a, t: _PROGRESS.put((a, t)) if _PROGRESS is not None else None)
+    start = time.perf_counter()
+    pythia = _pythia.make_pythia(list(task.settings), task.seed)
+    samples: list[EventSample] = []
+    stats = SelectionStats()
+    while stats.accepted < task.events:
+        batch = pythia.nextBatch(task.batch)
+        sample, flags = select(batch, task.process)
+        need = task.events - stats.accepted
+        if len(sample) > need:  # keep the first `need`; count tried events up to the last one
+            stop = int(np.flatnonzero(flags.keep)[need - 1]) + 1
+            sample = sample.select(np.arange(need))
+        else:
+            stop = None
+        batch_stats = SelectionStats.from_flags(flags, stop)
+        stats += batch_stats
+        samples.append(sample)
+        report(batch_stats.accepted, batch_stats.tried)
+    info = pythia.infoPython()
+    return WorkerResult(
+        index=task.index,
+        sample=EventSample.concatenate(samples),
+        stats=stats,
+        sigma_mb=float(info.sigmaGen()),
+        sigma_err_mb=float(info.sigmaErr()),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _worker_entry(task: WorkerTask) -> WorkerResult:
+    return run_worker(task)
+
+
+def _shares(events: int, jobs: int) -> list[int]:
+    return [events // jobs + (1 if i < events % jobs else 0) for i in range(jobs)]
+
+
+def _progress_bar(total: int, quiet: bool):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, unit="ev", desc="simulate", file=sys.stderr, dynamic_ncols=True,
+        disable=quiet or not sys.stderr.isatty(), smoothing=0.1,
+    )
+
+
+def _run_all(tasks: list[WorkerTask], jobs: int, quiet: bool) -> list[WorkerResult]:
+    total = sum(t.events for t in tasks)
+    bar = _progress_bar(total, quiet)
+    tried = [0]
+    t0 = time.perf_counter()
+
+    def update(accepted: int, n_tried: int) -> None:
+        tried[0] += n_tried
+        bar.update(accepted)
+        rate = tried[0] / max(time.perf_counter() - t0, 1e-9)
+        bar.set_postfix_str(f"generated {tried[0]} ({rate:.0f}/s)", refresh=False)
+
+    try:
+        if jobs == 1:  # in this process: no start-up cost, same events
+            return [run_worker(tasks[0], progress=update)]
+        ctx = multiprocessing.get_context("spawn")
+        progress_queue = ctx.Queue()
+        with ProcessPoolExecutor(
+            max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(progress_queue,)
+        ) as pool:
+            futures = [pool.submit(_worker_entry, t) for t in tasks]
+            try:
+                while not all(f.done() for f in futures):
+                    try:
+                        update(*progress_queue.get(timeout=0.2))
+                    except queue_module.Empty:
+                        pass
+                results = [f.result() for f in futures]  # re-raises a worker's error
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+            while True:  # drain the last messages
+                try:
+                    update(*progress_queue.get_nowait())
+                except queue_module.Empty:
+                    break
+        return sorted(results, key=lambda r: r.index)
+    finally:
+        bar.close()
+
+
+def _combine_sigma(results: list[WorkerResult]) -> tuple[float, float]:
+    """Tried-event-weighted mean of the workers' sigmaGen and its error, in pb."""
+    n = np.array([r.stats.tried for r in results], dtype=np.float64)
+    s = np.array([r.sigma_mb for r in results]) * MB_TO_PB
+    e = np.array([r.sigma_err_mb for r in results]) * MB_TO_PB
+    w = n / n.sum()
+    return float(np.sum(w * s)), float(np.sqrt(np.sum((w * e) ** 2)))
+
+
+def produce(
+    card: Card,
+    *,
+    events: int | None = None,
+    seed: int | None = None,
+    output: Path | str | None = None,
+    jobs: int | None = None,
+    force: bool = False,
+    quiet: bool = False,
+) -> Path:
+    """Simulate ``events`` selected Z -> mu mu + jets events and write them as a ROOT file.
+
+    ``None`` takes the card's value (``simulate.events``, ``seed``, ``simulate.output``,
+    ``simulate.jobs``); ``jobs = 0`` means one worker per CPU core. Returns the output path.
+    The file holds the collections "Muon" (2 per event) and "Jet" (as selected), unit
+    weights, and the provenance (cross section, counts, jet-multiplicity fractions, seeds,
+    settings, versions, the resolved card); the resolved card is also written beside it as
+    ``<output stem>.card.yaml``.
+    """
+    from ..io.root import RootWriter
+
+    sim = card.simulate
+    events = sim.events if events is None else int(events)
+    seed = card.seed if seed is None else int(seed)
+    output = Path(sim.output if output is None else output)
+    jobs = sim.jobs if jobs is None else int(jobs)
+    if jobs == 0:
+        jobs = os.cpu_count() or 1
+    jobs = max(1, min(jobs, events))
+    check_output(output, force)  # fail now, not after minutes of simulation
+    card_path = output.with_name(output.stem + ".card.yaml")
+    if card_path.is_dir():
+        raise OutputError(f"{card_path} is a directory; it is where the resolved card goes")
+
+    resolved = dataclasses.replace(
+        card, seed=seed,
+        simulate=dataclasses.replace(sim, events=events, output=str(output), jobs=jobs),
+    )
+    lines = tuple(_pythia.settings(resolved))
+    _pythia.make_pythia(list(lines), 1, source="card")  # bad settings: fail before spawning
+    seeds = [_pythia.worker_seed(seed, i) for i in range(jobs)]
+    tasks = [
+        WorkerTask(i, n, s, lines, resolved.process, sim.batch)
+        for i, (n, s) in enumerate(zip(_shares(events, jobs), seeds))
+    ]
+    start = time.perf_counter()
+    results = [r for r in _run_all(tasks, jobs, quiet) if len(r.sample)]
+    seconds = time.perf_counter() - start
+
+    stats = SelectionStats()
+    for r in results:
+        stats += r.stats
+    sigma, sigma_err = _combine_sigma(results)
+    eff = stats.accepted / stats.tried
+    sample = EventSample.concatenate([r.sample for r in results])
+    kept = sample.n_jets
+    info = {
+        "generator": "Pythia 8 (pythia8mc) + FastJet anti-kT",
+        "process": f"pp -> Z/gamma* -> mu+ mu- + jets ({sim.hard_process}), sqrt(s) = {card.process.sqrt_s:g} GeV",
+        **_pythia.versions(),
+        "seed": str(seed),
+        "jobs": str(jobs),
+        "worker_seeds": json.dumps(seeds),
+        "pythia_settings": json.dumps(list(lines)),
+        "events": str(len(sample)),
+        "events_tried": str(stats.tried),
+        "efficiency": repr(eff),
+        "sigma_gen_pb": repr(sigma),
+        "sigma_gen_err_pb": repr(sigma_err),
+        "sigma_selected_pb": repr(sigma * eff),
+        "sigma_selected_err_pb": repr(
+            sigma * eff * float(np.hypot(sigma_err / sigma, np.sqrt((1 - eff) / (eff * stats.tried))))
+        ),
+        "n_jets_fractions": json.dumps({str(k): float(np.mean(kept == k)) for k in card.process.n_jets}),
+        "n_jets_tried": json.dumps({str(k): v for k, v in sorted(stats.by_njets.items())}),
+        "dropped_dr_jj": str(stats.dropped_dr),
+        "no_z_pair": str(stats.no_z_pair),
+        "weights": "unweighted (1 per event)",
+        "seconds": f"{seconds:.1f}",
+        "card": dump_card(resolved),
+        "card_hash": card_hash(resolved),
+    }
+    with RootWriter(output, force=force, info=info) as writer:
+        chunk = 100_000
+        for lo in range(0, len(sample), chunk):
+            writer.write(sample.select(np.arange(lo, min(lo + chunk, len(sample)))))
+    with atomic_output(card_path, force=True) as tmp:
+        tmp.write_text(dump_card(resolved))
+    return output
