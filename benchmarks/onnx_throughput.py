@@ -158,7 +158,7 @@ def main() -> None:
     if sim is None:
         print("Pythia 8 + FastJet: hepgen.simulate not available in this checkout (merge the sim branch)")
     else:
-        print(f"Pythia 8 + FastJet (hepgen.simulate, 1 core): {sim:.0f} selected events/s")
+        print(f"Pythia 8 + FastJet (hepgen.simulate, cards/zjets.yaml): {sim:.0f} selected events per CPU second")
         for net, solver, steps, rt, ro, rs, *_ in rows:
             print(f"  {net} {solver}/{steps}: ORT {ro / sim:.0f}x, SOFIE {rs / sim:.0f}x, torch {rt / sim:.0f}x the simulation")
 
