@@ -42,7 +42,7 @@ def _f(default, **limits):
 class ProcessConfig:
     """The physics process and the object selection shared by simulation and generation."""
 
-    name: Literal["zjets"] = "zjets"
+    name: Literal["zjets", "toy_ramp", "toy_ring"] = "zjets"  # toys: data made in code (hepgen.processes)
     sqrt_s: float = _f(13000.0, gt=0)  # GeV
     n_jets: tuple[int, ...] = (1, 2, 3)  # exclusive jet multiplicities kept
     jet_r: float = _f(0.4, gt=0, le=2)  # anti-kT radius
@@ -121,6 +121,7 @@ class DDPMConfig:
 @dataclass(frozen=True)
 class JetGPTConfig:
     components: int = _f(10, ge=1)  # mixture components per conditional
+    periodic: tuple[int, ...] = ()  # 0-based components that are angles (von Mises mixtures)
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ class INNConfig:
     coupling: Literal["affine", "spline"] = "spline"
     bins: int = _f(8, ge=2)
     bound: float = _f(5.0, gt=0)  # spline domain [-bound, bound]
+    clamp: float = _f(2.0, gt=0)  # soft clamp of the affine log-scale
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,9 @@ class ValidateConfig:
     classifier_epochs: int = _f(30, ge=1)
     classifier_runs: int = _f(3, ge=1)
     style: Literal["CMS", "ATLAS", "ROOT"] = "CMS"
-    min_bin_events: int = _f(100, ge=1)
+    min_bin_events: int = _f(100, ge=1)  # a histogram bin is trusted with at least this many events
+    classifier_folds: int = _f(3, ge=2)  # cross-fitting folds: every event scored by a model that never saw it
+    quantiles: int = _f(20, ge=2)  # quantiles of the amplification estimate (arXiv:2008.06545)
 
 
 @dataclass(frozen=True)

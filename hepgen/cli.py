@@ -60,6 +60,136 @@ def simulate(card, events, seed, output, jobs, quiet, force, overrides):
     click.echo(f"wrote {path}")
 
 
+_STYLE = click.Choice(["CMS", "ATLAS", "ROOT"])
+
+
+@cli.command()
+@click.argument("samples", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-r", "--reference", type=click.Path(path_type=Path),
+              help="Reference ROOT/LHE sample not used for training (default for a run folder: its held-out split).")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output folder (default: RUN/validation, or validation_out/<sample name>).")
+@click.option("--style", type=_STYLE, help="Plot style (default: the card's validate.style, CMS).")
+@click.option("--card", "card_path", type=click.Path(path_type=Path), help="Card for the validate settings (default: the run's card).")
+@click.option("--training", type=click.Path(path_type=Path), help="Training sample to overlay in the plots.")
+@click.option("--observables", "observables_file", type=click.Path(path_type=Path),
+              help="Observable-set YAML (default: the card's validate.observables).")
+@click.option("--no-classifier", is_flag=True, help="Skip the classifier two-sample test.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_FORCE
+@_SET
+def validate(samples, reference, output, style, card_path, training, observables_file, no_classifier, no_progress,
+             force, overrides):
+    """Compare generated SAMPLES (one file, K files = K Bayesian draws, or a run folder) to a reference.
+
+    Writes histograms with ratio panels and Bayesian bands (PNG + PDF), 2-D maps, the classifier
+    test, metrics.json / metrics.md and an index.html that shows everything.
+    """
+    card = _load(card_path, overrides) if card_path else (_card_from_overrides(overrides) if overrides else None)
+    from .validate import validate as run_validate
+
+    out = run_validate(list(samples) if len(samples) > 1 else samples[0], reference=reference, output=output,
+                       style=style, force=force, card=card, training=training, observables_file=observables_file,
+                       classifier=not no_classifier, progress=False if no_progress else None,
+                       log=lambda msg: click.echo(msg, err=True))
+    click.echo(f"wrote {out}/index.html")
+
+
+@cli.command()
+@click.argument("sample", type=click.Path(path_type=Path))
+@click.option("-r", "--reference", required=True, type=click.Path(path_type=Path), help="Reference ROOT/LHE sample.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output .root or .lhe file.")
+@click.option("--card", "card_path", type=click.Path(path_type=Path), help="Card for the classifier settings.")
+@_FORCE
+@_SET
+def reweight(sample, reference, output, card_path, force, overrides):
+    """Attach classifier (DCTR) weights w = p_ref/p_gen to generated events; write ROOT or LHE."""
+    card = _load(card_path, overrides) if card_path else (_card_from_overrides(overrides) if overrides else None)
+    from .validate.reweight import reweight as run_reweight
+
+    path, s = run_reweight(sample, reference, output, card=card, force=force)
+    click.echo(f"wrote {path}: classifier AUC {s['auc']:.4f} ± {s['auc_std']:.4f}, weights in "
+               f"[{s['weight_min']:.3g}, {s['weight_max']:.3g}], effective sample fraction {s['effective_fraction']:.3f}")
+
+
+def _card_from_overrides(overrides):
+    from .cards import card_from_dict
+
+    return card_from_dict({}, "<defaults>", overrides)
+
+
+@cli.command()
+@click.argument("card", required=False, type=click.Path(path_type=Path))
+@click.option("--resume", "resume", type=click.Path(path_type=Path), metavar="RUN",
+              help="Continue the run folder RUN from its last checkpoint (no CARD then).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_SET
+def train(card, resume, no_progress, overrides):
+    """Train the card's generator; writes runs/<card>-<time>/ (simulates the data first if absent)."""
+    from .train import train as run_training
+
+    if (card is None) == (resume is None):
+        raise HepgenError("give a CARD to start a run, or --resume RUN to continue one")
+    if resume is not None and overrides:
+        raise HepgenError("--set cannot change a run being resumed (its card.yaml is fixed)")
+    cfg = _load(card, overrides) if card is not None else None
+    path = run_training(cfg, resume=resume, progress=False if no_progress else None)
+    click.echo(f"run {path}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("-n", "--events", type=click.IntRange(min=1), help="Events to generate (default: the card's generate.events).")
+@click.option("--bayes-samples", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Posterior draws K of a Bayesian model: one file per draw (<stem>.draw<k>.<ext>); 0 = weight means.")
+@click.option("--format", "fmt", type=click.Choice(["root", "lhe"]), help="Output format (default: the card's generate.format).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (default: RUN/generated.<format>).")
+@click.option("--seed", type=click.IntRange(min=0), help="Random seed (default: the run card's seed).")
+@click.option("--shard", metavar="K/N", help="Write only shard K of N (K = 0..N-1): events [K*n/N, (K+1)*n/N) of the full run.")
+@click.option("--solver", type=click.Choice(["euler", "midpoint", "rk4"]), help="ODE solver override (CFM).")
+@click.option("--steps", type=click.IntRange(min=1), help="Solver steps override.")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+              help="onnx: RUN is an export folder (hepgen export), run with ONNX Runtime, 1 thread.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_FORCE
+def generate(run, events, bayes_samples, fmt, output, seed, shard, solver, steps, checkpoint, backend, no_progress, force):
+    """Generate events from a trained run (or its ONNX export) into ROOT or LHE, streamed in chunks."""
+    from .generate import generate as run_generation
+
+    if backend == "onnx":
+        from .export.runtime import OnnxRun
+
+        r = OnnxRun(run)
+    else:
+        from .runs import load_run
+
+        r = load_run(run, checkpoint)
+    paths = run_generation(r, events or r.card.generate.events, bayes_samples=bayes_samples, fmt=fmt, output=output,
+                           seed=seed, shard=shard, force=force, solver=solver, steps=steps, backend=backend,
+                           progress=False if no_progress else None, log=lambda m: click.echo(m, err=True))
+    for p in paths:
+        click.echo(f"wrote {p}")
+
+
+@cli.command("export")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Export folder (default: exports/<run name>).")
+@click.option("--bayes-samples", type=click.IntRange(min=1), help="Posterior draws K, one weight file each (Bayesian runs; default: the card's model.bayes.draws).")
+@click.option("--steps", type=click.IntRange(min=1), help="Fixed sampler steps unrolled into the graph (CFM, DDPM; default: the card's).")
+@click.option("--solver", type=click.Choice(["rk4", "midpoint", "euler"]), help="ODE solver unrolled into the graph (CFM; default: the card's).")
+@click.option("--no-sofie", is_flag=True, help="Skip the SOFIE C++ header (ONNX Runtime only).")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@_FORCE
+def export_cmd(run, output, bayes_samples, steps, solver, no_sofie, checkpoint, force):
+    """ONNX generator for C++ frameworks: one graph, one weight file per Bayesian draw, SOFIE C++."""
+    from .export import export
+
+    path = export(run, output=output, bayes_samples=bayes_samples, steps=steps, solver=solver, force=force,
+                  sofie=not no_sofie, checkpoint=checkpoint, progress=lambda m: click.echo(m, err=True))
+    click.echo(f"wrote {path}")
+
+
 @cli.command()
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("target", type=click.Path(path_type=Path))

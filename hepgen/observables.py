@@ -86,12 +86,22 @@ def _ht(s: EventSample) -> np.ndarray:
     return ak.to_numpy(ak.sum(s["Jet"].pt, axis=1)).astype(np.float64)
 
 
+def _pt_all(s: EventSample) -> np.ndarray:
+    """|vector sum of pT| of both muons and all jets: the recoil the selected objects do not balance."""
+    import awkward as ak
+
+    px = ak.sum(s["Muon"].pt * np.cos(s["Muon"].phi), axis=1) + ak.sum(s["Jet"].pt * np.cos(s["Jet"].phi), axis=1)
+    py = ak.sum(s["Muon"].pt * np.sin(s["Muon"].phi), axis=1) + ak.sum(s["Jet"].pt * np.sin(s["Jet"].phi), axis=1)
+    return np.hypot(ak.to_numpy(px).astype(np.float64), ak.to_numpy(py).astype(np.float64))
+
+
 _FIXED = {
     o.name: o
     for o in [
         Observable("m_mumu", r"m_{\mu\mu}", "GeV", lambda s: kin.invariant_mass(*_dimuon(s))),
         Observable("pt_mumu", r"p_{T,\mu\mu}", "GeV", lambda s: kin.system_pt(*_dimuon(s))),
         Observable("HT", r"H_T", "GeV", _ht),
+        Observable("pt_all", r"p_{T,\mu\mu+\mathrm{jets}}", "GeV", _pt_all),
         Observable("n_jets", r"n_\mathrm{jets}", "", lambda s: s.n_jets.astype(np.float64)),
     ]
 }
@@ -108,7 +118,7 @@ def get(name: str) -> Observable:
     if m:
         return _pair(m.group(1), m.group(2) + m.group(3), m.group(4) + m.group(5))
     raise HepgenError(
-        f"unknown observable {name!r}: use m_mumu, pt_mumu, HT, n_jets, "
+        f"unknown observable {name!r}: use m_mumu, pt_mumu, pt_all, HT, n_jets, "
         "pt|eta|phi|m_<obj>, dR|deta|dphi|m_<obj><obj> with <obj> = mu1, mu2, j1, j2, j3"
     )
 

@@ -21,6 +21,11 @@ def check_output(path: str | os.PathLike, force: bool = False) -> Path:
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"output {path} is a directory; give a file name")
+    return _prepare(path, force)
+
+
+def _prepare(path: Path, force: bool) -> Path:
+    """Refuse an existing ``path`` without ``force``; make sure its parent is writable."""
     if path.exists() and not force:
         raise OutputError(f"output {path} exists; use --force to overwrite it")
     parent = path.parent if str(path.parent) else Path(".")
@@ -56,16 +61,7 @@ def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[P
     """Like :func:`atomic_output` for a directory (an export folder, a report)."""
     import shutil
 
-    path = Path(path)
-    if path.exists() and not force:
-        raise OutputError(f"output {path} exists; use --force to overwrite it")
-    parent = path.parent if str(path.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"cannot create directory {parent}: {err.strerror}") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write to directory {parent}: permission denied")
+    path = _prepare(Path(path), force)
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

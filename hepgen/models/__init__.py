@@ -9,6 +9,9 @@ from .base import Generator
 
 FAMILIES = {
     "cfm": "hepgen.models.cfm:CFM",
+    "ddpm": "hepgen.models.ddpm:DDPM",
+    "inn": "hepgen.models.inn:INN",
+    "jetgpt": "hepgen.models.jetgpt:JetGPT",
 }
 
 

@@ -23,6 +23,12 @@ import torch
 from torch import nn
 
 from ..cards import ModelConfig
+from ..errors import CardError
+
+
+class ModelSettingError(CardError, ValueError):
+    """A model or sampler setting the family does not have or does not allow (one line; the CLI
+    prints it as ``hepgen: error: ...``)."""
 
 
 class Generator(nn.Module):
@@ -55,6 +61,14 @@ class Generator(nn.Module):
 
     def log_prob(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{self.family} has no log_prob")
+
+
+def check_no_options(family: str, opts: dict) -> None:
+    """Families without sampler settings accept ``solver=None, steps=None`` (what a caller passes
+    when the user gave none) and reject anything else with a one-line error."""
+    given = {k: v for k, v in opts.items() if v is not None}
+    if given:
+        raise ModelSettingError(f"the {family} sampler has no settings; got {', '.join(f'{k}={v!r}' for k, v in given.items())}")
 
 
 def empty_condition(n: int, like: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,0 +1,345 @@
+"""Physics <-> network coordinates: a chain of invertible transforms, float64 inside.
+
+Z -> mu mu + {1, 2, 3} jets (:class:`ZJetsCoords`). Physics objects ``p`` ``[N, P, 4]`` are
+(pT [GeV], eta, phi [rad], m [GeV]) with P = 2 muons then up to 3 jets (pT-ordered, missing
+jets all zero). The learned coordinates ``x`` ``[N, D]``, D = 5 + 4 * max_jets = 17:
+
+    muon 1 : log pT, eta                          (its phi is the reference azimuth)
+    muon 2 : log pT, eta, wrap(phi2 - phi1 - pi)  (peaks at 0: the muons are back to back)
+    jet j  : log(pT - pT_min), eta, wrap(phi_j - phi1), log m
+
+then standardised with the mean / std fitted on the training set (buffers, saved with the
+model). Steps of the chain, each a torch module with ``forward(y) -> (y', log|det J|)`` and
+``inverse(y')``:
+
+1. :class:`RelativeAzimuth` (p -> raw columns): drops the global azimuth phi1 (not learned; on
+   output it is drawn uniformly from an explicit uniform noise column) and measures every other
+   phi relative to it. The map (phi1, phi_i) -> (phi1, phi_i - phi1) has unit Jacobian.
+2. :class:`LogShift`: log(y - shift) on the pT columns (shift = pT_min for jets, so the jet cut
+   sits at -inf and generated jets have pT > pT_min by construction; 0 for muons) and on the
+   jet masses (jets with m below ``mass_floor`` are lifted to it on input; this is the one
+   non-invertible step and only touches single-particle jets).
+3. :class:`Standardize`: (y - mean) / std.
+
+Periodic phi: the relative azimuths are learned plainly on (-pi, pi) and wrapped back onto the
+circle on output (:func:`wrap_angle`). The network density on R, wrapped, is a density on the
+circle, so mass a generator places beyond +-pi is not lost but lands on the other side, where
+it belongs; a smooth bijection of (-pi, pi) onto R (e.g. atanh) would instead push the
+back-to-back muon peak to infinity. The muon-2 offset of pi puts that peak in the middle.
+
+The inverse used at generation (:class:`ZJetsInverse`) runs in the dtype of its input (float32
+for export) with elementary ops only (Exp, Log, Add/Mul/Div, Slice, Concat, Where, compare):
+it is exported inside the ONNX generator, so C++ gets physical four-momenta.
+
+Missing jets (events with fewer than max_jets jets) get independent N(0, 1) values in their
+standardised columns at training time (:meth:`ZJetsCoords.encode`), so every family learns a
+proper density in all D dimensions; the columns are ignored on output.
+
+Toys (:class:`ToyCoords`): standardisation only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from .kinematics import MUON_MASS
+
+TWO_PI = 2 * math.pi
+
+
+def wrap_angle(phi: torch.Tensor, turns: int = 6) -> torch.Tensor:
+    """phi wrapped to [-pi, pi] with ``turns`` rounds of compare + Where (exportable, no Floor).
+
+    Exact for |phi| < (2 * turns + 1) * pi; the angles here are sums of a uniform azimuth and
+    a standardised network output, far inside that.
+    """
+    for _ in range(turns):
+        phi = torch.where(phi > math.pi, phi - TWO_PI, phi)
+        phi = torch.where(phi < -math.pi, phi + TWO_PI, phi)
+    return phi
+
+
+def _wrap64(phi: torch.Tensor) -> torch.Tensor:
+    return torch.remainder(phi + math.pi, TWO_PI) - math.pi
+
+
+# ------------------------------------------------------------------------------------------
+# the chain
+
+
+class Transform(nn.Module):
+    """One invertible step: ``forward(y) -> (y', log|det dy'/dy| [N])``, ``inverse(y')``."""
+
+    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Chain(Transform):
+    """Transforms applied in order; log-dets add up."""
+
+    def __init__(self, *steps: Transform):
+        super().__init__()
+        self.steps = nn.ModuleList(steps)
+
+    def forward(self, y):
+        logdet = torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
+        for step in self.steps:
+            y, ld = step(y)
+            logdet = logdet + ld
+        return y, logdet
+
+    def inverse(self, y):
+        for step in reversed(self.steps):
+            y = step.inverse(y)
+        return y
+
+
+class LogShift(Transform):
+    """y[:, cols] -> log(y[:, cols] - shift); other columns unchanged. ``[N, D] -> [N, D]``."""
+
+    def __init__(self, dim: int, cols: list[int], shifts: list[float]):
+        super().__init__()
+        mask = torch.zeros(dim, dtype=torch.bool)
+        shift = torch.zeros(dim, dtype=torch.float64)
+        mask[cols] = True
+        shift[cols] = torch.tensor(shifts, dtype=torch.float64)
+        self.register_buffer("mask", mask)
+        self.register_buffer("shift", shift)
+
+    def forward(self, y):
+        shift = self.shift.to(y.dtype)
+        safe = torch.where(self.mask, y - shift, torch.ones_like(y))
+        out = torch.where(self.mask, torch.log(safe), y)
+        return out, -(torch.log(safe) * self.mask).sum(-1)
+
+    def inverse(self, y):
+        return torch.where(self.mask, torch.exp(y) + self.shift.to(y.dtype), y)
+
+
+class Standardize(Transform):
+    """(y - mean) / std with mean, std ``[D]`` fitted by :meth:`fit` (buffers)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer("std", torch.ones(dim, dtype=torch.float64))
+
+    @torch.no_grad()
+    def fit(self, y: torch.Tensor, valid: torch.Tensor | None = None) -> None:
+        """Column means / stds of ``y`` ``[N, D]`` over the rows where ``valid`` ``[N, D]``."""
+        y = y.double()
+        valid = torch.ones_like(y, dtype=torch.bool) if valid is None else valid
+        n = valid.sum(0).clamp_min(1)
+        z = torch.where(valid, y, torch.zeros_like(y))
+        mean = z.sum(0) / n
+        var = (torch.where(valid, y - mean, torch.zeros_like(y)) ** 2).sum(0) / n
+        self.mean.copy_(mean)
+        self.std.copy_(var.sqrt().clamp_min(1e-12))
+
+    def forward(self, y):
+        std = self.std.to(y.dtype)
+        return (y - self.mean.to(y.dtype)) / std, -torch.log(std).sum().expand(y.shape[0])
+
+    def inverse(self, y):
+        return y * self.std.to(y.dtype) + self.mean.to(y.dtype)
+
+
+class RelativeAzimuth(nn.Module):
+    """p ``[N, 2 + J, 4]`` <-> raw columns ``[N, 5 + 4 J]`` (see module docstring).
+
+    ``forward(p) -> (raw, phi1)``; ``inverse(raw, phi1) -> p`` (muon masses fixed). Unit
+    Jacobian in the kept coordinates.
+    """
+
+    def __init__(self, max_jets: int):
+        super().__init__()
+        self.max_jets = max_jets
+        self.dim = 5 + 4 * max_jets
+
+    def forward(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        phi1 = p[:, 0, 2]
+        cols = [p[:, 0, 0], p[:, 0, 1], p[:, 1, 0], p[:, 1, 1], _wrap64(p[:, 1, 2] - phi1 - math.pi)]
+        for j in range(self.max_jets):
+            q = p[:, 2 + j]
+            cols += [q[:, 0], q[:, 1], _wrap64(q[:, 2] - phi1), q[:, 3]]
+        return torch.stack(cols, dim=-1), phi1
+
+    def inverse(self, raw: torch.Tensor, phi1: torch.Tensor) -> torch.Tensor:
+        mm = torch.full_like(phi1, MUON_MASS)
+        objs = [
+            torch.stack([raw[:, 0], raw[:, 1], phi1, mm], dim=-1),
+            torch.stack([raw[:, 2], raw[:, 3], wrap_angle(phi1 + raw[:, 4] + math.pi), mm], dim=-1),
+        ]
+        for j in range(self.max_jets):
+            o = 5 + 4 * j
+            objs.append(torch.stack([raw[:, o], raw[:, o + 1], wrap_angle(phi1 + raw[:, o + 2]), raw[:, o + 3]], -1))
+        return torch.stack(objs, dim=1)
+
+
+# ------------------------------------------------------------------------------------------
+# Z + jets
+
+
+class ZJetsCoords(nn.Module):
+    """Fitted coordinates of Z -> mu mu + jets; all fitted numbers are (float64) buffers.
+
+    Besides the transform chain, :meth:`fit` records the exclusive jet-multiplicity counts of
+    the training set (``mult_counts`` ``[K]`` for ``n_values``) and the fraction of events whose
+    leading muon is positive (``charge_frac``): the generator draws both from explicit uniform
+    noise (:mod:`hepgen.generate`).
+    """
+
+    def __init__(self, n_jets: tuple[int, ...] = (1, 2, 3), jet_pt_min: float = 20.0, mass_floor: float = 1e-2):
+        super().__init__()
+        self.n_values = tuple(sorted(n_jets))
+        self.max_jets = max(self.n_values)
+        self.jet_pt_min, self.mass_floor = float(jet_pt_min), float(mass_floor)
+        self.azimuth = RelativeAzimuth(self.max_jets)
+        d = self.azimuth.dim
+        cols, shifts = [0, 2], [0.0, 0.0]
+        for j in range(self.max_jets):
+            cols += [5 + 4 * j, 8 + 4 * j]
+            shifts += [self.jet_pt_min, 0.0]
+        self.chain = Chain(LogShift(d, cols, shifts), Standardize(d))
+        self.register_buffer("mult_counts", torch.zeros(len(self.n_values), dtype=torch.float64))
+        self.register_buffer("charge_frac", torch.tensor(0.5, dtype=torch.float64))
+
+    @property
+    def dim(self) -> int:
+        return self.azimuth.dim
+
+    @property
+    def cond_dim(self) -> int:
+        return len(self.n_values)
+
+    # -- physics arrays ------------------------------------------------------------------
+    def physics(self, sample) -> tuple[torch.Tensor, torch.Tensor]:
+        """EventSample -> (p ``[N, 2 + J, 4]`` float64 with missing jets 0, n_jets ``[N]``)."""
+        mu = sample.padded("Muon", 2)
+        jet = sample.padded("Jet", self.max_jets)
+        p = torch.from_numpy(np.nan_to_num(np.concatenate([mu, jet], axis=1), nan=0.0))
+        return p, torch.from_numpy(sample.n_jets)
+
+    def _raw(self, p: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw columns ``[N, D]`` (missing jets replaced by harmless placeholders) and the
+        ``[N, D]`` mask of columns that belong to present objects."""
+        raw, _ = self.azimuth(p.double())
+        cols, valid = [raw[:, :5]], [torch.ones_like(raw[:, :5], dtype=torch.bool)]
+        fill = torch.tensor([self.jet_pt_min + 1.0, 0.0, 0.0, 1.0], dtype=raw.dtype)
+        for j in range(self.max_jets):
+            has = (n > j).unsqueeze(-1)
+            jet = torch.where(has, raw[:, 5 + 4 * j:9 + 4 * j], fill)
+            jet = torch.cat([jet[:, :1].clamp_min(self.jet_pt_min + 1e-6), jet[:, 1:3],
+                             jet[:, 3:].clamp_min(self.mass_floor)], dim=-1)
+            cols.append(jet)
+            valid.append(has.expand(-1, 4))
+        return torch.cat(cols, -1), torch.cat(valid, -1)
+
+    # -- fit / encode / decode --------------------------------------------------------------
+    @torch.no_grad()
+    def fit(self, sample) -> "ZJetsCoords":
+        """Fit standardisation, multiplicity counts and charge fraction on a training sample."""
+        p, n = self.physics(sample)
+        raw, valid = self._raw(p, n)
+        logs, _ = self.chain.steps[0](raw)
+        self.chain.steps[1].fit(logs, valid)
+        for k, v in enumerate(self.n_values):
+            self.mult_counts[k] = float((n == v).sum())
+        if "charge" in sample["Muon"].fields:
+            import awkward as ak
+
+            q1 = ak.to_numpy(ak.firsts(sample["Muon"].charge)).astype(np.float64)
+            self.charge_frac.fill_(float((q1 > 0).mean()))
+        return self
+
+    def forward(self, p: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """p ``[N, P, 4]``, n ``[N]`` -> (x ``[N, D]`` float64, log|det dx/dp| ``[N]``).
+
+        Missing-jet columns of x are meaningless (placeholders); the log-det counts only the
+        present objects.
+        """
+        raw, valid = self._raw(p, n)
+        x, _ = self.chain(raw)
+        # per-column log-dets, so that missing columns can be left out
+        ld_log = -torch.log(torch.where(self.chain.steps[0].mask, raw - self.chain.steps[0].shift, torch.ones_like(raw)))
+        ld = ld_log - torch.log(self.chain.steps[1].std)
+        return x, (ld * valid).sum(-1)
+
+    def encode(self, sample, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """EventSample -> (x ``[N, D]`` float64 with N(0,1) in missing-jet columns, c one-hot ``[N, K]``)."""
+        p, n = self.physics(sample)
+        bad = ~np.isin(n.numpy(), self.n_values)
+        if bad.any():
+            from .errors import InputError
+
+            raise InputError(f"{int(bad.sum())} events have a jet multiplicity outside process.n_jets {list(self.n_values)}")
+        x, _ = self(p, n)
+        _, valid = self._raw(p, n)
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        x = torch.where(valid, x, noise)
+        c = torch.stack([(n == v).double() for v in self.n_values], dim=-1)
+        return x, c
+
+    def inverse(self, x: torch.Tensor, phi_noise: torch.Tensor) -> torch.Tensor:
+        """x ``[N, D]``, uniform ``phi_noise`` ``[N]`` in [0, 1) -> p ``[N, 2 + J, 4]`` (all jets)."""
+        return ZJetsInverse(self, x.dtype)(x, phi_noise)
+
+
+class ZJetsInverse(nn.Module):
+    """Exportable x ``[N, D]``, u ``[N]`` -> p ``[N, 2 + J, 4]``, in the dtype of x.
+
+    Copies the fitted numbers of a :class:`ZJetsCoords`; no float64, no atan2/sinh/cosh.
+    """
+
+    def __init__(self, coords: ZJetsCoords, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        log_step, std_step = coords.chain.steps
+        self.register_buffer("mean", std_step.mean.to(dtype).clone())
+        self.register_buffer("std", std_step.std.to(dtype).clone())
+        self.register_buffer("mask", log_step.mask.clone())
+        self.register_buffer("shift", log_step.shift.to(dtype).clone())
+        self.azimuth = RelativeAzimuth(coords.max_jets)
+
+    def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        dt = x.dtype
+        y = x * self.std.to(dt) + self.mean.to(dt)
+        y = torch.where(self.mask, torch.exp(y) + self.shift.to(dt), y)
+        phi1 = u * TWO_PI - math.pi
+        return self.azimuth.inverse(y, phi1)
+
+
+# ------------------------------------------------------------------------------------------
+# toys
+
+
+class ToyCoords(nn.Module):
+    """Toy models: x ``[N, D]`` standardised; no condition."""
+
+    cond_dim = 0
+
+    def __init__(self, dim: int = 2):
+        super().__init__()
+        self.dim = dim
+        self.chain = Chain(Standardize(dim))
+
+    @torch.no_grad()
+    def fit(self, data: np.ndarray) -> "ToyCoords":
+        self.chain.steps[0].fit(torch.as_tensor(data, dtype=torch.float64))
+        return self
+
+    def encode(self, data: np.ndarray, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+        x, _ = self.chain(torch.as_tensor(data, dtype=torch.float64))
+        return x, torch.zeros(len(x), 0, dtype=torch.float64)
+
+    def forward(self, y):
+        return self.chain(y)
+
+    def inverse(self, x: torch.Tensor) -> torch.Tensor:
+        return self.chain.inverse(x)

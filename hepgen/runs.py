@@ -1,0 +1,87 @@
+"""Run folders: layout, atomic checkpoint files, loading a trained run.
+
+``runs/<card name>-<YYYYmmdd-HHMMSS>/``::
+
+    card.yaml        the resolved card (every key)
+    train.log        the log of every (resumed) training session
+    history.json     per-epoch losses, learning rate, time
+    loss.png         the loss curves
+    last.pt          end of the last finished epoch: model, optimiser, scheduler, all RNG states
+    best.pt          the model with the lowest validation loss
+    coords.pt        the fitted coordinates (state_dict; also inside every checkpoint)
+    split.npz        train / val / test event indices into the card's data (test is held out)
+    generated.root   a sample from the trained model (toys: generated.npz + toy.png)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .cards import Card, load_card
+from .errors import InputError
+
+
+def save_atomic(obj, path: Path) -> None:
+    """torch.save to a temporary name in the same folder, then rename into place."""
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def build_for(card: Card):
+    """(coords, model) of the card's process and model family, unfitted / untrained."""
+    from .models import build_model
+    from .processes import make_coords
+
+    coords = make_coords(card)
+    model = build_model(card.model, coords.dim, coords.cond_dim)
+    return coords, model
+
+
+@dataclass
+class Run:
+    """A trained run: its folder, resolved card, model (eval mode) and fitted coordinates."""
+
+    path: Path
+    card: Card
+    model: nn.Module
+    coords: nn.Module
+    epoch: int
+
+    @property
+    def seed(self) -> int:
+        return self.card.seed
+
+
+def load_run(path: str | os.PathLike, checkpoint: str = "best") -> Run:
+    """Load ``path/card.yaml`` and ``path/<checkpoint>.pt`` (best or last) onto the CPU."""
+    path = Path(path)
+    if not (path / "card.yaml").is_file():
+        raise InputError(f"{path} is not a hepgen run folder (no card.yaml)")
+    ckpt_path = path / f"{checkpoint}.pt"
+    if not ckpt_path.is_file():
+        raise InputError(f"{path} has no {checkpoint}.pt (training did not finish an epoch?)")
+    card = load_card(path / "card.yaml")
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise InputError(f"{ckpt_path}: cannot read the checkpoint ({type(err).__name__})") from None
+    coords, model = build_for(card)
+    coords.load_state_dict(ckpt["coords"])
+    model.load_state_dict(ckpt["model"])
+    return Run(path, card, model.eval(), coords, int(ckpt["epoch"]))

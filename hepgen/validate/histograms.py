@@ -1,0 +1,82 @@
+"""Normalised histograms with statistical errors and Bayesian bands.
+
+Convention: every histogram is ``1/N dN/dx`` where ``N`` is the sum of weights of *all* events of
+the sample (also those outside the range or without the object, e.g. ``pt_j3`` in 1-jet events).
+So the integral of ``pt_j3`` is the 3-jet fraction, and a wrong multiplicity fraction shows in
+every jet histogram, not only in ``n_jets``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Binned:
+    """A normalised 1-D histogram.
+
+    density: ``[B]`` 1/N dN/dx; error: ``[B]`` its statistical error (sqrt(sum w^2)/N/width);
+    entries: ``[B]`` raw (unweighted) event counts per bin.
+    """
+
+    edges: np.ndarray
+    density: np.ndarray
+    error: np.ndarray
+    entries: np.ndarray
+
+
+@dataclass(frozen=True)
+class Band:
+    """Bayesian band over K posterior draws: ``mean`` and ``std`` ``[B]``, ``draws`` ``[K, B]``."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    draws: np.ndarray
+
+
+def binned(values: np.ndarray, edges: np.ndarray, weights: np.ndarray | None = None) -> Binned:
+    """Histogram ``values`` (float ``[N]``, NaN = undefined) normalised to all N events."""
+    values = np.asarray(values, dtype=np.float64)
+    w = np.ones_like(values) if weights is None else np.asarray(weights, dtype=np.float64)
+    total = w.sum()
+    ok = np.isfinite(values)
+    sw, _ = np.histogram(values[ok], bins=edges, weights=w[ok])
+    sw2, _ = np.histogram(values[ok], bins=edges, weights=w[ok] ** 2)
+    n, _ = np.histogram(values[ok], bins=edges)
+    width = np.diff(edges)
+    norm = total * width if total > 0 else np.inf * width
+    return Binned(edges, sw / norm, np.sqrt(sw2) / norm, n)
+
+
+def band(values: np.ndarray, edges: np.ndarray, draw: np.ndarray, weights: np.ndarray | None = None) -> Band | None:
+    """Per-draw normalised histograms of events labelled by ``draw`` (int ``[N]``); None if K < 2."""
+    draws = np.unique(draw)
+    if len(draws) < 2:
+        return None
+    w = np.ones(len(values)) if weights is None else weights
+    hs = np.stack([binned(values[draw == k], edges, w[draw == k]).density for k in draws])
+    return Band(hs.mean(axis=0), hs.std(axis=0, ddof=1), hs)
+
+
+def binned_2d(x: np.ndarray, y: np.ndarray, xedges, yedges, weights=None) -> tuple[np.ndarray, np.ndarray]:
+    """(2-D density ``[nx, ny]`` normalised to all N events, raw counts ``[nx, ny]``); NaN pairs skipped."""
+    w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    h, _, _ = np.histogram2d(x[ok], y[ok], bins=[xedges, yedges], weights=w[ok])
+    n, _, _ = np.histogram2d(x[ok], y[ok], bins=[xedges, yedges])
+    area = np.outer(np.diff(xedges), np.diff(yedges))
+    return h / (w.sum() * area), n
+
+
+def to_hist(values: np.ndarray, edges: np.ndarray, weights: np.ndarray | None, label: str = ""):
+    """Unnormalised ``hist.Hist`` (Weight storage: sum w, sum w^2) of ``values`` (NaN skipped);
+    under/overflow filled. For ROOT export as TH1D."""
+    import hist
+
+    ok = np.isfinite(values)
+    w = np.ones(len(values)) if weights is None else np.asarray(weights, dtype=np.float64)
+    h = hist.Hist(hist.axis.Variable(edges, label=label), storage=hist.storage.Weight())
+    h.fill(values[ok], weight=w[ok])
+    return h

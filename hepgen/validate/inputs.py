@@ -1,0 +1,171 @@
+"""What to validate: generated samples (ROOT / LHE files or a run folder) and references.
+
+Bayesian samples come in two shapes, both supported:
+
+* one file with an integer per-event draw index (ROOT branch ``bayes_draw``, or, for LHE, the
+  same name in the events' info) -> the draw of each event;
+* K files, one per posterior draw -> the file index is the draw.
+
+A run folder (``runs/<name>-<time>/`` from ``hepgen train``) provides its generated sample and
+its held-out test split, which is the reference when ``--reference`` is not given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..events import EventSample
+
+DRAW_BRANCH = "bayes_draw"
+ROOT_SUFFIXES = (".root",)
+LHE_SUFFIXES = (".lhe", ".lhe.gz", ".lhe.gzip")
+# where a run folder keeps its samples (first match wins)
+RUN_GENERATED = ("generated.root", "generated*.root", "generated.lhe", "generated.lhe.gz")
+RUN_REFERENCE = ("test.root", "heldout.root")
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A generated sample; ``draw`` int ``[N]`` (posterior draw per event) or None."""
+
+    sample: EventSample
+    draw: np.ndarray | None
+    sources: tuple[Path, ...]
+
+    @property
+    def n_draws(self) -> int:
+        return 0 if self.draw is None else len(np.unique(self.draw))
+
+
+def _is_lhe(path: Path) -> bool:
+    return any(path.name.endswith(s) for s in LHE_SUFFIXES)
+
+
+def _read_draw_branch(path: Path) -> np.ndarray | None:
+    import uproot
+
+    # the file was just read successfully by read_events, so only the optional branch is probed
+    with uproot.open(path) as f:
+        t = f["Events"]
+        if DRAW_BRANCH in t.keys():
+            return np.asarray(t[DRAW_BRANCH].array(library="np"), dtype=np.int64)
+    return None
+
+
+def read_sample(path: str | Path) -> tuple[EventSample, np.ndarray | None]:
+    """One file as (sample, per-event draw index or None). ROOT or LHE, by suffix."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a sample file")
+    if any(path.name.endswith(s) for s in ROOT_SUFFIXES):
+        from ..io.root import read_events
+
+        sample = read_events(path)
+        draw = _read_draw_branch(path)
+    elif _is_lhe(path):
+        try:
+            from ..io.lhe import read_lhe
+        except ImportError:
+            raise InputError(f"{path}: LHE reading is not available in this hepgen build") from None
+        sample = read_lhe(path)
+        draw = None
+        extra = getattr(sample, "info", {}) or {}
+        if "bayes_draw" in extra and extra["bayes_draw"].isdigit():
+            draw = np.full(len(sample), int(extra["bayes_draw"]))
+    else:
+        raise InputError(f"{path}: unknown sample format (expected .root, .lhe or .lhe.gz)")
+    sample.check_finite(str(path))
+    if len(sample) == 0:
+        raise InputError(f"{path}: the sample has no events")
+    return sample, draw
+
+
+def read_generated(paths: Sequence[str | Path]) -> Generated:
+    """One file, or K files (one per posterior draw), as a :class:`Generated`."""
+    paths = [Path(p) for p in paths]
+    samples, draws = [], []
+    for i, p in enumerate(paths):
+        s, d = read_sample(p)
+        samples.append(s)
+        if len(paths) > 1:
+            d = np.full(len(s), int(s.info.get(DRAW_BRANCH, i)) if str(s.info.get(DRAW_BRANCH, "")).isdigit() else i)
+        draws.append(d)
+    sample = samples[0] if len(samples) == 1 else EventSample.concatenate(samples)
+    draw = None if draws[0] is None else np.concatenate(draws)
+    if draw is not None and len(np.unique(draw)) < 2:
+        draw = None
+    return Generated(sample, draw, tuple(paths))
+
+
+def _first(folder: Path, patterns: Sequence[str]) -> list[Path]:
+    for pat in patterns:
+        hits = sorted(p for p in folder.glob(pat) if p.is_file() and not p.name.startswith("."))
+        if hits:
+            return hits
+    return []
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """A run folder's generated sample, its held-out reference and its training split (or None)."""
+
+    generated: Generated
+    reference: EventSample | None
+    training: EventSample | None
+    card: object | None
+
+
+def _card_data(card, log) -> EventSample:
+    """The card's training data, selected as the training loop selects it."""
+    try:
+        from ..processes import load_training_data
+    except ImportError:  # pragma: no cover - before the training code is merged
+        from ..io.root import read_events
+
+        sample = read_events(card.data.path, tree=card.data.tree, branches=dict(card.data.branches) or None)
+        if card.data.max_events and len(sample) > card.data.max_events:
+            sample = sample.select(np.arange(card.data.max_events))
+        keep = np.isin(sample.n_jets, card.process.n_jets) & (sample.multiplicity("Muon") >= 2)
+        return sample.select(keep)
+    return load_training_data(card, log=log)
+
+
+def read_run(folder: str | Path, log=lambda msg: None) -> RunInputs:
+    """Read a run folder (``generated.root`` or ``generated.draw<k>.root``; ``split.npz`` and
+    ``card.yaml`` for the held-out test and training splits of the card's data)."""
+    folder = Path(folder)
+    gen = _first(folder, RUN_GENERATED)
+    if not gen:
+        raise InputError(
+            f"{folder}: no generated sample in this run folder (looked for {', '.join(RUN_GENERATED)}); "
+            "run 'hepgen generate' first or pass a sample file"
+        )
+    draws = sorted(p for p in folder.glob("generated.draw*.root"))
+    generated = read_generated(draws if len(draws) >= 2 else gen[:1])
+    reference = training = card = None
+    ref = _first(folder, RUN_REFERENCE)
+    if ref:
+        reference, _ = read_sample(ref[0])
+    split_file = folder / "split.npz"
+    if (folder / "card.yaml").is_file() and split_file.is_file():
+        from ..cards import load_card
+
+        card = load_card(folder / "card.yaml")
+        if card.process.name == "zjets":
+            try:
+                split = np.load(split_file)
+                data = _card_data(card, log)
+                if reference is None and "test" in split:
+                    reference = data.select(split["test"])
+                if "train" in split:
+                    training = data.select(split["train"])
+            except (OSError, ValueError, KeyError, IndexError) as err:
+                raise InputError(f"{split_file}: cannot select the held-out split ({type(err).__name__}: {err})") from None
+    return RunInputs(generated, reference, training, card)

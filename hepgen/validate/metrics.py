@@ -1,0 +1,97 @@
+"""Precision metrics: per-histogram agreement, Bayesian-band coverage, cuts, multiplicities.
+
+All functions are pure numpy on :class:`~hepgen.validate.histograms.Binned` / ``Band`` or arrays.
+A bin is *trusted* when both the reference and the generated histogram hold at least
+``min_entries`` raw events in it; the agreement numbers use trusted bins only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import kinematics as kin
+from ..events import EventSample
+from .histograms import Band, Binned
+
+
+def band_coverage(truth: np.ndarray, truth_err: np.ndarray | float, mean: np.ndarray, std: np.ndarray) -> tuple[float, float]:
+    """(coverage, pull width) of a Bayesian band against a reference.
+
+    coverage: fraction of bins with ``|mean - truth| <= sqrt(std^2 + truth_err^2)`` (a calibrated
+    band gives 0.68); pull width: standard deviation of ``(mean - truth) / sqrt(std^2 + truth_err^2)``
+    (a calibrated band gives 1). ``truth_err`` is the reference's statistical error (0 for an exact
+    truth). Arrays ``[B]``; bins with zero combined error are skipped.
+    """
+    sig = np.sqrt(np.asarray(std) ** 2 + np.asarray(truth_err) ** 2)
+    ok = sig > 0
+    if not ok.any():
+        return math.nan, math.nan
+    pull = (np.asarray(mean)[ok] - np.asarray(truth)[ok]) / sig[ok]
+    width = float(np.std(pull, ddof=1)) if pull.size > 1 else math.nan
+    return float(np.mean(np.abs(pull) <= 1.0)), width
+
+
+def compare(ref: Binned, gen: Binned, band: Band | None = None, min_entries: int = 100) -> dict:
+    """Agreement of one histogram: max |gen/ref - 1|, chi2/ndf, and band coverage / pull width."""
+    ok = (ref.entries >= min_entries) & (gen.entries >= min_entries) & (ref.density > 0)
+    out: dict = {"bins_trusted": int(ok.sum())}
+    if not ok.any():
+        return out | {"max_abs_dev": None, "chi2_ndf": None, "coverage": None, "pull_width": None}
+    dev = np.abs(gen.density[ok] / ref.density[ok] - 1.0)
+    var = gen.error[ok] ** 2 + ref.error[ok] ** 2
+    chi2 = float(np.sum((gen.density[ok] - ref.density[ok]) ** 2 / var))
+    out |= {"max_abs_dev": float(dev.max()), "chi2_ndf": chi2 / int(ok.sum()), "ndf": int(ok.sum())}
+    if band is not None:
+        cov, width = band_coverage(ref.density[ok], ref.error[ok], band.mean[ok], band.std[ok])
+        out |= {"coverage": cov, "pull_width": width}
+    else:
+        out |= {"coverage": None, "pull_width": None}
+    return out
+
+
+def cut_violations(sample: EventSample, jet_pt_min: float = 20.0, jet_dr_min: float = 0.4) -> dict:
+    """Fractions (weighted) of events with a jet below ``jet_pt_min`` GeV, with a jet pair closer
+    than ``jet_dr_min``, and with either."""
+    w = sample.weight
+    jets = sample.padded("Jet", int(sample.n_jets.max()) if len(sample) else 1)
+    pt, eta, phi = jets[..., 0], jets[..., 1], jets[..., 2]
+    low_pt = np.any(pt < jet_pt_min, axis=1)  # NaN compares False
+    close = np.zeros(len(sample), dtype=bool)
+    for i in range(jets.shape[1]):
+        for j in range(i + 1, jets.shape[1]):
+            close |= kin.delta_r(eta[:, i], phi[:, i], eta[:, j], phi[:, j]) < jet_dr_min
+    tot = w.sum() if len(w) else 1.0
+    return {
+        f"jet_pt_below_{jet_pt_min:g}": float(w[low_pt].sum() / tot),
+        f"dR_jj_below_{jet_dr_min:g}": float(w[close].sum() / tot),
+        "any": float(w[low_pt | close].sum() / tot),
+    }
+
+
+def multiplicity_fractions(sample: EventSample, multiplicities=(1, 2, 3)) -> dict[str, float]:
+    """Weighted fraction of events per exclusive jet multiplicity (plus 'other')."""
+    nj, w = sample.n_jets, sample.weight
+    tot = w.sum()
+    out = {str(k): float(w[nj == k].sum() / tot) for k in multiplicities}
+    out["other"] = float(w[~np.isin(nj, multiplicities)].sum() / tot)
+    return out
+
+
+def time_per_event(info: dict) -> float | None:
+    """Generation seconds per event from a sample's provenance, when it says so."""
+    for key in ("seconds_per_event", "time_per_event_s", "generation_seconds_per_event"):
+        if key in info:
+            try:
+                return float(info[key])
+            except ValueError:
+                return None
+    for key in ("generation_seconds", "generation_time_s", "generate_seconds"):
+        n = info.get("events") or info.get("n_events")
+        if key in info and n:
+            try:
+                return float(info[key]) / float(n)
+            except (ValueError, ZeroDivisionError):
+                return None
+    return None

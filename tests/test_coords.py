@@ -1,0 +1,146 @@
+"""Network coordinates: exact round trip, log-det Jacobian against autograd, export-safe inverse."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hepgen.coords import Chain, LogShift, Standardize, ToyCoords, ZJetsCoords, ZJetsInverse, wrap_angle
+from tests.zjets_like import zjets_like
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return zjets_like(400, seed=3)
+
+
+@pytest.fixture(scope="module")
+def coords(sample):
+    return ZJetsCoords((1, 2, 3), 20.0).fit(sample)
+
+
+def test_dimensions_are_9_13_17(coords):
+    assert coords.dim == 17 and coords.cond_dim == 3
+
+
+def test_round_trip_float64(coords, sample):
+    p, n = coords.physics(sample)
+    x, _ = coords(p, n)
+    u = (p[:, 0, 2] + math.pi) / (2 * math.pi)
+    back = coords.inverse(x, u)
+    for j in range(3):  # compare only present jets
+        present = n > j
+        assert torch.allclose(back[present, 2 + j], p[present, 2 + j], rtol=0, atol=1e-10)
+    # muons: pT, eta, phi exact; mass fixed
+    assert torch.allclose(back[:, :2, :3], p[:, :2, :3], rtol=0, atol=1e-10)
+    assert torch.all(back[:, :2, 3] == 0.1056583755)
+
+
+def test_standardised_on_training_set(coords, sample):
+    x, c = coords.encode(sample, torch.Generator().manual_seed(0))
+    assert x.dtype == torch.float64
+    # present columns are standardised; missing-jet columns are N(0,1) fill
+    assert torch.allclose(x.mean(0), torch.zeros(17, dtype=x.dtype), atol=0.2)
+    assert torch.allclose(x.std(0), torch.ones(17, dtype=x.dtype), atol=0.2)
+    assert torch.equal(c.sum(-1), torch.ones(len(x), dtype=x.dtype))
+
+
+def test_log_det_against_autograd(coords):
+    """The chain (log-shift + standardise) and its per-event log|det J| vs autograd."""
+    torch.manual_seed(0)
+    chain = coords.chain
+    raw = torch.rand(5, 17, dtype=torch.float64) * 10 + 21  # pT-like values above every shift
+    _, logdet = chain(raw)
+    for i in range(5):
+        jac = torch.autograd.functional.jacobian(lambda r: chain(r.unsqueeze(0))[0][0], raw[i])
+        assert torch.allclose(torch.slogdet(jac).logabsdet, logdet[i], atol=1e-10)
+
+
+def test_full_forward_log_det_against_autograd(coords, sample):
+    """forward(p, n)'s log-det equals the autograd Jacobian of the present physics coordinates."""
+    p, n = coords.physics(sample.select(np.arange(6)))
+    x, logdet = coords(p, n)
+    for i in range(6):
+        k = int(n[i])
+        idx = [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)] + [(2 + j, f) for j in range(k) for f in range(4)]
+
+        def f(v, i=i, k=k, idx=idx):
+            q = p[i:i + 1].clone()
+            for m, (a, b) in enumerate(idx):
+                q[0, a, b] = v[m]
+            return coords(q, n[i:i + 1])[0][0, : 5 + 4 * k]
+
+        v0 = torch.stack([p[i, a, b] for a, b in idx])
+        jac = torch.autograd.functional.jacobian(f, v0)
+        assert torch.allclose(torch.slogdet(jac).logabsdet, logdet[i], atol=1e-9)
+
+
+def test_relative_azimuth_has_unit_jacobian(coords):
+    """(phi1, phi2) -> (phi1, dphi) drops phi1 without volume change: the azimuth is not learned."""
+    p = torch.tensor([[[40.0, 0.3, 0.5, 0.1], [35.0, -0.2, -2.0, 0.1], [50.0, 1.0, 2.8, 5.0],
+                       [0, 0, 0, 0], [0, 0, 0, 0]]], dtype=torch.float64)
+    raw, phi1 = coords.azimuth(p)
+    # rotating the whole event leaves the learned coordinates unchanged
+    rot = p.clone()
+    rot[:, :, 2] = torch.remainder(rot[:, :, 2] + 1.3 + math.pi, 2 * math.pi) - math.pi
+    raw2, _ = coords.azimuth(rot)
+    assert torch.allclose(raw, raw2, atol=1e-12)
+
+
+def test_jets_respect_pt_cut_by_construction(coords):
+    x = torch.randn(2000, 17, dtype=torch.float64) * 3  # well outside the training range
+    p = coords.inverse(x, torch.rand(2000, dtype=torch.float64))
+    assert (p[:, 2:, 0] > 20.0).all()
+    assert (p[:, :, 2].abs() <= math.pi + 1e-12).all()
+
+
+def test_inverse_float32_matches_float64(coords, sample):
+    p, n = coords.physics(sample)
+    x, _ = coords(p, n)
+    u = torch.rand(len(x), dtype=torch.float64)
+    ref = coords.inverse(x, u)
+    got = ZJetsInverse(coords, torch.float32)(x.float(), u.float())
+    assert got.dtype == torch.float32
+    present = torch.cat([torch.ones(len(n), 2, dtype=torch.bool), n.unsqueeze(1) > torch.arange(3)], 1)
+    rel = ((got.double() - ref).abs() / (ref.abs() + 1.0))[present]
+    assert rel.max() < 1e-5
+
+
+def test_inverse_exports_with_elementary_ops(coords):
+    onnx = pytest.importorskip("onnx")
+    import io
+
+    mod = ZJetsInverse(coords, torch.float32)
+    buf = io.BytesIO()
+    torch.onnx.export(mod, (torch.randn(4, 17), torch.rand(4)), buf, dynamo=False,
+                      input_names=["x", "u"], dynamic_axes={"x": {0: "N"}, "u": {0: "N"}})
+    ops = {node.op_type for node in onnx.load_from_string(buf.getvalue()).graph.node}
+    allowed = {"Exp", "Log", "Sin", "Cos", "Sqrt", "Add", "Sub", "Mul", "Div", "Concat", "Slice", "Gather",
+               "Where", "Greater", "Less", "Constant", "Unsqueeze", "Reshape", "Shape", "Expand",
+               "ConstantOfShape", "Cast", "Squeeze", "Identity"}
+    assert ops <= allowed, ops - allowed
+
+
+def test_wrap_angle():
+    phi = torch.linspace(-8 * math.pi, 8 * math.pi, 1001, dtype=torch.float64)
+    ref = torch.remainder(phi + math.pi, 2 * math.pi) - math.pi
+    got = wrap_angle(phi)
+    assert torch.allclose(torch.cos(got), torch.cos(phi), atol=1e-12)
+    inside = (got.abs() < math.pi - 1e-9)
+    assert torch.allclose(got[inside], ref[inside], atol=1e-12)
+
+
+def test_toy_coords_round_trip():
+    data = np.random.default_rng(1).normal(size=(100, 2)) * [2.0, 0.5] + [1.0, -3.0]
+    tc = ToyCoords(2).fit(data)
+    x, c = tc.encode(data)
+    assert c.shape == (100, 0)
+    assert torch.allclose(tc.inverse(x), torch.from_numpy(data), atol=1e-12)
+
+
+def test_logshift_chain_inverse():
+    ch = Chain(LogShift(3, [0, 2], [20.0, 0.0]), Standardize(3))
+    y = torch.tensor([[25.0, -1.0, 3.0], [100.0, 2.0, 0.5]], dtype=torch.float64)
+    ch.steps[1].fit(ch.steps[0](y)[0])
+    assert torch.allclose(ch.inverse(ch(y)[0]), y, atol=1e-12)

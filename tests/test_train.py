@@ -1,0 +1,147 @@
+"""The training loop: run folder, bit-for-bit resume and reproducibility, NaN stop, DDP."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hepgen.cards import card_from_dict
+from hepgen.errors import HepgenError
+from hepgen.train import split_indices, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_card(tmp_path, **train_kw):
+    return card_from_dict({
+        "name": "tiny", "seed": 5,
+        "process": {"name": "toy_ring"},
+        "simulate": {"events": 1200},
+        "data": {"split": [0.7, 0.2, 0.1]},
+        "model": {"family": "cfm", "network": {"hidden": 16, "layers": 1},
+                  "bayes": {"enabled": True, "draws": 2}, "cfm": {"steps": 2}},
+        "train": {"epochs": 2, "batch_size": 128, "lr": 1e-3, "runs_dir": str(tmp_path / "runs"), **train_kw},
+        "generate": {"events": 200},
+    })
+
+
+def params(run_dir, which="last"):
+    return torch.load(Path(run_dir) / f"{which}.pt", weights_only=False)["model"]
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_run_folder_contents(tmp_path):
+    run = train(tiny_card(tmp_path), progress=False)
+    for name in ("card.yaml", "train.log", "history.json", "loss.png", "last.pt", "best.pt", "coords.pt",
+                 "split.npz", "generated.npz", "toy.png"):
+        assert (run / name).is_file(), name
+    hist = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in hist] == [1, 2]
+    assert all(np.isfinite(h["train_loss"]) and np.isfinite(h["val_loss"]) and h["kl"] > 0 for h in hist)
+    split = np.load(run / "split.npz")
+    assert len(split["test"]) == 120 and not set(split["test"]) & set(split["train"])
+    assert not list(run.glob(".*partial*"))  # no temporary files left behind
+
+
+def test_resume_is_bit_identical_to_uninterrupted(tmp_path):
+    straight = train(tiny_card(tmp_path, schedule="onecycle"), progress=False, after=False,
+                     run_dir=tmp_path / "a")
+    first = train(tiny_card(tmp_path, schedule="onecycle"), progress=False, after=False, max_epochs=1,
+                  run_dir=tmp_path / "b")
+    one_epoch = params(first)
+    resumed = train(resume=first, progress=False, after=False)
+    assert resumed == first
+    assert_same(params(straight), params(resumed))
+    # and the interruption point really was in the middle
+    assert not all(torch.equal(one_epoch[k], params(straight)[k]) for k in one_epoch)
+    hist = json.loads((resumed / "history.json").read_text())
+    assert [h["epoch"] for h in hist] == [1, 2]
+
+
+def test_same_card_same_model(tmp_path):
+    a = train(tiny_card(tmp_path), progress=False, after=False, run_dir=tmp_path / "a")
+    b = train(tiny_card(tmp_path), progress=False, after=False, run_dir=tmp_path / "b")
+    assert_same(params(a), params(b))
+    card = tiny_card(tmp_path)
+    c = train(card.__class__(**{**card.__dict__, "seed": 6}), progress=False, after=False, run_dir=tmp_path / "c")
+    assert not torch.equal(params(a)["field.net.inp.weight_mu"], params(c)["field.net.inp.weight_mu"])
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_good(tmp_path):
+    run = train(tiny_card(tmp_path, epochs=3), progress=False, after=False, max_epochs=1, run_dir=tmp_path / "r")
+    good = params(run)
+    ckpt = torch.load(run / "last.pt", weights_only=False)
+    for k in ckpt["model"]:  # poison the model: the next loss is NaN
+        if k.endswith("weight_mu"):
+            ckpt["model"][k] = torch.full_like(ckpt["model"][k], float("nan"))
+    torch.save(ckpt, run / "last.pt")
+    with pytest.raises(HepgenError, match=r"training diverged: loss is nan at epoch 2, step 1; the last good checkpoint is"):
+        train(resume=run, progress=False, after=False)
+    # the checkpoint was not overwritten by the failed epoch
+    assert torch.equal(torch.load(run / "last.pt", weights_only=False)["model"]["field.net.out.bias_mu"],
+                       ckpt["model"]["field.net.out.bias_mu"])
+    assert good.keys() == ckpt["model"].keys()
+
+
+def test_early_stopping(tmp_path):
+    run = train(tiny_card(tmp_path, epochs=30, patience=1, lr=1e-1, schedule="constant"), progress=False,
+                after=False, run_dir=tmp_path / "es")
+    hist = json.loads((run / "history.json").read_text())
+    assert len(hist) < 30
+    vals = [h["val_loss"] for h in hist]
+    assert vals[-1] >= min(vals[:-1])  # stopped because the last epoch did not improve
+    assert "early stopping" in (run / "train.log").read_text()
+
+
+def test_split_is_deterministic_and_disjoint():
+    a = split_indices(1000, (0.8, 0.1, 0.1), 3)
+    b = split_indices(1000, (0.8, 0.1, 0.1), 3)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert sorted(np.concatenate(list(a.values())).tolist()) == list(range(1000))
+    with pytest.raises(HepgenError, match="data.split"):
+        split_indices(10, (0.5, 0.1), 1)
+
+
+def test_cli_resume_needs_run_folder(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "hepgen", "train", "--resume", str(tmp_path)], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [f"hepgen: error: --resume {tmp_path}: not a hepgen run folder (no card.yaml)"]
+
+
+DDP_SCRIPT = """
+import os, sys, torch
+from hepgen.cards import card_from_dict
+from hepgen.train import train
+out = sys.argv[1]
+card = card_from_dict({"name": "ddp", "seed": 3, "process": {"name": "toy_ring"}, "simulate": {"events": 800},
+    "model": {"network": {"hidden": 8, "layers": 1}, "cfm": {"steps": 2}},
+    "train": {"epochs": 2, "batch_size": 100, "threads": 1, "runs_dir": out}})
+path = train(card, progress=False, after=False, run_dir=os.path.join(out, "run"))
+"""
+
+
+def test_ddp_two_processes_gloo(tmp_path):
+    """torchrun-style launch, 2 ranks on CPU: both ranks train the same parameters (DDP syncs)."""
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--standalone",
+                        str(script), str(tmp_path)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert len(hist) == 2 and all(np.isfinite(h["train_loss"]) for h in hist)
+    assert hist[1]["train_loss"] < hist[0]["train_loss"] * 1.5
+    # train() compares a sha256 of every rank's parameters at the end (and fails if they differ)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "2 ranks" in log and "all 2 ranks hold identical parameters" in log
