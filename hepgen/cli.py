@@ -119,21 +119,6 @@ def _card_from_overrides(overrides):
 
 
 @cli.command()
-@click.argument("source", type=click.Path(path_type=Path))
-@click.argument("target", type=click.Path(path_type=Path))
-@click.option("--tree", default="Events", show_default=True, help="TTree to read from a ROOT source.")
-@click.option("--sqrt-s", type=click.FloatRange(min=0, min_open=True), default=13000.0, show_default=True,
-              help="Collider energy (GeV) for an LHE target's beams.")
-@_FORCE
-def convert(source, target, tree, sqrt_s, force):
-    """Convert events between ROOT (NanoAOD-style TTree) and LHE, by file suffix."""
-    from .io import convert as run
-
-    path, n = run(source, target, force=force, tree=tree, sqrt_s=sqrt_s)
-    click.echo(f"wrote {path} ({n} events)")
-
-
-@cli.command()
 @click.argument("card", required=False, type=click.Path(path_type=Path))
 @click.option("--resume", "resume", type=click.Path(path_type=Path), metavar="RUN",
               help="Continue the run folder RUN from its last checkpoint (no CARD then).")
@@ -164,19 +149,60 @@ def train(card, resume, no_progress, overrides):
 @click.option("--solver", type=click.Choice(["euler", "midpoint", "rk4"]), help="ODE solver override (CFM).")
 @click.option("--steps", type=click.IntRange(min=1), help="Solver steps override.")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+              help="onnx: RUN is an export folder (hepgen export), run with ONNX Runtime, 1 thread.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @_FORCE
-def generate(run, events, bayes_samples, fmt, output, seed, shard, solver, steps, checkpoint, no_progress, force):
-    """Generate events from a trained run into ROOT or LHE, streamed in chunks."""
+def generate(run, events, bayes_samples, fmt, output, seed, shard, solver, steps, checkpoint, backend, no_progress, force):
+    """Generate events from a trained run (or its ONNX export) into ROOT or LHE, streamed in chunks."""
     from .generate import generate as run_generation
-    from .runs import load_run
 
-    r = load_run(run, checkpoint)
+    if backend == "onnx":
+        from .export.runtime import OnnxRun
+
+        r = OnnxRun(run)
+    else:
+        from .runs import load_run
+
+        r = load_run(run, checkpoint)
     paths = run_generation(r, events or r.card.generate.events, bayes_samples=bayes_samples, fmt=fmt, output=output,
-                           seed=seed, shard=shard, force=force, solver=solver, steps=steps,
+                           seed=seed, shard=shard, force=force, solver=solver, steps=steps, backend=backend,
                            progress=False if no_progress else None, log=lambda m: click.echo(m, err=True))
     for p in paths:
         click.echo(f"wrote {p}")
+
+
+@cli.command("export")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Export folder (default: exports/<run name>).")
+@click.option("--bayes-samples", type=click.IntRange(min=1), help="Posterior draws K, one weight file each (Bayesian runs; default: the card's model.bayes.draws).")
+@click.option("--steps", type=click.IntRange(min=1), help="Fixed sampler steps unrolled into the graph (CFM, DDPM; default: the card's).")
+@click.option("--solver", type=click.Choice(["rk4", "midpoint", "euler"]), help="ODE solver unrolled into the graph (CFM; default: the card's).")
+@click.option("--no-sofie", is_flag=True, help="Skip the SOFIE C++ header (ONNX Runtime only).")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@_FORCE
+def export_cmd(run, output, bayes_samples, steps, solver, no_sofie, checkpoint, force):
+    """ONNX generator for C++ frameworks: one graph, one weight file per Bayesian draw, SOFIE C++."""
+    from .export import export
+
+    path = export(run, output=output, bayes_samples=bayes_samples, steps=steps, solver=solver, force=force,
+                  sofie=not no_sofie, checkpoint=checkpoint, progress=lambda m: click.echo(m, err=True))
+    click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option("--tree", default="Events", show_default=True, help="TTree to read from a ROOT source.")
+@click.option("--sqrt-s", type=click.FloatRange(min=0, min_open=True), default=13000.0, show_default=True,
+              help="Collider energy (GeV) for an LHE target's beams.")
+@_FORCE
+def convert(source, target, tree, sqrt_s, force):
+    """Convert events between ROOT (NanoAOD-style TTree) and LHE, by file suffix."""
+    from .io import convert as run
+
+    path, n = run(source, target, force=force, tree=tree, sqrt_s=sqrt_s)
+    click.echo(f"wrote {path} ({n} events)")
 
 
 def main(argv=None) -> None:

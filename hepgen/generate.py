@@ -270,7 +270,8 @@ def _output_paths(run: Run, output: Path | None, fmt: str, draws: list[int | Non
 def generate(run: Run | str | os.PathLike, n: int, *, bayes_samples: int = 0, fmt: str | None = None,
              output: str | os.PathLike | None = None, seed: int | None = None, shard: str | None = None,
              force: bool = False, chunk: int | None = None, solver: str | None = None, steps: int | None = None,
-             progress: bool | None = None, log: Callable[[str], None] | None = None) -> list[Path]:
+             progress: bool | None = None, log: Callable[[str], None] | None = None,
+             backend: str = "torch") -> list[Path]:
     """Generate ``n`` events (or shard ``k/n`` of them) from a run into ROOT or LHE file(s).
 
     ``bayes_samples`` = K > 0 (Bayesian model): one file per posterior draw,
@@ -284,7 +285,13 @@ def generate(run: Run | str | os.PathLike, n: int, *, bayes_samples: int = 0, fm
     from .nn.bayesian import is_bayesian
 
     log = log or (lambda msg: None)
-    if not isinstance(run, Run):
+    if backend == "onnx":  # run = an export folder (hepgen export); ONNX Runtime instead of torch
+        from .export.runtime import OnnxRun
+
+        if solver is not None or steps is not None:
+            raise HepgenError("--solver/--steps are fixed in an ONNX export; re-export with hepgen export --solver/--steps")
+        run = run if isinstance(run, OnnxRun) else OnnxRun(run)
+    elif not isinstance(run, Run):
         run = load_run(run)
     card = run.card
     if card.process.name != "zjets":
@@ -297,7 +304,7 @@ def generate(run: Run | str | os.PathLike, n: int, *, bayes_samples: int = 0, fm
     chunk = int(chunk or card.generate.chunk)
     sh = parse_shard(shard)
     start, stop = (0, n) if sh is None else (sh[0] * n // sh[1], (sh[0] + 1) * n // sh[1])
-    bayes = is_bayesian(run.model)
+    bayes = run.bayesian if backend == "onnx" else is_bayesian(run.model)
     if bayes_samples and not bayes:
         raise HepgenError(f"--bayes-samples {bayes_samples}: the model of {run.path} is not Bayesian")
     draws: list[int | None] = list(range(bayes_samples)) if bayes_samples else [None]
@@ -309,7 +316,7 @@ def generate(run: Run | str | os.PathLike, n: int, *, bayes_samples: int = 0, fm
     show = progress if progress is not None else os.isatty(2)
     written = []
     for draw, path in zip(draws, paths):
-        pipe = pipeline(run, draw, solver, steps)
+        pipe = run.pipeline(draw) if backend == "onnx" else pipeline(run, draw, solver, steps)
         info = {
             "hepgen_version": __version__, "generator": f"hepgen {run.model.family}", "model_family": run.model.family,
             "run": str(run.path), "card": card.name, "card_hash": card_hash(card), "seed": str(seed),
@@ -320,6 +327,11 @@ def generate(run: Run | str | os.PathLike, n: int, *, bayes_samples: int = 0, fm
         }
         if hasattr(run.model, "cfg") and run.model.family == "cfm":
             info["solver"] = f"{solver or card.model.cfm.solver}/{steps or card.model.cfm.steps}"
+        if backend == "onnx":
+            gen = run.manifest.generator
+            info.update(backend="onnxruntime", export=str(run.path), run=str(run.manifest.provenance.get("run", "")))
+            if "solver" in gen:
+                info["solver"] = f"{gen['solver']}/{gen['steps']}"
         dropped = dropped_kin = 0
         t0 = time.perf_counter()
         with _writer(path, fmt, force, card) as writer, tqdm(total=stop - start, disable=not show, unit="ev",

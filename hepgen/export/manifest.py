@@ -1,0 +1,94 @@
+"""The export folder's self-description: ``manifest.json`` (and key facts in the ONNX metadata).
+
+Layout of an export folder (``hepgen export RUN -o DIR``)::
+
+    DIR/manifest.json              this description (format FORMAT)
+    DIR/generator.onnx             the graph; float32 weights external -> "weights.safetensors"
+    DIR/weights.safetensors        default weights (plain model; posterior means if Bayesian)
+    DIR/draws/draw_000.safetensors Bayesian posterior draws 0..K-1, same layout as the default
+    DIR/noise_layout.txt           one word per noise column: normal | uniform
+    DIR/weights.txt                the weight files to loop over, one per line (the draws, or
+                                   weights.safetensors for a plain model)
+    DIR/sofie/generator.hxx        SOFIE C++ (namespace SOFIE_generator) reading any weight file
+
+The tensors of the weight files are listed with their byte ranges, so the folder can be read
+without hepgen.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+FORMAT = "hepgen-onnx-export/1"
+MANIFEST = "manifest.json"
+GRAPH = "generator.onnx"
+LOCATION = "weights.safetensors"  # the external-data location the graph names
+DRAWS_DIR = "draws"
+NOISE_LAYOUT = "noise_layout.txt"
+SOFIE_DIR = "sofie"
+WEIGHT_LIST = "weights.txt"
+
+
+@dataclass(frozen=True)
+class Port:
+    """One graph input or output; ``shape`` excludes the leading (dynamic) batch axis."""
+
+    name: str
+    shape: tuple[int, ...]
+    description: str
+    units: str = ""
+
+
+@dataclass
+class ExportManifest:
+    """Everything a C++ or Python consumer needs to run the export (see module docstring)."""
+
+    inputs: list[dict]
+    outputs: list[dict]
+    noise_layout: list[str]  # per noise column: "normal" (N(0,1)) | "uniform" (U[0,1))
+    objects: list[str]  # particle order of the output's axis 1
+    columns: list[str]  # the output's last axis
+    weights: dict  # location, default, draws, tensors
+    bayesian: bool
+    generator: dict  # family, solver, steps, network summary
+    physics: dict  # process, multiplicity fractions with uncertainties, ...
+    provenance: dict  # hepgen version, run, card hash, seed, created
+    opset: int
+    sofie: dict | None
+    checks: dict = field(default_factory=dict)  # parity measured at export time
+    notes: list[str] = field(default_factory=list)  # what a consumer must know
+    format: str = FORMAT
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+
+    @property
+    def weight_files(self) -> list[str]:
+        """The weight files a consumer iterates over: the draws if Bayesian, else the default."""
+        return list(self.weights["draws"]) or [self.weights["default"]]
+
+    @property
+    def noise_dim(self) -> int:
+        return len(self.noise_layout)
+
+
+def load_manifest(export_dir: str | Path) -> ExportManifest:
+    """Read ``export_dir/manifest.json``; InputError if it is missing or not a hepgen export."""
+    path = Path(export_dir) / MANIFEST
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{export_dir} is not a hepgen export folder (no {MANIFEST})") from None
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read {path}: {err}") from None
+    if data.get("format") != FORMAT:
+        raise InputError(f"{path}: format {data.get('format')!r} is not {FORMAT!r}")
+    try:
+        return ExportManifest(**data)
+    except TypeError as err:
+        raise InputError(f"{path}: malformed manifest ({err})") from None
