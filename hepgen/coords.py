@@ -7,7 +7,8 @@ jets all zero). The learned coordinates ``x`` ``[N, D]``, D = 5 + 4 * max_jets =
     muon 1 : log pT, eta                          (its phi is the reference azimuth)
     muon 2 : log m0, eta, wrap(phi2 - phi1 - pi)  (m0: massless dimuon mass, replaces pT2;
                                                   the angle peaks at 0: muons back to back)
-    jet j  : log(pT - pT_min), eta, wrap(phi_j - phi1), log m
+    jet j  : log(pT - pT_min), eta, wrap(phi_j - phi1 - pi), log m  (jets recoil against the Z:
+                                                  the angle of the leading jet peaks at 0)
 
 then standardised with the mean / std fitted on the training set (buffers, saved with the
 model). Steps of the chain, each a torch module with ``forward(y) -> (y', log|det J|)`` and
@@ -28,7 +29,8 @@ Periodic phi: the relative azimuths are learned plainly on (-pi, pi) and wrapped
 circle on output (:func:`wrap_angle`). The network density on R, wrapped, is a density on the
 circle, so mass a generator places beyond +-pi is not lost but lands on the other side, where
 it belongs; a smooth bijection of (-pi, pi) onto R (e.g. atanh) would instead push the
-back-to-back muon peak to infinity. The muon-2 offset of pi puts that peak in the middle.
+back-to-back muon peak to infinity. The offset of pi (muon 2 and the jets) puts the peaks in the
+middle.
 
 The inverse used at generation (:class:`ZJetsInverse`) runs in the dtype of its input (float32
 for export) with elementary ops only (Exp, Log, Add/Mul/Div, Slice, Concat, Where, compare):
@@ -187,13 +189,21 @@ class RelativeAzimuth(nn.Module):
         super().__init__()
         self.max_jets = max_jets
         self.dim = 5 + 4 * max_jets
+        # jets recoil against the Z, so phi_j - phi1 peaks at +-pi (42 % of leading jets within 0.4
+        # of the wrap edge): measured from phi1 + pi, the peak sits at 0 as for muon 2. A buffer, so
+        # runs trained before this change (no key: offset 0) still invert their own coordinates.
+        self.register_buffer("jet_phi_offset", torch.tensor(math.pi, dtype=torch.float64))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.setdefault(prefix + "jet_phi_offset", torch.tensor(0.0, dtype=torch.float64))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         phi1 = p[:, 0, 2]
         cols = [p[:, 0, 0], p[:, 0, 1], p[:, 1, 0], p[:, 1, 1], _wrap64(p[:, 1, 2] - phi1 - math.pi)]
         for j in range(self.max_jets):
             q = p[:, 2 + j]
-            cols += [q[:, 0], q[:, 1], _wrap64(q[:, 2] - phi1), q[:, 3]]
+            cols += [q[:, 0], q[:, 1], _wrap64(q[:, 2] - phi1 - self.jet_phi_offset), q[:, 3]]
         return torch.stack(cols, dim=-1), phi1
 
     def inverse(self, raw: torch.Tensor, phi1: torch.Tensor) -> torch.Tensor:
@@ -204,7 +214,8 @@ class RelativeAzimuth(nn.Module):
         ]
         for j in range(self.max_jets):
             o = 5 + 4 * j
-            objs.append(torch.stack([raw[:, o], raw[:, o + 1], wrap_angle(phi1 + raw[:, o + 2]), raw[:, o + 3]], -1))
+            phi = wrap_angle(phi1 + raw[:, o + 2] + self.jet_phi_offset.to(raw.dtype))
+            objs.append(torch.stack([raw[:, o], raw[:, o + 1], phi, raw[:, o + 3]], -1))
         return torch.stack(objs, dim=1)
 
 
@@ -333,6 +344,7 @@ class ZJetsInverse(nn.Module):
         self.register_buffer("mask", log_step.mask.clone())
         self.register_buffer("shift", log_step.shift.to(dtype).clone())
         self.azimuth = RelativeAzimuth(coords.max_jets)
+        self.azimuth.jet_phi_offset = coords.azimuth.jet_phi_offset.to(dtype).clone()
 
     def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         dt = x.dtype
