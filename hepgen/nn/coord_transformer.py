@@ -4,7 +4,8 @@
 
 Every input coordinate is a token: value embedding (Linear 1 -> hidden) + a learned position
 embedding + the embedded condition (time, jet multiplicity); pre-norm self-attention blocks
-(written out with MatMul / Softmax, so it exports without fused attention ops); a per-token
+(:class:`hepgen.nn.transformer.TransformerBlock` without the causal mask, written out with
+MatMul / Softmax so it exports without fused attention ops); a per-token
 linear head gives one output per coordinate (``out_dim == in_dim``, as a velocity field needs)
 or, otherwise, a head over the flattened tokens. With ``bayes.enabled`` the layers chosen by
 ``bayes.layers`` are Bayesian, like :class:`hepgen.nn.blocks.ResidualMLP`.
@@ -12,47 +13,13 @@ or, otherwise, a head over the flattened tokens. With ``bayes.enabled`` the laye
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from ..cards import BayesConfig, NetworkConfig
 from .bayesian import BayesianLinear
-from .blocks import _ACT, linear
-
-
-class _Attention(nn.Module):
-    def __init__(self, width: int, heads: int, bayes, bayesian: bool):
-        super().__init__()
-        if width % heads:
-            from ..errors import CardError
-
-            raise CardError(f"model.network.hidden = {width} must be a multiple of model.network.heads = {heads}")
-        self.heads, self.hd = heads, width // heads
-        self.qkv = linear(width, 3 * width, bayes, bayesian)
-        self.proj = linear(width, width, bayes, bayesian)
-
-    def forward(self, h):  # [N, T, W]
-        n, t, w = h.shape
-        q, k, v = self.qkv(h).reshape(n, t, 3, self.heads, self.hd).permute(2, 0, 3, 1, 4)
-        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.hd), dim=-1)
-        return self.proj((att @ v).transpose(1, 2).reshape(n, t, w))
-
-
-class _Layer(nn.Module):
-    def __init__(self, width, heads, act, dropout, bayes, bayesian):
-        super().__init__()
-        self.n1, self.n2 = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.att = _Attention(width, heads, bayes, bayesian)
-        self.fc1 = linear(width, 2 * width, bayes, bayesian)
-        self.fc2 = linear(2 * width, width, bayes, bayesian)
-        self.act = act()
-        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-
-    def forward(self, h):
-        h = h + self.drop(self.att(self.n1(h)))
-        return h + self.drop(self.fc2(self.act(self.fc1(self.n2(h)))))
+from .blocks import linear
+from .transformer import TransformerBlock
 
 
 class CoordinateTransformer(nn.Module):
@@ -67,7 +34,7 @@ class CoordinateTransformer(nn.Module):
         self.value = nn.Linear(1, w)
         self.pos = nn.Parameter(torch.randn(in_dim, w) * 0.02)
         self.cond = nn.Linear(cond_dim, w) if cond_dim else None
-        self.layers = nn.ModuleList(_Layer(w, net.heads, _ACT[net.activation], net.dropout, bayes, every)
+        self.layers = nn.ModuleList(TransformerBlock(in_dim, net, bayes, every, causal=False, mlp_ratio=2)
                                     for _ in range(net.layers))
         self.norm = nn.LayerNorm(w)
         self.per_token = out_dim == in_dim

@@ -1,4 +1,7 @@
-"""A small pre-LayerNorm transformer with causal self-attention, written from plain ops.
+"""A small pre-LayerNorm transformer (causal or bidirectional), written from plain ops.
+
+Used causally by JetGPT (one token per phase-space component, with incremental decoding) and
+bidirectionally by the CFM transformer backbone (:mod:`hepgen.nn.coord_transformer`).
 
 Attention is spelled out (Linear, MatMul, Softmax, an additive constant mask) instead of
 ``nn.MultiheadAttention`` so the exported ONNX graph uses only ops that ONNX Runtime and
@@ -20,24 +23,29 @@ from ..errors import CardError
 from .blocks import _ACT, linear
 
 
-class CausalSelfAttention(nn.Module):
-    """Multi-head self-attention where token i sees tokens 0..i; ``[N, L, H] -> [N, L, H]``."""
+class SelfAttention(nn.Module):
+    """Multi-head self-attention ``[N, L, H] -> [N, L, H]``; causal: token i sees tokens 0..i."""
 
-    def __init__(self, length: int, width: int, heads: int, bayes: BayesConfig | None, bayesian: bool):
+    def __init__(self, length: int, width: int, heads: int, bayes: BayesConfig | None, bayesian: bool,
+                 causal: bool = True):
         super().__init__()
         if width % heads:
             raise CardError(f"model.network.hidden ({width}) must be divisible by model.network.heads ({heads})")
         self.heads, self.head_dim = heads, width // heads
         self.qkv = linear(width, 3 * width, bayes, bayesian)
         self.proj = linear(width, width, bayes, bayesian)
-        mask = torch.full((length, length), -1e9).triu(1)  # 0 on and below the diagonal
-        self.register_buffer("mask", mask, persistent=False)
+        self.causal = causal
+        if causal:
+            mask = torch.full((length, length), -1e9).triu(1)  # 0 on and below the diagonal
+            self.register_buffer("mask", mask, persistent=False)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         n, length, width = h.shape
         q, k, v = self.qkv(h.reshape(n * length, width)).reshape(n, length, 3, self.heads, self.head_dim).unbind(2)
         q, k, v = (a.transpose(1, 2) for a in (q, k, v))  # [N, heads, L, head_dim]
-        att = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim) + self.mask.to(h.dtype)
+        att = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
+        if self.causal:
+            att = att + self.mask.to(h.dtype)
         out = (att.softmax(-1) @ v).transpose(1, 2).reshape(n * length, width)
         return self.proj(out).reshape(n, length, width)
 
@@ -56,16 +64,17 @@ class CausalSelfAttention(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """h + attn(LN(h)); h + MLP(LN(h)) with a 4x wide MLP; ``[N, L, H] -> [N, L, H]``."""
+    """h + attn(LN(h)); h + MLP(LN(h)) with an ``mlp_ratio`` x wide MLP; ``[N, L, H] -> [N, L, H]``."""
 
-    def __init__(self, length: int, net: NetworkConfig, bayes: BayesConfig | None, bayesian: bool):
+    def __init__(self, length: int, net: NetworkConfig, bayes: BayesConfig | None, bayesian: bool,
+                 causal: bool = True, mlp_ratio: int = 4):
         super().__init__()
         w = net.hidden
         self.norm1 = nn.LayerNorm(w)
-        self.attn = CausalSelfAttention(length, w, net.heads, bayes, bayesian)
+        self.attn = SelfAttention(length, w, net.heads, bayes, bayesian, causal)
         self.norm2 = nn.LayerNorm(w)
-        self.fc1 = linear(w, 4 * w, bayes, bayesian)
-        self.fc2 = linear(4 * w, w, bayes, bayesian)
+        self.fc1 = linear(w, mlp_ratio * w, bayes, bayesian)
+        self.fc2 = linear(mlp_ratio * w, w, bayes, bayesian)
         self.act = _ACT[net.activation]()
         self.drop = nn.Dropout(net.dropout) if net.dropout > 0 else nn.Identity()
 
@@ -76,6 +85,6 @@ class TransformerBlock(nn.Module):
         return h + self.drop(m.reshape(n, length, w))
 
     def step(self, h: torch.Tensor, cache: list) -> torch.Tensor:
-        """One token ``[N, H]`` with cached keys/values (see :meth:`CausalSelfAttention.step`)."""
+        """One token ``[N, H]`` with cached keys/values (see :meth:`SelfAttention.step`; causal only)."""
         h = h + self.drop(self.attn.step(self.norm1(h), cache))
         return h + self.drop(self.fc2(self.act(self.fc1(self.norm2(h)))))
