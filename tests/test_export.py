@@ -33,6 +33,7 @@ from hepgen.export.bundle import TORCH_RTOL, event_diff, torch_outputs, write_ex
 from hepgen.export.graph import ExportError, to_onnx  # noqa: E402
 from hepgen.export.runtime import OnnxPipeline, OnnxSampler, draw_noise_torch  # noqa: E402
 from hepgen.export.weights import read_weights  # noqa: E402
+from tests.toolchain import needs_cpp  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DRAWS = 2
@@ -159,18 +160,6 @@ def test_onnx_pipeline_draws_the_torch_pipelines_noise(tmp_path_factory):
 # SOFIE C++
 
 
-def _have_blas() -> bool:
-    """g++ can link a program against OpenBLAS (the SOFIE example needs sgemm_)."""
-    if shutil.which("g++") is None:
-        return False
-    probe = 'extern "C" void sgemm_(); int main() { sgemm_(); }'
-    run = subprocess.run(["g++", "-x", "c++", "-", "-o", os.devnull, "-lopenblas"], input=probe, text=True,
-                         capture_output=True)
-    return run.returncode == 0
-
-
-needs_cpp = pytest.mark.skipif(shutil.which("g++") is None or shutil.which("make") is None or not _have_blas(),
-                               reason="needs g++, make and OpenBLAS (apt-get install libopenblas-dev)")
 
 
 @needs_cpp

@@ -9,8 +9,6 @@ torch, 1e-5 SOFIE vs ONNX Runtime, relative with values below 1 compared absolut
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,20 +24,13 @@ from hepgen.generate import pipeline
 from hepgen.io.root import write_events
 from hepgen.runs import load_run
 from hepgen.train import train
+from tests.toolchain import needs_cpp
 from tests.zjets_like import zjets_like
 
 REPO = Path(__file__).resolve().parents[1]
 SOFIE_RTOL = 1e-5
 
 
-def _have_blas() -> bool:
-    """g++ can link a program against OpenBLAS (the SOFIE example needs sgemm_)."""
-    if shutil.which("g++") is None:
-        return False
-    probe = 'extern "C" void sgemm_(); int main() { sgemm_(); }'
-    run = subprocess.run(["g++", "-x", "c++", "-", "-o", os.devnull, "-lopenblas"], input=probe, text=True,
-                         capture_output=True)
-    return run.returncode == 0
 
 
 def _card(tmp, bayes):
@@ -101,8 +92,7 @@ def test_onnx_pipeline_is_a_drop_in_for_generate(runs):
     assert onnx_pipe.fractions == pytest.approx(torch_pipe.fractions)
 
 
-@pytest.mark.skipif(shutil.which("g++") is None or shutil.which("make") is None or not _have_blas(),
-                    reason="needs g++, make and OpenBLAS (apt-get install libopenblas-dev)")
+@needs_cpp
 def test_sofie_cpp_runs_the_zjets_generator(runs, tmp_path):
     _, _, out, _ = runs
     build = tmp_path / "build"
