@@ -100,6 +100,7 @@ class NetworkConfig:
     heads: int = _f(4, ge=1)  # transformer only
     dropout: float = _f(0.0, ge=0, lt=1)
     activation: Literal["silu", "gelu", "relu"] = "silu"
+    condition: Literal["input", "blocks"] = "input"  # mlp: condition at the input only, or in every block too
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class CFMConfig:
     solver: Literal["euler", "midpoint", "rk4"] = "rk4"
     steps: int = _f(20, ge=1)
     time_embedding: int = _f(16, ge=1)
+    absent: Literal["frozen", "learned"] = "frozen"
 
 
 @dataclass(frozen=True)

@@ -178,14 +178,30 @@ class Standardize(Transform):
         return y * self.std.to(y.dtype) + self.mean.to(y.dtype)
 
 
+def pair_gap(dphi: torch.Tensor, r: torch.Tensor | float) -> torch.Tensor:
+    """Half-width in Delta eta of the Delta R < r hole at azimuthal distance ``dphi``:
+    sqrt(max(r^2 - dphi^2, 0)) (Sqrt, Relu: exportable)."""
+    return torch.sqrt(torch.relu(r * r - dphi * dphi))
+
+
 class RelativeAzimuth(nn.Module):
     """p ``[N, 2 + J, 4]`` <-> raw columns ``[N, 5 + 4 J]`` (see module docstring).
 
     ``forward(p) -> (raw, phi1)``; ``inverse(raw, phi1) -> p`` (muon masses fixed). Unit
     Jacobian in the kept coordinates.
+
+    Jets after the leading one (``jets_relative`` = 1, the default for new runs) are measured
+    from the leading jet: Delta phi = wrap(phi_j - phi_j1) and the *sheared* Delta eta
+    u = sign(Delta eta) (|Delta eta| - g(Delta phi)) with g = :func:`pair_gap` at radius
+    ``pair_r`` (the card's jet_dr_min). The shear slides the two halves of the plane together
+    along eta and closes the Delta R < r hole around the leading jet: every (u, Delta phi)
+    decodes to Delta R_1j >= r, and the collinear enhancement at the edge of the hole becomes
+    a smooth ridge at u = 0 instead of a cliff the network has to learn. Its Jacobian is
+    triangular with unit diagonal (log-det 0). Delta R between two non-leading jets is not
+    protected (dropped and counted at generation, as before).
     """
 
-    def __init__(self, max_jets: int):
+    def __init__(self, max_jets: int, jets_relative: bool = True, pair_r: float = 0.0):
         super().__init__()
         self.max_jets = max_jets
         self.dim = 5 + 4 * max_jets
@@ -193,29 +209,54 @@ class RelativeAzimuth(nn.Module):
         # of the wrap edge): measured from phi1 + pi, the peak sits at 0 as for muon 2. A buffer, so
         # runs trained before this change (no key: offset 0) still invert their own coordinates.
         self.register_buffer("jet_phi_offset", torch.tensor(math.pi, dtype=torch.float64))
+        self.register_buffer("jets_relative", torch.tensor(float(jets_relative), dtype=torch.float64))
+        self.register_buffer("pair_r", torch.tensor(float(pair_r), dtype=torch.float64))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # older runs: every jet measured from the leading muon, no shear
         state_dict.setdefault(prefix + "jet_phi_offset", torch.tensor(0.0, dtype=torch.float64))
+        state_dict.setdefault(prefix + "jets_relative", torch.tensor(0.0, dtype=torch.float64))
+        state_dict.setdefault(prefix + "pair_r", torch.tensor(0.0, dtype=torch.float64))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         phi1 = p[:, 0, 2]
         cols = [p[:, 0, 0], p[:, 0, 1], p[:, 1, 0], p[:, 1, 1], _wrap64(p[:, 1, 2] - phi1 - math.pi)]
+        lead = p[:, 2]
+        relative = bool(self.jets_relative)
         for j in range(self.max_jets):
             q = p[:, 2 + j]
-            cols += [q[:, 0], q[:, 1], _wrap64(q[:, 2] - phi1 - self.jet_phi_offset), q[:, 3]]
+            if j == 0 or not relative:
+                cols += [q[:, 0], q[:, 1], _wrap64(q[:, 2] - phi1 - self.jet_phi_offset), q[:, 3]]
+            else:
+                dphi = _wrap64(q[:, 2] - lead[:, 2])
+                deta = q[:, 1] - lead[:, 1]
+                u = torch.sign(deta) * torch.relu(deta.abs() - pair_gap(dphi, self.pair_r))
+                cols += [q[:, 0], u, dphi, q[:, 3]]
         return torch.stack(cols, dim=-1), phi1
 
     def inverse(self, raw: torch.Tensor, phi1: torch.Tensor) -> torch.Tensor:
+        """Branch-free (the flags are tensors), so one exported graph serves both conventions."""
+        dt = raw.dtype
         mm = torch.full_like(phi1, MUON_MASS)
         objs = [
             torch.stack([raw[:, 0], raw[:, 1], phi1, mm], dim=-1),
             torch.stack([raw[:, 2], raw[:, 3], wrap_angle(phi1 + raw[:, 4] + math.pi), mm], dim=-1),
         ]
+        rel, r, offset = self.jets_relative.to(dt), self.pair_r.to(dt), self.jet_phi_offset.to(dt)
+        lead_eta = raw[:, 6]
+        lead_phi = wrap_angle(phi1 + raw[:, 7] + offset)
         for j in range(self.max_jets):
             o = 5 + 4 * j
-            phi = wrap_angle(phi1 + raw[:, o + 2] + self.jet_phi_offset.to(raw.dtype))
-            objs.append(torch.stack([raw[:, o], raw[:, o + 1], phi, raw[:, o + 3]], -1))
+            if j == 0:
+                eta, phi = raw[:, o + 1], lead_phi
+            else:
+                u, dphi = raw[:, o + 1], raw[:, o + 2]
+                gap = pair_gap(wrap_angle(dphi), r * rel)
+                deta = u + torch.where(u < 0, -gap, gap)
+                eta = deta + rel * lead_eta
+                phi = wrap_angle(dphi + rel * lead_phi + (1 - rel) * (phi1 + offset))
+            objs.append(torch.stack([raw[:, o], eta, phi, raw[:, o + 3]], -1))
         return torch.stack(objs, dim=1)
 
 
@@ -232,12 +273,13 @@ class ZJetsCoords(nn.Module):
     noise (:mod:`hepgen.generate`).
     """
 
-    def __init__(self, n_jets: tuple[int, ...] = (1, 2, 3), jet_pt_min: float = 20.0, mass_floor: float = 1e-2):
+    def __init__(self, n_jets: tuple[int, ...] = (1, 2, 3), jet_pt_min: float = 20.0, mass_floor: float = 1e-2,
+                 jet_dr_min: float = 0.4, jets_relative: bool = True):
         super().__init__()
         self.n_values = tuple(sorted(n_jets))
         self.max_jets = max(self.n_values)
         self.jet_pt_min, self.mass_floor = float(jet_pt_min), float(mass_floor)
-        self.azimuth = RelativeAzimuth(self.max_jets)
+        self.azimuth = RelativeAzimuth(self.max_jets, jets_relative, jet_dr_min)
         d = self.azimuth.dim
         cols, shifts = [0, 2], [0.0, 0.0]
         for j in range(self.max_jets):
@@ -254,6 +296,13 @@ class ZJetsCoords(nn.Module):
     @property
     def cond_dim(self) -> int:
         return len(self.n_values)
+
+    def active_columns(self) -> torch.Tensor:
+        """``[K, D]`` bool: the columns of present objects for each multiplicity in ``n_values``."""
+        active = torch.zeros(len(self.n_values), self.dim, dtype=torch.bool)
+        for k, n in enumerate(self.n_values):
+            active[k, :5 + 4 * n] = True
+        return active
 
     # -- physics arrays ------------------------------------------------------------------
     def physics(self, sample) -> tuple[torch.Tensor, torch.Tensor]:
@@ -344,7 +393,8 @@ class ZJetsInverse(nn.Module):
         self.register_buffer("mask", log_step.mask.clone())
         self.register_buffer("shift", log_step.shift.to(dtype).clone())
         self.azimuth = RelativeAzimuth(coords.max_jets)
-        self.azimuth.jet_phi_offset = coords.azimuth.jet_phi_offset.to(dtype).clone()
+        for name in ("jet_phi_offset", "jets_relative", "pair_r"):
+            setattr(self.azimuth, name, getattr(coords.azimuth, name).to(dtype).clone())
 
     def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         dt = x.dtype
@@ -373,6 +423,10 @@ class ToyCoords(nn.Module):
     def fit(self, data: np.ndarray) -> "ToyCoords":
         self.chain.steps[0].fit(torch.as_tensor(data, dtype=torch.float64))
         return self
+
+    def active_columns(self) -> None:
+        """Every column is present (no condition)."""
+        return None
 
     def encode(self, data: np.ndarray, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
         x, _ = self.chain(torch.as_tensor(data, dtype=torch.float64))

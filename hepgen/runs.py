@@ -50,6 +50,8 @@ def build_for(card: Card):
 
     coords = make_coords(card)
     model = build_model(card.model, coords.dim, coords.cond_dim)
+    if card.model.family == "cfm" and card.model.cfm.absent == "frozen":
+        model.set_active_columns(coords.active_columns())
     return coords, model
 
 

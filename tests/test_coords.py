@@ -10,9 +10,19 @@ from hepgen.coords import Chain, LogShift, Standardize, ToyCoords, ZJetsCoords, 
 from tests.zjets_like import zjets_like
 
 
+def separated(sample, r=0.4):
+    """The events whose jets are all more than ``r`` from the leading jet (the reference
+    selection drops the others)."""
+    jets = sample.padded("Jet", 3)
+    deta = jets[:, 1:, 1] - jets[:, :1, 1]
+    dphi = np.remainder(jets[:, 1:, 2] - jets[:, :1, 2] + np.pi, 2 * np.pi) - np.pi
+    close = (np.hypot(deta, dphi) <= r) & (sample.n_jets[:, None] > np.arange(1, 3))
+    return sample.select(np.flatnonzero(~close.any(1)))
+
+
 @pytest.fixture(scope="module")
 def sample():
-    return zjets_like(400, seed=3)
+    return separated(zjets_like(400, seed=3))
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +126,7 @@ def test_inverse_exports_with_elementary_ops(coords):
     torch.onnx.export(mod, (torch.randn(4, 17), torch.rand(4)), buf, dynamo=False,
                       input_names=["x", "u"], dynamic_axes={"x": {0: "N"}, "u": {0: "N"}})
     ops = {node.op_type for node in onnx.load_from_string(buf.getvalue()).graph.node}
-    allowed = {"Exp", "Log", "Sin", "Cos", "Sqrt", "Add", "Sub", "Mul", "Div", "Concat", "Slice", "Gather",
+    allowed = {"Exp", "Log", "Sin", "Cos", "Sqrt", "Relu", "Neg", "Add", "Sub", "Mul", "Div", "Concat", "Slice", "Gather",
                "Where", "Greater", "Less", "Constant", "Unsqueeze", "Reshape", "Shape", "Expand",
                "ConstantOfShape", "Cast", "Squeeze", "Identity"}
     assert ops <= allowed, ops - allowed
@@ -154,13 +164,18 @@ def test_jet_azimuth_is_measured_from_the_recoil_direction(coords):
     assert abs(raw[0, 7].item()) < 1e-12 and abs(raw[0, 11].item() - 0.5) < 1e-12
 
 
+OLDER_KEYS = ("azimuth.jet_phi_offset", "azimuth.jets_relative", "azimuth.pair_r")
+
+
 def test_runs_saved_before_the_jet_offset_keep_their_coordinates(coords, sample):
-    """A coords state without ``azimuth.jet_phi_offset`` (older runs) loads with offset 0, and the
-    exportable inverse uses the loaded offset, so old runs still invert their own coordinates."""
-    state = {k: v for k, v in coords.state_dict().items() if k != "azimuth.jet_phi_offset"}
+    """A coords state without ``azimuth.jet_phi_offset`` and the relative-jet keys (older runs)
+    loads with offset 0 and every jet measured from muon 1, and the exportable inverse uses the
+    loaded values, so old runs still invert their own coordinates."""
+    state = {k: v for k, v in coords.state_dict().items() if k not in OLDER_KEYS}
     old = ZJetsCoords()
     old.load_state_dict(state)
     assert old.azimuth.jet_phi_offset.item() == 0.0
+    assert old.azimuth.jets_relative.item() == 0.0 and old.azimuth.pair_r.item() == 0.0
     p, n = old.physics(sample)
     x, _ = old(p, n)
     u = (p[:, 0, 2] + math.pi) / (2 * math.pi)
@@ -173,3 +188,43 @@ def test_runs_saved_before_the_jet_offset_keep_their_coordinates(coords, sample)
     jets = n >= 1
     diff = torch.remainder(old_raw[jets, 7] - new_raw[jets, 7] + math.pi, 2 * math.pi) - math.pi
     assert torch.allclose(diff.abs(), torch.full_like(diff, math.pi), atol=1e-9)
+
+
+def _dr_to_leading(p):
+    deta = p[:, 3:, 1] - p[:, 2:3, 1]
+    dphi = torch.remainder(p[:, 3:, 2] - p[:, 2:3, 2] + math.pi, 2 * math.pi) - math.pi
+    return torch.hypot(deta, dphi)
+
+
+def test_every_network_point_decodes_outside_the_leading_jet_hole(coords):
+    """The sheared (u, Delta phi) coordinates of jets 2, 3 cover the plane minus the Delta R < 0.4
+    disc around jet 1: any network output, even far outside the training range, decodes to
+    Delta R_1j >= 0.4 -- in float64 and in the float32 exported inverse."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(20000, 17, dtype=torch.float64, generator=g) * 3
+    u = torch.rand(20000, dtype=torch.float64, generator=g)
+    assert _dr_to_leading(coords.inverse(x, u)).min() >= 0.4 - 1e-12
+    assert _dr_to_leading(ZJetsInverse(coords, torch.float32)(x.float(), u.float()).double()).min() >= 0.4 - 1e-5
+    # without the shear (radius 0) the same outputs land inside the disc
+    plain = ZJetsCoords((1, 2, 3), 20.0, jet_dr_min=0.0)
+    plain.load_state_dict({**coords.state_dict(), "azimuth.pair_r": torch.tensor(0.0, dtype=torch.float64)})
+    assert int((_dr_to_leading(plain.inverse(x, u)) < 0.4).sum()) > 20
+
+
+def test_the_hole_edge_sits_at_u_zero(coords):
+    """A second jet just outside Delta R = 0.4 of the leading one (any direction) gets a sheared
+    Delta eta |u| <= sqrt(Delta R^2 - 0.4^2) (equality where |Delta phi| = 0.4): the collinear
+    edge becomes the line u = 0."""
+    angles = torch.linspace(-math.pi, math.pi, 37, dtype=torch.float64)[:-1]
+    for eps in (1e-3, 0.05):
+        dr = 0.4 + eps
+        p = torch.zeros(len(angles), 5, 4, dtype=torch.float64)
+        p[:, 0] = torch.tensor([40.0, 0.3, 0.1, 0.1], dtype=torch.float64)
+        p[:, 1] = torch.tensor([35.0, -0.2, 0.1 - math.pi + 0.2, 0.1], dtype=torch.float64)
+        p[:, 2] = torch.tensor([50.0, 0.5, 0.1 + math.pi, 5.0], dtype=torch.float64)
+        p[:, 3, 0], p[:, 3, 3] = 30.0, 4.0
+        p[:, 3, 1] = 0.5 + dr * torch.cos(angles)
+        p[:, 3, 2] = torch.remainder(0.1 + math.pi + dr * torch.sin(angles) + math.pi, 2 * math.pi) - math.pi
+        raw, _ = coords.azimuth(p)
+        assert raw[:, 10].abs().max() <= math.sqrt(dr**2 - 0.16) + 1e-12
+        assert torch.allclose(raw[:, 11].abs(), (dr * torch.sin(angles)).abs(), atol=1e-12)

@@ -43,6 +43,11 @@ class Generator(nn.Module):
     def loss(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def set_active_columns(self, active: torch.Tensor | None) -> None:
+        """Optional hook: ``active`` ``[C, D]`` bool says which columns hold present objects under
+        each one-hot condition (None: all). Families that can use it (CFM) override this; the
+        others learn every column (absent ones carry N(0, 1) fill, :meth:`ZJetsCoords.encode`)."""
+
     def noise_dim(self, **opts) -> int:
         """Noise columns per event that ``sampler(**opts)`` consumes (default: D)."""
         return self.dim

@@ -35,16 +35,39 @@ TIME_MAX_FREQ = 4.0
 
 
 class VelocityField(nn.Module):
-    """v(x ``[N, D]``, t ``[N, 1]``, c ``[N, C]``) -> ``[N, D]``."""
+    """v(x ``[N, D]``, t ``[N, 1]``, c ``[N, C]``) -> ``[N, D]``.
+
+    ``active`` ``[C, D]`` (buffer, all ones unless :meth:`CFM.set_active_columns` was called):
+    which columns belong to present objects under each one-hot condition. The field neither
+    reads nor moves the other columns (input and output multiplied by ``c @ active``), so they
+    stay at their initial noise.
+    """
 
     def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig):
         super().__init__()
         self.embed = TimeEmbedding(cfg.cfm.time_embedding, max_freq=TIME_MAX_FREQ)
         backbone = CoordinateTransformer if cfg.network.backbone == "transformer" else ResidualMLP
         self.net = backbone(dim, dim, cfg.network, cfg.bayes, cond_dim=self.embed.dim + cond_dim)
+        self.register_buffer("active", torch.ones(cond_dim, dim))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # runs trained before absent columns were frozen learned every column
+        state_dict.setdefault(prefix + "active", torch.ones_like(self.active))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def mask(self, c: torch.Tensor) -> torch.Tensor | None:
+        """``[N, D]`` 1 / 0 for present / absent columns (all 1 with ``active`` all ones), or None
+        without a condition."""
+        if c.shape[-1] == 0:
+            return None
+        return c.to(self.active.dtype) @ self.active
 
     def forward(self, x, t, c):
-        return self.net(x, torch.cat([self.embed(t), c], dim=-1))
+        m = self.mask(c)
+        if m is None:
+            return self.net(x, torch.cat([self.embed(t), c], dim=-1))
+        m = m.to(x.dtype)
+        return self.net(x * m, torch.cat([self.embed(t), c], dim=-1)) * m
 
 
 class CFMSampler(nn.Module):
@@ -65,11 +88,26 @@ class CFM(Generator):
         super().__init__(dim, cond_dim, cfg)
         self.field = VelocityField(dim, cond_dim, cfg)
 
+    def set_active_columns(self, active: torch.Tensor | None) -> None:
+        """Freeze the columns of absent objects: ``active`` ``[C, D]`` bool, row k = the columns
+        present under condition k (one-hot c). Training then regresses only present columns
+        (absent ones have data = their own noise, so zero velocity is exact) and sampling leaves
+        absent columns at their N(0, 1) noise, which keeps the density proper in all D columns
+        (the divergence there is 0)."""
+        if active is not None:
+            self.field.active.copy_(active.to(self.field.active.dtype))
+
     def loss(self, x, c):
         x0 = torch.randn_like(x)
         t = torch.rand(x.shape[0], 1, dtype=x.dtype, device=x.device)
-        xt = (1 - t) * x0 + t * x
-        return ((self.field(xt, t, c) - (x - x0)) ** 2).mean()
+        m = self.field.mask(c)
+        if m is None:
+            xt = (1 - t) * x0 + t * x
+            return ((self.field(xt, t, c) - (x - x0)) ** 2).mean()
+        m = m.to(x.dtype)
+        x1 = m * x + (1 - m) * x0
+        xt = (1 - t) * x0 + t * x1
+        return (((self.field(xt, t, c) - (x1 - x0)) ** 2) * m).sum() / m.sum()
 
     def sampler(self, solver: str | None = None, steps: int | None = None) -> nn.Module:
         return CFMSampler(self.field, solver or self.cfg.cfm.solver, steps or self.cfg.cfm.steps)

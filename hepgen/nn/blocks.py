@@ -55,8 +55,9 @@ class _Block(nn.Module):
         self.act = act()
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
-    def forward(self, h):
-        return h + self.fc2(self.drop(self.act(self.fc1(self.act(self.norm(h))))))
+    def forward(self, h, shift=None):
+        z = self.norm(h) if shift is None else self.norm(h) + shift
+        return h + self.fc2(self.drop(self.act(self.fc1(self.act(z)))))
 
 
 class ResidualMLP(nn.Module):
@@ -65,6 +66,11 @@ class ResidualMLP(nn.Module):
     ``net.layers`` residual blocks of width ``net.hidden``. With ``bayes.enabled``, the
     layers chosen by ``bayes.layers`` ("all" or "last") are Bayesian. The output layer starts
     at zero so a fresh generator is the identity/zero field.
+
+    The condition (for CFM / DDPM: time embedding and n_jets) is concatenated to the input;
+    with ``net.condition == "blocks"`` every residual block also adds its own linear projection
+    of it after the block's normalisation, so the time and the multiplicity can steer each
+    layer instead of having to survive the LayerNorms of the residual stream.
     """
 
     def __init__(self, in_dim: int, out_dim: int, net: NetworkConfig, bayes: BayesConfig | None = None,
@@ -76,6 +82,9 @@ class ResidualMLP(nn.Module):
         self.blocks = nn.ModuleList(
             _Block(net.hidden, act, net.dropout, bayes, every) for _ in range(net.layers)
         )
+        per_block = net.condition == "blocks" and cond_dim > 0
+        self.cond = nn.ModuleList(linear(cond_dim, net.hidden, bayes, every) for _ in range(net.layers)) \
+            if per_block else None
         self.out_norm = nn.LayerNorm(net.hidden)
         self.act = act()
         self.out = linear(net.hidden, out_dim, bayes, bayesian=True)
@@ -86,6 +95,10 @@ class ResidualMLP(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         h = x if c is None or c.shape[-1] == 0 else torch.cat([x, c], dim=-1)
         h = self.inp(h)
-        for block in self.blocks:
-            h = block(h)
+        if self.cond is None:
+            for block in self.blocks:
+                h = block(h)
+        else:
+            for block, proj in zip(self.blocks, self.cond):
+                h = block(h, proj(c))
         return self.out(self.act(self.out_norm(h)))
