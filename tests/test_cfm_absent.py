@@ -113,5 +113,11 @@ def test_checkpoints_without_the_mask_load_as_learned():
     fresh = _model(frozen=False)
     fresh.field.active.zero_()
     fresh.load_state_dict(state)
-    assert bool(fresh.field.active.all())
+    assert bool(fresh.field.active.all()) and not fresh.field.frozen
+    # and a frozen checkpoint loads frozen into a freshly built (unfrozen) model
+    again = _model(frozen=False)
+    again.load_state_dict(m.state_dict())
+    assert again.field.frozen
+    z = torch.randn(8, 5, dtype=torch.float64)
+    assert torch.equal(again.sample(z, _cond(8, 0)), m.sample(z, _cond(8, 0)))
     assert math.isfinite(float(fresh.loss(torch.zeros(4, 5, dtype=torch.float64), _cond(4, 0))))

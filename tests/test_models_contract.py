@@ -459,3 +459,28 @@ def test_sampler_options(family):
     if family == "inn":
         with pytest.raises(HepgenError, match="at least 2"):
             build(family, dim=1)
+
+
+@pytest.mark.parametrize("family", ["cfm", "ddpm"])
+def test_condition_in_every_block_reaches_every_block(family):
+    """``network.condition: blocks``: each residual block gets its own projection of the condition
+    (time embedding + c); all of them receive gradient, and c still steers the output when the
+    input layer cannot see it (its condition weights zeroed)."""
+    net = NetworkConfig(hidden=16, layers=3, heads=2, condition="blocks")
+    model = build(family, network=net)
+    x, c = data()
+    model.train()
+    model.loss(x, c).backward()
+    mlp = model.field.net if family == "cfm" else model.eps.net
+    assert mlp.cond is not None and len(mlp.cond) == 3
+    for proj in mlp.cond:
+        assert proj.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        mlp.inp.weight[:, DIM:] = 0  # the condition columns of the input layer
+        mlp.out.weight.normal_(0, 0.3)
+    model.eval()
+    opts = SAMPLER_OPTS[family][0]
+    noise = noise_for(model, N, opts)
+    assert (model.sample(noise, c + 1, **opts) - model.sample(noise, c, **opts)).abs().max() > DIFFERENT
+    plain = build(family, network=dataclasses.replace(net, condition="input"))
+    assert (plain.field.net if family == "cfm" else plain.eps.net).cond is None

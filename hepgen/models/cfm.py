@@ -38,9 +38,10 @@ class VelocityField(nn.Module):
     """v(x ``[N, D]``, t ``[N, 1]``, c ``[N, C]``) -> ``[N, D]``.
 
     ``active`` ``[C, D]`` (buffer, all ones unless :meth:`CFM.set_active_columns` was called):
-    which columns belong to present objects under each one-hot condition. The field neither
-    reads nor moves the other columns (input and output multiplied by ``c @ active``), so they
-    stay at their initial noise.
+    which columns belong to present objects under each one-hot condition. When set, the field
+    neither reads nor moves the other columns (input and output multiplied by ``c @ active``),
+    so they stay at their initial noise. ``frozen`` (a Python flag, so exported graphs carry no
+    data-dependent branch) says whether the mask applies.
     """
 
     def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig):
@@ -49,16 +50,17 @@ class VelocityField(nn.Module):
         backbone = CoordinateTransformer if cfg.network.backbone == "transformer" else ResidualMLP
         self.net = backbone(dim, dim, cfg.network, cfg.bayes, cond_dim=self.embed.dim + cond_dim)
         self.register_buffer("active", torch.ones(cond_dim, dim))
+        self.frozen = False
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # runs trained before absent columns were frozen learned every column
         state_dict.setdefault(prefix + "active", torch.ones_like(self.active))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.frozen = not bool(state_dict[prefix + "active"].bool().all())
 
     def mask(self, c: torch.Tensor) -> torch.Tensor | None:
-        """``[N, D]`` 1 / 0 for present / absent columns (all 1 with ``active`` all ones), or None
-        without a condition."""
-        if c.shape[-1] == 0:
+        """``[N, D]`` 1 / 0 for present / absent columns, or None when every column is learned."""
+        if not self.frozen:
             return None
         return c.to(self.active.dtype) @ self.active
 
@@ -90,12 +92,13 @@ class CFM(Generator):
 
     def set_active_columns(self, active: torch.Tensor | None) -> None:
         """Freeze the columns of absent objects: ``active`` ``[C, D]`` bool, row k = the columns
-        present under condition k (one-hot c). Training then regresses only present columns
+        present under condition k (c must be one-hot, as the Z+jets multiplicity is). Training then regresses only present columns
         (absent ones have data = their own noise, so zero velocity is exact) and sampling leaves
         absent columns at their N(0, 1) noise, which keeps the density proper in all D columns
         (the divergence there is 0)."""
         if active is not None:
             self.field.active.copy_(active.to(self.field.active.dtype))
+            self.field.frozen = not bool(active.all())
 
     def loss(self, x, c):
         x0 = torch.randn_like(x)
