@@ -191,7 +191,9 @@ class RelativeAzimuth(nn.Module):
     Jacobian in the kept coordinates.
 
     Jets after the leading one (``jets_relative`` = 1, the default for new runs) are measured
-    from the leading jet: Delta phi = wrap(phi_j - phi_j1) and the *sheared* Delta eta
+    from the leading jet: wrap(Delta phi - ``pair_phi_offset``) with Delta phi = phi_j - phi_j1
+    (offset pi: back-to-back jets, the densest region, sit at 0 and the collinear edge at the wrap
+    edge) and the *sheared* Delta eta
     u = sign(Delta eta) (|Delta eta| - g(Delta phi)) with g = :func:`pair_gap` at radius
     ``pair_r`` (the card's jet_dr_min). The shear slides the two halves of the plane together
     along eta and closes the Delta R < r hole around the leading jet: every (u, Delta phi)
@@ -201,7 +203,8 @@ class RelativeAzimuth(nn.Module):
     protected (dropped and counted at generation, as before).
     """
 
-    def __init__(self, max_jets: int, jets_relative: bool = True, pair_r: float = 0.0):
+    def __init__(self, max_jets: int, jets_relative: bool = True, pair_r: float = 0.0,
+                 pair_phi_offset: float = math.pi):
         super().__init__()
         self.max_jets = max_jets
         self.dim = 5 + 4 * max_jets
@@ -211,12 +214,14 @@ class RelativeAzimuth(nn.Module):
         self.register_buffer("jet_phi_offset", torch.tensor(math.pi, dtype=torch.float64))
         self.register_buffer("jets_relative", torch.tensor(float(jets_relative), dtype=torch.float64))
         self.register_buffer("pair_r", torch.tensor(float(pair_r), dtype=torch.float64))
+        self.register_buffer("pair_phi_offset", torch.tensor(pair_phi_offset, dtype=torch.float64))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # older runs: every jet measured from the leading muon, no shear
         state_dict.setdefault(prefix + "jet_phi_offset", torch.tensor(0.0, dtype=torch.float64))
         state_dict.setdefault(prefix + "jets_relative", torch.tensor(0.0, dtype=torch.float64))
         state_dict.setdefault(prefix + "pair_r", torch.tensor(0.0, dtype=torch.float64))
+        state_dict.setdefault(prefix + "pair_phi_offset", torch.tensor(0.0, dtype=torch.float64))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -232,7 +237,7 @@ class RelativeAzimuth(nn.Module):
                 dphi = _wrap64(q[:, 2] - lead[:, 2])
                 deta = q[:, 1] - lead[:, 1]
                 u = torch.sign(deta) * torch.relu(deta.abs() - pair_gap(dphi, self.pair_r))
-                cols += [q[:, 0], u, dphi, q[:, 3]]
+                cols += [q[:, 0], u, _wrap64(dphi - self.pair_phi_offset), q[:, 3]]
         return torch.stack(cols, dim=-1), phi1
 
     def inverse(self, raw: torch.Tensor, phi1: torch.Tensor) -> torch.Tensor:
@@ -244,6 +249,7 @@ class RelativeAzimuth(nn.Module):
             torch.stack([raw[:, 2], raw[:, 3], wrap_angle(phi1 + raw[:, 4] + math.pi), mm], dim=-1),
         ]
         rel, r, offset = self.jets_relative.to(dt), self.pair_r.to(dt), self.jet_phi_offset.to(dt)
+        pair_offset = self.pair_phi_offset.to(dt) * rel
         lead_eta = raw[:, 6]
         lead_phi = wrap_angle(phi1 + raw[:, 7] + offset)
         for j in range(self.max_jets):
@@ -251,7 +257,7 @@ class RelativeAzimuth(nn.Module):
             if j == 0:
                 eta, phi = raw[:, o + 1], lead_phi
             else:
-                u, dphi = raw[:, o + 1], raw[:, o + 2]
+                u, dphi = raw[:, o + 1], raw[:, o + 2] + pair_offset
                 gap = pair_gap(wrap_angle(dphi), r * rel)
                 deta = u + torch.where(u < 0, -gap, gap)
                 eta = deta + rel * lead_eta
@@ -393,7 +399,7 @@ class ZJetsInverse(nn.Module):
         self.register_buffer("mask", log_step.mask.clone())
         self.register_buffer("shift", log_step.shift.to(dtype).clone())
         self.azimuth = RelativeAzimuth(coords.max_jets)
-        for name in ("jet_phi_offset", "jets_relative", "pair_r"):
+        for name in ("jet_phi_offset", "jets_relative", "pair_r", "pair_phi_offset"):
             setattr(self.azimuth, name, getattr(coords.azimuth, name).to(dtype).clone())
 
     def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

@@ -157,14 +157,17 @@ def test_logshift_chain_inverse():
 
 
 def test_jet_azimuth_is_measured_from_the_recoil_direction(coords):
-    """A jet exactly opposite muon 1 gets raw angle 0 (the Z+jets peak), not +-pi (the wrap edge)."""
+    """A leading jet exactly opposite muon 1 gets raw angle 0 (the Z+jets peak), not +-pi (the wrap
+    edge); so does a second jet exactly opposite the leading jet (back to back), and one 0.5
+    away from that direction gets 0.5."""
     p = torch.tensor([[[40.0, 0.3, 2.9, 0.1], [35.0, -0.2, -0.3, 0.1], [50.0, 1.0, 2.9 - math.pi, 5.0],
-                       [30.0, -1.0, 2.9 - math.pi + 0.5, 4.0], [0, 0, 0, 0]]], dtype=torch.float64)
+                       [30.0, -1.0, 2.9 + 0.5, 4.0], [25.0, 2.0, 2.9, 3.0]]], dtype=torch.float64)
     raw, _ = coords.azimuth(p)
-    assert abs(raw[0, 7].item()) < 1e-12 and abs(raw[0, 11].item() - 0.5) < 1e-12
+    assert abs(raw[0, 7].item()) < 1e-12
+    assert abs(raw[0, 11].item() - 0.5) < 1e-12 and abs(raw[0, 15].item()) < 1e-12
 
 
-OLDER_KEYS = ("azimuth.jet_phi_offset", "azimuth.jets_relative", "azimuth.pair_r")
+OLDER_KEYS = ("azimuth.jet_phi_offset", "azimuth.jets_relative", "azimuth.pair_r", "azimuth.pair_phi_offset")
 
 
 def test_runs_saved_before_the_jet_offset_keep_their_coordinates(coords, sample):
@@ -227,4 +230,5 @@ def test_the_hole_edge_sits_at_u_zero(coords):
         p[:, 3, 2] = torch.remainder(0.1 + math.pi + dr * torch.sin(angles) + math.pi, 2 * math.pi) - math.pi
         raw, _ = coords.azimuth(p)
         assert raw[:, 10].abs().max() <= math.sqrt(dr**2 - 0.16) + 1e-12
-        assert torch.allclose(raw[:, 11].abs(), (dr * torch.sin(angles)).abs(), atol=1e-12)
+        dphi = torch.remainder(raw[:, 11] + math.pi + math.pi, 2 * math.pi) - math.pi  # offset pi
+        assert torch.allclose(dphi.abs(), (dr * torch.sin(angles)).abs(), atol=1e-12)
