@@ -167,6 +167,7 @@ class GenerateConfig:
     events: int = _f(100000, ge=1)
     format: Literal["root", "lhe"] = "root"
     chunk: int = _f(100000, ge=1)  # events in memory at once
+    calibration_events: int = _f(1000, ge=0)  # per multiplicity, for the cut-corrected fractions (0: off)
 
 
 @dataclass(frozen=True)

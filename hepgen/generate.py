@@ -30,6 +30,13 @@ spread is the training uncertainty, not sampling noise. Events with Delta R_jj b
 ``process.jet_dr_min`` are dropped and counted in the file's provenance (``dropped_dR_jj``),
 as are (``dropped_acceptance``) events with a jet outside ``|eta| < process.jet_eta_max`` or
 more energy than the beams: the file holds ``events`` = requested - dropped events.
+
+Cut-corrected fractions: the cuts remove more 3-jet than 1-jet events (more jets that can
+fail), which would bias the multiplicity mix of the kept events. :func:`pipeline` therefore
+measures each multiplicity's pass rate eps_k on ``generate.calibration_events`` events of its
+own (seeded noise, per draw) and samples the multiplicities with f_k / eps_k (normalised), so the
+surviving events carry the fractions f_k (``jet_fractions`` in the provenance are the sampling
+fractions, ``jet_pass_rates`` the measured eps_k; ``generate.calibration_events: 0`` turns this off).
 """
 
 from __future__ import annotations
@@ -87,6 +94,13 @@ class ZJetsPipeline(nn.Module):
         self.noise_dim = model_noise_dim + N_EXTRA
         self.max_jets = int(max(n_values))
         self._draw_model_noise = draw_model_noise
+        self.fractions = [float(f) for f in fractions]
+        self.pass_rates = [1.0] * len(self.fractions)
+
+    def set_fractions(self, fractions) -> None:
+        """Sample the multiplicities with ``fractions`` (sum 1) from now on."""
+        cum = np.concatenate([[0.0], np.cumsum(fractions)[:-1], [2.0]])
+        self.edges.copy_(torch.tensor(cum, dtype=torch.float32))
         self.fractions = [float(f) for f in fractions]
 
     def draw_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -172,8 +186,39 @@ def pipeline(run: Run, draw: int | None = None, solver: str | None = None, steps
     counts = run.coords.mult_counts.numpy()
     fractions = _dirichlet_fractions(counts, run.card.seed, draw)
     pipe = ZJetsPipeline(sampler, ZJetsInverse(run.coords, torch.float32), fractions, run.coords.n_values,
-                         float(run.coords.charge_frac), m, draw_model_noise)
-    return pipe.eval()
+                         float(run.coords.charge_frac), m, draw_model_noise).eval()
+    if run.card.generate.calibration_events > 0:
+        rates = pass_rates(pipe, run.card, run.card.generate.calibration_events, draw)
+        pipe.set_fractions(cut_corrected_fractions(fractions, rates))
+        pipe.pass_rates = [float(r) for r in rates]
+    return pipe
+
+
+def pass_rates(pipe: ZJetsPipeline, card, events: int, draw: int | None = None) -> np.ndarray:
+    """``[K]``: the fraction of the pipeline's events of each multiplicity that pass the cuts
+    (:func:`acceptance`), from ``events`` calibration events per multiplicity with their own noise
+    (seeded by the card's seed and the draw). Multiplicities with fraction 0 get 1."""
+    digest = hashlib.sha256(f"hepgen-calibration/{card.seed}/{draw}".encode()).digest()
+    gen = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+    edges = pipe.edges.double().numpy()
+    rates = np.ones(len(pipe.fractions))
+    for k, f in enumerate(pipe.fractions):
+        noise = pipe.draw_noise(events, gen)
+        if f <= 0:
+            continue
+        noise[:, pipe.model_noise_dim] = float(0.5 * (edges[k] + min(edges[k + 1], 1.0)))
+        with torch.no_grad():
+            p, n_jets, _ = pipe(noise)
+        dr_ok, kin_ok = acceptance(p.double().numpy(), np.rint(n_jets.numpy()).astype(np.int64), card)
+        rates[k] = max(float(np.mean(dr_ok & kin_ok)), 1.0 / events)
+    return rates
+
+
+def cut_corrected_fractions(fractions: np.ndarray, rates: np.ndarray) -> np.ndarray:
+    """Sampling fractions f_k / eps_k (normalised) whose surviving events have the fractions f_k:
+    multiplicities that lose more events to the cuts are drawn more often to compensate."""
+    f = np.asarray(fractions, dtype=np.float64) / np.asarray(rates, dtype=np.float64)
+    return f / f.sum()
 
 
 # ------------------------------------------------------------------------------------------
@@ -324,6 +369,7 @@ def generate(run: Run | str | os.PathLike, n: int, *, bayes_samples: int = 0, fm
             "bayes_draws": str(len(draws)) if bayes_samples else "0", "events_requested": str(stop - start),
             "event_range": f"{start}:{stop}", "shard": shard or "", "noise_block": str(BLOCK),
             "jet_fractions": ",".join(f"{f:.6f}" for f in pipe.fractions),
+            "jet_pass_rates": ",".join(f"{r:.6f}" for r in getattr(pipe, "pass_rates", [])),
         }
         if hasattr(run.model, "cfg") and run.model.family == "cfm":
             info["solver"] = f"{solver or card.model.cfm.solver}/{steps or card.model.cfm.steps}"

@@ -1,5 +1,6 @@
 """Generation: pipeline == hepgen generate for the same noise, shards, Bayesian draws, formats, cuts."""
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -100,18 +101,41 @@ def test_physics_by_construction(runs, tmp_path):
 
 
 def test_multiplicity_fractions_follow_the_reference(runs, tmp_path):
-    """Drawn from the fitted training fractions: within 4 binomial sigma (before the Delta R cut)."""
+    """Multiplicities are drawn with the cut-corrected sampling fractions f_k / eps_k (within 4
+    binomial sigma), and the events that survive the Delta R / acceptance cuts carry the training
+    fractions (4 binomial sigma plus 4 sigma of the calibration's own pass-rate estimate)."""
     run, _, _ = runs
     pipe = pipeline(run)
     n = 20000
     with torch.no_grad():
-        _, nj, _ = pipe(pipe.draw_noise(n, torch.Generator().manual_seed(0)))
+        p, nj, _ = pipe(pipe.draw_noise(n, torch.Generator().manual_seed(0)))
     counts = run.coords.mult_counts.numpy()
     frac = counts / counts.sum()
+    rates = np.array(pipe.pass_rates)
+    assert rates.max() - rates.min() > 0.02, rates  # the tiny model loses more 3-jet events: the test has teeth
+    np.testing.assert_allclose(pipe.fractions, frac / rates / (frac / rates).sum(), rtol=1e-6)
     for k, v in enumerate((1, 2, 3)):
         got = float((nj == v).float().mean())
-        assert abs(got - frac[k]) < 4 * np.sqrt(frac[k] * (1 - frac[k]) / n), (v, got, frac[k])
+        assert abs(got - pipe.fractions[k]) < 4 * np.sqrt(pipe.fractions[k] * (1 - pipe.fractions[k]) / n), (v, got)
+    nj = np.rint(nj.numpy()).astype(np.int64)
+    dr_ok, kin_ok = acceptance(p.double().numpy(), nj, run.card)
+    kept = nj[dr_ok & kin_ok]
+    cal = run.card.generate.calibration_events
+    for k, v in enumerate((1, 2, 3)):
+        got = float(np.mean(kept == v))
+        sigma = np.sqrt(frac[k] * (1 - frac[k]) / len(kept)) + frac[k] * np.sqrt((1 - rates[k]) / (rates[k] * cal))
+        assert abs(got - frac[k]) < 4 * sigma, (v, got, frac[k], sigma)
     assert frac[0] > 0.5  # the sample has 60/30/10 %, not equal thirds
+
+
+def test_without_calibration_the_training_fractions_are_drawn(runs):
+    run, _, _ = runs
+    off = dataclasses.replace(run, card=dataclasses.replace(
+        run.card, generate=dataclasses.replace(run.card.generate, calibration_events=0)))
+    counts = run.coords.mult_counts.numpy()
+    pipe = pipeline(off)
+    np.testing.assert_allclose(pipe.fractions, counts / counts.sum(), rtol=1e-12)
+    assert pipe.pass_rates == [1.0, 1.0, 1.0]
 
 
 def test_shards_reproduce_the_unsharded_run(runs, tmp_path):

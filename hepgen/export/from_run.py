@@ -112,7 +112,12 @@ def export(run_dir: str | os.PathLike, *, output: str | os.PathLike | None = Non
         "process": card.process.name, "sqrt_s_GeV": card.process.sqrt_s, "n_jets": [int(v) for v in run.coords.n_values],
         "jet_selection": {"pt_min_GeV": card.process.jet_pt_min, "eta_max": card.process.jet_eta_max,
                           "r": card.process.jet_r, "dr_min": card.process.jet_dr_min},
+        # the uniform multiplicity column is cut against these sampling fractions: the training
+        # fractions divided by each multiplicity's pass rate of the Delta R / acceptance cuts, so
+        # the events that survive the cuts carry the training fractions
         "fractions": [float(f) for f in default.fractions],
+        "pass_rates": [float(r) for r in default.pass_rates],
+        "training_fractions": [float(f) for f in frac],
         "fraction_stat_errors": [float(e) for e in np.sqrt(frac * (1 - frac) / counts.sum())],
         "fraction_training_counts": [int(c) for c in counts],
         "fractions_per_draw": [[float(f) for f in fr] for fr in fractions_per_draw],
