@@ -156,6 +156,9 @@ class TrainConfig:
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     patience: int = _f(0, ge=0)  # early stopping on validation loss; 0 = off
     grad_clip: float = _f(0.0, ge=0)  # 0 = off
+    # draw training events with weight f_c ** -balance (f_c: the fraction of their condition, e.g. the
+    # jet multiplicity): 0 = plain shuffling, 0.5 = rare multiplicities sqrt-boosted, 1 = equal shares
+    balance: float = _f(0.0, ge=0, le=1)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = _f(0, ge=0)  # torch CPU threads; 0 = all cores
     runs_dir: str = "runs"

@@ -150,6 +150,18 @@ def prepare_data(card: Card, log: Callable[[str], None] = print) -> Data:
     return Data(x_tr.float(), c_tr.float(), x_va.float(), c_va.float(), split, coords)
 
 
+def balance_weights(c: torch.Tensor, balance: float) -> torch.Tensor | None:
+    """Per-event draw weights f_k ** -balance for one-hot conditions ``c`` ``[N, K]`` (f_k: the
+    fraction of condition k), or None for plain shuffling (balance 0 or no one-hot condition).
+    The model still learns each conditional density; only how often each multiplicity is
+    visited changes (the generated fractions come from the counts, not from the model)."""
+    if balance <= 0 or c.shape[-1] == 0:
+        return None
+    frac = c.double().mean(0)
+    per_class = torch.where(frac > 0, frac.clamp_min(1e-12) ** -balance, torch.zeros_like(frac))
+    return (c.double() @ per_class).float()
+
+
 def make_optimizer(model: nn.Module, card: Card) -> torch.optim.Optimizer:
     cls = torch.optim.AdamW if card.train.optimizer == "adamw" else torch.optim.Adam
     return cls(model.parameters(), lr=card.train.lr, weight_decay=card.train.weight_decay)
@@ -350,9 +362,13 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     stopped_early = False
     end_epoch = card.train.epochs if max_epochs is None else min(card.train.epochs, start_epoch + max_epochs)
     model.train()
+    draw_weights = balance_weights(data.c_train, card.train.balance)
     for epoch in range(start_epoch, end_epoch):
         t0 = time.perf_counter()
-        perm = torch.randperm(n_train, generator=shuffle)
+        if draw_weights is None:
+            perm = torch.randperm(n_train, generator=shuffle)
+        else:
+            perm = torch.multinomial(draw_weights, n_train, replacement=True, generator=shuffle)
         if dist.on:
             perm = perm[: per_rank * dist.world][dist.rank::dist.world]
         perm = perm.to(device)

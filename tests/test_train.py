@@ -164,3 +164,38 @@ def test_train_simulates_the_reference_first_when_absent(tmp_path):
     assert ref.is_file()
     assert "is absent: running the card's simulation first" in (run / "train.log").read_text()
     assert (run / "generated.root").is_file()
+
+
+def test_balance_draws_rare_multiplicities_more_often():
+    """train.balance = a: events of condition k are drawn with weight f_k^-a, so condition k's share
+    of the drawn events is f_k^(1-a) / sum_j f_j^(1-a) (4 binomial sigma on 200 000 draws)."""
+    from hepgen.train import balance_weights
+
+    f = np.array([0.77, 0.19, 0.04])
+    k = np.repeat([0, 1, 2], (f * 10000).astype(int))
+    c = torch.nn.functional.one_hot(torch.from_numpy(k), 3).double()
+    assert balance_weights(c, 0.0) is None and balance_weights(c[:, :0], 0.5) is None
+    n = 200_000
+    for a in (0.5, 1.0):
+        drawn = k[torch.multinomial(balance_weights(c, a), n, replacement=True,
+                                    generator=torch.Generator().manual_seed(1)).numpy()]
+        expect = f ** (1 - a) / (f ** (1 - a)).sum()
+        got = np.bincount(drawn, minlength=3) / n
+        assert np.all(np.abs(got - expect) < 4 * np.sqrt(expect * (1 - expect) / n)), (a, got, expect)
+
+
+def test_resume_with_balanced_draws_is_bit_identical(tmp_path):
+    card = card_from_dict({
+        "name": "tiny", "seed": 5, "process": {"name": "zjets"},
+        "data": {"path": str(tmp_path / "z.root"), "split": [0.7, 0.2, 0.1]},
+        "model": {"family": "cfm", "network": {"hidden": 16, "layers": 1}, "cfm": {"steps": 2}},
+        "train": {"epochs": 2, "batch_size": 128, "threads": 1, "runs_dir": str(tmp_path / "runs"), "balance": 0.5},
+    })
+    from hepgen.io.root import write_events
+    from tests.zjets_like import zjets_like
+
+    write_events(tmp_path / "z.root", zjets_like(1500, seed=2))
+    straight = train(card, progress=False, after=False, run_dir=tmp_path / "a")
+    first = train(card, progress=False, after=False, max_epochs=1, run_dir=tmp_path / "b")
+    resumed = train(resume=first, progress=False, after=False)
+    assert_same(params(straight), params(resumed))
