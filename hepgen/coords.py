@@ -9,8 +9,8 @@ jets all zero). The learned coordinates ``x`` ``[N, D]``, D = 5 + 4 * max_jets =
                                                   the angle peaks at 0: muons back to back)
     jet 1  : log(pT - pT_min), eta, wrap(phi_j1 - phi1 - pi), log m  (jets recoil against the
                                                   Z: the angle peaks at 0)
-    jet 2, 3: log(pT - pT_min), log(Delta R_1j - r), atan2(Delta phi_1j, Delta eta_1j), log m
-                                                  (log-polar around the leading jet, r =
+    jet 2, 3: log(pT - pT_min), logit of Delta R_1j between r and the box edge,
+              atan2(Delta phi_1j, Delta eta_1j), log m   (polar around the leading jet, r =
                                                   jet_dr_min: Delta R_1j > r by construction)
 
 then standardised with the mean / std fitted on the training set (buffers, saved with the
@@ -19,7 +19,7 @@ model). Steps of the chain, each a torch module with ``forward(y) -> (y', log|de
 
 1. :class:`RelativeAzimuth` (p -> raw columns): drops the global azimuth phi1 (not learned; on
    output it is drawn uniformly from an explicit uniform noise column) and measures every other
-   phi relative to it (unit Jacobian); jets 2, 3 in log-polar coordinates around jet 1 (its
+   phi relative to it (unit Jacobian); jets 2, 3 in polar coordinates around jet 1 (its
    own log-det, :meth:`RelativeAzimuth.log_det`).
 2. :class:`DimuonMass`: pT of muon 2 -> the (massless) dimuon mass m0, so the narrow Z peak is
    one learned coordinate (without it a CFM smeared the peak 3x: IQR 10 GeV vs 3.5 GeV).
@@ -182,8 +182,13 @@ class Standardize(Transform):
         return y * self.std.to(y.dtype) + self.mean.to(y.dtype)
 
 
-PAIR_FLOOR = 1e-4  # Delta R - r below this (float32 rounding of stored angles) is lifted to it
-PAIR_MAX_LOG = math.log(4 * math.pi)  # decoded Delta R_1j <= 4 pi + r (|eta| < 5 needs < 10.5): keeps wrap_angle exact
+PAIR_FLOOR = 1e-4  # distances to the cut or the wall below this (float32 rounding) are lifted to it
+
+
+def pair_dr_max(theta: torch.Tensor, deta_max: torch.Tensor | float) -> torch.Tensor:
+    """Largest Delta R in direction theta inside |Delta phi| <= pi, |Delta eta| <= deta_max:
+    1 / max(|sin theta| / pi, |cos theta| / deta_max) (no division by zero; exportable)."""
+    return 1.0 / torch.maximum(torch.abs(torch.sin(theta)) / math.pi, torch.abs(torch.cos(theta)) / deta_max)
 
 
 class RelativeAzimuth(nn.Module):
@@ -194,21 +199,23 @@ class RelativeAzimuth(nn.Module):
     unit Jacobian in the kept coordinates).
 
     Jets after the leading one (``jets_relative`` = 1, the default for new runs) are placed
-    *around the leading jet* in log-polar coordinates: rho = log(Delta R_1j - r) and
-    theta = atan2(Delta phi, Delta eta), with Delta phi = wrap(phi_j - phi_j1) and r =
-    ``pair_r`` (the card's jet_dr_min). Every (rho, theta) decodes to Delta R_1j > r, so the cut
-    holds by construction, and the collinear region just outside the cut, where QCD piles up
-    jets, becomes a long smooth tail in rho instead of a thin ridge at the edge of a hole: a CFM
-    on (Delta eta, Delta phi), sheared or not, put 35-50 % too few jets at Delta R < 0.8, in
-    log-polar coordinates 5-10 % (2D study, docs/training.md). log|det d(rho, theta) /
-    d(Delta eta, Delta phi)| = -log Delta R - log(Delta R - r). theta needs no wrapping (it
-    enters through cos / sin). The data end at the back-to-back wall |Delta phi| = pi; an output
-    beyond it (Delta R sin theta outside [-pi, pi], rare) is stopped at the wall, so even then
-    Delta R_1j >= pi > r. Delta R between two non-leading jets is not protected (dropped and
-    counted at generation).
+    *around the leading jet* in polar coordinates, theta = atan2(Delta phi, Delta eta) with
+    Delta phi = wrap(phi_j - phi_j1), and a logit radius
+    q = log(Delta R_1j - r) - log(M(theta) - Delta R_1j), where r = ``pair_r`` (the card's
+    jet_dr_min) and M(theta) (:func:`pair_dr_max`) is where the ray from the leading jet leaves
+    the box |Delta phi| <= pi, |Delta eta| <= ``pair_deta_max`` (2 jet_eta_max). Both ends of the
+    physical range go to infinity: every (q, theta) decodes to r < Delta R_1j < M(theta), so the
+    cut and the back-to-back wall |Delta phi| = pi hold by construction, and the two dense
+    regions at those ends (collinear jets just outside the cut; back-to-back jets) become
+    smooth exponential tails instead of cliffs. Measured: a CFM on (Delta eta, Delta phi),
+    sheared or not, put 35-50 % too few jets at Delta R < 0.8; log(Delta R - r) alone fixed that
+    but piled 6.5 % of the events against the wall (docs/training.md).
+    log|det d(q, theta) / d(Delta eta, Delta phi)| = -log Delta R + log(M - r)
+    - log(Delta R - r) - log(M - Delta R). theta needs no wrapping (it enters through cos / sin).
+    Delta R between two non-leading jets is not protected (dropped and counted at generation).
     """
 
-    def __init__(self, max_jets: int, jets_relative: bool = True, pair_r: float = 0.0):
+    def __init__(self, max_jets: int, jets_relative: bool = True, pair_r: float = 0.0, pair_deta_max: float = 10.0):
         super().__init__()
         self.max_jets = max_jets
         self.dim = 5 + 4 * max_jets
@@ -218,12 +225,14 @@ class RelativeAzimuth(nn.Module):
         self.register_buffer("jet_phi_offset", torch.tensor(math.pi, dtype=torch.float64))
         self.register_buffer("jets_relative", torch.tensor(float(jets_relative), dtype=torch.float64))
         self.register_buffer("pair_r", torch.tensor(float(pair_r), dtype=torch.float64))
+        self.register_buffer("pair_deta_max", torch.tensor(float(pair_deta_max), dtype=torch.float64))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # older runs: every jet measured from the leading muon
         state_dict.setdefault(prefix + "jet_phi_offset", torch.tensor(0.0, dtype=torch.float64))
         state_dict.setdefault(prefix + "jets_relative", torch.tensor(0.0, dtype=torch.float64))
         state_dict.setdefault(prefix + "pair_r", torch.tensor(0.0, dtype=torch.float64))
+        state_dict.setdefault(prefix + "pair_deta_max", torch.tensor(10.0, dtype=torch.float64))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -238,8 +247,11 @@ class RelativeAzimuth(nn.Module):
             else:
                 dphi = _wrap64(q[:, 2] - lead[:, 2])
                 deta = q[:, 1] - lead[:, 1]
-                rho = torch.log((torch.hypot(deta, dphi) - self.pair_r).clamp_min(PAIR_FLOOR))
-                cols += [q[:, 0], rho, torch.atan2(dphi, deta), q[:, 3]]
+                dr, theta = torch.hypot(deta, dphi), torch.atan2(dphi, deta)
+                top = pair_dr_max(theta, self.pair_deta_max)
+                logit = (torch.log((dr - self.pair_r).clamp_min(PAIR_FLOOR))
+                         - torch.log((top - dr).clamp_min(PAIR_FLOOR)))
+                cols += [q[:, 0], logit, theta, q[:, 3]]
         return torch.stack(cols, dim=-1), phi1
 
     def log_det(self, raw: torch.Tensor) -> torch.Tensor:
@@ -247,9 +259,14 @@ class RelativeAzimuth(nn.Module):
         (0 for the leading jet and without ``jets_relative``)."""
         out = torch.zeros(raw.shape[0], self.max_jets, dtype=raw.dtype, device=raw.device)
         if bool(self.jets_relative):
+            r = self.pair_r.to(raw.dtype)
             for j in range(1, self.max_jets):
-                rho = raw[:, 5 + 4 * j + 1]
-                out[:, j] = -torch.log(torch.exp(rho) + self.pair_r.to(raw.dtype)) - rho
+                logit, theta = raw[:, 5 + 4 * j + 1], raw[:, 5 + 4 * j + 2]
+                top = pair_dr_max(theta, self.pair_deta_max.to(raw.dtype))
+                s = torch.sigmoid(logit)
+                dr = r + (top - r) * s
+                # dq/dDR = 1/(DR - r) + 1/(M - DR) = (M - r) / ((DR - r)(M - DR)), DR - r = (M - r) s, M - DR = (M - r)(1 - s)
+                out[:, j] = -torch.log(dr) - torch.log(top - r) - torch.log(s) - torch.log1p(-s)
         return out
 
     def inverse(self, raw: torch.Tensor, phi1: torch.Tensor) -> torch.Tensor:
@@ -269,10 +286,10 @@ class RelativeAzimuth(nn.Module):
                 eta, phi = raw[:, o + 1], lead_phi
             else:
                 a, b = raw[:, o + 1], raw[:, o + 2]
-                dr = torch.exp(torch.clamp(a * rel, max=PAIR_MAX_LOG)) + r  # rel = 0: a is an eta; exp stays finite
+                top = pair_dr_max(b, self.pair_deta_max.to(dt))
+                dr = r + (top - r) * torch.sigmoid(a)
                 eta = rel * (lead_eta + dr * torch.cos(b)) + (1 - rel) * a
-                dphi = torch.clamp(dr * torch.sin(b), -math.pi, math.pi)  # stop at the back-to-back wall
-                phi = wrap_angle(rel * (lead_phi + dphi) + (1 - rel) * (phi1 + b + offset))
+                phi = wrap_angle(rel * (lead_phi + dr * torch.sin(b)) + (1 - rel) * (phi1 + b + offset))
             objs.append(torch.stack([raw[:, o], eta, phi, raw[:, o + 3]], -1))
         return torch.stack(objs, dim=1)
 
@@ -291,12 +308,12 @@ class ZJetsCoords(nn.Module):
     """
 
     def __init__(self, n_jets: tuple[int, ...] = (1, 2, 3), jet_pt_min: float = 20.0, mass_floor: float = 1e-2,
-                 jet_dr_min: float = 0.4, jets_relative: bool = True):
+                 jet_dr_min: float = 0.4, jets_relative: bool = True, jet_eta_max: float = 5.0):
         super().__init__()
         self.n_values = tuple(sorted(n_jets))
         self.max_jets = max(self.n_values)
         self.jet_pt_min, self.mass_floor = float(jet_pt_min), float(mass_floor)
-        self.azimuth = RelativeAzimuth(self.max_jets, jets_relative, jet_dr_min)
+        self.azimuth = RelativeAzimuth(self.max_jets, jets_relative, jet_dr_min, 2 * jet_eta_max)
         d = self.azimuth.dim
         cols, shifts = [0, 2], [0.0, 0.0]
         for j in range(self.max_jets):
@@ -411,7 +428,7 @@ class ZJetsInverse(nn.Module):
         self.register_buffer("mask", log_step.mask.clone())
         self.register_buffer("shift", log_step.shift.to(dtype).clone())
         self.azimuth = RelativeAzimuth(coords.max_jets)
-        for name in ("jet_phi_offset", "jets_relative", "pair_r"):
+        for name in ("jet_phi_offset", "jets_relative", "pair_r", "pair_deta_max"):
             setattr(self.azimuth, name, getattr(coords.azimuth, name).to(dtype).clone())
 
     def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

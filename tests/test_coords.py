@@ -126,9 +126,9 @@ def test_inverse_exports_with_elementary_ops(coords):
     torch.onnx.export(mod, (torch.randn(4, 17), torch.rand(4)), buf, dynamo=False,
                       input_names=["x", "u"], dynamic_axes={"x": {0: "N"}, "u": {0: "N"}})
     ops = {node.op_type for node in onnx.load_from_string(buf.getvalue()).graph.node}
-    allowed = {"Exp", "Log", "Sin", "Cos", "Sqrt", "Relu", "Neg", "Clip", "Add", "Sub", "Mul", "Div", "Concat", "Slice", "Gather",
-               "Where", "Greater", "Less", "Constant", "Unsqueeze", "Reshape", "Shape", "Expand",
-               "ConstantOfShape", "Cast", "Squeeze", "Identity"}
+    from hepgen.export.graph import SOFIE_OPS
+
+    allowed = SOFIE_OPS  # the ops the SOFIE C++ backend accepts
     assert ops <= allowed, ops - allowed
 
 
@@ -158,14 +158,17 @@ def test_logshift_chain_inverse():
 
 def test_jet_azimuth_is_measured_from_the_recoil_direction(coords):
     """A leading jet exactly opposite muon 1 gets raw angle 0 (the Z+jets peak), not +-pi (the wrap
-    edge); the second jet gets log(Delta R_12 - 0.4) and its direction atan2(Delta phi, Delta eta)
-    around the leading jet (across the phi wrap)."""
+    edge); the second jet gets its direction atan2(Delta phi, Delta eta) around the leading jet
+    (across the phi wrap) and the logit of Delta R_12 between 0.4 and the box edge M(theta)."""
     p = torch.tensor([[[40.0, 0.3, 2.9, 0.1], [35.0, -0.2, -0.3, 0.1], [50.0, 1.0, 2.9 - math.pi, 5.0],
                        [30.0, -1.0, 2.9 - math.pi - 0.5, 4.0], [0, 0, 0, 0]]], dtype=torch.float64)
     raw, _ = coords.azimuth(p)
     assert abs(raw[0, 7].item()) < 1e-12
-    assert abs(raw[0, 10].item() - math.log(math.hypot(2.0, 0.5) - 0.4)) < 1e-12
-    assert abs(raw[0, 11].item() - math.atan2(-0.5, -2.0)) < 1e-12
+    theta = math.atan2(-0.5, -2.0)
+    top = min(math.pi / abs(math.sin(theta)), 10.0 / abs(math.cos(theta)))  # leaves the box at |Delta eta| = 10
+    dr = math.hypot(2.0, 0.5)
+    assert abs(raw[0, 11].item() - theta) < 1e-12
+    assert abs(raw[0, 10].item() - (math.log(dr - 0.4) - math.log(top - dr))) < 1e-12
 
 
 OLDER_KEYS = ("azimuth.jet_phi_offset", "azimuth.jets_relative", "azimuth.pair_r")
@@ -201,9 +204,9 @@ def _dr_to_leading(p):
 
 
 def test_every_network_point_decodes_outside_the_leading_jet_hole(coords):
-    """The log-polar coordinates of jets 2, 3 cover the plane minus the Delta R < 0.4 disc around
-    jet 1: any network output, even far outside the training range, decodes to Delta R_1j >= 0.4
-    -- in float64 and in the float32 exported inverse."""
+    """The polar coordinates of jets 2, 3 cover the box |Delta phi| < pi, |Delta eta| < 10 minus the
+    Delta R < 0.4 disc around jet 1: any network output, even far outside the training range,
+    decodes to Delta R_1j >= 0.4 -- in float64 and in the float32 exported inverse."""
     g = torch.Generator().manual_seed(5)
     x = torch.randn(20000, 17, dtype=torch.float64, generator=g) * 3
     u = torch.rand(20000, dtype=torch.float64, generator=g)
@@ -217,8 +220,9 @@ def test_every_network_point_decodes_outside_the_leading_jet_hole(coords):
 
 def test_the_cut_edge_is_at_minus_infinity_in_every_direction(coords):
     """A second jet at Delta R = 0.4 + eps from the leading one, in any direction (across the phi
-    wrap too), gets rho = log(eps) and theta = its direction: the collinear edge of the cut is the
-    far tail of rho, not a line the network has to hit."""
+    wrap too), gets q = log(eps) - log(M - Delta R) and theta = its direction: the collinear edge
+    of the cut is the far tail of q, not a line the network has to hit; so is the back-to-back
+    wall |Delta phi| = pi at the other end."""
     angles = torch.linspace(-math.pi, math.pi, 37, dtype=torch.float64)[1:]
     for eps in (1e-3, 0.05, 2.0):
         dr = 0.4 + eps
@@ -230,5 +234,13 @@ def test_the_cut_edge_is_at_minus_infinity_in_every_direction(coords):
         p[:, 3, 1] = 0.5 + dr * torch.cos(angles)
         p[:, 3, 2] = torch.remainder(3.0 + dr * torch.sin(angles) + math.pi, 2 * math.pi) - math.pi
         raw, _ = coords.azimuth(p)
-        assert torch.allclose(raw[:, 10], torch.full_like(angles, math.log(eps)), atol=1e-9)
+        top = 1 / torch.maximum(torch.sin(angles).abs() / math.pi, torch.cos(angles).abs() / 10.0)
+        assert torch.allclose(raw[:, 10], math.log(eps) - torch.log(top - dr), atol=1e-9)
         assert torch.allclose(raw[:, 11], angles, atol=1e-9)
+        if eps == 1e-3:
+            assert raw[:, 10].max() < math.log(eps) - math.log(math.pi - 0.401) + 1e-9  # the far negative tail
+    # back to back: Delta phi -> pi at Delta eta = 0 goes to +infinity
+    p[:, 3, 1] = 0.5
+    p[:, 3, 2] = 3.0 - math.pi + torch.logspace(-1, -4, len(angles), dtype=torch.float64)
+    q = coords.azimuth(p)[0][:, 10]
+    assert (q.diff() > 0).all() and q[-1] > 7
