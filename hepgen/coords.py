@@ -7,11 +7,8 @@ jets all zero). The learned coordinates ``x`` ``[N, D]``, D = 5 + 4 * max_jets =
     muon 1 : log pT, eta                          (its phi is the reference azimuth)
     muon 2 : log m0, eta, wrap(phi2 - phi1 - pi)  (m0: massless dimuon mass, replaces pT2;
                                                   the angle peaks at 0: muons back to back)
-    jet 1  : log(pT - pT_min), eta, wrap(phi_j1 - phi1 - pi), log m  (jets recoil against the
-                                                  Z: the angle peaks at 0)
-    jet 2, 3: log(pT - pT_min), logit of Delta R_1j between r and the box edge,
-              atan2(Delta phi_1j, Delta eta_1j), log m   (polar around the leading jet, r =
-                                                  jet_dr_min: Delta R_1j > r by construction)
+    jet j  : log(pT - pT_min), eta, wrap(phi_j - phi1 - pi), log m  (jets recoil against the Z:
+                                                  the angle of the leading jet peaks at 0)
 
 then standardised with the mean / std fitted on the training set (buffers, saved with the
 model). Steps of the chain, each a torch module with ``forward(y) -> (y', log|det J|)`` and
@@ -19,8 +16,7 @@ model). Steps of the chain, each a torch module with ``forward(y) -> (y', log|de
 
 1. :class:`RelativeAzimuth` (p -> raw columns): drops the global azimuth phi1 (not learned; on
    output it is drawn uniformly from an explicit uniform noise column) and measures every other
-   phi relative to it (unit Jacobian); jets 2, 3 in polar coordinates around jet 1 (its
-   own log-det, :meth:`RelativeAzimuth.log_det`).
+   phi relative to it. The map (phi1, phi_i) -> (phi1, phi_i - phi1) has unit Jacobian.
 2. :class:`DimuonMass`: pT of muon 2 -> the (massless) dimuon mass m0, so the narrow Z peak is
    one learned coordinate (without it a CFM smeared the peak 3x: IQR 10 GeV vs 3.5 GeV).
 3. :class:`LogShift`: log(y - shift) on the pT / m0 columns (shift = pT_min for jets, so the jet cut
@@ -182,57 +178,50 @@ class Standardize(Transform):
         return y * self.std.to(y.dtype) + self.mean.to(y.dtype)
 
 
-PAIR_FLOOR = 1e-4  # distances to the cut or the wall below this (float32 rounding) are lifted to it
-
-
-def pair_dr_max(theta: torch.Tensor, deta_max: torch.Tensor | float) -> torch.Tensor:
-    """Largest Delta R in direction theta inside |Delta phi| <= pi, |Delta eta| <= deta_max:
-    1 / max(|sin theta| / pi, |cos theta| / deta_max) (no division by zero; exportable)."""
-    return 1.0 / torch.maximum(torch.abs(torch.sin(theta)) / math.pi, torch.abs(torch.cos(theta)) / deta_max)
+def pair_gap(dphi: torch.Tensor, r: torch.Tensor | float) -> torch.Tensor:
+    """Half-width in Delta eta of the Delta R < r hole at azimuthal distance ``dphi``:
+    sqrt(max(r^2 - dphi^2, 0)) (Sqrt, Relu: exportable)."""
+    return torch.sqrt(torch.relu(r * r - dphi * dphi))
 
 
 class RelativeAzimuth(nn.Module):
     """p ``[N, 2 + J, 4]`` <-> raw columns ``[N, 5 + 4 J]`` (see module docstring).
 
-    ``forward(p) -> (raw, phi1)``; ``inverse(raw, phi1) -> p`` (muon masses fixed);
-    :meth:`log_det` gives the per-jet log|det| of the polar pair coordinates (the rest has a
-    unit Jacobian in the kept coordinates).
+    ``forward(p) -> (raw, phi1)``; ``inverse(raw, phi1) -> p`` (muon masses fixed). Unit
+    Jacobian in the kept coordinates.
 
-    Jets after the leading one (``jets_relative`` = 1, the default for new runs) are placed
-    *around the leading jet* in polar coordinates, theta = atan2(Delta phi, Delta eta) with
-    Delta phi = wrap(phi_j - phi_j1), and a logit radius
-    q = log(Delta R_1j - r) - log(M(theta) - Delta R_1j), where r = ``pair_r`` (the card's
-    jet_dr_min) and M(theta) (:func:`pair_dr_max`) is where the ray from the leading jet leaves
-    the box |Delta phi| <= pi, |Delta eta| <= ``pair_deta_max`` (2 jet_eta_max). Both ends of the
-    physical range go to infinity: every (q, theta) decodes to r < Delta R_1j < M(theta), so the
-    cut and the back-to-back wall |Delta phi| = pi hold by construction, and the two dense
-    regions at those ends (collinear jets just outside the cut; back-to-back jets) become
-    smooth exponential tails instead of cliffs. Measured: a CFM on (Delta eta, Delta phi),
-    sheared or not, put 35-50 % too few jets at Delta R < 0.8; log(Delta R - r) alone fixed that
-    but piled 6.5 % of the events against the wall (docs/training.md).
-    log|det d(q, theta) / d(Delta eta, Delta phi)| = -log Delta R + log(M - r)
-    - log(Delta R - r) - log(M - Delta R). theta needs no wrapping (it enters through cos / sin).
-    Delta R between two non-leading jets is not protected (dropped and counted at generation).
+    Jets after the leading one (``jets_relative`` = 1, the default for new runs) are measured
+    from the leading jet: wrap(Delta phi - ``pair_phi_offset``) with Delta phi = phi_j - phi_j1
+    (offset pi: back-to-back jets, the densest region, sit at 0 and the collinear edge at the wrap
+    edge) and the *sheared* Delta eta
+    u = sign(Delta eta) (|Delta eta| - g(Delta phi)) with g = :func:`pair_gap` at radius
+    ``pair_r`` (the card's jet_dr_min). The shear slides the two halves of the plane together
+    along eta and closes the Delta R < r hole around the leading jet: every (u, Delta phi)
+    decodes to Delta R_1j >= r, and the collinear enhancement at the edge of the hole becomes
+    a smooth ridge at u = 0 instead of a cliff the network has to learn. Its Jacobian is
+    triangular with unit diagonal (log-det 0). Delta R between two non-leading jets is not
+    protected (dropped and counted at generation, as before).
     """
 
-    def __init__(self, max_jets: int, jets_relative: bool = True, pair_r: float = 0.0, pair_deta_max: float = 10.0):
+    def __init__(self, max_jets: int, jets_relative: bool = True, pair_r: float = 0.0,
+                 pair_phi_offset: float = math.pi):
         super().__init__()
         self.max_jets = max_jets
         self.dim = 5 + 4 * max_jets
         # jets recoil against the Z, so phi_j - phi1 peaks at +-pi (42 % of leading jets within 0.4
-        # of the wrap edge): measured from phi1 + pi, the peak sits at 0 as for muon 2. Buffers, so
-        # runs trained before a change (no key: the old value) still invert their own coordinates.
+        # of the wrap edge): measured from phi1 + pi, the peak sits at 0 as for muon 2. A buffer, so
+        # runs trained before this change (no key: offset 0) still invert their own coordinates.
         self.register_buffer("jet_phi_offset", torch.tensor(math.pi, dtype=torch.float64))
         self.register_buffer("jets_relative", torch.tensor(float(jets_relative), dtype=torch.float64))
         self.register_buffer("pair_r", torch.tensor(float(pair_r), dtype=torch.float64))
-        self.register_buffer("pair_deta_max", torch.tensor(float(pair_deta_max), dtype=torch.float64))
+        self.register_buffer("pair_phi_offset", torch.tensor(pair_phi_offset, dtype=torch.float64))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # older runs: every jet measured from the leading muon
+        # older runs: every jet measured from the leading muon, no shear
         state_dict.setdefault(prefix + "jet_phi_offset", torch.tensor(0.0, dtype=torch.float64))
         state_dict.setdefault(prefix + "jets_relative", torch.tensor(0.0, dtype=torch.float64))
         state_dict.setdefault(prefix + "pair_r", torch.tensor(0.0, dtype=torch.float64))
-        state_dict.setdefault(prefix + "pair_deta_max", torch.tensor(10.0, dtype=torch.float64))
+        state_dict.setdefault(prefix + "pair_phi_offset", torch.tensor(0.0, dtype=torch.float64))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -247,27 +236,9 @@ class RelativeAzimuth(nn.Module):
             else:
                 dphi = _wrap64(q[:, 2] - lead[:, 2])
                 deta = q[:, 1] - lead[:, 1]
-                dr, theta = torch.hypot(deta, dphi), torch.atan2(dphi, deta)
-                top = pair_dr_max(theta, self.pair_deta_max)
-                logit = (torch.log((dr - self.pair_r).clamp_min(PAIR_FLOOR))
-                         - torch.log((top - dr).clamp_min(PAIR_FLOOR)))
-                cols += [q[:, 0], logit, theta, q[:, 3]]
+                u = torch.sign(deta) * torch.relu(deta.abs() - pair_gap(dphi, self.pair_r))
+                cols += [q[:, 0], u, _wrap64(dphi - self.pair_phi_offset), q[:, 3]]
         return torch.stack(cols, dim=-1), phi1
-
-    def log_det(self, raw: torch.Tensor) -> torch.Tensor:
-        """``[N, J]``: log|det| of jet j's (eta, phi) -> raw columns, given the leading jet's
-        (0 for the leading jet and without ``jets_relative``)."""
-        out = torch.zeros(raw.shape[0], self.max_jets, dtype=raw.dtype, device=raw.device)
-        if bool(self.jets_relative):
-            r = self.pair_r.to(raw.dtype)
-            for j in range(1, self.max_jets):
-                logit, theta = raw[:, 5 + 4 * j + 1], raw[:, 5 + 4 * j + 2]
-                top = pair_dr_max(theta, self.pair_deta_max.to(raw.dtype))
-                s = torch.sigmoid(logit)
-                dr = r + (top - r) * s
-                # dq/dDR = 1/(DR - r) + 1/(M - DR) = (M - r) / ((DR - r)(M - DR)), DR - r = (M - r) s, M - DR = (M - r)(1 - s)
-                out[:, j] = -torch.log(dr) - torch.log(top - r) - torch.log(s) - torch.log1p(-s)
-        return out
 
     def inverse(self, raw: torch.Tensor, phi1: torch.Tensor) -> torch.Tensor:
         """Branch-free (the flags are tensors), so one exported graph serves both conventions."""
@@ -278,6 +249,7 @@ class RelativeAzimuth(nn.Module):
             torch.stack([raw[:, 2], raw[:, 3], wrap_angle(phi1 + raw[:, 4] + math.pi), mm], dim=-1),
         ]
         rel, r, offset = self.jets_relative.to(dt), self.pair_r.to(dt), self.jet_phi_offset.to(dt)
+        pair_offset = self.pair_phi_offset.to(dt) * rel
         lead_eta = raw[:, 6]
         lead_phi = wrap_angle(phi1 + raw[:, 7] + offset)
         for j in range(self.max_jets):
@@ -285,11 +257,11 @@ class RelativeAzimuth(nn.Module):
             if j == 0:
                 eta, phi = raw[:, o + 1], lead_phi
             else:
-                a, b = raw[:, o + 1], raw[:, o + 2]
-                top = pair_dr_max(b, self.pair_deta_max.to(dt))
-                dr = r + (top - r) * torch.sigmoid(a)
-                eta = rel * (lead_eta + dr * torch.cos(b)) + (1 - rel) * a
-                phi = wrap_angle(rel * (lead_phi + dr * torch.sin(b)) + (1 - rel) * (phi1 + b + offset))
+                u, dphi = raw[:, o + 1], raw[:, o + 2] + pair_offset
+                gap = pair_gap(wrap_angle(dphi), r * rel)
+                deta = u + torch.where(u < 0, -gap, gap)
+                eta = deta + rel * lead_eta
+                phi = wrap_angle(dphi + rel * lead_phi + (1 - rel) * (phi1 + offset))
             objs.append(torch.stack([raw[:, o], eta, phi, raw[:, o + 3]], -1))
         return torch.stack(objs, dim=1)
 
@@ -308,12 +280,12 @@ class ZJetsCoords(nn.Module):
     """
 
     def __init__(self, n_jets: tuple[int, ...] = (1, 2, 3), jet_pt_min: float = 20.0, mass_floor: float = 1e-2,
-                 jet_dr_min: float = 0.4, jets_relative: bool = True, jet_eta_max: float = 5.0):
+                 jet_dr_min: float = 0.4, jets_relative: bool = True):
         super().__init__()
         self.n_values = tuple(sorted(n_jets))
         self.max_jets = max(self.n_values)
         self.jet_pt_min, self.mass_floor = float(jet_pt_min), float(mass_floor)
-        self.azimuth = RelativeAzimuth(self.max_jets, jets_relative, jet_dr_min, 2 * jet_eta_max)
+        self.azimuth = RelativeAzimuth(self.max_jets, jets_relative, jet_dr_min)
         d = self.azimuth.dim
         cols, shifts = [0, 2], [0.0, 0.0]
         for j in range(self.max_jets):
@@ -391,8 +363,7 @@ class ZJetsCoords(nn.Module):
         y, ld_dimuon = dimuon(raw)
         ld_log = -torch.log(torch.where(logshift.mask, y - logshift.shift, torch.ones_like(y)))
         ld = ld_log - torch.log(standardize.std)
-        present = (n.unsqueeze(-1) > torch.arange(self.max_jets)).to(raw.dtype)
-        return x, (ld * valid).sum(-1) + ld_dimuon + (self.azimuth.log_det(raw) * present).sum(-1)
+        return x, (ld * valid).sum(-1) + ld_dimuon
 
     def encode(self, sample, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """EventSample -> (x ``[N, D]`` float64 with N(0,1) in missing-jet columns, c one-hot ``[N, K]``)."""
@@ -428,7 +399,7 @@ class ZJetsInverse(nn.Module):
         self.register_buffer("mask", log_step.mask.clone())
         self.register_buffer("shift", log_step.shift.to(dtype).clone())
         self.azimuth = RelativeAzimuth(coords.max_jets)
-        for name in ("jet_phi_offset", "jets_relative", "pair_r", "pair_deta_max"):
+        for name in ("jet_phi_offset", "jets_relative", "pair_r", "pair_phi_offset"):
             setattr(self.azimuth, name, getattr(coords.azimuth, name).to(dtype).clone())
 
     def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

@@ -79,5 +79,4 @@ def make_coords(card: Card):
 
     if card.process.name in TOYS:
         return ToyCoords(2)
-    return ZJetsCoords(card.process.n_jets, card.process.jet_pt_min, jet_dr_min=card.process.jet_dr_min,
-                       jet_eta_max=card.process.jet_eta_max)
+    return ZJetsCoords(card.process.n_jets, card.process.jet_pt_min, jet_dr_min=card.process.jet_dr_min)
