@@ -328,11 +328,24 @@ def test_interrupted_run_leaves_no_file(tmp_path):
     out = tmp_path / "big.root"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "hepgen", "simulate", str(CARD), "-n", "1000000",
-                             "-o", str(out), "--jobs", "2"], cwd=ROOT, env=env,
+                             "-o", str(out), "--jobs", "2"], cwd=ROOT, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(6)  # workers are generating
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        # interrupt once both workers run (a fixed sleep raced the start-up on a cold CI machine:
+        # a SIGINT during the parent's imports can be swallowed by an extension module)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if children.exists() and len(children.read_text().split()) >= 3:  # resource tracker + 2 workers
+                break
+            time.sleep(0.2)
+        time.sleep(2)  # workers are generating
+        proc.send_signal(signal.SIGINT)  # to the parent only, as a batch system would
+        _, err = proc.communicate(timeout=60)
+    finally:  # never leave a 1M-event run behind (it would keep CI busy and trip later tests)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
     assert proc.returncode != 0
     assert "hepgen: interrupted" in err or "KeyboardInterrupt" in err  # (if still starting up)
     assert list(tmp_path.iterdir()) == []

@@ -20,6 +20,7 @@ import os
 import queue as queue_module
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,12 +153,21 @@ def _run_all(tasks: list[WorkerTask], jobs: int, quiet: bool) -> list[WorkerResu
     try:
         if jobs == 1:  # in this process: no start-up cost, same events
             return [run_worker(tasks[0], progress=update)]
+        # Ctrl-C only sets a flag that the loop below turns into KeyboardInterrupt: a SIGINT that
+        # lands inside a finalizer or a library's own handler would otherwise be swallowed, and the
+        # parent would wait for the workers' whole run (seen once in CI: 1M events, no exit)
+        interrupted = threading.Event()
+        restore = None
+        if threading.current_thread() is threading.main_thread():
+            restore = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
         ctx = multiprocessing.get_context("spawn")
         progress_queue = ctx.Queue()
         pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(progress_queue,))
         try:
             pending = [pool.apply_async(_worker_entry, (t,)) for t in tasks]
             while not all(r.ready() for r in pending):
+                if interrupted.is_set():
+                    raise KeyboardInterrupt
                 try:
                     update(*progress_queue.get(timeout=0.2))
                 except queue_module.Empty:
@@ -169,6 +179,8 @@ def _run_all(tasks: list[WorkerTask], jobs: int, quiet: bool) -> list[WorkerResu
             raise
         finally:
             pool.join()
+            if restore is not None:
+                signal.signal(signal.SIGINT, restore)
         while True:  # the last progress messages
             try:
                 update(*progress_queue.get_nowait())
