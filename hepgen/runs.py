@@ -50,7 +50,7 @@ def build_for(card: Card):
 
     coords = make_coords(card)
     model = build_model(card.model, coords.dim, coords.cond_dim)
-    if card.model.family == "cfm" and card.model.cfm.absent == "frozen":
+    if card.model.cfm.absent == "frozen":  # a no-op for the families without frozen columns
         model.set_active_columns(coords.active_columns())
     return coords, model
 

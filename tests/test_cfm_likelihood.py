@@ -9,13 +9,7 @@ from hepgen.cards import card_from_dict
 from hepgen.models import build_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster than two contending ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(backbone="mlp", dim=2, cond=0, bayes=False):

@@ -34,13 +34,7 @@ SAMPLER_OPTS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: one torch thread is faster and does not fight other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CASES = [(family, bayes) for family in sorted(FAMILIES) for bayes in (False, True)]

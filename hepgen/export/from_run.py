@@ -85,8 +85,10 @@ def export(run_dir: str | os.PathLike, *, output: str | os.PathLike | None = Non
     output = Path(output) if output is not None else Path("exports") / run.path.name
 
     default = pipeline(run, None, **opts)
-    draws = (lambda d: pipeline(run, d, **opts)) if bayes else None
-    fractions_per_draw = [pipeline(run, d, **opts).fractions for d in range(k)] if bayes else []
+    # each draw's pipeline is built once (it measures its own cut pass rates on calibration events)
+    draw_pipes = [pipeline(run, d, **opts) for d in range(k)]
+    draws = draw_pipes if bayes else None
+    fractions_per_draw = [p.fractions for p in draw_pipes]
     layout = family_noise_layout(model, **opts) + ["uniform"] * len(N_EXTRA_NAMES)
     m = len(layout) - len(N_EXTRA_NAMES)
     jets = default.max_jets

@@ -92,10 +92,10 @@ class CFM(Generator):
 
     def set_active_columns(self, active: torch.Tensor | None) -> None:
         """Freeze the columns of absent objects: ``active`` ``[C, D]`` bool, row k = the columns
-        present under condition k (c must be one-hot, as the Z+jets multiplicity is). Training then regresses only present columns
-        (absent ones have data = their own noise, so zero velocity is exact) and sampling leaves
-        absent columns at their N(0, 1) noise, which keeps the density proper in all D columns
-        (the divergence there is 0)."""
+        present under condition k (c must be one-hot, as the Z+jets multiplicity is). Training
+        then regresses only present columns (absent ones have data = their own noise, so zero
+        velocity is exact) and sampling leaves absent columns at their N(0, 1) noise, which keeps
+        the density proper in all D columns (the divergence there is 0)."""
         if active is not None:
             self.field.active.copy_(active.to(self.field.active.dtype))
             self.field.frozen = not bool(active.all())
