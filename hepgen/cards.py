@@ -101,6 +101,11 @@ class NetworkConfig:
     dropout: float = _f(0.0, ge=0, lt=1)
     activation: Literal["silu", "gelu", "relu"] = "silu"
     condition: Literal["input", "blocks"] = "input"  # mlp: condition at the input only, or in every block too
+    # mlp: random Fourier features per input column (sin/cos of `fourier` fixed frequencies drawn
+    # from N(0, fourier_scale^2), in standardised units) beside the raw input; 0 = off
+    fourier: int = _f(0, ge=0)
+    fourier_scale: float = _f(3.0, gt=0)
+    fourier_columns: tuple[int, ...] = ()  # cfm / ddpm: the network coordinates that get features; () = all
 
 
 @dataclass(frozen=True)

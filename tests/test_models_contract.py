@@ -387,13 +387,27 @@ EXPORT_CASES = [(f, b, i) for f, b in CASES for i in range(1 if f == "cfm" else 
 @pytest.mark.parametrize("family,bayes,which", EXPORT_CASES,
                          ids=[f"{f}-{'bayes' if b else 'plain'}-{i}" for f, b, i in EXPORT_CASES])
 def test_sampler_exports_to_onnx(family, bayes, which, tmp_path):
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
-    opts = SAMPLER_OPTS[family][which]
     torch.manual_seed(0)
     model = build_model(tiny_cfg(family, bayes), DIM, COND)
     _randomise_outputs(model, 0.1)
-    flat = materialize(model, 1 if bayes else None)
+    _export_and_compare(materialize(model, 1 if bayes else None), SAMPLER_OPTS[family][which], tmp_path, family)
+
+
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
+@pytest.mark.filterwarnings("ignore:.*axis name.*:UserWarning")
+def test_sampler_with_fourier_features_exports_to_onnx(tmp_path):
+    torch.manual_seed(0)
+    net = NetworkConfig(hidden=16, layers=1, heads=2, fourier=4)
+    model = build_model(tiny_cfg("cfm", network=net), DIM, COND)
+    _randomise_outputs(model, 0.1)
+    _export_and_compare(model, SAMPLER_OPTS["cfm"][0], tmp_path, "cfm")
+
+
+def _export_and_compare(flat, opts, tmp_path, family):
+    """Export ``flat``'s sampler; ONNX Runtime reproduces torch on another batch size; no random
+    or control-flow ops; SOFIE parses the graph and writes C++."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
     sampler = flat.sampler(**opts).eval()
     noise, c = flat.draw_noise(5, **opts), torch.randn(5, COND)
     batch = torch.export.Dim("batch")
@@ -478,3 +492,120 @@ def test_condition_in_every_block_reaches_every_block(family):
     assert (model.sample(noise, c + 1, **opts) - model.sample(noise, c, **opts)).abs().max() > DIFFERENT
     plain = build(family, network=dataclasses.replace(net, condition="input"))
     assert (plain.field.net if family == "cfm" else plain.eps.net).cond is None
+
+
+# --------------------------------------------------------------------------------------
+# random Fourier features of the input (model.network.fourier)
+
+FOURIER_FAMILIES = ["cfm", "ddpm", "inn"]
+
+
+def test_fourier_features_are_per_column_sin_cos_at_the_card_scale():
+    """x passes through; every feature is sin or cos of (frequency x one column); the frequencies
+    are N(0, scale^2): with 4 x 2000 draws the sample std is within 5 % of the scale (its
+    statistical error is 0.8 %)."""
+    from hepgen.nn.blocks import FourierFeatures
+
+    torch.manual_seed(0)
+    feats = FourierFeatures(4, 2000, 2.5).double()
+    assert feats.dim == 4 * (1 + 2 * 2000)
+    nonzero = feats.proj[feats.proj != 0]
+    assert nonzero.numel() == 4 * 2000
+    assert abs(nonzero.std().item() / 2.5 - 1) < 0.05
+    small = FourierFeatures(3, 5, 3.0).double()
+    x = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+    y = small(x)
+    assert torch.equal(y[:, :3], x)
+    s, c = y[:, 3:18], y[:, 18:]
+    assert torch.allclose(s ** 2 + c ** 2, torch.ones_like(s), atol=EXACT_F64)
+    jac = torch.autograd.functional.jacobian(small, x[:1]).squeeze()  # [3 + 30, 3]
+    assert ((jac[3:] != 0).sum(-1) == 1).all()  # one column per feature
+    assert ((jac[3:] != 0).sum(0) == 10).all()  # 5 sin + 5 cos per column
+
+
+@pytest.mark.parametrize("family", FOURIER_FAMILIES)
+def test_fourier_features_train_save_and_steer(family, tmp_path):
+    """With fourier features: every parameter gets gradient, the drawn frequencies are saved and
+    loaded with the model (a model built from another seed gives the same samples after loading),
+    and they enter the output (other frequencies, other samples)."""
+    net = NetworkConfig(hidden=16, layers=1, heads=2, fourier=3, fourier_scale=2.0)
+    model = build(family, network=net)
+    x, c = data()
+    model.train()
+    model.loss(x, c).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    _randomise_outputs(model, 0.1)
+    model.eval()
+    opts = SAMPLER_OPTS[family][0]
+    noise = noise_for(model, N, opts)
+    want = model.sample(noise, c, **opts)
+    other = build(family, seed=7, network=net)
+    assert (other.sample(noise, c, **opts) - want).abs().max() > DIFFERENT
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    buf.seek(0)
+    other.load_state_dict(torch.load(buf))
+    other.eval()
+    assert (other.sample(noise, c, **opts) - want).abs().max() <= EXACT_F64
+    mlp = next(m for m in model.modules() if getattr(m, "features", None) is not None)
+    with torch.no_grad():
+        mlp.features.proj.mul_(1.5)
+    assert (model.sample(noise, c, **opts) - want).abs().max() > DIFFERENT
+
+
+def test_fourier_features_on_chosen_columns():
+    """``fourier_columns``: only those columns get features; columns outside the input and the
+    INN (whose subnetworks see half the columns) are card errors."""
+    from hepgen.nn.blocks import FourierFeatures
+
+    feats = FourierFeatures(4, 3, 2.0, columns=(1, 3)).double()
+    x = torch.randn(1, 4, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(feats, x).squeeze()  # [4 + 12, 4]
+    assert jac.shape == (16, 4)
+    assert (jac[4:, [0, 2]] == 0).all() and ((jac[4:] != 0).sum(0)[[1, 3]] == 6).all()
+    net = NetworkConfig(hidden=16, layers=1, heads=2, fourier=2, fourier_columns=(0, 2))
+    model = build("cfm", network=net)
+    assert model.field.net.features.dim == DIM + 2 * 2 * 2
+    with pytest.raises(HepgenError, match="is not a column"):
+        build("ddpm", network=dataclasses.replace(net, fourier_columns=(DIM,)))
+    with pytest.raises(HepgenError, match="cfm and ddpm"):
+        build("inn", network=net)
+
+
+def test_fourier_features_need_the_mlp_backbone():
+    with pytest.raises(HepgenError, match="mlp backbone"):
+        build("jetgpt", network=NetworkConfig(hidden=16, layers=1, heads=2, fourier=2))
+    with pytest.raises(HepgenError, match="mlp backbone"):
+        build("cfm", network=NetworkConfig(hidden=16, layers=1, heads=2, fourier=2, backbone="transformer"))
+
+
+def test_fourier_features_resolve_a_narrow_core():
+    """What the features are for: a CFM learning N(0, 1) with 10 % of the events in a core of
+    width 0.15. After 1500 steps the plain MLP puts about a third of the true fraction within
+    r < 0.2 (measured 0.32), with 8 features per column about 0.7 (measured 0.71). Asserted: with
+    features at least 0.55 of the truth and at least 0.2 above the plain MLP (the fraction's
+    statistical error over 20 000 samples is 3 %)."""
+    g = torch.Generator().manual_seed(0)
+    n = 20000
+    x = torch.randn(n, 2, generator=g)
+    x[torch.rand(n, generator=g) < 0.1] *= 0.15
+    truth = 0.1 * (1 - math.exp(-0.5 * (0.2 / 0.15) ** 2)) + 0.9 * (1 - math.exp(-0.5 * 0.2 ** 2))
+    ratio = {}
+    for features in (0, 8):
+        torch.manual_seed(1)
+        model = build_model(ModelConfig(network=NetworkConfig(hidden=64, layers=2, fourier=features),
+                                        cfm=CFMConfig(steps=20)), 2, 0)
+        opt = torch.optim.Adam(model.parameters(), 2e-3)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=1500)
+        c = torch.zeros(256, 0)
+        for _ in range(1500):
+            loss = model.loss(x[torch.randint(0, n, (256,), generator=g)], c)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        with torch.no_grad():
+            s = model.sample(torch.randn(n, 2, generator=torch.Generator().manual_seed(3)), torch.zeros(n, 0))
+        ratio[features] = (s.norm(dim=1) < 0.2).double().mean().item() / truth
+    assert ratio[8] > 0.55 and ratio[8] > ratio[0] + 0.2, ratio

@@ -21,5 +21,18 @@ def build_model(cfg: ModelConfig, dim: int, cond_dim: int = 0) -> Generator:
         from ..errors import CardError
 
         raise CardError(f"model.family {cfg.family!r} is not available; choose from {', '.join(FAMILIES)}")
+    if cfg.network.fourier and (cfg.family == "jetgpt" or cfg.network.backbone == "transformer"):
+        from ..errors import CardError
+
+        raise CardError("model.network.fourier needs the mlp backbone (families cfm, ddpm, inn); set it to 0")
+    if cfg.network.fourier_columns:
+        from ..errors import CardError
+
+        if cfg.family == "inn":
+            raise CardError("model.network.fourier_columns is for cfm and ddpm (an INN subnetwork sees half "
+                            "the columns); leave it empty")
+        bad = [i for i in cfg.network.fourier_columns if not 0 <= i < dim]
+        if bad:
+            raise CardError(f"model.network.fourier_columns: {bad[0]} is not a column (0..{dim - 1})")
     module, cls = FAMILIES[cfg.family].split(":")
     return getattr(importlib.import_module(module), cls)(dim, cond_dim, cfg)

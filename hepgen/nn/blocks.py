@@ -46,6 +46,33 @@ class TimeEmbedding(nn.Module):
         return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)
 
 
+class FourierFeatures(nn.Module):
+    """x ``[N, D]`` -> ``[N, D + 2 K F]``: x, then sin and cos of F random frequencies for each of
+    the K ``columns`` (default: all).
+
+    The frequencies (``[D, K F]`` block-diagonal buffer, so one MatMul in exported graphs) are
+    drawn once from N(0, ``scale``^2) with the global torch generator and saved with the model.
+    An MLP on raw inputs learns fine structure slowly (spectral bias): in Z+jets, the dense ridge
+    of jet pairs just outside the Delta R cut, 0.1 wide on a scale of 2, came out ~45 % too thin;
+    see docs/training.md. Each feature sees one column, so the frequency per direction does not
+    grow with D.
+    """
+
+    def __init__(self, dim: int, per_column: int, scale: float, columns: tuple[int, ...] = ()):
+        super().__init__()
+        columns = tuple(columns) or tuple(range(dim))
+        freqs = torch.randn(len(columns), per_column) * scale
+        proj = torch.zeros(dim, len(columns) * per_column)
+        for k, col in enumerate(columns):
+            proj[col, k * per_column:(k + 1) * per_column] = freqs[k]
+        self.register_buffer("proj", proj)
+        self.dim = dim + 2 * len(columns) * per_column
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        arg = x @ self.proj.to(x.dtype)
+        return torch.cat([x, torch.sin(arg), torch.cos(arg)], dim=-1)
+
+
 class _Block(nn.Module):
     def __init__(self, width: int, act: type, dropout: float, bayes, bayesian: bool):
         super().__init__()
@@ -70,7 +97,8 @@ class ResidualMLP(nn.Module):
     The condition (for CFM / DDPM: time embedding and n_jets) is concatenated to the input;
     with ``net.condition == "blocks"`` every residual block also adds its own linear projection
     of it after the block's normalisation, so the time and the multiplicity can steer each
-    layer instead of having to survive the LayerNorms of the residual stream.
+    layer instead of having to survive the LayerNorms of the residual stream. With
+    ``net.fourier > 0`` the input x (not the condition) first passes :class:`FourierFeatures`.
     """
 
     def __init__(self, in_dim: int, out_dim: int, net: NetworkConfig, bayes: BayesConfig | None = None,
@@ -78,7 +106,10 @@ class ResidualMLP(nn.Module):
         super().__init__()
         every = bayes is not None and bayes.enabled and bayes.layers == "all"
         act = _ACT[net.activation]
-        self.inp = linear(in_dim + cond_dim, net.hidden, bayes, every)
+        self.features = FourierFeatures(in_dim, net.fourier, net.fourier_scale, net.fourier_columns) \
+            if net.fourier else None
+        feat_dim = self.features.dim if self.features is not None else in_dim
+        self.inp = linear(feat_dim + cond_dim, net.hidden, bayes, every)
         self.blocks = nn.ModuleList(
             _Block(net.hidden, act, net.dropout, bayes, every) for _ in range(net.layers)
         )
@@ -93,6 +124,8 @@ class ResidualMLP(nn.Module):
             w.mul_(0.01)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        if self.features is not None:
+            x = self.features(x)
         h = x if c is None or c.shape[-1] == 0 else torch.cat([x, c], dim=-1)
         h = self.inp(h)
         if self.cond is None:
