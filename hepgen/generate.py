@@ -439,7 +439,7 @@ class _writer:
         self.w.write(sample)
 
     def update_info(self, info: dict[str, str]):
-        self.w._extra_info.update({k: str(v) for k, v in info.items()})
+        self.w.update_info(info)
 
     def __exit__(self, *exc):
         return self.w.__exit__(*exc)

@@ -90,6 +90,8 @@ def test_onnx_pipeline_is_a_drop_in_for_generate(runs):
         ref = torch_pipe(b)
     assert event_diff([t.numpy() for t in got], [t.numpy() for t in ref]).max() <= TORCH_RTOL
     assert onnx_pipe.fractions == pytest.approx(torch_pipe.fractions)
+    assert onnx_pipe.pass_rates == pytest.approx(torch_pipe.pass_rates)  # recorded in the provenance
+    assert OnnxPipeline(out).pass_rates == pytest.approx(pipeline(bayes, None, solver="midpoint", steps=3).pass_rates)
 
 
 @needs_cpp

@@ -179,6 +179,11 @@ def test_lhe_output(runs, tmp_path):
     (root,) = generate(run, 200, output=tmp_path / "g.root", progress=False)
     lhe, ref = read_lhe(path), read_events(root)
     assert len(lhe) == len(ref)
+    # the provenance completed after the last chunk reaches the LHE header too
+    for key in ("events", "dropped_dR_jj", "dropped_acceptance", "jet_pass_rates"):
+        assert lhe.info[key] == ref.info[key], key
+    assert float(lhe.info["generation_seconds"]) > 0
+    assert lhe.info["events"] == str(len(lhe))
     np.testing.assert_allclose(ak.to_numpy(ak.flatten(lhe["Jet"].pt)), ak.to_numpy(ak.flatten(ref["Jet"].pt)), rtol=1e-5)
 
 

@@ -146,6 +146,31 @@ def test_streaming_chunks_give_the_same_file(tmp_path):
     assert joined.tobytes() == w["v"].tobytes()
 
 
+def test_provenance_completed_after_the_last_chunk(tmp_path):
+    """``update_info`` after the header is out (counts known only at the end): the header carries
+    the final keys, the events are untouched, and the file still reads with pylhe. Provenance
+    that outgrows the room kept for it is an OutputError that leaves no file."""
+    s = zjets_sample(120, seed=8, info={"seed": "8"})
+    write_lhe(tmp_path / "plain.lhe", s, info={"events": "120"})
+    with LheWriter(tmp_path / "late.lhe", info={"events": "pending"}) as writer:
+        writer.write(s.select(np.arange(60)))
+        writer.write(s.select(np.arange(60, 120)))
+        writer.update_info({"events": "120", "dropped_dR_jj": "3"})
+    back = load_lhe(tmp_path / "late.lhe")
+    assert back.sample.info["events"] == "120" and back.sample.info["dropped_dR_jj"] == "3"
+    assert back.sample.info["seed"] == "8"
+    plain = load_lhe(tmp_path / "plain.lhe")
+    assert ak.to_list(back.sample["Jet"].pt) == ak.to_list(plain.sample["Jet"].pt)
+    np.testing.assert_array_equal(back.sample.weight, plain.sample.weight)
+    pylhe = pytest.importorskip("pylhe")
+    assert len(list(pylhe.LHEFile.fromfile(str(tmp_path / "late.lhe")).events)) == 120
+    with pytest.raises(OutputError, match="outgrew"):
+        with LheWriter(tmp_path / "big.lhe") as writer:
+            writer.write(s)
+            writer.update_info({"notes": "x" * 5000})
+    assert not (tmp_path / "big.lhe").exists()
+
+
 def test_pylhe_reads_our_file_at_full_precision(tmp_path):
     pylhe = pytest.importorskip("pylhe")
     s = zjets_sample(40, seed=6, info={"cross_section_pb": "55.5"})

@@ -89,6 +89,7 @@ def export(run_dir: str | os.PathLike, *, output: str | os.PathLike | None = Non
     draw_pipes = [pipeline(run, d, **opts) for d in range(k)]
     draws = draw_pipes if bayes else None
     fractions_per_draw = [p.fractions for p in draw_pipes]
+    pass_rates_per_draw = [p.pass_rates for p in draw_pipes]
     layout = family_noise_layout(model, **opts) + ["uniform"] * len(N_EXTRA_NAMES)
     m = len(layout) - len(N_EXTRA_NAMES)
     jets = default.max_jets
@@ -123,6 +124,7 @@ def export(run_dir: str | os.PathLike, *, output: str | os.PathLike | None = Non
         "fraction_stat_errors": [float(e) for e in np.sqrt(frac * (1 - frac) / counts.sum())],
         "fraction_training_counts": [int(c) for c in counts],
         "fractions_per_draw": [[float(f) for f in fr] for fr in fractions_per_draw],
+        "pass_rates_per_draw": [[float(r) for r in rates] for rates in pass_rates_per_draw],
     }
     if fractions_per_draw:
         physics["fraction_draw_std"] = [float(s) for s in np.std(fractions_per_draw, axis=0, ddof=1)] if k > 1 else None

@@ -144,6 +144,9 @@ class OnnxPipeline:
         physics = m.physics or {}
         per_draw = physics.get("fractions_per_draw") or []
         self.fractions = physics.get("fractions") if draw is None or not per_draw else per_draw[draw]
+        # the multiplicities' measured pass rates (exports before they were recorded: none)
+        rates = physics.get("pass_rates_per_draw") or []
+        self.pass_rates = physics.get("pass_rates", []) if draw is None or not rates else rates[draw]
         self.max_jets = sum(o.startswith("j") for o in m.objects)
 
     def eval(self):

@@ -110,6 +110,10 @@ def _fmt(x: float) -> str:
     return _F % x
 
 
+# bytes kept free in the header's <hepgen> block for provenance completed at the end
+INFO_RESERVE = 1024
+
+
 class LheWriter:
     """Stream :class:`EventSample` chunks into an LHEF 3.0 file, atomically.
 
@@ -175,6 +179,7 @@ class LheWriter:
             if self._info is None:  # no chunk written: header and init still needed
                 self._start({}, [])
             self._fh.write(b"</LesHouchesEvents>\n")
+            self._finish_info()
             self._finish_init()
             self._fh.close()
             if self._plain != self._tmp:
@@ -192,13 +197,26 @@ class LheWriter:
         return False
 
     # header and init ------------------------------------------------------------------------
+    def update_info(self, info: Mapping[str, str]) -> None:
+        """Add or replace provenance keys, e.g. counts known only after the last chunk. The header
+        is written with the first chunk; it keeps room (``INFO_RESERVE`` bytes) that the final
+        provenance fills in place when the block ends."""
+        self._extra_info.update({str(k): str(v) for k, v in info.items()})
+
+    def _info_text(self) -> str:
+        info = {"hepgen_version": __version__, **self._sample_info, **self._extra_info}
+        return escape(json.dumps(info, sort_keys=True))
+
     def _start(self, sample_info: Mapping[str, str], weight_ids: list[str]) -> None:
-        self._info = {"hepgen_version": __version__, **{str(k): str(v) for k, v in sample_info.items()},
-                      **self._extra_info}
+        self._sample_info = {str(k): str(v) for k, v in sample_info.items()}
+        self._info = {"hepgen_version": __version__, **self._sample_info, **self._extra_info}
         self._weight_ids = weight_ids
         out = io.StringIO()
-        out.write('<LesHouchesEvents version="3.0">\n<header>\n')
-        out.write(f"<hepgen>{escape(json.dumps(self._info, sort_keys=True))}</hepgen>\n")
+        out.write('<LesHouchesEvents version="3.0">\n<header>\n<hepgen>')
+        text = self._info_text()
+        self._info_at = len(out.getvalue().encode())
+        self._info_room = len(text.encode()) + INFO_RESERVE
+        out.write(text + " " * INFO_RESERVE + "</hepgen>\n")
         if weight_ids:
             out.write("<initrwgt>\n<weightgroup name=\"hepgen\">\n")
             for wid in weight_ids:
@@ -219,6 +237,17 @@ class LheWriter:
             f"{self.pdf_id:>8d} {self.pdf_id:>8d} {idwtup:>3d} {1:>2d}\n"
             f"{nums(xsec, xerr, xmax)} {1:>2d}\n"
         )
+
+    def _finish_info(self) -> None:
+        """Rewrite the header's provenance with the keys added since it was written (in place)."""
+        self._info = {"hepgen_version": __version__, **self._sample_info, **self._extra_info}
+        text = self._info_text().encode()
+        if len(text) > self._info_room:
+            raise OutputError(f"{self.path}: the provenance outgrew the room kept for it in the header "
+                              f"({len(text)} > {self._info_room} bytes)")
+        self._fh.seek(self._info_at)
+        self._fh.write(text + b" " * (self._info_room - len(text)))
+        self._fh.seek(0, io.SEEK_END)
 
     def _finish_init(self) -> None:
         idwtup = 3 if self._all_one else (-4 if self._negative else 4)

@@ -160,6 +160,11 @@ class RootWriter:
         self._ctx.__exit__(None, None, None)  # renames into place
         return False
 
+    def update_info(self, info: Mapping[str, str]) -> None:
+        """Add or replace provenance keys (e.g. counts known only after the last chunk); they are
+        written when the block ends."""
+        self._extra_info.update({str(k): str(v) for k, v in info.items()})
+
     def _finish(self) -> None:
         self._flush()
         if self._tree is None:  # no events at all: still a valid, empty tree
