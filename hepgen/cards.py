@@ -105,7 +105,7 @@ class NetworkConfig:
     # from N(0, fourier_scale^2), in standardised units) beside the raw input; 0 = off
     fourier: int = _f(0, ge=0)
     fourier_scale: float = _f(3.0, gt=0)
-    fourier_columns: tuple[int, ...] = ()  # cfm / ddpm: the network coordinates that get features; () = all
+    fourier_columns: tuple[int, ...] = ()  # the network coordinates that get features; () = all
 
 
 @dataclass(frozen=True)

@@ -569,8 +569,32 @@ def test_fourier_features_on_chosen_columns():
     assert model.field.net.features.dim == DIM + 2 * 2 * 2
     with pytest.raises(HepgenError, match="is not a column"):
         build("ddpm", network=dataclasses.replace(net, fourier_columns=(DIM,)))
-    with pytest.raises(HepgenError, match="cfm and ddpm"):
-        build("inn", network=net)
+
+
+def test_inn_fourier_columns_follow_the_permutations():
+    """In the INN every coupling block's subnetwork sees the passive half of a permuted input; the
+    features go to the positions that hold the chosen network coordinates, none where it holds
+    none of them."""
+    dim, chosen = 6, (1, 4)
+    net = NetworkConfig(hidden=8, layers=1, heads=2, fourier=2, fourier_columns=chosen)
+    model = build("inn", dim=dim, network=net, inn=INNConfig(blocks=4, bins=4, bound=4.0))
+    x = torch.randn(5, dim, dtype=torch.float64)
+    x[:, chosen[0]] = 1e3  # a marker: find the coordinate's position by its value
+    x[:, chosen[1]] = -1e3
+    c = torch.randn(5, COND, dtype=torch.float64)
+    h, seen = x, 0
+    for block in model.blocks:
+        h = torch.index_select(h, 1, block.perm)  # positions as the block sees them (values untouched)
+        marked = {k for k in range(block.n_a) if h[0, k].abs() == 1e3}
+        feats = block.net.features
+        if not marked:
+            assert feats is None
+            continue
+        seen += 1
+        assert {k for k in range(block.n_a) if (feats.proj[k] != 0).any()} == marked
+    assert 0 < seen < len(model.blocks)
+    y, _ = model.forward_flow(x, c)  # and the blocks still run
+    assert torch.isfinite(y).all()
 
 
 def test_fourier_features_need_the_mlp_backbone():

@@ -28,9 +28,6 @@ def build_model(cfg: ModelConfig, dim: int, cond_dim: int = 0) -> Generator:
     if cfg.network.fourier_columns:
         from ..errors import CardError
 
-        if cfg.family == "inn":
-            raise CardError("model.network.fourier_columns is for cfm and ddpm (an INN subnetwork sees half "
-                            "the columns); leave it empty")
         bad = [i for i in cfg.network.fourier_columns if not 0 <= i < dim]
         if bad:
             raise CardError(f"model.network.fourier_columns: {bad[0]} is not a column (0..{dim - 1})")

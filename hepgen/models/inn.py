@@ -103,7 +103,9 @@ def rq_spline(v: torch.Tensor, params: torch.Tensor, bound: float, inverse: bool
 class CouplingBlock(nn.Module):
     """Permute, then transform the active half given the passive half and c; ``[N, D]``."""
 
-    def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig, index: int):
+    def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig, index: int, order: torch.Tensor | None = None):
+        """``order`` ``[D]``: the network coordinate at each input position (earlier blocks
+        permuted them); it maps ``network.fourier_columns`` onto this block's passive half."""
         super().__init__()
         inn = cfg.inn
         self.coupling, self.bound, self.clamp = inn.coupling, inn.bound, inn.clamp
@@ -113,7 +115,12 @@ class CouplingBlock(nn.Module):
         perm = torch.randperm(dim, generator=torch.Generator().manual_seed(1000 + index))
         self.register_buffer("perm", perm)
         self.register_buffer("inv_perm", torch.argsort(perm))
-        self.net = ResidualMLP(self.n_a, self.n_b * self.per_dim, cfg.network, cfg.bayes, cond_dim=cond_dim)
+        features = None
+        if cfg.network.fourier_columns:
+            passive = (torch.arange(dim) if order is None else order)[perm[:self.n_a]].tolist()
+            features = tuple(k for k, col in enumerate(passive) if col in cfg.network.fourier_columns)
+        self.net = ResidualMLP(self.n_a, self.n_b * self.per_dim, cfg.network, cfg.bayes, cond_dim=cond_dim,
+                               feature_columns=features)
 
     def _params(self, xa, c):
         return self.net(xa, c).reshape(xa.shape[0], self.n_b, self.per_dim)
@@ -148,7 +155,11 @@ class INN(Generator):
         super().__init__(dim, cond_dim, cfg)
         if dim < 2:
             raise ModelSettingError("the INN needs at least 2 dimensions (coupling blocks split them)")
-        self.blocks = nn.ModuleList(CouplingBlock(dim, cond_dim, cfg, i) for i in range(cfg.inn.blocks))
+        order, blocks = torch.arange(dim), []
+        for i in range(cfg.inn.blocks):
+            blocks.append(CouplingBlock(dim, cond_dim, cfg, i, order))
+            order = order[blocks[-1].perm]  # the coordinate at each position after this block
+        self.blocks = nn.ModuleList(blocks)
 
     def forward_flow(self, x, c) -> tuple[torch.Tensor, torch.Tensor]:
         """z ``[N, D]`` and the summed log|det dz/dx| ``[N]``."""

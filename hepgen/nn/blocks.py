@@ -98,16 +98,18 @@ class ResidualMLP(nn.Module):
     with ``net.condition == "blocks"`` every residual block also adds its own linear projection
     of it after the block's normalisation, so the time and the multiplicity can steer each
     layer instead of having to survive the LayerNorms of the residual stream. With
-    ``net.fourier > 0`` the input x (not the condition) first passes :class:`FourierFeatures`.
+    ``net.fourier > 0`` the input x (not the condition) first passes :class:`FourierFeatures`, on
+    ``net.fourier_columns`` or, when given, ``feature_columns`` (input positions; empty: none).
     """
 
     def __init__(self, in_dim: int, out_dim: int, net: NetworkConfig, bayes: BayesConfig | None = None,
-                 cond_dim: int = 0):
+                 cond_dim: int = 0, feature_columns: tuple[int, ...] | None = None):
         super().__init__()
         every = bayes is not None and bayes.enabled and bayes.layers == "all"
         act = _ACT[net.activation]
-        self.features = FourierFeatures(in_dim, net.fourier, net.fourier_scale, net.fourier_columns) \
-            if net.fourier else None
+        columns = net.fourier_columns if feature_columns is None else feature_columns
+        wanted = net.fourier and (feature_columns is None or len(feature_columns) > 0)
+        self.features = FourierFeatures(in_dim, net.fourier, net.fourier_scale, columns) if wanted else None
         feat_dim = self.features.dim if self.features is not None else in_dim
         self.inp = linear(feat_dim + cond_dim, net.hidden, bayes, every)
         self.blocks = nn.ModuleList(
