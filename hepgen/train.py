@@ -51,6 +51,7 @@ from .runs import build_for, save_atomic, write_text_atomic
 class Dist:
     rank: int = 0
     world: int = 1
+    owned: bool = False  # this module started the process group (so it also ends it)
 
     @property
     def main(self) -> bool:
@@ -67,9 +68,20 @@ def _init_dist(device: torch.device) -> Dist:
         return Dist()
     import torch.distributed as td
 
-    if not td.is_initialized():
+    owned = not td.is_initialized()
+    if owned:
         td.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(td.get_rank(), td.get_world_size())
+    return Dist(td.get_rank(), td.get_world_size(), owned)
+
+
+def _end_dist(dist: Dist) -> None:
+    """End a process group this module started; left to exit, gloo's threads can abort the
+    process ("terminate called without an active exception") after a successful run."""
+    if dist.owned:
+        import torch.distributed as td
+
+        td.barrier()
+        td.destroy_process_group()
 
 
 def _broadcast(obj, dist: Dist):
@@ -438,6 +450,7 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
         if len(set(sums)) != 1:
             raise HepgenError(f"DDP ranks ended with different parameters ({', '.join(s[:8] for s in sums)})")
         log(f"all {dist.world} ranks hold identical parameters (sha256 {sums[0][:16]})")
+        _end_dist(dist)
     if dist.main and finished and after:
         finish_run(path, log)
     return path
