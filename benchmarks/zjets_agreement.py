@@ -61,8 +61,11 @@ def main():
     if args.reference in ("test", "train", "all"):
         ref_all = load_training_data(card, log=lambda m: None)
         ref = ref_all if args.reference == "all" else ref_all.select(np.load(args.run / "split.npz")[args.reference])
+        otr = None
     else:
         ref = read_events(args.reference)
+        train = load_training_data(card, log=lambda m: None).select(np.load(args.run / "split.npz")["train"])
+        otr = observables.compute(train, BULK)
     print(f"generated {len(gen)} events ({gen.info.get('dropped_dR_jj', '?')} dropped for Delta R_jj, "
           f"{gen.info.get('dropped_acceptance', '?')} for acceptance), {args.reference} reference {len(ref)} events")
     og, orf = observables.compute(gen, BULK), observables.compute(ref, BULK)
@@ -71,10 +74,6 @@ def main():
     for k in (1, 2, 3):
         fg, fr = np.mean(gen.n_jets == k), np.mean(ref.n_jets == k)
         print(f"n_jets = {k}: generated {fg:.4f}, reference {fr:.4f} +- {np.sqrt(fr * (1 - fr) / len(ref)):.4f}")
-    otr = None
-    if args.reference not in ("test", "train", "all"):
-        train = load_training_data(card, log=lambda m: None).select(np.load(args.run / "split.npz")["train"])
-        otr = observables.compute(train, BULK)
     print(f"{'observable':10s} {'mean|r-1|':>10s} {'max|r-1|':>9s} {'stat(ratio)':>11s} {'chi2/ndf':>9s} "
           f"{'beyond stat':>11s}" + (f" {'train:mean|r-1|':>15s} {'chi2/ndf':>8s}" if otr else "")
           + "  (20 bins, 5-95% quantiles)")

@@ -204,12 +204,13 @@ class LheWriter:
         self._extra_info.update({str(k): str(v) for k, v in info.items()})
 
     def _info_text(self) -> str:
-        info = {"hepgen_version": __version__, **self._sample_info, **self._extra_info}
-        return escape(json.dumps(info, sort_keys=True))
+        """Set ``_info`` from the first chunk's ``sample.info`` and the keys given so far; return
+        it as the escaped JSON of the header's <hepgen> block."""
+        self._info = {"hepgen_version": __version__, **self._sample_info, **self._extra_info}
+        return escape(json.dumps(self._info, sort_keys=True))
 
     def _start(self, sample_info: Mapping[str, str], weight_ids: list[str]) -> None:
         self._sample_info = {str(k): str(v) for k, v in sample_info.items()}
-        self._info = {"hepgen_version": __version__, **self._sample_info, **self._extra_info}
         self._weight_ids = weight_ids
         out = io.StringIO()
         out.write('<LesHouchesEvents version="3.0">\n<header>\n<hepgen>')
@@ -240,7 +241,6 @@ class LheWriter:
 
     def _finish_info(self) -> None:
         """Rewrite the header's provenance with the keys added since it was written (in place)."""
-        self._info = {"hepgen_version": __version__, **self._sample_info, **self._extra_info}
         text = self._info_text().encode()
         if len(text) > self._info_room:
             raise OutputError(f"{self.path}: the provenance outgrew the room kept for it in the header "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 from ..cards import ModelConfig
+from ..errors import CardError
 from .base import Generator
 
 FAMILIES = {
@@ -18,18 +19,11 @@ FAMILIES = {
 def build_model(cfg: ModelConfig, dim: int, cond_dim: int = 0) -> Generator:
     """The generator of family ``cfg.family`` for ``dim`` coordinates and ``cond_dim`` conditions."""
     if cfg.family not in FAMILIES:
-        from ..errors import CardError
-
         raise CardError(f"model.family {cfg.family!r} is not available; choose from {', '.join(FAMILIES)}")
     if cfg.network.fourier and (cfg.family == "jetgpt" or cfg.network.backbone == "transformer"):
-        from ..errors import CardError
-
         raise CardError("model.network.fourier needs the mlp backbone (families cfm, ddpm, inn); set it to 0")
-    if cfg.network.fourier_columns:
-        from ..errors import CardError
-
-        bad = [i for i in cfg.network.fourier_columns if not 0 <= i < dim]
-        if bad:
-            raise CardError(f"model.network.fourier_columns: {bad[0]} is not a column (0..{dim - 1})")
+    bad = [i for i in cfg.network.fourier_columns if not 0 <= i < dim]
+    if bad:
+        raise CardError(f"model.network.fourier_columns: {bad[0]} is not a column (0..{dim - 1})")
     module, cls = FAMILIES[cfg.family].split(":")
     return getattr(importlib.import_module(module), cls)(dim, cond_dim, cfg)
