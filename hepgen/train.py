@@ -313,6 +313,11 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     if dist.on and device.type == "cuda":
         device = torch.device("cuda", dist.rank % torch.cuda.device_count())
 
+    # the model before the run folder: settings it rejects leave nothing behind (it is built from
+    # the card alone; the data only fit the coordinates)
+    torch.manual_seed(card.seed)
+    _, model = build_for(card)
+
     # run folder (rank 0 decides)
     if dist.main:
         path = resume if resume is not None else (Path(run_dir) if run_dir else _new_run_dir(card))
@@ -336,8 +341,6 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     log(f"events: {n_train} train, {len(data.x_val)} validation, {len(data.split['test'])} held-out test; "
         f"{data.coords.dim} coordinates, {data.coords.cond_dim} conditions")
 
-    torch.manual_seed(card.seed)
-    coords, model = build_for(card)
     model = model.to(device)
     bayes = is_bayesian(model)
     lossmod: nn.Module = _LossModule(model)

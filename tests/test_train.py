@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from hepgen.cards import card_from_dict
+from hepgen.cards import card_from_dict, card_to_dict
 from hepgen.errors import HepgenError
 from hepgen.train import split_indices, train
 
@@ -51,6 +51,15 @@ def test_run_folder_contents(tmp_path):
     split = np.load(run / "split.npz")
     assert len(split["test"]) == 120 and not set(split["test"]) & set(split["train"])
     assert not list(run.glob(".*partial*"))  # no temporary files left behind
+
+
+def test_rejected_model_settings_leave_no_run_folder(tmp_path):
+    """The toy has 2 coordinates, so column 2 does not exist: one error, and no run folder."""
+    bad = card_from_dict(card_to_dict(tiny_card(tmp_path)),
+                         overrides=["model.network.fourier=2", "model.network.fourier_columns=[2]"])
+    with pytest.raises(HepgenError, match="fourier_columns: 2 is not a column"):
+        train(bad, progress=False, after=False)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 def test_resume_is_bit_identical_to_uninterrupted(tmp_path):
@@ -121,7 +130,7 @@ def test_cli_resume_needs_run_folder(tmp_path):
 
 DDP_SCRIPT = """
 import os, sys, torch
-from hepgen.cards import card_from_dict
+from hepgen.cards import card_from_dict, card_to_dict
 from hepgen.train import train
 out = sys.argv[1]
 card = card_from_dict({"name": "ddp", "seed": 3, "process": {"name": "toy_ring"}, "simulate": {"events": 800},
