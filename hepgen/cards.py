@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import hashlib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -164,6 +165,9 @@ class TrainConfig:
     # draw training events with weight f_c ** -balance (f_c: the fraction of their condition, e.g. the
     # jet multiplicity): 0 = plain shuffling, 0.5 = rare multiplicities sqrt-boosted, 1 = equal shares
     balance: float = _f(0.0, ge=0, le=1)
+    # exponential moving average of the weights (decay per step; 0 = off): validation, best.pt and
+    # generation use the average, training continues on the raw weights
+    ema: float = _f(0.0, ge=0, lt=1)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = _f(0, ge=0)  # torch CPU threads; 0 = all cores
     runs_dir: str = "runs"
@@ -223,6 +227,9 @@ def _type_name(tp) -> str:
     )
 
 
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def _convert(value: Any, tp, key: str, src: str):
     def bad(extra: str = ""):
         return CardError(
@@ -262,6 +269,8 @@ def _convert(value: Any, tp, key: str, src: str):
             raise bad()
         return value
     if tp is float:
+        if isinstance(value, str) and _PLAIN_NUMBER.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad()
         return float(value)

@@ -7,7 +7,9 @@ is absent), splits it (``data.split``: train / validation / held-out test, indic
 Adam/AdamW and a one-cycle / cosine / constant schedule, stepping per batch. Each epoch ends
 with a validation loss (on a fixed random stream, so it does not disturb training), a summary
 line, ``last.pt`` (model, optimiser, scheduler and every RNG state; written atomically) and,
-on improvement, ``best.pt``. ``train.patience`` > 0 stops early.
+on improvement, ``best.pt``. ``train.patience`` > 0 stops early. With ``train.ema`` > 0 a
+moving average of the weights (:class:`WeightAverage`) is what is validated, saved as ``model``
+and generates; ``last.pt`` also keeps the raw weights and the average's state, for resuming.
 
 ``train(resume=RUN)`` continues from ``RUN/last.pt`` and reaches the same parameters, bit for
 bit, as an uninterrupted run: shuffling uses its own ``torch.Generator`` whose state is saved,
@@ -188,6 +190,37 @@ def make_scheduler(opt: torch.optim.Optimizer, card: Card, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _step: 1.0)
 
 
+class WeightAverage:
+    """Exponential moving average of a model's weights: ``shadow`` is a copy of the model whose
+    floating-point parameters and buffers follow ``decay``-weighted averages of the trained
+    ones (the effective decay ramps up as min(decay, (1 + n) / (10 + n)) over the first steps,
+    so early weights do not linger). ``update()`` after each optimiser step."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        import copy
+
+        self.model, self.decay, self.steps = model, decay, 0
+        self.shadow = copy.deepcopy(model)
+        self.shadow.requires_grad_(False)
+        # state_dict tensors share storage with the modules (loading copies in place)
+        pairs = [(a, r) for a, r in zip(self.shadow.state_dict().values(), model.state_dict().values())
+                 if a.is_floating_point()]
+        self._avg, self._raw = [a for a, _ in pairs], [r for _, r in pairs]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.steps += 1
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        torch._foreach_lerp_(self._avg, self._raw, 1.0 - d)
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "shadow": self.shadow.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = state["steps"]
+        self.shadow.load_state_dict(state["shadow"])
+
+
 class _LossModule(nn.Module):
     """forward(x, c) = model.loss(x, c): the call DistributedDataParallel wraps."""
 
@@ -343,6 +376,9 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
 
     model = model.to(device)
     bayes = is_bayesian(model)
+    # the model that is validated, saved as "model" and generates: the weight average when on
+    ema = WeightAverage(model, card.train.ema) if card.train.ema > 0 else None
+    kept = ema.shadow if ema else model
     lossmod: nn.Module = _LossModule(model)
     if dist.on:
         lossmod = nn.parallel.DistributedDataParallel(lossmod)
@@ -358,7 +394,9 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     best_val, bad_epochs, start_epoch = math.inf, 0, 0
     if resume is not None:
         ckpt = torch.load(path / "last.pt", map_location="cpu", weights_only=False)
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt["raw_model"] if ema else ckpt["model"])
+        if ema:
+            ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         if len(ckpt["rng"]) != dist.world:
@@ -410,10 +448,12 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
                     nn.utils.clip_grad_norm_(model.parameters(), card.train.grad_clip)
                 opt.step()
                 sched.step()
+                if ema:
+                    ema.update()
                 sum_loss += loss.detach()
                 bar.update(1)
         train_loss = float(sum_loss) / steps_per_epoch
-        val = validation_loss(model, xva, cva, max(batch, 4096), card.seed) if dist.main else None
+        val = validation_loss(kept, xva, cva, max(batch, 4096), card.seed) if dist.main else None
         entry = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val,
                  "kl": sum_kl / steps_per_epoch if bayes else None, "lr": opt.param_groups[0]["lr"],
                  "seconds": time.perf_counter() - t0}
@@ -427,9 +467,11 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
         stop_now = bool(_broadcast(stop_now, dist))
         rng = _gather(_rng_state(shuffle), dist)
         if dist.main:
-            state = {"epoch": epoch, "model": model.state_dict(), "coords": data.coords.state_dict()}
+            state = {"epoch": epoch, "model": kept.state_dict(), "coords": data.coords.state_dict()}
             if improved or val is None:
                 save_atomic(state, path / "best.pt")
+            if ema:
+                state = {**state, "raw_model": model.state_dict(), "ema": ema.state_dict()}
             save_atomic({**state, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng,
                          "history": history, "best_val": best_val, "bad_epochs": bad_epochs,
                          "stopped_early": stop_now}, path / "last.pt")

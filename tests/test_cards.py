@@ -28,6 +28,16 @@ def test_int_is_accepted_for_float_but_not_bool_for_int():
         card_from_dict({"train": {"epochs": True}})
 
 
+def test_exponent_without_a_dot_is_a_number():
+    """YAML 1.1 reads 2e-3 as the string '2e-3'; a float key takes it as the number it is, in a
+    card file and with --set alike, while other strings stay errors."""
+    card = card_from_dict({"train": {"lr": "2e-3"}}, overrides=["model.bayes.kl_scale=5E-1"])
+    assert card.train.lr == 2e-3 and card.model.bayes.kl_scale == 0.5
+    for text in ("fast", "1e", "nan", "1,5"):
+        with pytest.raises(CardError, match=r"train\.lr = .* is not a number"):
+            card_from_dict({"train": {"lr": text}})
+
+
 @pytest.mark.parametrize(
     "data, message",
     [

@@ -208,3 +208,42 @@ def test_resume_with_balanced_draws_is_bit_identical(tmp_path):
     first = train(card, progress=False, after=False, max_epochs=1, run_dir=tmp_path / "b")
     resumed = train(resume=first, progress=False, after=False)
     assert_same(params(straight), params(resumed))
+
+
+def test_weight_average_follows_the_stated_recursion():
+    """After weights w_1..w_n the average is a_n = d_n a_(n-1) + (1 - d_n) w_n with
+    d_n = min(decay, (1 + n) / (10 + n)) and a_0 the initial weights (computed here by hand)."""
+    from hepgen.train import WeightAverage
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 3)
+    avg = WeightAverage(net, 0.95)
+    expect = {k: v.double().clone() for k, v in net.state_dict().items()}
+    for n in range(1, 41):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.copy_(torch.randn_like(p))
+        avg.update()
+        d = min(0.95, (1 + n) / (10 + n))
+        expect = {k: d * expect[k] + (1 - d) * v.double() for k, v in net.state_dict().items()}
+    for k, v in avg.shadow.state_dict().items():
+        assert torch.allclose(v.double(), expect[k], atol=1e-6), k
+    # the average is not the last weights (40 random draws: it is far from any one of them)
+    assert not torch.allclose(avg.shadow.weight, net.weight, atol=0.1)
+
+
+def test_ema_run_saves_the_average_and_resumes_bit_identically(tmp_path):
+    straight = train(tiny_card(tmp_path, ema=0.9), progress=False, after=False, run_dir=tmp_path / "a")
+    first = train(tiny_card(tmp_path, ema=0.9), progress=False, after=False, max_epochs=1, run_dir=tmp_path / "b")
+    resumed = train(resume=first, progress=False, after=False)
+    a, b = (torch.load(r / "last.pt", weights_only=False) for r in (straight, resumed))
+    assert_same(a["model"], b["model"])
+    assert_same(a["raw_model"], b["raw_model"])
+    assert a["ema"]["steps"] == 2 * 7  # 840 training events, batch 128: 7 steps per epoch
+    # generation uses the average (best.pt with validation), which is not the raw weights
+    best = params(straight, "best")
+    assert not torch.equal(best["field.net.out.weight_mu"], a["raw_model"]["field.net.out.weight_mu"])
+    # and without ema the checkpoint has no averaging state
+    plain = torch.load(train(tiny_card(tmp_path), progress=False, after=False, run_dir=tmp_path / "p") / "last.pt",
+                       weights_only=False)
+    assert "raw_model" not in plain and "ema" not in plain
