@@ -288,16 +288,18 @@ def plot_history(history: list[dict], path: Path) -> None:
 def _new_run_dir(card: Card) -> Path:
     base = Path(card.train.runs_dir)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = base / f"{card.name}-{stamp}"
-    i = 1
-    while path.exists():
-        path = base / f"{card.name}-{stamp}-{i}"
-        i += 1
-    try:
-        path.mkdir(parents=True)
-    except OSError as err:
-        raise HepgenError(f"cannot create run folder {path}: {err.strerror}") from None
-    return path
+    # claim the name with mkdir itself (not exists() then mkdir): two trainings started in the
+    # same second each get their own folder
+    for i in range(10_000):
+        path = base / (f"{card.name}-{stamp}" + (f"-{i}" if i else ""))
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise HepgenError(f"cannot create run folder {path}: {err.strerror}") from None
+    raise HepgenError(f"cannot create run folder {base / card.name}-{stamp}: 10000 names taken")
 
 
 @torch.no_grad()

@@ -247,3 +247,22 @@ def test_ema_run_saves_the_average_and_resumes_bit_identically(tmp_path):
     plain = torch.load(train(tiny_card(tmp_path), progress=False, after=False, run_dir=tmp_path / "p") / "last.pt",
                        weights_only=False)
     assert "raw_model" not in plain and "ema" not in plain
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
+    """The run folder is claimed by mkdir itself: even when the existence check is fooled (as by a
+    second training that creates the name between the check and the mkdir), the next suffix is
+    taken instead of failing."""
+    import hepgen.train as tr
+
+    class Frozen(tr.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return tr.datetime(2026, 11, 23, 6, 42, 13)
+
+    monkeypatch.setattr(tr, "datetime", Frozen)
+    monkeypatch.setattr(Path, "exists", lambda self: False)
+    card = tiny_card(tmp_path)
+    made = [tr._new_run_dir(card) for _ in range(3)]
+    assert [p.name for p in made] == ["tiny-20261123-064213", "tiny-20261123-064213-1", "tiny-20261123-064213-2"]
+    assert all(p.is_dir() for p in made)
