@@ -199,7 +199,7 @@ class WeightAverage:
     def __init__(self, model: nn.Module, decay: float):
         import copy
 
-        self.model, self.decay, self.steps = model, decay, 0
+        self.decay, self.steps = decay, 0
         self.shadow = copy.deepcopy(model)
         self.shadow.requires_grad_(False)
         # state_dict tensors share storage with the modules (loading copies in place)
@@ -214,11 +214,12 @@ class WeightAverage:
         torch._foreach_lerp_(self._avg, self._raw, 1.0 - d)
 
     def state_dict(self) -> dict:
-        return {"steps": self.steps, "shadow": self.shadow.state_dict()}
+        """The step count; the averaged weights are the checkpoint's ``model`` (not stored twice)."""
+        return {"steps": self.steps}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, shadow: dict) -> None:
         self.steps = state["steps"]
-        self.shadow.load_state_dict(state["shadow"])
+        self.shadow.load_state_dict(shadow)
 
 
 class _LossModule(nn.Module):
@@ -398,7 +399,7 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
         ckpt = torch.load(path / "last.pt", map_location="cpu", weights_only=False)
         model.load_state_dict(ckpt["raw_model"] if ema else ckpt["model"])
         if ema:
-            ema.load_state_dict(ckpt["ema"])
+            ema.load_state_dict(ckpt["ema"], ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         if len(ckpt["rng"]) != dist.world:

@@ -130,7 +130,7 @@ def test_cli_resume_needs_run_folder(tmp_path):
 
 DDP_SCRIPT = """
 import os, sys, torch
-from hepgen.cards import card_from_dict, card_to_dict
+from hepgen.cards import card_from_dict
 from hepgen.train import train
 out = sys.argv[1]
 card = card_from_dict({"name": "ddp", "seed": 3, "process": {"name": "toy_ring"}, "simulate": {"events": 800},
