@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from hepgen.export import export  # noqa: E402
+from hepgen.export.from_run import export  # noqa: E402
 from hepgen.export.runtime import OnnxSampler  # noqa: E402
-from hepgen.generate import pipeline  # noqa: E402
+from hepgen.pipeline import pipeline  # noqa: E402
 from hepgen.runs import load_run  # noqa: E402
 
 

@@ -34,9 +34,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hepgen.cards import load_card  # noqa: E402
-from hepgen.processes import toy_data  # noqa: E402
 from hepgen.runs import load_run  # noqa: E402
-from hepgen.toys import sample_toy, truth_in_bins  # noqa: E402
+from hepgen.processes.toys import TOY_RING, sample_toy  # noqa: E402
 from hepgen.validate.metrics import band_coverage  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,11 +159,11 @@ def main(argv: list[str] | None = None) -> None:
 
     results = {}
     edges = np.linspace(0.6, 1.4, a.bins + 1)
-    truth = truth_in_bins("toy_ring", edges)
+    truth = TOY_RING.truth_in_bins(edges)
     results["radius"] = summarise("radius", histogram_draws([np.hypot(v[:, 0], v[:, 1]) for v in x], edges),
                                   truth, np.zeros_like(truth), a.events, edges, a.min_density)
     edges = np.linspace(-1.2, 1.2, a.bins + 1)
-    ref = toy_data("toy_ring", a.truth_events, 987654)[:, 0]
+    ref = TOY_RING.sample_truth(a.truth_events, 987654)[:, 0]
     counts = np.histogram(ref, bins=edges)[0]
     w = np.diff(edges)
     results["x1"] = summarise("x1", histogram_draws([v[:, 0] for v in x], edges), counts / (len(ref) * w),

@@ -120,7 +120,7 @@ def main():
 
     # sampling
     r = load_run(run, "last")
-    from hepgen.generate import pipeline
+    from hepgen.pipeline import pipeline
 
     print(f"# sampling: {args.sample_events} events per call, float32")
     for solver, steps in (("euler", 10), ("midpoint", 10), ("rk4", 5), ("rk4", 10), ("rk4", 20)):

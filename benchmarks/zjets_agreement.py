@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hepgen import observables  # noqa: E402
 from hepgen.cards import load_card  # noqa: E402
 from hepgen.io.root import read_events  # noqa: E402
-from hepgen.processes import load_training_data  # noqa: E402
+from hepgen import processes  # noqa: E402
 
 BULK = ["pt_mu1", "pt_mu2", "eta_mu1", "eta_mu2", "pt_j1", "eta_j1", "pt_j2", "eta_j2", "pt_mumu", "m_mumu",
         "HT", "dR_j1j2", "dR_mu1j1"]
@@ -59,12 +59,12 @@ def main():
     card = load_card(args.run / "card.yaml")
     gen = read_events(args.generated or args.run / "generated.root")
     if args.reference in ("test", "train", "all"):
-        ref_all = load_training_data(card, log=lambda m: None)
+        ref_all = processes.get(card.process.name).load_data(card, log=lambda m: None)
         ref = ref_all if args.reference == "all" else ref_all.select(np.load(args.run / "split.npz")[args.reference])
         otr = None
     else:
         ref = read_events(args.reference)
-        train = load_training_data(card, log=lambda m: None).select(np.load(args.run / "split.npz")["train"])
+        train = processes.get(card.process.name).load_data(card, log=lambda m: None).select(np.load(args.run / "split.npz")["train"])
         otr = observables.compute(train, BULK)
     print(f"generated {len(gen)} events ({gen.info.get('dropped_dR_jj', '?')} dropped for Delta R_jj, "
           f"{gen.info.get('dropped_acceptance', '?')} for acceptance), {args.reference} reference {len(ref)} events")

@@ -43,7 +43,7 @@ def _f(default, **limits):
 class ProcessConfig:
     """The physics process and the object selection shared by simulation and generation."""
 
-    name: Literal["zjets", "toy_ramp", "toy_ring"] = "zjets"  # toys: data made in code (hepgen.processes)
+    name: str = "zjets"  # a registered process (hepgen.processes): zjets, toy_ramp, toy_ring
     sqrt_s: float = _f(13000.0, gt=0)  # GeV
     n_jets: tuple[int, ...] = (1, 2, 3)  # exclusive jet multiplicities kept
     jet_r: float = _f(0.4, gt=0, le=2)  # anti-kT radius

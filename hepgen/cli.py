@@ -166,7 +166,7 @@ def generate(run, events, bayes_samples, fmt, output, seed, shard, solver, steps
 
         r = load_run(run, checkpoint)
     paths = run_generation(r, events or r.card.generate.events, bayes_samples=bayes_samples, fmt=fmt, output=output,
-                           seed=seed, shard=shard, force=force, solver=solver, steps=steps, backend=backend,
+                           seed=seed, shard=shard, force=force, solver=solver, steps=steps,
                            progress=False if no_progress else None, log=lambda m: click.echo(m, err=True))
     for p in paths:
         click.echo(f"wrote {p}")
@@ -183,7 +183,7 @@ def generate(run, events, bayes_samples, fmt, output, seed, shard, solver, steps
 @_FORCE
 def export_cmd(run, output, bayes_samples, steps, solver, no_sofie, checkpoint, force):
     """ONNX generator for C++ frameworks: one graph, one weight file per Bayesian draw, SOFIE C++."""
-    from .export import export
+    from .export.from_run import export
 
     path = export(run, output=output, bayes_samples=bayes_samples, steps=steps, solver=solver, force=force,
                   sofie=not no_sofie, checkpoint=checkpoint, progress=lambda m: click.echo(m, err=True))

@@ -25,3 +25,7 @@ class InputError(HepgenError):
 
 class OutputError(HepgenError):
     """An output cannot be written (exists without --force, unwritable directory)."""
+
+
+class ExportError(HepgenError):
+    """The generator cannot be written as a graph that C++ frameworks run."""

@@ -22,8 +22,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import processes
 from .cards import Card, load_card
 from .errors import InputError
+from .models import build_model
+from .nn.bayesian import is_bayesian
+from .pipeline import pipeline, sampler_options
 
 
 def save_atomic(obj, path: Path) -> None:
@@ -45,10 +49,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def build_for(card: Card):
     """(coords, model) of the card's process and model family, unfitted / untrained."""
-    from .models import build_model
-    from .processes import make_coords
-
-    coords = make_coords(card)
+    coords = processes.get(card.process.name).coords(card)
     model = build_model(card.model, coords.dim, coords.cond_dim)
     if card.model.cfm.absent == "frozen":  # a no-op for the families without frozen columns
         model.set_active_columns(coords.active_columns())
@@ -57,7 +58,14 @@ def build_for(card: Card):
 
 @dataclass
 class Run:
-    """A trained run: its folder, resolved card, model (eval mode) and fitted coordinates."""
+    """A trained run: its folder, resolved card, model (eval mode) and fitted coordinates.
+
+    What generation asks of a run, here and in an export folder run by ONNX Runtime
+    (:class:`hepgen.export.runtime.OnnxRun`): ``path``, ``card``, ``epoch``, ``process``,
+    ``family``, ``bayesian``, ``pipeline(draw, solver, steps)`` (the exportable module of
+    Bayesian draw ``draw``; None = weight means) and ``record(solver, steps)`` (what generated
+    files record about the generator).
+    """
 
     path: Path
     card: Card
@@ -68,6 +76,33 @@ class Run:
     @property
     def seed(self) -> int:
         return self.card.seed
+
+    @property
+    def process(self) -> processes.Process:
+        return processes.get(self.card.process.name)
+
+    @property
+    def family(self) -> str:
+        return self.model.family
+
+    @property
+    def bayesian(self) -> bool:
+        return is_bayesian(self.model)
+
+    def pipeline(self, draw: int | None = None, solver: str | None = None, steps: int | None = None) -> nn.Module:
+        return pipeline(self, draw, solver, steps)
+
+    def record(self, solver: str | None = None, steps: int | None = None) -> dict[str, str]:
+        rec = frozen_sampler_record(self.model, solver, steps)
+        return {"generator": f"hepgen {self.family}", "model_family": self.family, "run": str(self.path),
+                "epoch": str(self.epoch), **rec}
+
+
+def frozen_sampler_record(model: nn.Module, solver: str | None, steps: int | None) -> dict[str, str]:
+    """The sampler settings as generated files record them (``solver = rk4/20`` for an ODE
+    solver, ``sampler = ddim/50`` for DDPM; nothing for families without settings)."""
+    rec = model.sampler_record(**sampler_options(solver, steps))
+    return {k: f"{rec[k]}/{rec['steps']}" for k in ("solver", "sampler") if k in rec}
 
 
 def load_run(path: str | os.PathLike, checkpoint: str = "best") -> Run:

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import processes
 from .cards import Card, dump_card, load_card
 from .errors import HepgenError, InputError
 from .runs import build_for, save_atomic, write_text_atomic
@@ -143,9 +144,8 @@ def split_indices(n: int, fractions: tuple[float, ...], seed: int) -> dict[str, 
 
 def prepare_data(card: Card, log: Callable[[str], None] = print) -> Data:
     """Load, split, fit the coordinates on the training part, encode (float32 tensors)."""
-    from .processes import load_training_data, make_coords
-
-    data = load_training_data(card, log)
+    process = processes.get(card.process.name)
+    data = process.load_data(card, log)
     n = len(data)
     split = split_indices(n, card.data.split, card.seed)
     if len(split["train"]) < 2:
@@ -154,7 +154,7 @@ def prepare_data(card: Card, log: Callable[[str], None] = print) -> Data:
     def take(idx):
         return data[idx] if isinstance(data, np.ndarray) else data.select(idx)
 
-    coords = make_coords(card).fit(take(split["train"]))
+    coords = process.coords(card).fit(take(split["train"]))
     gen = torch.Generator().manual_seed(card.seed)
     x_tr, c_tr = coords.encode(take(split["train"]), gen)
     if len(split["val"]):
@@ -505,37 +505,18 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
 
 
 def finish_run(path: Path, log: Callable[[str], None] = print) -> None:
-    """After training: generate from the best model into the run folder, then validate.
-
-    Z+jets: ``generate.events`` events into ``generated.root`` (weight means) and, for a
-    Bayesian model, ``bayes.draws`` files ``generated.draw<k>.root`` (the validation's bands).
-    Toys: ``generated.npz`` and ``toy.png``.
-    """
-    from .nn.bayesian import is_bayesian
+    """After training: the best model's report, as its process makes it (Z+jets: generate
+    ``generate.events`` events into ``generated.root``, one file per Bayesian draw, and validate;
+    toys: ``generated.npz`` and ``toy.png``)."""
+    from .generate import generate
     from .runs import load_run
 
     run = load_run(path, "best")
-    if run.card.process.name == "zjets":
-        from .generate import generate
-
-        generate(run, run.card.generate.events, output=path / "generated.root", force=True, log=log)
-        if is_bayesian(run.model) and run.card.model.bayes.draws > 1:
-            generate(run, run.card.generate.events, bayes_samples=run.card.model.bayes.draws,
-                     output=path / "generated.root", force=True, log=log)
-    else:
-        from .toys import toy_report
-
-        toy_report(run, log=log)
-    if run.card.train.validate:
-        validate_after_training(path, log)
+    run.process.after_training(run, processes.AfterTraining(generate, validate_after_training), log)
 
 
 def validate_after_training(path: Path, log: Callable[[str], None] = print) -> None:
-    """Hook: validate the freshly generated sample against the held-out test split
-    (``hepgen.validate.validate_run``: ``<run>/validation/``; skipped for toys)."""
-    try:
-        from .validate import validate_run
-    except ImportError:
-        log("validation after training skipped: hepgen.validate is not available")
-        return
+    """Validate the freshly generated sample (``hepgen.validate.validate_run``: ``<run>/validation/``)."""
+    from .validate import validate_run
+
     validate_run(path, log=log)

@@ -20,7 +20,7 @@ import torch
 from hepgen.cards import card_from_dict
 from hepgen.export.bundle import TORCH_RTOL, event_diff, torch_outputs
 from hepgen.export.runtime import OnnxPipeline, OnnxSampler
-from hepgen.generate import pipeline
+from hepgen.pipeline import pipeline
 from hepgen.io.root import write_events
 from hepgen.runs import load_run
 from hepgen.train import train
@@ -123,7 +123,7 @@ def test_plain_run_exports_one_weight_file_and_refuses_bayes_samples(runs, tmp_p
     bad = subprocess.run([sys.executable, "-m", "hepgen", "export", str(plain.path), "-o", str(tmp_path / "x"),
                           "--bayes-samples", "2"], capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 2 and "not Bayesian" in bad.stderr and not (tmp_path / "x").exists()
-    from hepgen.export import export
+    from hepgen.export.from_run import export
 
     out = export(plain.path, output=tmp_path / "plain", sofie=False)
     manifest = json.loads((out / "manifest.json").read_text())

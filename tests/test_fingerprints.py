@@ -18,7 +18,7 @@ import torch
 
 from hepgen.cards import card_from_dict
 from hepgen.io.root import read_events, write_events
-from hepgen.generate import pipeline
+from hepgen.pipeline import pipeline
 from hepgen.runs import load_run
 from hepgen.train import train
 from tests.zjets_like import zjets_like

@@ -15,7 +15,7 @@ import pytest
 
 from hepgen.cards import card_from_dict
 from hepgen.runs import load_run
-from hepgen.toys import draw_histograms, truth_in_bins
+from hepgen.processes.toys import TOY_RING, draw_histograms
 from hepgen.train import train
 from hepgen.validate.metrics import band_coverage
 
@@ -37,7 +37,7 @@ def test_bayesian_band_covers_the_ring(ring_run):
     n = 30_000
     edges = np.linspace(0.7, 1.3, 13)  # the 12 bins with truth density > 0.05
     h = draw_histograms(ring_run, n, 8, edges, seed=7)
-    truth = truth_in_bins("toy_ring", edges)
+    truth = TOY_RING.truth_in_bins(edges)
     # the draws share their noise, so the band mean carries the Poisson error of one sample
     stat = np.sqrt(h.mean / (n * np.diff(edges)))
     assert np.median(h.std / stat) > 2.5, "band should dominate the sample noise"

@@ -5,26 +5,25 @@ import numpy as np
 import pytest
 
 from hepgen.cards import card_from_dict
-from hepgen.processes import toy_data, toy_density
 from hepgen.runs import load_run
-from hepgen.toys import draw_histograms, plot_toy, truth_in_bins
+from hepgen.processes.toys import TOY_RAMP, TOY_RING, draw_histograms, plot_toy
 from hepgen.train import train
 
 
 def test_toy_data_follow_their_densities():
-    x = toy_data("toy_ramp", 200_000, 1)
+    x = TOY_RAMP.sample_truth(200_000, 1)
     counts, edges = np.histogram(x[:, 1], bins=10, range=(0, 1))
-    expected = 200_000 * truth_in_bins("toy_ramp", edges) * 0.1
+    expected = 200_000 * TOY_RAMP.truth_in_bins(edges) * 0.1
     assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected))
     assert np.all((x >= 0) & (x <= 1))
-    r = np.hypot(*toy_data("toy_ring", 100_000, 1).T)
+    r = np.hypot(*TOY_RING.sample_truth(100_000, 1).T)
     assert abs(r.mean() - 1.0) < 0.002 and abs(r.std() - 0.1) < 0.002
     # the densities are normalised (numerically, on a grid)
     g = np.linspace(-1.5, 1.5, 601)
     xx, yy = np.meshgrid(g, g)
     pts = np.stack([xx.ravel(), yy.ravel()], 1)
-    assert abs(toy_density("toy_ring", pts).sum() * (g[1] - g[0]) ** 2 - 1) < 0.01
-    assert toy_data("toy_ramp", 10, 3).tolist() == toy_data("toy_ramp", 10, 3).tolist()
+    assert abs(TOY_RING.density(pts).sum() * (g[1] - g[0]) ** 2 - 1) < 0.01
+    assert TOY_RAMP.sample_truth(10, 3).tolist() == TOY_RAMP.sample_truth(10, 3).tolist()
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +42,7 @@ def ramp_run(tmp_path_factory):
 def test_ramp_density_and_bayesian_spread(ramp_run, tmp_path):
     edges = np.linspace(0, 1, 6)
     h = draw_histograms(ramp_run, 20_000, 8, edges)
-    truth = truth_in_bins("toy_ramp", edges)
+    truth = TOY_RAMP.truth_in_bins(edges)
     ratio = h.mean / truth
     # density: 3200 training events and 30 short epochs; every 0.2-wide bin within 30 %,
     # the bulk (0.4 < x2 < 0.8) within 10 %
@@ -53,5 +52,5 @@ def test_ramp_density_and_bayesian_spread(ramp_run, tmp_path):
     rel = h.std / h.mean
     assert rel[0] > 2 * rel[3:].mean(), rel
     assert np.all(rel > 0)
-    plot_toy("toy_ramp", h, tmp_path / "ramp.png")
+    plot_toy(TOY_RAMP, h, tmp_path / "ramp.png")
     assert (tmp_path / "ramp.png").stat().st_size > 10_000

@@ -24,7 +24,7 @@ from .. import __version__
 from ..outputs import atomic_directory
 from . import sofie_code
 from .graph import OPSET, ExportError, check_graph, sofie_check, to_onnx
-from .manifest import (DRAWS_DIR, GRAPH, LOCATION, NOISE_LAYOUT, SOFIE_DIR, WEIGHT_LIST, ExportManifest, Port)
+from .manifest import (DRAWS_DIR, GRAPH, LOCATION, NOISE_LAYOUT, SOFIE_DIR, WEIGHT_LIST, ExportManifest, GraphSpec, Port)
 from .runtime import open_session
 from .weights import externalize, initializer_values, layout, write_weights
 
@@ -32,35 +32,6 @@ CHECK_EVENTS = 256
 TORCH_RTOL = 1e-4  # ONNX Runtime vs torch float32, relative (absolute below |value| = 1)
 MAX_OFF_FRACTION = 1e-3  # events allowed beyond it, at least 1 (a discrete choice on a float
 # boundary: a mixture component, the pT order of two nearly equal jets)
-
-
-@dataclass(frozen=True)
-class GraphSpec:
-    """What the generation module computes: its ports and the meaning of its output.
-
-    ``inputs[0]`` is the noise ``[N, noise_dim]`` with ``noise_layout`` (per column "normal"
-    or "uniform"); an optional ``inputs[1]`` is a one-hot condition ``[N, C]``. ``outputs[0]``
-    is the four-momenta ``[N, len(objects), len(columns)]``; further outputs (multiplicity,
-    charges) follow in the module's order.
-    """
-
-    inputs: tuple[Port, ...]
-    outputs: tuple[Port, ...]
-    noise_layout: tuple[str, ...]
-    objects: tuple[str, ...]
-    columns: tuple[str, ...] = ("pt", "eta", "phi", "mass")
-    notes: tuple[str, ...] = ()  # what a consumer must know (e.g. a selection to apply)
-
-    def example(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """Valid float32 inputs for ``n`` events (noise per layout; one-hot conditions)."""
-        noise = np.empty((n, len(self.noise_layout)), dtype=np.float32)
-        for j, kind in enumerate(self.noise_layout):
-            noise[:, j] = rng.standard_normal(n) if kind == "normal" else rng.random(n)
-        feeds = {self.inputs[0].name: noise}
-        for port in self.inputs[1:]:
-            (c,) = port.shape
-            feeds[port.name] = np.eye(c, dtype=np.float32)[rng.integers(0, c, n)]
-        return feeds
 
 
 def max_rel_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:

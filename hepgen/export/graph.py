@@ -28,7 +28,7 @@ from onnx import numpy_helper
 import torch
 from torch import nn
 
-from ..errors import HepgenError
+from ..errors import ExportError, HepgenError
 
 OPSET = 20
 
@@ -50,10 +50,6 @@ FORBIDDEN_OPS = frozenset({
     "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial",
     "Bernoulli", "Loop", "If", "Scan", "SequenceMap",
 })
-
-
-class ExportError(HepgenError):
-    """The generator cannot be written as a graph that C++ frameworks run."""
 
 
 def weight_tensors(module: nn.Module) -> dict[str, torch.Tensor]:

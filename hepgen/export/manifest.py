@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import InputError
 
 FORMAT = "hepgen-onnx-export/1"
@@ -42,6 +44,35 @@ class Port:
     shape: tuple[int, ...]
     description: str
     units: str = ""
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """What the generation module computes: its ports and the meaning of its output.
+
+    ``inputs[0]`` is the noise ``[N, noise_dim]`` with ``noise_layout`` (per column "normal"
+    or "uniform"); an optional ``inputs[1]`` is a one-hot condition ``[N, C]``. ``outputs[0]``
+    is the four-momenta ``[N, len(objects), len(columns)]``; further outputs (multiplicity,
+    charges) follow in the module's order.
+    """
+
+    inputs: tuple[Port, ...]
+    outputs: tuple[Port, ...]
+    noise_layout: tuple[str, ...]
+    objects: tuple[str, ...]
+    columns: tuple[str, ...] = ("pt", "eta", "phi", "mass")
+    notes: tuple[str, ...] = ()  # what a consumer must know (e.g. a selection to apply)
+
+    def example(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Valid float32 inputs for ``n`` events (noise per layout; one-hot conditions)."""
+        noise = np.empty((n, len(self.noise_layout)), dtype=np.float32)
+        for j, kind in enumerate(self.noise_layout):
+            noise[:, j] = rng.standard_normal(n) if kind == "normal" else rng.random(n)
+        feeds = {self.inputs[0].name: noise}
+        for port in self.inputs[1:]:
+            (c,) = port.shape
+            feeds[port.name] = np.eye(c, dtype=np.float32)[rng.integers(0, c, n)]
+        return feeds
 
 
 @dataclass

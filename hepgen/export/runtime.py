@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from .. import processes
+from ..cards import load_card
+from ..errors import HepgenError, InputError
 from .manifest import GRAPH, ExportManifest, load_manifest
 
 
@@ -128,7 +130,7 @@ def draw_noise_torch(layout: list[str], n: int, generator=None):
 
 
 class OnnxPipeline:
-    """ONNX Runtime in place of ``hepgen.generate.pipeline(run, draw)``: same interface.
+    """ONNX Runtime in place of ``hepgen.pipeline.pipeline(run, draw)``: same interface.
 
     ``draw=None`` uses the export's default weights (posterior means), ``draw=k`` Bayesian
     draw k's weight file. ``draw_noise(n, generator)`` returns the same noise as the torch
@@ -138,6 +140,7 @@ class OnnxPipeline:
 
     def __init__(self, export_dir: str | os.PathLike, draw: int | None = None, threads: int = 1):
         self.onnx = OnnxSampler(export_dir, "default" if draw is None else [draw], threads)
+        self.draw = draw
         m = self.onnx.manifest
         self.manifest = m
         self.noise_dim = m.noise_dim
@@ -151,6 +154,12 @@ class OnnxPipeline:
 
     def eval(self):
         return self
+
+    def record(self) -> dict[str, str]:
+        """What generated files record about this draw (the process's, from the manifest)."""
+        physics = self.manifest.physics or {}
+        per_draw = physics.get("record_per_draw") or []
+        return dict(physics.get("record", {}) if self.draw is None or not per_draw else per_draw[self.draw])
 
     def draw_noise(self, n: int, generator=None):
         return draw_noise_torch(self.manifest.noise_layout, n, generator)
@@ -166,28 +175,37 @@ class OnnxPipeline:
 class OnnxRun:
     """A trained run seen through its export folder, for ``hepgen generate --backend onnx``.
 
-    Has what :func:`hepgen.generate.generate` reads from a run — ``path`` (the export folder),
-    ``card`` (the run's card, copied into the export), ``epoch``, ``model.family``,
-    ``bayesian`` — and ``pipeline(draw)`` in place of ``hepgen.generate.pipeline(run, draw)``.
+    The same interface as :class:`hepgen.runs.Run`: ``path`` (the export folder), ``card`` (the
+    run's card, copied into the export), ``epoch``, ``process``, ``family``, ``bayesian``,
+    ``pipeline(draw)`` and ``record()``.
     """
 
     def __init__(self, export_dir: str | os.PathLike, threads: int = 1):
-        from types import SimpleNamespace
-
-        from ..cards import load_card
-
         self.path = Path(export_dir)
         self.manifest = load_manifest(self.path)
         if not (self.path / "card.yaml").is_file():
             raise InputError(f"{self.path} has no card.yaml: not an export of a trained run")
         self.card = load_card(self.path / "card.yaml")
+        self.process = processes.get(self.card.process.name)
         self.epoch = self.manifest.provenance.get("epoch", "")
         self.bayesian = bool(self.manifest.bayesian)
-        self.model = SimpleNamespace(family=self.manifest.generator.get("family", "?"))
+        self.family = self.manifest.generator.get("family", "?")
         self.threads = threads
 
-    def pipeline(self, draw: int | None = None) -> OnnxPipeline:
+    def pipeline(self, draw: int | None = None, solver: str | None = None, steps: int | None = None) -> OnnxPipeline:
+        if solver is not None or steps is not None:
+            raise HepgenError("--solver/--steps are fixed in an ONNX export; re-export with hepgen export --solver/--steps")
         n = len(self.manifest.weights["draws"])
         if draw is not None and not 0 <= draw < n:
             raise InputError(f"Bayesian draw {draw} is not in the export {self.path} (it has {n}; re-export with --bayes-samples)")
         return OnnxPipeline(self.path, draw, self.threads)
+
+    def record(self, solver: str | None = None, steps: int | None = None) -> dict[str, str]:
+        gen = self.manifest.generator
+        rec = {"generator": f"hepgen {self.family}", "model_family": self.family,
+               "run": str(self.manifest.provenance.get("run", "")), "epoch": str(self.epoch),
+               "backend": "onnxruntime", "export": str(self.path)}
+        for key in ("solver", "sampler"):
+            if key in gen:
+                rec[key] = f"{gen[key]}/{gen['steps']}"
+        return rec

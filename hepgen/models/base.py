@@ -9,6 +9,8 @@ events for the same noise, and a framework keeps control of its random numbers.
     loss(x, c)         -> scalar training loss (mean over events; the KL term of Bayesian
                           layers is added by the training loop, not here)
     noise_dim()        -> noise columns ``sample`` consumes per event
+    noise_layout()     -> per noise column "normal" (N(0, 1)) or "uniform" (U[0, 1))
+    sampler_record()   -> the sampler settings generated files and exports record
     sampler(**opts)    -> an exportable ``nn.Module``: forward(noise [N, noise_dim], c [N, C])
                           -> x [N, D]; tensor ops only, fixed unrolled loops
     sample(noise, c)   -> x [N, D] (= sampler()(noise, c) with the card's settings)
@@ -51,6 +53,14 @@ class Generator(nn.Module):
     def noise_dim(self, **opts) -> int:
         """Noise columns per event that ``sampler(**opts)`` consumes (default: D)."""
         return self.dim
+
+    def noise_layout(self, **opts) -> list[str]:
+        """Per noise column of ``sampler(**opts)``: "normal" (N(0, 1), the default) or "uniform"."""
+        return ["normal"] * self.noise_dim(**opts)
+
+    def sampler_record(self, **opts) -> dict:
+        """The sampler settings ``sampler(**opts)`` runs with, as outputs record them (none by default)."""
+        return {}
 
     def sampler(self, **opts) -> nn.Module:
         raise NotImplementedError

@@ -118,6 +118,9 @@ class CFM(Generator):
     def noise_dim(self, **opts) -> int:
         return self.dim
 
+    def sampler_record(self, solver: str | None = None, steps: int | None = None) -> dict:
+        return {"solver": solver or self.cfg.cfm.solver, "steps": steps or self.cfg.cfm.steps}
+
     def divergence(self, x, t, c, eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(v ``[N, D]``, div v ``[N]``) at (x, t); exact, or Hutchinson with noise ``eps`` ``[N, D]``."""
         with torch.enable_grad():

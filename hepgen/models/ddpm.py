@@ -137,6 +137,11 @@ class DDPM(Generator):
         eta = 1.0 if sampler == "ancestral" else 0.0
         return DDPMSampler(self.eps, self._abar64(), taus, eta, self.dim)
 
+    def sampler_record(self, sampler: str | None = None, steps: int | None = None, solver: str | None = None) -> dict:
+        """The sampler and the steps it visits (ancestral: every one of the T by default)."""
+        sampler, steps = self._steps(sampler, steps, solver)
+        return {"sampler": sampler, "steps": steps}
+
     def noise_dim(self, sampler: str | None = None, steps: int | None = None, solver: str | None = None) -> int:
         sampler, steps = self._steps(sampler, steps, solver)
         return self.dim * (steps + 1) if sampler == "ancestral" else self.dim

@@ -181,6 +181,10 @@ class JetGPT(Generator):
         check_no_options(self.family, opts)
         return 2 * self.dim
 
+    def noise_layout(self, **opts) -> list[str]:
+        """D uniforms (mixture-component choice), then D standard normals."""
+        return ["uniform"] * self.dim + ["normal"] * (self.noise_dim(**opts) - self.dim)
+
     def draw_noise(self, n: int, generator: torch.Generator | None = None, **opts) -> torch.Tensor:
         """``[n, 2 D]``: uniforms in [0, 1) (component choice), then standard normals."""
         check_no_options(self.family, opts)

@@ -28,9 +28,11 @@ def validate_run(path, log=print, force: bool = True):
     if card_file.is_file():
         from ..cards import load_card
 
-        name = load_card(card_file).process.name
-        if name != "zjets":  # toys carry their own density report (toy.png)
-            log(f"validation: skipped for the {name} toy (Z+jets observables only)")
+        from .. import processes
+
+        process = processes.get(load_card(card_file).process.name)
+        if process.observables is None:  # e.g. the toys: their own density report (toy.png)
+            log(f"validation: skipped for the {process.name} process (it has no observable set)")
             return None
 
     out = _validate(path, output=Path(path) / "validation", force=force, log=log)

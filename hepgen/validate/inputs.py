@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .. import processes
 from ..errors import InputError
 from ..events import EventSample
 
@@ -124,17 +125,7 @@ class RunInputs:
 
 def _card_data(card, log) -> EventSample:
     """The card's training data, selected as the training loop selects it."""
-    try:
-        from ..processes import load_training_data
-    except ImportError:  # pragma: no cover - before the training code is merged
-        from ..io.root import read_events
-
-        sample = read_events(card.data.path, tree=card.data.tree, branches=dict(card.data.branches) or None)
-        if card.data.max_events and len(sample) > card.data.max_events:
-            sample = sample.select(np.arange(card.data.max_events))
-        keep = np.isin(sample.n_jets, card.process.n_jets) & (sample.multiplicity("Muon") >= 2)
-        return sample.select(keep)
-    return load_training_data(card, log=log)
+    return processes.get(card.process.name).load_data(card, log)
 
 
 def read_run(folder: str | Path, log=lambda msg: None) -> RunInputs:
@@ -158,7 +149,7 @@ def read_run(folder: str | Path, log=lambda msg: None) -> RunInputs:
         from ..cards import load_card
 
         card = load_card(folder / "card.yaml")
-        if card.process.name == "zjets":
+        if processes.get(card.process.name).writes_events:
             try:
                 split = np.load(split_file)
                 data = _card_data(card, log)

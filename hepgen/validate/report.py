@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import __version__, observables
+from .. import __version__, observables, processes
 from ..errors import InputError
 from ..events import EventSample
 from ..outputs import atomic_directory
@@ -345,7 +345,7 @@ def validate(
     vc = card.validate
     obs_path = Path(observables_file) if observables_file else Path(vc.observables)
     if not obs_path.exists() and not observables_file:
-        obs_path = default_path(card.process.name)
+        obs_path = default_path(processes.get(card.process.name).observables or card.process.name)
     obsset = load_observable_set(obs_path)
     n_train = None
     for key in ("n_train", "train_events"):

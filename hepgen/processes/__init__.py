@@ -1,0 +1,46 @@
+"""Processes, looked up by name: the one place that knows which processes exist.
+
+Each process is one module here with one object that follows
+:class:`~hepgen.processes.base.Process` (Z+jets: :mod:`.zjets`; the toys: :mod:`.toys`).
+:func:`get` returns the process of a card's ``process.name``; :func:`register` adds one (a
+plugin, or a test's own process) without editing hepgen. CONTRIBUTING.md says how to add one.
+"""
+
+from __future__ import annotations
+
+from ..errors import CardError
+from .base import AfterTraining, Process, Selection
+from .toys import TOYS
+from .zjets import PROCESS as ZJETS
+
+_REGISTRY: dict[str, Process] = {}
+
+
+def register(process: Process, replace: bool = False) -> Process:
+    """Make ``process`` available as ``process.name: <its name>`` in cards. Returns it."""
+    if process.name in _REGISTRY and not replace and _REGISTRY[process.name] is not process:
+        raise ValueError(f"a process named {process.name!r} is registered already")
+    _REGISTRY[process.name] = process
+    return process
+
+
+def unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def get(name: str) -> Process:
+    """The registered process called ``name`` (a one-line CardError naming the choices if none)."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise CardError(f"process.name {name!r} is not a known process; choose from {', '.join(sorted(_REGISTRY))}") from None
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+for _p in (ZJETS, *TOYS.values()):
+    register(_p)
+
+__all__ = ["AfterTraining", "Process", "Selection", "get", "names", "register", "unregister"]

@@ -1,0 +1,87 @@
+"""The Process protocol: what training, generation, export and validation ask of a process.
+
+A process (Z+jets, the toys, later tt̄ and the others) lives in one module under
+``hepgen/processes/`` and exposes one object that follows :class:`Process`. Everything else
+asks that object and never tests a process name; :func:`hepgen.processes.get` finds it by the
+card's ``process.name``. The pieces, in the order a run meets them:
+
+- **data**: :meth:`Process.load_data` returns the card's training data (an
+  :class:`~hepgen.events.EventSample` or an ``[N, F]`` array), simulating or making it first
+  where the process knows how; :meth:`Process.reference_data` the independent reference
+  sample for validation (or None).
+- **coordinates**: :meth:`Process.coords` returns unfitted physics <-> network coordinates with
+  ``fit(data)``, ``encode(data, generator) -> (x [N, D], c [N, C])``, ``dim``, ``cond_dim``,
+  ``active_columns()`` (see :mod:`hepgen.coords`).
+- **pipeline**: :meth:`Process.pipeline` wraps the frozen generator
+  (:class:`hepgen.pipeline.FrozenSampler`)
+  into the exportable noise -> physics-objects module with ``noise_dim``,
+  ``draw_noise(n, generator)`` and ``forward(noise) -> tensor or tuple of tensors``.
+- **selection**: :meth:`Process.select` is the process's one implementation of its cuts on
+  pipeline outputs (numpy): which events to keep, and why the others were dropped.
+  Simulation and validation use the same rule (for Z+jets: :mod:`hepgen.selection`).
+- **events**: :meth:`Process.to_events` turns kept pipeline outputs into the EventSample that
+  the ROOT and LHE writers take. A process with ``writes_events = False`` (the toys) has no
+  event files; ``hepgen generate`` says so.
+- **export**: :meth:`Process.export_spec` describes the pipeline's ports for the ONNX export.
+- **validation**: ``observables`` names ``validation/<name>.yaml`` (None: no event
+  validation) and :meth:`Process.after_training` is the run's report after training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..pipeline import FrozenSampler
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Selection:
+    """Which pipeline events pass a process's cuts: ``keep`` ``[N]`` bool, and per reason the
+    events dropped for it (each event counted once, under the first cut it fails)."""
+
+    keep: np.ndarray
+    dropped: dict[str, np.ndarray]
+
+
+@dataclass
+class AfterTraining:
+    """What a process's after-training report may use (passed in, so processes do not import
+    the generation and validation layers above them).
+
+    ``generate(run, n, bayes_samples=0, output=..., force=True, log=...) -> [Path]``,
+    ``validate(run_path, log) -> Path | None``.
+    """
+
+    generate: Callable[..., list]
+    validate: Callable[..., Any]
+
+
+class Process(Protocol):
+    """One physics process (see the module docstring)."""
+
+    name: str
+    writes_events: bool
+    observables: str | None
+
+    def load_data(self, card, log: Log) -> Any: ...
+
+    def reference_data(self, card, log: Log) -> Any | None: ...
+
+    def coords(self, card) -> nn.Module: ...
+
+    def pipeline(self, run, sampler: FrozenSampler, draw: int | None) -> nn.Module: ...
+
+    def select(self, out: tuple[np.ndarray, ...], card) -> Selection: ...
+
+    def to_events(self, out: tuple[torch.Tensor, ...], info: dict[str, str]): ...
+
+    def export_spec(self, run, pipe: nn.Module, sampler: FrozenSampler, draw_pipes: list[nn.Module]) -> tuple[Any, dict]: ...
+
+    def after_training(self, run, tools: AfterTraining, log: Log) -> None: ...

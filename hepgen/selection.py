@@ -1,0 +1,47 @@
+"""The Z+jets object selection, one implementation with one boundary rule.
+
+Simulation (:mod:`hepgen.simulate.selection`), generation (:mod:`hepgen.processes.zjets`) and
+validation (:func:`hepgen.validate.metrics.cut_violations`) all decide with these functions:
+
+- a jet is selected when ``pT > jet_pt_min`` and ``|eta| < jet_eta_max`` (strict);
+- two selected jets are separated when ``Delta R > jet_dr_min`` (strict: a pair at exactly
+  ``jet_dr_min`` fails), and an event with a pair that is not separated is dropped;
+- a final state fits into the beams when its light-cone momentum fractions
+  ``x1,2 = (E +- pz) / sqrt_s`` are at most 1.
+
+Arrays are numpy; jets come padded ``[N, J]`` with a ``present`` mask ``[N, J]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .kinematics import delta_r
+
+
+def jet_selected(pt, eta, pt_min: float, eta_max: float):
+    """Per jet: pT > pt_min and |eta| < eta_max (NaN fails)."""
+    return (pt > pt_min) & (np.abs(eta) < eta_max)
+
+
+def separated(dr, dr_min: float):
+    """Per jet pair: Delta R > dr_min (NaN fails)."""
+    return dr > dr_min
+
+
+def min_pair_dr(eta: np.ndarray, phi: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Smallest Delta R between present jets ``[N]`` (inf with fewer than two)."""
+    out = np.full(len(eta), np.inf)
+    n_slots = eta.shape[1]
+    for a in range(n_slots):
+        for b in range(a + 1, n_slots):
+            both = present[:, a] & present[:, b]
+            dr = delta_r(eta[:, a], phi[:, a], eta[:, b], phi[:, b])
+            out = np.where(both, np.minimum(out, dr), out)
+    return out
+
+
+def within_beams(e: np.ndarray, pz: np.ndarray, sqrt_s: float) -> np.ndarray:
+    """Per event: finite and x1, x2 = (E +- pz) / sqrt_s at most 1 (E, pz summed over the final state)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.isfinite(e) & ((e + pz) <= sqrt_s) & ((e - pz) <= sqrt_s)
