@@ -81,5 +81,17 @@ def system_pt(*objects):
     return xp.sqrt(px**2 + py**2)
 
 
+def beam_fractions(e, pz, sqrt_s):
+    """Beam momentum fractions ``(x1, x2)`` a final state takes from two colliding beams.
+
+    ``e``, ``pz``: the final state's total energy and longitudinal momentum (GeV, any shape);
+    ``sqrt_s``: the collision energy (GeV), each beam bringing sqrt_s / 2. With incoming
+    partons without pT, the parton along +z carries ``x1 = (E + pz) / sqrt_s`` and the one
+    along -z ``x2 = (E - pz) / sqrt_s`` of their beams. The beams can make the final state only
+    when ``x1 <= 1`` and ``x2 <= 1``; NaN and inf pass through.
+    """
+    return (e + pz) / sqrt_s, (e - pz) / sqrt_s
+
+
 MUON_MASS = 0.1056583755  # GeV, PDG 2024
 Z_MASS = 91.1876  # GeV

@@ -2,16 +2,20 @@
 
 :func:`read_sample` / :func:`write_sample` pick the format from the argument or the file
 suffix (``.root``; ``.lhe``, ``.lhe.gz`` to read); :func:`read_data` reads the card's
-``data`` section. The format modules are imported lazily.
+``data`` section; :func:`convert` streams one format into the other.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping
 
 from ..errors import InputError, OutputError
+from .lhe import LheWriter, iterate_lhe, read_lhe, write_lhe
+from .root import RootWriter, iterate_events, read_events, write_events
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..cards import DataConfig
@@ -43,12 +47,8 @@ def read_sample(
     """Read an event file into an :class:`~hepgen.events.EventSample` (0 = all events)."""
     fmt = format_of(path, format)
     if fmt == "root":
-        from .root import read_events
-
         return read_events(path, tree=tree, branches=branches or None, entry_stop=max_events or None)
     if fmt == "lhe":
-        from .lhe import read_lhe
-
         return read_lhe(path, max_events=max_events or None)
     raise InputError(f"{path}: unknown event file format (use .root or .lhe, or give format: root|lhe)")
 
@@ -70,12 +70,8 @@ def write_sample(
     """Write events as ROOT (``tree=``) or LHE (``sqrt_s=``, ``pdf_id=``, ``weights=``)."""
     fmt = format_of(path, format)
     if fmt == "root":
-        from .root import write_events
-
         return write_events(path, samples, force=force, info=info, **options)
     if fmt == "lhe":
-        from .lhe import write_lhe
-
         return write_lhe(path, samples, force=force, info=info, **options)
     raise OutputError(f"{path}: unknown event file format (name it .root or .lhe)")
 
@@ -96,9 +92,6 @@ def convert(
     LHE ``<rwgt>`` variations are carried to an LHE target, not to ROOT (one ``weight``
     branch). A failure at any point leaves no ``target`` behind.
     """
-    import itertools
-    import sys
-
     from tqdm import tqdm
 
     src_fmt, dst_fmt = format_of(source), format_of(target)
@@ -109,12 +102,8 @@ def convert(
     if Path(source).resolve() == Path(target).resolve():
         raise OutputError(f"{target}: is the input file; give another output name")
     if src_fmt == "root":
-        from .root import iterate_events
-
         chunks = ((s, None) for s in iterate_events(source, step_size=step_size, tree=tree, branches=branches))
     else:
-        from .lhe import iterate_lhe
-
         chunks = ((c.sample, c.weights or None) for c in iterate_lhe(source, step_size=step_size))
     first = next(chunks, None)  # open and check the input before touching the output
     chunks = itertools.chain([first] if first is not None else [], chunks)
@@ -125,16 +114,12 @@ def convert(
     n = 0
     with bar:
         if dst_fmt == "root":
-            from .root import RootWriter
-
             with RootWriter(target, force=force, info=info) as w:
                 for sample, _ in chunks:
                     w.write(sample)
                     n += len(sample)
                     bar.update(len(sample))
         else:
-            from .lhe import LheWriter
-
             with LheWriter(target, force=force, info=info, sqrt_s=sqrt_s) as w:
                 for sample, weights in chunks:
                     w.write(sample, weights)

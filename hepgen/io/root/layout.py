@@ -1,0 +1,85 @@
+"""The TTree layout hepgen writes and recognises (NanoAOD-style, one tree, default ``Events``)::
+
+    nMuon            int32    [N]          objects per event
+    Muon_pt          float32  [N, var]     GeV
+    Muon_eta         float32  [N, var]
+    Muon_phi         float32  [N, var]     rad
+    Muon_mass        float32  [N, var]     GeV
+    Muon_charge      int32    [N, var]     when the collection has it
+    Muon_pdgId       int32    [N, var]     when the collection has it
+    nJet, Jet_pt, ...                      the same for every collection
+    weight           float32  [N]
+
+plus a ``TObjString`` named :data:`INFO_KEY` holding the provenance (JSON, str -> str).
+:func:`branch_types` / :func:`chunk_data` give uproot's ``mktree`` types and ``extend``
+arrays for a sample (:func:`describe_layout` names the types in errors);
+:func:`default_mapping` finds this layout in a tree being read.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import awkward as ak
+import numpy as np
+
+from ...errors import InputError
+from ...events import INT_FIELDS, KINEMATIC_FIELDS, EventSample
+
+INFO_KEY = "hepgen_info"
+DEFAULT_CHUNK = 100_000  # events per TTree.extend: few, large baskets
+
+
+def branch_types(sample: EventSample) -> dict[str, object]:
+    """uproot ``mktree`` types for a sample: one record type per collection + ``weight``."""
+    types: dict[str, object] = {}
+    for name, coll in sample.collections.items():
+        fields = [f for f in KINEMATIC_FIELDS]
+        fields += [f for f in INT_FIELDS if f in coll.fields]
+        inner = ", ".join(f"{f}: {'int32' if f in INT_FIELDS else 'float32'}" for f in fields)
+        types[name] = f"var * {{{inner}}}"
+    types["weight"] = "float32"
+    return types
+
+
+def describe_layout(layout: Mapping[str, object]) -> str:
+    return "; ".join(f"{k}: {v}" for k, v in layout.items())
+
+
+def chunk_data(sample: EventSample, layout: Mapping[str, object]) -> dict[str, object]:
+    """The arrays for one ``extend``: plain (no vector behaviour) float32/int32 records."""
+    data: dict[str, object] = {}
+    for name in layout:
+        if name == "weight":
+            continue
+        coll = sample.collections[name]
+        fields = {}
+        for f in KINEMATIC_FIELDS:
+            fields[f] = ak.values_astype(coll[f], np.float32)
+        for f in INT_FIELDS:
+            if f in coll.fields:
+                fields[f] = ak.values_astype(coll[f], np.int32)
+        data[name] = ak.zip(fields)
+    data["weight"] = np.asarray(sample.weight, dtype=np.float32)
+    return data
+
+
+def default_mapping(tree) -> dict[str, str]:
+    """hepgen's own layout: collections found from ``nC`` + ``C_pt`` branches."""
+    names = set(tree.keys())
+    mapping: dict[str, str] = {}
+    for key in sorted(names):
+        if key.startswith("n") and f"{key[1:]}_pt" in names:
+            coll = key[1:]
+            mapping[key] = key
+            for f in KINEMATIC_FIELDS + INT_FIELDS:
+                if f"{coll}_{f}" in names:
+                    mapping[f"{coll}_{f}"] = f"{coll}_{f}"
+    if "weight" in names:
+        mapping["weight"] = "weight"
+    if not any(k.startswith("n") for k in mapping):
+        raise InputError(
+            f"{tree.file.file_path}: tree {tree.name!r} has no hepgen collections (branches nC, C_pt, ...); "
+            "give a branch mapping (card data.branches) to read an external ntuple"
+        )
+    return mapping

@@ -1,0 +1,154 @@
+"""Reading ROOT files through uproot: TTrees as EventSamples (:func:`read_events`,
+:func:`iterate_events`) and TH1 histograms (:func:`read_histograms`).
+
+A tree is read through a branch mapping (:mod:`hepgen.io.root.branch_map`); without one,
+hepgen's own layout (:func:`hepgen.io.root.layout.default_mapping`). Values are float64 in
+memory (float32 values exact), momenta in GeV and rad; the provenance stored under
+``hepgen_info`` becomes :attr:`EventSample.info` (``source`` defaults to the path). A missing,
+truncated or corrupt file, a missing tree or branch, a failing expression or non-finite
+momenta are one-line :class:`InputError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from ...errors import InputError
+from ...events import EventSample
+from .branch_map import arrays_to_sample, branch_columns, plan_collections
+from .layout import INFO_KEY, default_mapping
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def _open_file(path: Path):
+    """uproot.open with the file's own length check (a cut tail still opens in uproot)."""
+    import uproot
+
+    try:
+        f = uproot.open(path)
+    except Exception as err:  # uproot raises many kinds on corrupt input
+        raise InputError(f"{path}: not a readable ROOT file (truncated or corrupt? {_one_line(err)})") from None
+    size, end = path.stat().st_size, getattr(f.file, "fEND", 0)
+    if size < end:
+        f.close()
+        raise InputError(f"{path}: truncated ROOT file ({size} bytes, its header says {end})")
+    return f
+
+
+def _open_tree(path: str | os.PathLike, tree: str):
+    """Open ``path`` and return (file, tree); every failure is one-line :class:`InputError`."""
+    import uproot
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a ROOT file")
+    f = _open_file(path)
+    try:
+        keys = f.keys(cycle=False)
+        obj = f[tree] if tree in keys else None
+    except Exception as err:
+        f.close()
+        raise InputError(f"{path}: cannot read the file directory (truncated or corrupt? {_one_line(err)})") from None
+    if obj is None or not isinstance(obj, uproot.TTree):
+        f.close()
+        trees = [k for k, c in f.classnames(cycle=False).items() if c == "TTree"] if keys else []
+        raise InputError(f"{path}: no TTree {tree!r} (trees in the file: {', '.join(trees) or 'none'})")
+    return f, obj
+
+
+def _read_info(f, path) -> dict[str, str]:
+    if INFO_KEY not in f.keys(cycle=False):
+        return {}
+    try:
+        return {str(k): str(v) for k, v in json.loads(str(f[INFO_KEY])).items()}
+    except Exception as err:
+        raise InputError(f"{path}: unreadable provenance {INFO_KEY!r} (truncated or corrupt? {_one_line(err)})") from None
+
+
+def _prepare(path, tree, branches):
+    f, t = _open_tree(path, tree)
+    try:
+        mapping = dict(branches) if branches else default_mapping(t)
+        plan = plan_collections(mapping, str(path))
+        columns, aliases = branch_columns(t, mapping, path)
+        info = _read_info(f, path)
+        info.setdefault("source", str(path))
+    except BaseException:
+        f.close()
+        raise
+    return f, t, mapping, plan, info, columns, aliases
+
+
+def _read_error(path, tree, err) -> InputError:
+    import uproot
+
+    if isinstance(err, (uproot.KeyInFileError, NameError, SyntaxError, TypeError)) or "expression" in str(err):
+        return InputError(f"{path}: cannot evaluate a branch expression in tree {tree!r} ({_one_line(err)})")
+    return InputError(f"{path}: cannot read tree {tree!r} (truncated or corrupt? {_one_line(err)})")
+
+
+def read_events(
+    path: str | os.PathLike,
+    *,
+    tree: str = "Events",
+    branches: Mapping[str, str] | None = None,
+    entry_start: int | None = None,
+    entry_stop: int | None = None,
+) -> EventSample:
+    """Read a TTree into an :class:`EventSample` (float64 in memory; float32 values exact).
+
+    ``branches`` maps hepgen names to file branches (see the module docstring); ``None``
+    reads hepgen's own layout. Raises :class:`InputError` (one line) for a missing,
+    truncated or corrupt file, a missing tree or branch, or non-finite momenta.
+    """
+    f, t, mapping, plan, info, columns, aliases = _prepare(path, tree, branches)
+    with f:
+        try:
+            arrays = t.arrays(
+                sorted(set(columns.values())), aliases=aliases or None, entry_start=entry_start, entry_stop=entry_stop
+            )
+        except Exception as err:
+            raise _read_error(path, tree, err) from None
+        return arrays_to_sample(arrays, mapping, columns, plan, info, path)
+
+
+def iterate_events(
+    path: str | os.PathLike,
+    *,
+    step_size: int = 100_000,
+    tree: str = "Events",
+    branches: Mapping[str, str] | None = None,
+) -> Iterator[EventSample]:
+    """Yield the tree as :class:`EventSample` chunks of ``step_size`` events (last may be shorter)."""
+    f, t, mapping, plan, info, columns, aliases = _prepare(path, tree, branches)
+    with f:
+        it = t.iterate(sorted(set(columns.values())), aliases=aliases or None, step_size=step_size)
+        while True:
+            try:
+                arrays = next(it)
+            except StopIteration:
+                return
+            except Exception as err:
+                raise _read_error(path, tree, err) from None
+            yield arrays_to_sample(arrays, mapping, columns, plan, info, path)
+
+
+def read_histograms(path: str | os.PathLike) -> dict[str, object]:
+    """All TH1 objects of a file as ``hist.Hist`` (name -> Hist)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    with _open_file(path) as f:
+        try:
+            return {k: f[k].to_hist() for k, c in f.classnames(cycle=False).items() if c.startswith("TH1")}
+        except Exception as err:
+            raise InputError(f"{path}: cannot read histograms (truncated or corrupt? {_one_line(err)})") from None

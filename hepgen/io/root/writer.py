@@ -1,0 +1,175 @@
+"""Writing ROOT files through uproot: event TTrees (:class:`RootWriter`, :func:`write_events`)
+and TH1D histograms (:func:`write_histograms`).
+
+Events go into the layout of :mod:`hepgen.io.root.layout` (float32 momenta in GeV and rad,
+int32 counts and integer fields, float32 ``weight [N]``) with the provenance as JSON under
+``hepgen_info``, which :func:`hepgen.io.root.read_events` restores into
+:attr:`EventSample.info`. Files are TTrees, not RNTuples (uproot >= 5.7 writes an RNTuple for
+``file[name] = data``): the tree is made with ``mktree(name, types)`` and filled with
+``extend`` in large chunks. Every write goes through :func:`hepgen.outputs.atomic_output`: an
+existing file is refused without ``force``, and an exception in the middle of writing leaves
+no file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from ... import __version__
+from ...errors import InputError, OutputError
+from ...events import EventSample
+from ...outputs import atomic_output
+from .layout import DEFAULT_CHUNK, INFO_KEY, branch_types, chunk_data, describe_layout
+
+
+class RootWriter:
+    """Stream :class:`EventSample` chunks into one TTree, atomically.
+
+    Use as a context manager::
+
+        with RootWriter("out.root", info={"seed": "1"}) as w:
+            for chunk in chunks:
+                w.write(chunk)
+
+    The file appears under its name only when the block ends without an exception. The first
+    chunk fixes the branch layout (collections and their integer fields); later chunks must
+    have the same collections. Chunks are buffered and written in ``chunk_size`` events per
+    ``extend`` (large baskets read fast). Provenance: ``info`` merged over the first chunk's
+    ``sample.info`` (``info`` wins) plus ``hepgen_version``, stored as JSON in ``hepgen_info``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        force: bool = False,
+        info: Mapping[str, str] | None = None,
+        tree: str = "Events",
+        chunk_size: int = DEFAULT_CHUNK,
+    ):
+        self.path = Path(path)
+        self.force = force
+        self.tree_name = tree
+        self.chunk_size = int(chunk_size)
+        self._extra_info = {str(k): str(v) for k, v in (info or {}).items()}
+        self._info: dict[str, str] | None = None
+        self._layout: dict[str, object] | None = None
+        self._buffer: list[EventSample] = []
+        self._buffered = 0
+        self._ctx = None
+        self._file = None
+        self._tree = None
+        self.n_written = 0
+
+    # context manager ------------------------------------------------------------------------
+    def __enter__(self) -> "RootWriter":
+        import uproot
+
+        self._ctx = atomic_output(self.path, self.force)
+        tmp = self._ctx.__enter__()
+        try:
+            self._file = uproot.recreate(tmp)
+        except OSError as err:
+            self._ctx.__exit__(type(err), err, err.__traceback__)
+            raise OutputError(f"cannot write {self.path}: {err.strerror or err}") from None
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:  # the caller failed: drop the temporary file, re-raise
+            self._close_quietly()
+            return self._ctx.__exit__(exc_type, exc, tb)
+        try:
+            self._finish()
+        except BaseException as err:
+            self._close_quietly()
+            self._ctx.__exit__(type(err), err, err.__traceback__)  # removes the temporary file
+            if isinstance(err, OSError):
+                raise OutputError(f"cannot write {self.path}: {err.strerror or err}") from None
+            raise
+        self._ctx.__exit__(None, None, None)  # renames into place
+        return False
+
+    def update_info(self, info: Mapping[str, str]) -> None:
+        """Add or replace provenance keys (e.g. counts known only after the last chunk); they are
+        written when the block ends."""
+        self._extra_info.update({str(k): str(v) for k, v in info.items()})
+
+    def _finish(self) -> None:
+        self._flush()
+        if self._tree is None:  # no events at all: still a valid, empty tree
+            self._file.mktree(self.tree_name, {"weight": "float32"})
+        info = {"hepgen_version": __version__, **(self._info or {}), **self._extra_info}
+        self._file[INFO_KEY] = json.dumps(info, sort_keys=True)
+        self._file.close()
+
+    def _close_quietly(self) -> None:
+        try:
+            self._file.close()
+        except Exception:
+            pass
+
+    # writing --------------------------------------------------------------------------------
+    def write(self, sample: EventSample) -> None:
+        """Append the events of ``sample`` (any size; buffered into large ``extend`` calls)."""
+        if self._file is None:
+            raise RuntimeError("RootWriter.write outside its 'with' block")
+        layout = branch_types(sample)
+        if self._layout is None:
+            self._layout = layout
+            self._info = {str(k): str(v) for k, v in sample.info.items()}
+        elif layout != self._layout:
+            raise OutputError(
+                f"{self.path}: chunk has branches {describe_layout(layout)}, the first chunk had {describe_layout(self._layout)}"
+            )
+        try:
+            sample.check_finite(str(self.path))
+        except InputError as err:  # never write a file that hepgen would refuse to read
+            raise OutputError(str(err)) from None
+        if len(sample) == 0:
+            return
+        self._buffer.append(sample)
+        self._buffered += len(sample)
+        if self._buffered >= self.chunk_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        sample = self._buffer[0] if len(self._buffer) == 1 else EventSample.concatenate(self._buffer)
+        self._buffer, self._buffered = [], 0
+        data = chunk_data(sample, self._layout)
+        if self._tree is None:
+            self._tree = self._file.mktree(self.tree_name, self._layout)
+        self._tree.extend(data)
+        self.n_written += len(sample)
+
+
+def write_events(
+    path: str | os.PathLike,
+    samples: EventSample | Iterable[EventSample],
+    *,
+    force: bool = False,
+    info: Mapping[str, str] | None = None,
+    tree: str = "Events",
+) -> Path:
+    """Write one sample or an iterable of chunks to ``path`` (see :class:`RootWriter`)."""
+    if isinstance(samples, EventSample):
+        samples = [samples]
+    with RootWriter(path, force=force, info=info, tree=tree) as writer:
+        for sample in samples:
+            writer.write(sample)
+    return Path(path)
+
+
+def write_histograms(path: str | os.PathLike, hists: Mapping[str, object], force: bool = False) -> Path:
+    """Write ``hist.Hist`` objects (1D) as TH1D, one key per name; atomic like every writer."""
+    import uproot
+
+    with atomic_output(path, force) as tmp:
+        with uproot.recreate(tmp) as f:
+            for name, h in hists.items():
+                f[name] = h
+    return Path(path)
