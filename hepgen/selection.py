@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kinematics import delta_r
+from .kinematics import beam_fractions, delta_r
 
 
 def jet_selected(pt, eta, pt_min: float, eta_max: float):
@@ -42,6 +42,8 @@ def min_pair_dr(eta: np.ndarray, phi: np.ndarray, present: np.ndarray) -> np.nda
 
 
 def within_beams(e: np.ndarray, pz: np.ndarray, sqrt_s: float) -> np.ndarray:
-    """Per event: finite and x1, x2 = (E +- pz) / sqrt_s at most 1 (E, pz summed over the final state)."""
+    """Per event: finite, and the beam fractions x1, x2 (:func:`hepgen.kinematics.beam_fractions`
+    of E, pz summed over the final state) at most 1."""
     with np.errstate(over="ignore", invalid="ignore"):
-        return np.isfinite(e) & ((e + pz) <= sqrt_s) & ((e - pz) <= sqrt_s)
+        x1, x2 = beam_fractions(e, pz, sqrt_s)
+        return np.isfinite(e) & (x1 <= 1) & (x2 <= 1)

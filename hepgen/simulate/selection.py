@@ -39,6 +39,7 @@ import numpy as np
 from ..cards import ProcessConfig
 from ..events import EventSample
 from ..kinematics import MUON_MASS, delta_r, epxpypz_to_ptetaphim
+from ..selection import jet_selected, separated
 
 Z_ID = 23
 MUON_ID = 13
@@ -290,7 +291,7 @@ def select(batch: ak.Array, cfg: ProcessConfig) -> tuple[EventSample, BatchFlags
     (jpt, jeta, jphi, jm), jcounts = cluster_jets(rec, jet_inputs(rec, products, cfg), cfg)
     jevent = np.repeat(np.arange(n), jcounts)
     # pT > pt_min strictly, also after the float32 rounding of the output files
-    good = (np.abs(jeta) < cfg.jet_eta_max) & (jpt > cfg.jet_pt_min)
+    good = jet_selected(jpt, jeta, cfg.jet_pt_min, cfg.jet_eta_max)
     good &= jpt.astype(np.float32) > cfg.jet_pt_min
     jpt, jeta, jphi, jm, jevent = jpt[good], jeta[good], jphi[good], jm[good], jevent[good]
     jcounts = np.bincount(jevent, minlength=n)
@@ -306,7 +307,7 @@ def select(batch: ak.Array, cfg: ProcessConfig) -> tuple[EventSample, BatchFlags
         jets_ak = _jagged({"eta": jeta[jin], "phi": jphi[jin]}, jcounts[pairs])
         a, b = ak.unzip(ak.combinations(jets_ak, 2, axis=1))
         dr = delta_r(a["eta"], a["phi"], b["eta"], b["phi"])
-        too_close[pairs] = ak.to_numpy(ak.any(dr <= cfg.jet_dr_min, axis=1))
+        too_close[pairs] = ak.to_numpy(ak.any(~separated(dr, cfg.jet_dr_min), axis=1))
     keep = wanted & ~too_close
     n_kept = int(keep.sum())
     flags = BatchFlags(n_jets=np.where(good_z, jcounts, -1), too_close=too_close, keep=keep)

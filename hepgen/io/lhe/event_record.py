@@ -31,6 +31,7 @@ import numpy as np
 from ...errors import OutputError
 from ...events import EventSample
 from ...kinematics import beam_fractions, ptetaphim_to_epxpypz
+from ...selection import within_beams
 from .pdg import pdg_ids
 
 REAL = "%.17e"  # every real number: float64 round trip
@@ -62,7 +63,7 @@ def events_text(sample: EventSample, w: np.ndarray, weights: Mapping[str, np.nda
     if not all(np.isfinite(v).all() for v in tot.values()):
         raise OutputError(f"{path}: non-finite momenta in the events (NaN or inf)")
     x1, x2 = beam_fractions(tot["e"], tot["pz"], sqrt_s)
-    if (x1 > 1).any() or (x2 > 1).any():
+    if not within_beams(tot["e"], tot["pz"], sqrt_s).all():
         raise OutputError(f"{path}: an event has more energy than the beams (x > 1 at sqrt_s = {sqrt_s} GeV)")
     e1, e2 = x1 * sqrt_s / 2, x2 * sqrt_s / 2
     shat = np.sqrt(np.clip(x1 * x2, 0, None)) * sqrt_s
