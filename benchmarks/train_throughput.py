@@ -32,7 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 from hepgen.cards import card_from_dict  # noqa: E402
 from hepgen.runs import build_for, load_run  # noqa: E402
-from hepgen.train import make_optimizer, make_scheduler, prepare_data, train  # noqa: E402
+from hepgen.optim import make_optimizer, make_scheduler  # noqa: E402
+from hepgen.train import train  # noqa: E402
+from hepgen.trainingdata import prepare_data  # noqa: E402
 
 
 def card_for(data: Path, runs: Path, epochs: int, events: int, threads: int, hidden: int, layers: int):

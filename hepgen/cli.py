@@ -125,15 +125,20 @@ def _card_from_overrides(overrides):
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @_SET
 def train(card, resume, no_progress, overrides):
-    """Train the card's generator; writes runs/<card>-<time>/ (simulates the data first if absent)."""
+    """Train the card's generator; writes runs/<card>-<time>/ (simulates the data first if absent).
+
+    When the run has finished, the best model generates into the run folder and, with
+    train.validate, the sample is validated against the held-out split.
+    """
     from .train import train as run_training
+    from .workflow import finish_run
 
     if (card is None) == (resume is None):
         raise HepgenError("give a CARD to start a run, or --resume RUN to continue one")
     if resume is not None and overrides:
         raise HepgenError("--set cannot change a run being resumed (its card.yaml is fixed)")
     cfg = _load(card, overrides) if card is not None else None
-    path = run_training(cfg, resume=resume, progress=False if no_progress else None)
+    path = run_training(cfg, resume=resume, progress=False if no_progress else None, after=finish_run)
     click.echo(f"run {path}")
 
 

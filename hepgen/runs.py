@@ -1,4 +1,4 @@
-"""Run folders: layout, atomic checkpoint files, loading a trained run.
+"""Run folders: layout, the checkpoint record, loading a trained run.
 
 ``runs/<card name>-<YYYYmmdd-HHMMSS>/``::
 
@@ -7,16 +7,19 @@
     history.json     per-epoch losses, learning rate, time
     loss.png         the loss curves
     last.pt          end of the last finished epoch: model, optimiser, scheduler, all RNG states
-    best.pt          the model with the lowest validation loss
+    best.pt          the model with the lowest validation loss (epoch, model, coords only)
     coords.pt        the fitted coordinates (state_dict; also inside every checkpoint)
     split.npz        train / val / test event indices into the card's data (test is held out)
     generated.root   a sample from the trained model (toys: generated.npz + toy.png)
+
+``best.pt`` and ``last.pt`` are :class:`Checkpoint` records, stored as a plain dict of tensors
+and values (``torch.load`` reads them without hepgen).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -27,24 +30,56 @@ from .cards import Card, load_card
 from .errors import InputError
 from .models import build_model
 from .nn.bayesian import is_bayesian
+from .outputs import atomic_output
 from .pipeline import pipeline, sampler_options
 
 
-def save_atomic(obj, path: Path) -> None:
-    """torch.save to a temporary name in the same folder, then rename into place."""
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+@dataclass
+class Checkpoint:
+    """One checkpoint file: the first three fields are always there (``best.pt`` has only
+    those); the rest are what a resumed training needs (``last.pt``). On disk a dict with the
+    fields that are not None, in this order; :meth:`save` replaces the file atomically."""
 
+    epoch: int  # the last finished epoch, counted from 0
+    model: dict[str, torch.Tensor]  # state_dict of the model that generates (with train.ema: the average)
+    coords: dict[str, torch.Tensor]  # state_dict of the fitted coordinates
+    raw_model: dict[str, torch.Tensor] | None = None  # train.ema: the trained weights themselves
+    ema: dict | None = None  # train.ema: the average's state ({"steps": n})
+    optimizer: dict | None = None
+    scheduler: dict | None = None
+    rng: list[dict] | None = None  # per rank: hepgen.rngstate.rng_state()
+    history: list[dict] | None = None  # per epoch, as history.json
+    best_val: float | None = None  # lowest validation loss so far (inf without validation)
+    bad_epochs: int | None = None  # epochs since it improved (train.patience)
+    stopped_early: bool | None = None
 
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    @property
+    def resumable(self) -> bool:
+        return self.optimizer is not None and self.rng is not None
+
+    def to_dict(self) -> dict:
+        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
+
+    def save(self, path: str | os.PathLike) -> None:
+        with atomic_output(path, force=True) as tmp:
+            torch.save(self.to_dict(), tmp)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Checkpoint:
+        """Read a checkpoint file onto the CPU (:class:`InputError` when it is not one)."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err:
+            raise InputError(f"{path}: cannot read the checkpoint ({type(err).__name__})") from None
+        known = [f.name for f in fields(cls)]
+        if not isinstance(state, dict):
+            raise InputError(f"{path}: not a hepgen checkpoint (a {type(state).__name__}, not a dict)")
+        missing = [k for k in ("epoch", "model", "coords") if k not in state]
+        unknown = sorted(str(k) for k in state if k not in known)
+        if missing or unknown:
+            what = f"no {', '.join(missing)}" if missing else f"unknown entries {', '.join(unknown)}"
+            raise InputError(f"{path}: not a checkpoint of this hepgen version ({what})")
+        return cls(**state)
 
 
 def build_for(card: Card):
@@ -114,16 +149,13 @@ def load_run(path: str | os.PathLike, checkpoint: str = "best") -> Run:
     if not ckpt_path.is_file():
         raise InputError(f"{path} has no {checkpoint}.pt (training did not finish an epoch?)")
     card = load_card(path / "card.yaml")
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise InputError(f"{ckpt_path}: cannot read the checkpoint ({type(err).__name__})") from None
+    ckpt = Checkpoint.load(ckpt_path)
     coords, model = build_for(card)
     try:
-        coords.load_state_dict(ckpt["coords"])
-        model.load_state_dict(ckpt["model"])
+        coords.load_state_dict(ckpt.coords)
+        model.load_state_dict(ckpt.model)
     except (RuntimeError, KeyError) as err:
         first = str(err).strip().splitlines()[0]
         raise InputError(f"{ckpt_path} does not match the model/coordinates of this hepgen version "
                          f"(made by an older version?): {first}") from None
-    return Run(path, card, model.eval(), coords, int(ckpt["epoch"]))
+    return Run(path, card, model.eval(), coords, int(ckpt.epoch))

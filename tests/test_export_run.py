@@ -156,3 +156,26 @@ def test_generate_with_the_onnx_backend_writes_the_torch_backends_events(runs, t
     bad = subprocess.run([sys.executable, "-m", "hepgen", "generate", str(out), "--backend", "onnx", "-n", "10",
                           "--steps", "5", "-o", str(tmp_path / "x.root")], capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 2 and "fixed in an ONNX export" in bad.stderr
+
+
+@pytest.mark.parametrize("sampler, steps, expected_steps", [("ancestral", None, 6), ("ddim", None, 3), ("ancestral", 2, 2)])
+def test_the_manifest_records_the_ddpm_sampler_the_graph_runs(runs, tmp_path, sampler, steps, expected_steps):
+    """The manifest's sampler and steps are what the graph unrolled: the ancestral chain visits
+    every one of the T steps unless told otherwise (it used to record ddim_steps), and the noise
+    width follows (D (steps + 1) normal columns for ancestral, D for DDIM, then 3 uniforms)."""
+    from hepgen.export.from_run import export
+
+    _, _, _, tmp = runs
+    card = card_from_dict({
+        "name": "zjd", "seed": 4, "data": {"path": str(tmp / "ref.root")},
+        "model": {"family": "ddpm", "network": {"hidden": 8, "layers": 1},
+                  "ddpm": {"timesteps": 6, "sampler": sampler, "ddim_steps": 3}},
+        "train": {"epochs": 1, "batch_size": 512, "runs_dir": str(tmp_path)},
+    })
+    run = train(card, progress=False, after=False, run_dir=tmp_path / "ddpm")
+    out = export(run, output=tmp_path / "exp", steps=steps, sofie=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    d = load_run(run).model.dim
+    assert (manifest["generator"]["sampler"], manifest["generator"]["steps"]) == (sampler, expected_steps)
+    width = d * (expected_steps + 1) if sampler == "ancestral" else d
+    assert manifest["noise_layout"] == ["normal"] * width + ["uniform"] * 3

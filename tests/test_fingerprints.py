@@ -21,6 +21,7 @@ from hepgen.io.root import read_events, write_events
 from hepgen.pipeline import pipeline
 from hepgen.runs import load_run
 from hepgen.train import train
+from hepgen.workflow import finish_run
 from tests.zjets_like import zjets_like
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -97,7 +98,7 @@ def test_zjets_run_is_bit_identical(tmp_path):
         "train": {"epochs": 2, "batch_size": 256, "threads": 1, "validate": False, "runs_dir": str(tmp_path / "runs")},
         "generate": {"events": 3000, "chunk": 1000, "calibration_events": 500},
     })
-    path = train(card, progress=False, run_dir=tmp_path / "run")
+    path = train(card, progress=False, run_dir=tmp_path / "run", after=finish_run)
     run = load_run(path)
     assert (_weights(run.model), _events(read_events(path / "generated.root"))) == (ZJETS_WEIGHTS, ZJETS_EVENTS)
 

@@ -19,6 +19,7 @@ from hepgen.selection import min_pair_dr
 from hepgen.io.root import read_events, write_events
 from hepgen.runs import load_run
 from hepgen.train import train
+from hepgen.workflow import finish_run
 from tests.zjets_like import zjets_like
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ def _card(tmp, bayes):
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gen")
     write_events(tmp / "ref.root", zjets_like(1500, seed=11))
-    plain = train(_card(tmp, False), progress=False, run_dir=tmp / "plain")
+    plain = train(_card(tmp, False), progress=False, run_dir=tmp / "plain", after=finish_run)
     bayes = train(_card(tmp, True), progress=False, after=False, run_dir=tmp / "bayes")
     return load_run(plain), load_run(bayes), tmp
 

@@ -12,7 +12,9 @@ import torch
 
 from hepgen.cards import card_from_dict, card_to_dict
 from hepgen.errors import HepgenError
-from hepgen.train import split_indices, train
+from hepgen.train import train
+from hepgen.trainingdata import split_indices
+from hepgen.workflow import finish_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +43,7 @@ def assert_same(a, b):
 
 
 def test_run_folder_contents(tmp_path):
-    run = train(tiny_card(tmp_path), progress=False)
+    run = train(tiny_card(tmp_path), progress=False, after=finish_run)
     for name in ("card.yaml", "train.log", "history.json", "loss.png", "last.pt", "best.pt", "coords.pt",
                  "split.npz", "generated.npz", "toy.png"):
         assert (run / name).is_file(), name
@@ -169,7 +171,7 @@ def test_train_simulates_the_reference_first_when_absent(tmp_path):
         "train": {"epochs": 1, "batch_size": 128, "threads": 1, "validate": False, "runs_dir": str(tmp_path / "runs")},
         "generate": {"events": 50},
     })
-    run = train(card, progress=False, run_dir=tmp_path / "run")
+    run = train(card, progress=False, run_dir=tmp_path / "run", after=finish_run)
     assert ref.is_file()
     assert "is absent: running the card's simulation first" in (run / "train.log").read_text()
     assert (run / "generated.root").is_file()
@@ -178,7 +180,7 @@ def test_train_simulates_the_reference_first_when_absent(tmp_path):
 def test_balance_draws_rare_multiplicities_more_often():
     """train.balance = a: events of condition k are drawn with weight f_k^-a, so condition k's share
     of the drawn events is f_k^(1-a) / sum_j f_j^(1-a) (4 binomial sigma on 200 000 draws)."""
-    from hepgen.train import balance_weights
+    from hepgen.trainingdata import balance_weights
 
     f = np.array([0.77, 0.19, 0.04])
     k = np.repeat([0, 1, 2], (f * 10000).astype(int))
@@ -213,7 +215,7 @@ def test_resume_with_balanced_draws_is_bit_identical(tmp_path):
 def test_weight_average_follows_the_stated_recursion():
     """After weights w_1..w_n the average is a_n = d_n a_(n-1) + (1 - d_n) w_n with
     d_n = min(decay, (1 + n) / (10 + n)) and a_0 the initial weights (computed here by hand)."""
-    from hepgen.train import WeightAverage
+    from hepgen.optim import WeightAverage
 
     torch.manual_seed(0)
     net = torch.nn.Linear(4, 3)
@@ -253,16 +255,16 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeyp
     """The run folder is claimed by mkdir itself: even when the existence check is fooled (as by a
     second training that creates the name between the check and the mkdir), the next suffix is
     taken instead of failing."""
-    import hepgen.train as tr
+    import hepgen.runlog as rl
 
-    class Frozen(tr.datetime):
+    class Frozen(rl.datetime):
         @classmethod
         def now(cls, tz=None):
-            return tr.datetime(2026, 11, 23, 6, 42, 13)
+            return rl.datetime(2026, 11, 23, 6, 42, 13)
 
-    monkeypatch.setattr(tr, "datetime", Frozen)
+    monkeypatch.setattr(rl, "datetime", Frozen)
     monkeypatch.setattr(Path, "exists", lambda self: False)
     card = tiny_card(tmp_path)
-    made = [tr._new_run_dir(card) for _ in range(3)]
+    made = [rl.new_run_dir(card) for _ in range(3)]
     assert [p.name for p in made] == ["tiny-20261123-064213", "tiny-20261123-064213-1", "tiny-20261123-064213-2"]
     assert all(p.is_dir() for p in made)

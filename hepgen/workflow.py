@@ -1,0 +1,31 @@
+"""What follows a finished training: the run's report, as its process makes it.
+
+``hepgen train`` passes :func:`finish_run` to :func:`hepgen.train.train` as its ``after`` step
+(run on rank 0 once the last epoch, or early stopping, is reached); library users call it on a
+run folder themselves. The best model's process decides what the report is
+(:meth:`hepgen.processes.base.Process.after_training`): for Z+jets ``generated.root`` (and one
+file per Bayesian draw) and ``validation/`` when ``train.validate`` is on; for the toys
+``generated.npz`` and ``toy.png``. The process gets generation and validation handed in
+(:class:`hepgen.processes.AfterTraining`), so it does not import the layers above it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from .generate import generate
+from .processes import AfterTraining
+from .runs import load_run
+from .validate import validate_run
+
+
+def finish_run(path: Path, log: Callable[[str], None] = print) -> None:
+    """After training: the best model's report into the run folder (see the module docstring)."""
+    run = load_run(path, "best")
+    run.process.after_training(run, AfterTraining(generate, validate_after_training), log)
+
+
+def validate_after_training(path: Path, log: Callable[[str], None] = print) -> None:
+    """Validate the run's generated sample (``hepgen.validate.validate_run``: ``<run>/validation/``)."""
+    validate_run(path, log=log)
