@@ -11,15 +11,13 @@ import itertools
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import Iterable, Mapping
 
+from ..cards import DataConfig
 from ..errors import InputError, OutputError
+from ..events import EventSample
 from .lhe import LheWriter, iterate_lhe, read_lhe, write_lhe
 from .root import RootWriter, iterate_events, read_events, write_events
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..cards import DataConfig
-    from ..events import EventSample
 
 FORMATS = ("root", "lhe")
 

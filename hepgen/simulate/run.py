@@ -31,6 +31,7 @@ import numpy as np
 from ..cards import Card, ProcessConfig, card_hash, dump_card
 from ..errors import HepgenError, OutputError
 from ..events import EventSample
+from ..io.root import RootWriter
 from ..outputs import atomic_output, check_output
 from . import pythia as _pythia
 from .selection import SelectionStats, select
@@ -219,8 +220,6 @@ def produce(
     settings, versions, the resolved card); the resolved card is also written beside it as
     ``<output stem>.card.yaml``.
     """
-    from ..io.root import RootWriter
-
     sim = card.simulate
     events = sim.events if events is None else int(events)
     seed = card.seed if seed is None else int(seed)
