@@ -23,9 +23,24 @@ def _ns(x):
 
 
 def wrap_phi(phi):
-    """Map an angle to [-pi, pi)."""
+    """Map an angle to [-pi, pi) with one remainder (exact for any angle): the wrap for data."""
     xp = _ns(phi)
     return xp.remainder(phi + math.pi, 2 * math.pi) - math.pi
+
+
+def wrap_angle(phi, turns: int = 6):
+    """Map an angle to [-pi, pi] with ``turns`` rounds of compare + Where: the exportable wrap.
+
+    The wrap inside exported graphs (ONNX, SOFIE): only Greater, Less, Where, Add, Sub; no
+    Floor or Mod. Exact for |phi| < (2 turns + 1) pi (13 pi with the default); larger angles
+    come back short of the interval by whole turns (their cos and sin are still right).
+    Inside [-pi, pi] the angle is returned unchanged, so +pi stays +pi (wrap_phi gives -pi).
+    """
+    xp = _ns(phi)
+    for _ in range(turns):
+        phi = xp.where(phi > math.pi, phi - 2 * math.pi, phi)
+        phi = xp.where(phi < -math.pi, phi + 2 * math.pi, phi)
+    return phi
 
 
 def delta_phi(phi1, phi2):

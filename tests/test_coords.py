@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from hepgen.coords import Chain, LogShift, Standardize, ToyCoords, ZJetsCoords, ZJetsInverse, wrap_angle
+from hepgen.coords import Chain, LogShift, Standardize, ToyCoords, ToyInverse, ZJetsCoords, ZJetsInverse
+from hepgen.kinematics import wrap_angle, wrap_phi
 from tests.zjets_like import zjets_like
 
 
@@ -132,13 +133,49 @@ def test_inverse_exports_with_elementary_ops(coords):
     assert ops <= allowed, ops - allowed
 
 
-def test_wrap_angle():
-    phi = torch.linspace(-8 * math.pi, 8 * math.pi, 1001, dtype=torch.float64)
-    ref = torch.remainder(phi + math.pi, 2 * math.pi) - math.pi
-    got = wrap_angle(phi)
-    assert torch.allclose(torch.cos(got), torch.cos(phi), atol=1e-12)
-    inside = (got.abs() < math.pi - 1e-9)
-    assert torch.allclose(got[inside], ref[inside], atol=1e-12)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_wrap_angle_matches_wrap_phi_up_to_13_pi(dtype):
+    """The exportable wrap (compare + Where) against the remainder wrap, on angles up to just
+    inside its range of 13 pi; the two differ only at the closed end (+pi stays +pi)."""
+    phi = torch.linspace(-12.9 * math.pi, 12.9 * math.pi, 100001, dtype=dtype)
+    got, ref = wrap_angle(phi), wrap_phi(phi)
+    assert got.dtype == dtype
+    assert (got.abs() <= math.pi).all()
+    diff = wrap_phi(got - ref)  # 0 up to rounding, or a full turn at +-pi
+    atol = 1e-12 if dtype == torch.float64 else 1e-4
+    assert diff.abs().max() < atol
+    edge = (got.abs() > math.pi - atol)
+    assert torch.allclose(got[~edge], ref[~edge], rtol=0, atol=atol)
+    assert wrap_angle(torch.tensor(math.pi, dtype=torch.float64)) == math.pi
+    assert wrap_phi(torch.tensor(math.pi, dtype=torch.float64)) == -math.pi
+
+
+def test_wrap_angle_keeps_angles_inside_unchanged_and_follows_numpy():
+    phi = torch.linspace(-math.pi, math.pi, 1001, dtype=torch.float64)
+    assert torch.equal(wrap_angle(phi), phi)
+    a = np.linspace(-20.0, 20.0, 401)
+    assert isinstance(wrap_angle(a), np.ndarray)
+    np.testing.assert_allclose(np.cos(wrap_angle(a)), np.cos(a), atol=1e-12)
+    assert np.all(np.abs(wrap_angle(a)) <= math.pi)
+    # beyond (2 turns + 1) pi the angle comes back short by whole turns (same cos, sin)
+    far = torch.tensor([14 * math.pi + 0.5], dtype=torch.float64)
+    assert torch.allclose(wrap_angle(far), far - 12 * math.pi, atol=1e-12)
+    assert torch.allclose(wrap_angle(far, turns=7), wrap_phi(far), atol=1e-12)
+
+
+def test_wrap_angle_exports_without_floor_or_mod():
+    onnx = pytest.importorskip("onnx")
+    import io
+
+    class Wrap(torch.nn.Module):
+        def forward(self, phi):
+            return wrap_angle(phi)
+
+    buf = io.BytesIO()
+    torch.onnx.export(Wrap(), (torch.randn(4),), buf, dynamo=False, input_names=["phi"],
+                      dynamic_axes={"phi": {0: "N"}})
+    ops = {node.op_type for node in onnx.load_from_string(buf.getvalue()).graph.node}
+    assert ops <= {"Greater", "Less", "Where", "Add", "Sub", "Constant"}, ops
 
 
 def test_toy_coords_round_trip():
@@ -149,11 +186,58 @@ def test_toy_coords_round_trip():
     assert torch.allclose(tc.inverse(x), torch.from_numpy(data), atol=1e-12)
 
 
+def test_toy_inverse_is_float32_and_round_trips():
+    data = np.random.default_rng(2).normal(size=(200, 3)) * [2.0, 0.5, 10.0] + [1.0, -3.0, 40.0]
+    tc = ToyCoords(3).fit(data)
+    x, _ = tc.encode(data)
+    inv = ToyInverse(tc)
+    assert inv.mean.dtype == inv.std.dtype == torch.float32
+    assert set(inv.state_dict()) == {"mean", "std"}
+    got = inv(x.float())
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), torch.from_numpy(data), rtol=1e-6, atol=1e-5)
+    std = tc.chain.step("standardize")
+    assert torch.equal(got, x.float() * std.std.float() + std.mean.float())
+    assert torch.equal(ToyInverse(tc, torch.float64)(x), tc.inverse(x))
+
+
+def test_toy_state_dict_keys_are_positional():
+    """Checkpoints of toy runs hold ``chain.steps.0.*``."""
+    assert set(ToyCoords(2).state_dict()) == {"chain.steps.0.mean", "chain.steps.0.std"}
+
+
 def test_logshift_chain_inverse():
-    ch = Chain(LogShift(3, [0, 2], [20.0, 0.0]), Standardize(3))
+    ch = Chain(("log", LogShift(3, [0, 2], [20.0, 0.0])), ("standardize", Standardize(3)))
     y = torch.tensor([[25.0, -1.0, 3.0], [100.0, 2.0, 0.5]], dtype=torch.float64)
-    ch.steps[1].fit(ch.steps[0](y)[0])
+    ch.step("standardize").fit(ch.step("log")(y)[0])
     assert torch.allclose(ch.inverse(ch(y)[0]), y, atol=1e-12)
+
+
+def test_chain_steps_by_name():
+    log, std = LogShift(3, [0], [0.0]), Standardize(3)
+    ch = Chain(("log", log), ("standardize", std))
+    assert ch.names == ("log", "standardize")
+    assert ch.step("log") is log and ch.step("standardize") is std
+    assert list(ch.steps) == [log, std]
+    with pytest.raises(KeyError, match="log, standardize"):
+        ch.step("dimuon")
+    with pytest.raises(ValueError, match="duplicate"):
+        Chain(("log", log), ("log", std))
+
+
+def test_zjets_state_dict_keys_are_positional(coords):
+    """Run checkpoints hold ``chain.steps.<i>.*``: naming the steps does not change the keys."""
+    keys = set(coords.state_dict())
+    assert {"chain.steps.1.mask", "chain.steps.1.shift", "chain.steps.2.mean", "chain.steps.2.std"} <= keys
+    assert not any(k.startswith("chain.") and not k.startswith("chain.steps.") for k in keys)
+    assert coords.chain.names == ("dimuon", "log", "standardize")
+
+
+def test_zjets_inverse_takes_the_named_steps(coords):
+    inv = ZJetsInverse(coords, torch.float32)
+    log, std = coords.chain.step("log"), coords.chain.step("standardize")
+    assert torch.equal(inv.mean, std.mean.float()) and torch.equal(inv.std, std.std.float())
+    assert torch.equal(inv.mask, log.mask) and torch.equal(inv.shift, log.shift.float())
 
 
 def test_jet_azimuth_is_measured_from_the_recoil_direction(coords):

@@ -12,18 +12,20 @@ Sampling consumes explicit noise ``[N, 2 D]``: columns ``[0, D)`` are uniforms u
 choosing the mixture component (k = number of cumulative weights <= u_i, computed by
 comparisons, no Multinomial op), columns ``[D, 2D)`` standard normals z_i. A Gaussian
 component gives x_i = mu + sigma z_i. A von Mises component is drawn from the moment-matched
-wrapped normal, x_i = wrap(mu + s z_i) with s^2 = -2 log(I1(kappa) / I0(kappa)) (it has the
-same mean resultant length as the von Mises; Mardia & Jupp 2000, sec. 3.5.7). This is an
-approximation (exact for kappa -> infinity and kappa -> 0, within a few percent in between):
-log_prob is the von Mises density, samples follow the wrapped normal. The Bessel ratio uses
-the polynomial approximations of Abramowitz & Stegun 9.8.1-9.8.4 and, for kappa >= 20, the
-asymptotic series 9.7.1 (elementary ops only; relative error of s^2 < 1e-5).
+wrapped normal, x_i = wrap(mu + s z_i) in [-pi, pi] with s^2 = -2 log(I1(kappa) / I0(kappa))
+(it has the same mean resultant length as the von Mises; Mardia & Jupp 2000, sec. 3.5.7). The
+wrap is :func:`hepgen.kinematics.wrap_angle`, exact for |mu + s z_i| < 13 pi (s <= 4.2 at the
+largest r). This is an approximation (exact for kappa -> infinity and kappa -> 0, within a few
+percent in between): log_prob is the von Mises density, samples follow the wrapped normal. The
+Bessel ratio uses the polynomial approximations of Abramowitz & Stegun 9.8.1-9.8.4 and, for
+kappa >= 20, the asymptotic series 9.7.1 (elementary ops only; relative error of s^2 < 1e-5).
 
 The D autoregressive steps are a fixed Python loop with incremental decoding: step i runs
 only token i through the blocks, attending to the cached keys/values of tokens < i (a fixed
 shape per step, so the unrolled graph is static; D times cheaper than re-running the whole
-sequence). The chosen component is picked by one-hot multiplication; the exported graph has MatMul, Softmax, LayerNormalization, comparisons, Cast, Where, Floor,
-Exp, Log, Sqrt, Cos, Sin and no random ops, Loop or If.
+sequence). The chosen component is picked by one-hot multiplication; the exported graph has
+MatMul, Softmax, LayerNormalization, comparisons, Cast, Where, Exp, Log, Sqrt, Cos, Sin and no
+random ops, Loop or If.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import torch
 from torch import nn
 
 from ..cards import ModelConfig
+from ..kinematics import wrap_angle
 from ..nn.blocks import linear
 from ..nn.transformer import TransformerBlock
 from .base import Generator, ModelSettingError, check_no_options
@@ -87,11 +90,6 @@ def wrapped_normal_sigma2(kappa: torch.Tensor) -> torch.Tensor:
     delta = torch.where(kappa < 20.0, delta_mid, delta_big)  # 1 - A
     minus_log_a_large = torch.where(delta < 0.01, delta + delta**2 / 2 + delta**3 / 3, -torch.log(1 - delta))
     return 2 * torch.where(kappa < 3.75, -torch.log(a_small), minus_log_a_large)
-
-
-def wrap_angle(x: torch.Tensor) -> torch.Tensor:
-    """x mapped to [-pi, pi) (Floor, no Mod op)."""
-    return x - 2 * math.pi * torch.floor((x + math.pi) / (2 * math.pi))
 
 
 class JetGPT(Generator):

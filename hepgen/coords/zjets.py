@@ -1,36 +1,38 @@
-"""Physics <-> network coordinates: a chain of invertible transforms, float64 inside.
+"""Z -> mu mu + {1, 2, 3} jets: physics four-momenta <-> network coordinates.
 
-Z -> mu mu + {1, 2, 3} jets (:class:`ZJetsCoords`). Physics objects ``p`` ``[N, P, 4]`` are
-(pT [GeV], eta, phi [rad], m [GeV]) with P = 2 muons then up to 3 jets (pT-ordered, missing
-jets all zero). The learned coordinates ``x`` ``[N, D]``, D = 5 + 4 * max_jets = 17:
+Physics objects ``p`` ``[N, P, 4]`` are (pT [GeV], eta, phi [rad], m [GeV]) with P = 2 muons
+then up to J = max_jets jets (pT-ordered, missing jets all zero). The learned coordinates ``x``
+``[N, D]``, D = 5 + 4 J (17 for J = 3):
 
     muon 1 : log pT, eta                          (its phi is the reference azimuth)
     muon 2 : log m0, eta, wrap(phi2 - phi1 - pi)  (m0: massless dimuon mass, replaces pT2;
                                                   the angle peaks at 0: muons back to back)
-    jet j  : log(pT - pT_min), eta, wrap(phi_j - phi1 - pi), log m  (jets recoil against the Z:
-                                                  the angle of the leading jet peaks at 0)
+    jet 1  : log(pT - pT_min), eta, wrap(phi_j1 - phi1 - pi), log m   (jets recoil against
+                                                  the Z: the angle peaks at 0)
+    jet j>1: log(pT - pT_min), u, wrap(phi_j - phi_j1 - pi), log m    (measured from jet 1,
+                                                  u the sheared Delta eta, see RelativeAzimuth)
 
-then standardised with the mean / std fitted on the training set (buffers, saved with the
-model). Steps of the chain, each a torch module with ``forward(y) -> (y', log|det J|)`` and
-``inverse(y')``:
+then standardised with the mean / std fitted on the training set (float64 buffers, saved with
+the model). The condition ``c`` ``[N, K]`` is the one-hot jet multiplicity over ``n_values``.
 
-1. :class:`RelativeAzimuth` (p -> raw columns): drops the global azimuth phi1 (not learned; on
-   output it is drawn uniformly from an explicit uniform noise column) and measures every other
-   phi relative to it. The map (phi1, phi_i) -> (phi1, phi_i - phi1) has unit Jacobian.
-2. :class:`DimuonMass`: pT of muon 2 -> the (massless) dimuon mass m0, so the narrow Z peak is
-   one learned coordinate (without it a CFM smeared the peak 3x: IQR 10 GeV vs 3.5 GeV).
-3. :class:`LogShift`: log(y - shift) on the pT / m0 columns (shift = pT_min for jets, so the jet cut
-   sits at -inf and generated jets have pT > pT_min by construction; 0 for muons) and on the
-   jet masses (jets with m below ``mass_floor`` are lifted to it on input; this is the one
-   non-invertible step and only touches single-particle jets).
-4. :class:`Standardize`: (y - mean) / std.
+:class:`RelativeAzimuth` maps p to raw columns (dropping the global azimuth phi1, which is
+not learned: on output it is drawn from an explicit uniform noise column); the named steps of
+``ZJetsCoords.chain`` then act on the raw columns:
+
+1. ``"dimuon"`` :class:`DimuonMass`: pT of muon 2 -> the (massless) dimuon mass m0, so the
+   narrow Z peak is one learned coordinate (without it a CFM smeared the peak 3x: IQR 10 GeV
+   vs 3.5 GeV).
+2. ``"log"`` :class:`~hepgen.coords.chain.LogShift`: log(y - shift) on the pT / m0 columns
+   (shift = pT_min for jets, so the jet cut sits at -inf and generated jets have pT > pT_min by
+   construction; 0 for muons) and on the jet masses (jets with m below ``mass_floor`` are
+   lifted to it on input; the one non-invertible step, touching only single-particle jets).
+3. ``"standardize"`` :class:`~hepgen.coords.chain.Standardize`: (y - mean) / std.
 
 Periodic phi: the relative azimuths are learned plainly on (-pi, pi) and wrapped back onto the
-circle on output (:func:`wrap_angle`). The network density on R, wrapped, is a density on the
-circle, so mass a generator places beyond +-pi is not lost but lands on the other side, where
-it belongs; a smooth bijection of (-pi, pi) onto R (e.g. atanh) would instead push the
-back-to-back muon peak to infinity. The offset of pi (muon 2 and the jets) puts the peaks in the
-middle.
+circle on output (:func:`hepgen.kinematics.wrap_angle`). The network density on R, wrapped, is
+a density on the circle, so mass a generator places beyond +-pi is not lost but lands on the
+other side, where it belongs; a smooth bijection of (-pi, pi) onto R (e.g. atanh) would instead
+push the back-to-back muon peak to infinity. The offset of pi puts the peaks in the middle.
 
 The inverse used at generation (:class:`ZJetsInverse`) runs in the dtype of its input (float32
 for export) with elementary ops only (Exp, Log, Add/Mul/Div, Slice, Concat, Where, compare):
@@ -39,93 +41,22 @@ it is exported inside the ONNX generator, so C++ gets physical four-momenta.
 Missing jets (events with fewer than max_jets jets) get independent N(0, 1) values in their
 standardised columns at training time (:meth:`ZJetsCoords.encode`), so every family learns a
 proper density in all D dimensions; the columns are ignored on output.
-
-Toys (:class:`ToyCoords`): standardisation only.
 """
 
 from __future__ import annotations
 
 import math
 
+import awkward as ak
 import numpy as np
 import torch
 from torch import nn
 
-from .kinematics import MUON_MASS
+from ..errors import InputError
+from ..kinematics import MUON_MASS, wrap_angle, wrap_phi
+from .chain import Chain, LogShift, Standardize, Transform
 
 TWO_PI = 2 * math.pi
-
-
-def wrap_angle(phi: torch.Tensor, turns: int = 6) -> torch.Tensor:
-    """phi wrapped to [-pi, pi] with ``turns`` rounds of compare + Where (exportable, no Floor).
-
-    Exact for |phi| < (2 * turns + 1) * pi; the angles here are sums of a uniform azimuth and
-    a standardised network output, far inside that.
-    """
-    for _ in range(turns):
-        phi = torch.where(phi > math.pi, phi - TWO_PI, phi)
-        phi = torch.where(phi < -math.pi, phi + TWO_PI, phi)
-    return phi
-
-
-def _wrap64(phi: torch.Tensor) -> torch.Tensor:
-    return torch.remainder(phi + math.pi, TWO_PI) - math.pi
-
-
-# ------------------------------------------------------------------------------------------
-# the chain
-
-
-class Transform(nn.Module):
-    """One invertible step: ``forward(y) -> (y', log|det dy'/dy| [N])``, ``inverse(y')``."""
-
-    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
-
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-
-class Chain(Transform):
-    """Transforms applied in order; log-dets add up."""
-
-    def __init__(self, *steps: Transform):
-        super().__init__()
-        self.steps = nn.ModuleList(steps)
-
-    def forward(self, y):
-        logdet = torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
-        for step in self.steps:
-            y, ld = step(y)
-            logdet = logdet + ld
-        return y, logdet
-
-    def inverse(self, y):
-        for step in reversed(self.steps):
-            y = step.inverse(y)
-        return y
-
-
-class LogShift(Transform):
-    """y[:, cols] -> log(y[:, cols] - shift); other columns unchanged. ``[N, D] -> [N, D]``."""
-
-    def __init__(self, dim: int, cols: list[int], shifts: list[float]):
-        super().__init__()
-        mask = torch.zeros(dim, dtype=torch.bool)
-        shift = torch.zeros(dim, dtype=torch.float64)
-        mask[cols] = True
-        shift[cols] = torch.tensor(shifts, dtype=torch.float64)
-        self.register_buffer("mask", mask)
-        self.register_buffer("shift", shift)
-
-    def forward(self, y):
-        shift = self.shift.to(y.dtype)
-        safe = torch.where(self.mask, y - shift, torch.ones_like(y))
-        out = torch.where(self.mask, torch.log(safe), y)
-        return out, -(torch.log(safe) * self.mask).sum(-1)
-
-    def inverse(self, y):
-        return torch.where(self.mask, torch.exp(y) + self.shift.to(y.dtype), y)
 
 
 class DimuonMass(Transform):
@@ -150,34 +81,6 @@ class DimuonMass(Transform):
         return torch.cat([y[:, :2], pt2.unsqueeze(-1), y[:, 3:]], -1)
 
 
-class Standardize(Transform):
-    """(y - mean) / std with mean, std ``[D]`` fitted by :meth:`fit` (buffers)."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
-        self.register_buffer("std", torch.ones(dim, dtype=torch.float64))
-
-    @torch.no_grad()
-    def fit(self, y: torch.Tensor, valid: torch.Tensor | None = None) -> None:
-        """Column means / stds of ``y`` ``[N, D]`` over the rows where ``valid`` ``[N, D]``."""
-        y = y.double()
-        valid = torch.ones_like(y, dtype=torch.bool) if valid is None else valid
-        n = valid.sum(0).clamp_min(1)
-        z = torch.where(valid, y, torch.zeros_like(y))
-        mean = z.sum(0) / n
-        var = (torch.where(valid, y - mean, torch.zeros_like(y)) ** 2).sum(0) / n
-        self.mean.copy_(mean)
-        self.std.copy_(var.sqrt().clamp_min(1e-12))
-
-    def forward(self, y):
-        std = self.std.to(y.dtype)
-        return (y - self.mean.to(y.dtype)) / std, -torch.log(std).sum().expand(y.shape[0])
-
-    def inverse(self, y):
-        return y * self.std.to(y.dtype) + self.mean.to(y.dtype)
-
-
 def pair_gap(dphi: torch.Tensor, r: torch.Tensor | float) -> torch.Tensor:
     """Half-width in Delta eta of the Delta R < r hole at azimuthal distance ``dphi``:
     sqrt(max(r^2 - dphi^2, 0)) (Sqrt, Relu: exportable)."""
@@ -190,7 +93,7 @@ class RelativeAzimuth(nn.Module):
     ``forward(p) -> (raw, phi1)``; ``inverse(raw, phi1) -> p`` (muon masses fixed). Unit
     Jacobian in the kept coordinates.
 
-    Jets after the leading one (``jets_relative`` = 1, the default for new runs) are measured
+    Jets after the leading one (``jets_relative`` = 1, the default) are measured
     from the leading jet: wrap(Delta phi - ``pair_phi_offset``) with Delta phi = phi_j - phi_j1
     (offset pi: back-to-back jets, the densest region, sit at 0 and the collinear edge at the wrap
     edge) and the *sheared* Delta eta
@@ -200,7 +103,11 @@ class RelativeAzimuth(nn.Module):
     decodes to Delta R_1j >= r, and the collinear enhancement at the edge of the hole becomes
     a smooth ridge at u = 0 instead of a cliff the network has to learn. Its Jacobian is
     triangular with unit diagonal (log-det 0). Delta R between two non-leading jets is not
-    protected (dropped and counted at generation, as before).
+    protected (such events are dropped and counted at generation).
+
+    The conventions are float64 buffers (``jet_phi_offset``, ``jets_relative``, ``pair_r``,
+    ``pair_phi_offset``); a state dict without them loads as 0 each: every jet measured from
+    phi1 without offset, no shear.
     """
 
     def __init__(self, max_jets: int, jets_relative: bool = True, pair_r: float = 0.0,
@@ -209,15 +116,14 @@ class RelativeAzimuth(nn.Module):
         self.max_jets = max_jets
         self.dim = 5 + 4 * max_jets
         # jets recoil against the Z, so phi_j - phi1 peaks at +-pi (42 % of leading jets within 0.4
-        # of the wrap edge): measured from phi1 + pi, the peak sits at 0 as for muon 2. A buffer, so
-        # runs trained before this change (no key: offset 0) still invert their own coordinates.
+        # of the wrap edge): measured from phi1 + pi, the peak sits at 0 as for muon 2
         self.register_buffer("jet_phi_offset", torch.tensor(math.pi, dtype=torch.float64))
         self.register_buffer("jets_relative", torch.tensor(float(jets_relative), dtype=torch.float64))
         self.register_buffer("pair_r", torch.tensor(float(pair_r), dtype=torch.float64))
         self.register_buffer("pair_phi_offset", torch.tensor(pair_phi_offset, dtype=torch.float64))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # older runs: every jet measured from the leading muon, no shear
+        # a state without the convention buffers: every jet measured from phi1, no shear
         state_dict.setdefault(prefix + "jet_phi_offset", torch.tensor(0.0, dtype=torch.float64))
         state_dict.setdefault(prefix + "jets_relative", torch.tensor(0.0, dtype=torch.float64))
         state_dict.setdefault(prefix + "pair_r", torch.tensor(0.0, dtype=torch.float64))
@@ -226,18 +132,18 @@ class RelativeAzimuth(nn.Module):
 
     def forward(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         phi1 = p[:, 0, 2]
-        cols = [p[:, 0, 0], p[:, 0, 1], p[:, 1, 0], p[:, 1, 1], _wrap64(p[:, 1, 2] - phi1 - math.pi)]
+        cols = [p[:, 0, 0], p[:, 0, 1], p[:, 1, 0], p[:, 1, 1], wrap_phi(p[:, 1, 2] - phi1 - math.pi)]
         lead = p[:, 2]
         relative = bool(self.jets_relative)
         for j in range(self.max_jets):
             q = p[:, 2 + j]
             if j == 0 or not relative:
-                cols += [q[:, 0], q[:, 1], _wrap64(q[:, 2] - phi1 - self.jet_phi_offset), q[:, 3]]
+                cols += [q[:, 0], q[:, 1], wrap_phi(q[:, 2] - phi1 - self.jet_phi_offset), q[:, 3]]
             else:
-                dphi = _wrap64(q[:, 2] - lead[:, 2])
+                dphi = wrap_phi(q[:, 2] - lead[:, 2])
                 deta = q[:, 1] - lead[:, 1]
                 u = torch.sign(deta) * torch.relu(deta.abs() - pair_gap(dphi, self.pair_r))
-                cols += [q[:, 0], u, _wrap64(dphi - self.pair_phi_offset), q[:, 3]]
+                cols += [q[:, 0], u, wrap_phi(dphi - self.pair_phi_offset), q[:, 3]]
         return torch.stack(cols, dim=-1), phi1
 
     def inverse(self, raw: torch.Tensor, phi1: torch.Tensor) -> torch.Tensor:
@@ -266,10 +172,6 @@ class RelativeAzimuth(nn.Module):
         return torch.stack(objs, dim=1)
 
 
-# ------------------------------------------------------------------------------------------
-# Z + jets
-
-
 class ZJetsCoords(nn.Module):
     """Fitted coordinates of Z -> mu mu + jets; all fitted numbers are (float64) buffers.
 
@@ -291,7 +193,8 @@ class ZJetsCoords(nn.Module):
         for j in range(self.max_jets):
             cols += [5 + 4 * j, 8 + 4 * j]
             shifts += [self.jet_pt_min, 0.0]
-        self.chain = Chain(DimuonMass(), LogShift(d, cols, shifts), Standardize(d))
+        self.chain = Chain(("dimuon", DimuonMass()), ("log", LogShift(d, cols, shifts)),
+                           ("standardize", Standardize(d)))
         self.register_buffer("mult_counts", torch.zeros(len(self.n_values), dtype=torch.float64))
         self.register_buffer("charge_frac", torch.tensor(0.5, dtype=torch.float64))
 
@@ -339,13 +242,12 @@ class ZJetsCoords(nn.Module):
         """Fit standardisation, multiplicity counts and charge fraction on a training sample."""
         p, n = self.physics(sample)
         raw, valid = self._raw(p, n)
-        logs, _ = self.chain.steps[1](self.chain.steps[0](raw)[0])
-        self.chain.steps[2].fit(logs, valid)
+        y, _ = self.chain.step("dimuon")(raw)
+        logs, _ = self.chain.step("log")(y)
+        self.chain.step("standardize").fit(logs, valid)
         for k, v in enumerate(self.n_values):
             self.mult_counts[k] = float((n == v).sum())
         if "charge" in sample["Muon"].fields:
-            import awkward as ak
-
             q1 = ak.to_numpy(ak.firsts(sample["Muon"].charge)).astype(np.float64)
             self.charge_frac.fill_(float((q1 > 0).mean()))
         return self
@@ -359,8 +261,8 @@ class ZJetsCoords(nn.Module):
         raw, valid = self._raw(p, n)
         x, _ = self.chain(raw)
         # per-column log-dets, so that missing columns can be left out
-        dimuon, logshift, standardize = self.chain.steps
-        y, ld_dimuon = dimuon(raw)
+        logshift, standardize = self.chain.step("log"), self.chain.step("standardize")
+        y, ld_dimuon = self.chain.step("dimuon")(raw)
         ld_log = -torch.log(torch.where(logshift.mask, y - logshift.shift, torch.ones_like(y)))
         ld = ld_log - torch.log(standardize.std)
         return x, (ld * valid).sum(-1) + ld_dimuon
@@ -370,8 +272,6 @@ class ZJetsCoords(nn.Module):
         p, n = self.physics(sample)
         bad = ~np.isin(n.numpy(), self.n_values)
         if bad.any():
-            from .errors import InputError
-
             raise InputError(f"{int(bad.sum())} events have a jet multiplicity outside process.n_jets {list(self.n_values)}")
         x, _ = self(p, n)
         _, valid = self._raw(p, n)
@@ -393,7 +293,7 @@ class ZJetsInverse(nn.Module):
 
     def __init__(self, coords: ZJetsCoords, dtype: torch.dtype = torch.float32):
         super().__init__()
-        _, log_step, std_step = coords.chain.steps
+        log_step, std_step = coords.chain.step("log"), coords.chain.step("standardize")
         self.register_buffer("mean", std_step.mean.to(dtype).clone())
         self.register_buffer("std", std_step.std.to(dtype).clone())
         self.register_buffer("mask", log_step.mask.clone())
@@ -409,37 +309,3 @@ class ZJetsInverse(nn.Module):
         y = DimuonMass().inverse(y)
         phi1 = u * TWO_PI - math.pi
         return self.azimuth.inverse(y, phi1)
-
-
-# ------------------------------------------------------------------------------------------
-# toys
-
-
-class ToyCoords(nn.Module):
-    """Toy models: x ``[N, D]`` standardised; no condition."""
-
-    cond_dim = 0
-
-    def __init__(self, dim: int = 2):
-        super().__init__()
-        self.dim = dim
-        self.chain = Chain(Standardize(dim))
-
-    @torch.no_grad()
-    def fit(self, data: np.ndarray) -> "ToyCoords":
-        self.chain.steps[0].fit(torch.as_tensor(data, dtype=torch.float64))
-        return self
-
-    def active_columns(self) -> None:
-        """Every column is present (no condition)."""
-        return None
-
-    def encode(self, data: np.ndarray, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
-        x, _ = self.chain(torch.as_tensor(data, dtype=torch.float64))
-        return x, torch.zeros(len(x), 0, dtype=torch.float64)
-
-    def forward(self, y):
-        return self.chain(y)
-
-    def inverse(self, x: torch.Tensor) -> torch.Tensor:
-        return self.chain.inverse(x)
