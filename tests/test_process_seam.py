@@ -200,7 +200,7 @@ def test_a_process_defined_outside_hepgen_trains_generates_exports_and_validates
     card = {"name": "dimuon", "seed": 3, "process": {"name": "dimuon_toy", "n_jets": [0]},
             "simulate": {"events": 6000},
             "model": {"family": "cfm", "network": {"hidden": 64, "layers": 2}, "cfm": {"solver": "midpoint", "steps": 8}},
-            "train": {"epochs": 12, "batch_size": 128, "threads": 1, "runs_dir": "runs"},
+            "train": {"epochs": 60, "batch_size": 128, "threads": 1, "runs_dir": "runs"},
             "generate": {"events": 4000, "chunk": 4000},
             "validate": {"observables": "dimuon.yaml", "classifier_epochs": 3, "classifier_runs": 1, "min_bin_events": 20}}
     (tmp_path / "dimuon_card.yaml").write_text(yaml.safe_dump(card))
@@ -217,10 +217,12 @@ def test_a_process_defined_outside_hepgen_trains_generates_exports_and_validates
     assert np.all(ak.to_numpy(gen["Muon"].pt) > PT_MIN)
     m = _m_mumu(gen)
     truth = _m_mumu(dimuon_events(20_000, 99))
-    # the median of 3000 Breit-Wigner masses is known to ~0.06 GeV; a generator that learned
-    # nothing of the peak (the muon pT spread alone) misses it by several GeV
+    # the median of 3000 Breit-Wigner masses is known to ~0.06 GeV. Muons drawn from the right
+    # marginals but without their correlations give a median of 41 GeV and 7 % of the events
+    # within 3 GeV of the peak (truth: 76 %; this training: 60 epochs, 65 %, median 59.8 GeV)
+    core_gen, core_truth = np.mean(np.abs(m - MASS) < 3), np.mean(np.abs(truth - MASS) < 3)
     assert abs(np.median(m) - np.median(truth)) < 1.5
-    assert abs(np.mean(np.abs(m - MASS) < 3) - np.mean(np.abs(truth - MASS) < 3)) < 0.2
+    assert abs(core_gen - core_truth) < 0.2
 
     # exported, run by ONNX Runtime: the same events as torch to 1e-4
     _hepgen("export", run_dir, "-o", "exp", "--no-sofie")

@@ -24,7 +24,7 @@ from scipy.stats import norm
 from torch import nn
 
 from ..cards import Card
-from ..coords import ToyCoords
+from ..coords import ToyCoords, ToyInverse
 from ..errors import HepgenError
 from ..nn.bayesian import is_bayesian
 from ..outputs import atomic_output
@@ -40,9 +40,7 @@ class ToyPipeline(nn.Module):
     def __init__(self, sampler: FrozenSampler, coords: ToyCoords):
         super().__init__()
         self.sampler = sampler.module
-        std = coords.chain.steps[0]
-        self.register_buffer("mean", std.mean.float().clone())
-        self.register_buffer("std", std.std.float().clone())
+        self.inverse = ToyInverse(coords, torch.float32)
         self.noise_dim = sampler.noise_dim
         self.noise_layout = list(sampler.noise_layout)
         self._draw_model_noise = sampler.draw_noise
@@ -50,9 +48,12 @@ class ToyPipeline(nn.Module):
     def draw_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return self._draw_model_noise(n, generator).float()
 
+    def record(self) -> dict[str, str]:
+        return {}
+
     def forward(self, noise: torch.Tensor) -> torch.Tensor:
         c = noise[:, :0]
-        return self.sampler(noise, c) * self.std + self.mean
+        return self.inverse(self.sampler(noise, c))
 
 
 @dataclass
