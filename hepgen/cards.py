@@ -184,13 +184,19 @@ class GenerateConfig:
 
 @dataclass(frozen=True)
 class ValidateConfig:
-    observables: str = "validation/zjets.yaml"
+    observables: str = ""  # observable-set YAML; "" = the process's own (validation/<process>.yaml)
     classifier_epochs: int = _f(30, ge=1)
     classifier_runs: int = _f(3, ge=1)
     style: Literal["CMS", "ATLAS", "ROOT"] = "CMS"
     min_bin_events: int = _f(100, ge=1)  # a histogram bin is trusted with at least this many events
     classifier_folds: int = _f(3, ge=2)  # cross-fitting folds: every event scored by a model that never saw it
     quantiles: int = _f(20, ge=2)  # quantiles of the amplification estimate (arXiv:2008.06545)
+    # independent reference (hepgen.simulate.reference): a Z+jets sample simulated with the card's
+    # simulate and process settings but its own seed, never trained on; the run's validation compares
+    # with it first and with the held-out split second. Absent -> simulated after training.
+    reference: str = "data/zjets_validation.root"
+    reference_events: int = _f(0, ge=0)  # selected events; 0 = none (the held-out split only)
+    reference_seed: int = _f(0, ge=0)  # simulation seed; 0 = the card's seed + 1 000 000; never the card's seed
 
 
 @dataclass(frozen=True)

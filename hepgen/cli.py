@@ -66,7 +66,9 @@ _STYLE = click.Choice(["CMS", "ATLAS", "ROOT"])
 @cli.command()
 @click.argument("samples", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-r", "--reference", type=click.Path(path_type=Path),
-              help="Reference ROOT/LHE sample not used for training (default for a run folder: its held-out split).")
+              help="Reference ROOT/LHE sample not used for training (default for a run folder: the card's "
+                   "validate.reference when that file exists, with the held-out split as a second check; "
+                   "else the held-out split).")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output folder (default: RUN/validation, or validation_out/<sample name>).")
 @click.option("--style", type=_STYLE, help="Plot style (default: the card's validate.style, CMS).")
@@ -83,7 +85,9 @@ def validate(samples, reference, output, style, card_path, training, observables
     """Compare generated SAMPLES (one file, K files = K Bayesian draws, or a run folder) to a reference.
 
     Writes histograms with ratio panels and Bayesian bands (PNG + PDF), 2-D maps, the classifier
-    test, metrics.json / metrics.md and an index.html that shows everything.
+    test, metrics.json / metrics.md and an index.html that shows everything. An absent independent
+    reference is not simulated here (the training hook does that): the held-out split is used and
+    the 'hepgen simulate' command that makes the reference is printed.
     """
     card = _load(card_path, overrides) if card_path else (_card_from_overrides(overrides) if overrides else None)
     from .validate import validate as run_validate

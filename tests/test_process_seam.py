@@ -138,8 +138,8 @@ class DimuonProcess:
     def load_data(self, card, log):
         return dimuon_events(card.simulate.events, card.seed)
 
-    def reference_data(self, card, log):
-        return dimuon_events(card.simulate.events, card.seed + 1)
+    def validation_reference(self, card, log, simulate=True):
+        return None  # validated against the run's held-out split
 
     def coords(self, card):
         return DimuonCoords()

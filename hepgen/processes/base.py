@@ -7,8 +7,9 @@ card's ``process.name``. The pieces, in the order a run meets them:
 
 - **data**: :meth:`Process.load_data` returns the card's training data (an
   :class:`~hepgen.events.EventSample` or an ``[N, F]`` array), simulating or making it first
-  where the process knows how; :meth:`Process.reference_data` the independent reference
-  sample for validation (or None).
+  where the process knows how; :meth:`Process.validation_reference` the file of an independent
+  reference sample for validation (made first when absent and ``simulate``), or None: then
+  validation compares with the run's held-out split.
 - **coordinates**: :meth:`Process.coords` returns unfitted physics <-> network coordinates with
   ``fit(data)``, ``encode(data, generator) -> (x [N, D], c [N, C])``, ``dim``, ``cond_dim``,
   ``active_columns()`` (see :mod:`hepgen.coords`).
@@ -30,6 +31,7 @@ card's ``process.name``. The pieces, in the order a run meets them:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -72,7 +74,7 @@ class Process(Protocol):
 
     def load_data(self, card, log: Log) -> Any: ...
 
-    def reference_data(self, card, log: Log) -> Any | None: ...
+    def validation_reference(self, card, log: Log, simulate: bool = True) -> Path | None: ...
 
     def coords(self, card) -> nn.Module: ...
 

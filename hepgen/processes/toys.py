@@ -119,9 +119,9 @@ class ToyProcess:
     def load_data(self, card: Card, log: Log) -> np.ndarray:
         return self.sample_truth(card.simulate.events, card.seed)
 
-    def reference_data(self, card: Card, log: Log) -> np.ndarray:
-        """The truth is known: a fresh sample with another seed."""
-        return self.sample_truth(card.simulate.events, card.seed + 1)
+    def validation_reference(self, card: Card, log: Log, simulate: bool = True) -> None:
+        """The truth is known in closed form (:meth:`truth_in_bins`): no reference file."""
+        return None
 
     def coords(self, card: Card) -> ToyCoords:
         return ToyCoords(2)

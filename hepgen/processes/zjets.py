@@ -49,6 +49,7 @@ from ..io.lhe import read_lhe
 from ..io.root import read_events
 from ..kinematics import ptetaphim_to_epxpypz
 from ..simulate import produce
+from ..simulate.reference import independent_reference
 from .base import AfterTraining, FrozenSampler, Log, Selection
 
 N_EXTRA = 3  # uniform columns after the family's noise: multiplicity, azimuth, charge
@@ -210,8 +211,11 @@ class ZJetsProcess:
             sample = sample.select(keep)
         return sample
 
-    def reference_data(self, card: Card, log: Log) -> EventSample | None:
-        return None
+    def validation_reference(self, card: Card, log: Log, simulate: bool = True) -> Path | None:
+        """``validate.reference``: ``validate.reference_events`` events simulated like the
+        training sample with another seed, produced when absent (with ``simulate``) and reused
+        when its provenance matches (:func:`hepgen.simulate.reference.independent_reference`)."""
+        return independent_reference(card, log, simulate=simulate)
 
     def coords(self, card: Card) -> ZJetsCoords:
         cfg = card.process

@@ -7,7 +7,7 @@ Bayesian samples come in two shapes, both supported:
 * K files, one per posterior draw -> the file index is the draw.
 
 A run folder (``runs/<name>-<time>/`` from ``hepgen train``) provides its generated sample and
-its held-out test split, which is the reference when ``--reference`` is not given.
+its held-out test split (the reference when no other is given, else a second, smaller check).
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ from typing import Sequence
 import numpy as np
 
 from .. import processes
+from ..cards import load_card
 from ..errors import InputError
 from ..events import EventSample
+from ..io.lhe import read_lhe
+from ..io.root import read_events
 
 DRAW_BRANCH = "bayes_draw"
 ROOT_SUFFIXES = (".root",)
@@ -66,15 +69,9 @@ def read_sample(path: str | Path) -> tuple[EventSample, np.ndarray | None]:
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a sample file")
     if any(path.name.endswith(s) for s in ROOT_SUFFIXES):
-        from ..io.root import read_events
-
         sample = read_events(path)
         draw = _read_draw_branch(path)
     elif _is_lhe(path):
-        try:
-            from ..io.lhe import read_lhe
-        except ImportError:
-            raise InputError(f"{path}: LHE reading is not available in this hepgen build") from None
         sample = read_lhe(path)
         draw = None
         extra = getattr(sample, "info", {}) or {}
@@ -123,11 +120,6 @@ class RunInputs:
     card: object | None
 
 
-def _card_data(card, log) -> EventSample:
-    """The card's training data, selected as the training loop selects it."""
-    return processes.get(card.process.name).load_data(card, log)
-
-
 def read_run(folder: str | Path, log=lambda msg: None) -> RunInputs:
     """Read a run folder (``generated.root`` or ``generated.draw<k>.root``; ``split.npz`` and
     ``card.yaml`` for the held-out test and training splits of the card's data)."""
@@ -146,13 +138,11 @@ def read_run(folder: str | Path, log=lambda msg: None) -> RunInputs:
         reference, _ = read_sample(ref[0])
     split_file = folder / "split.npz"
     if (folder / "card.yaml").is_file() and split_file.is_file():
-        from ..cards import load_card
-
         card = load_card(folder / "card.yaml")
         if processes.get(card.process.name).writes_events:
             try:
                 split = np.load(split_file)
-                data = _card_data(card, log)
+                data = processes.get(card.process.name).load_data(card, log)  # as the training loop selects it
                 if reference is None and "test" in split:
                     reference = data.select(split["test"])
                 if "train" in split:

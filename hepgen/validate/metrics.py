@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .. import kinematics as kin
+from .. import selection
 from ..events import EventSample
 from .histograms import Band, Binned
 
@@ -52,16 +52,15 @@ def compare(ref: Binned, gen: Binned, band: Band | None = None, min_entries: int
 
 
 def cut_violations(sample: EventSample, jet_pt_min: float = 20.0, jet_dr_min: float = 0.4) -> dict:
-    """Fractions (weighted) of events with a jet below ``jet_pt_min`` GeV, with a jet pair closer
-    than ``jet_dr_min``, and with either."""
+    """Fractions (weighted) of events with a jet at or below ``jet_pt_min`` GeV, with a jet pair
+    not separated by more than ``jet_dr_min``, and with either: the events the selection
+    (:mod:`hepgen.selection`, the rule simulation and generation apply) would have dropped."""
     w = sample.weight
     jets = sample.padded("Jet", int(sample.n_jets.max()) if len(sample) else 1)
     pt, eta, phi = jets[..., 0], jets[..., 1], jets[..., 2]
-    low_pt = np.any(pt < jet_pt_min, axis=1)  # NaN compares False
-    close = np.zeros(len(sample), dtype=bool)
-    for i in range(jets.shape[1]):
-        for j in range(i + 1, jets.shape[1]):
-            close |= kin.delta_r(eta[:, i], phi[:, i], eta[:, j], phi[:, j]) < jet_dr_min
+    present = ~np.isnan(pt)
+    low_pt = np.any(present & ~(pt > jet_pt_min), axis=1)
+    close = ~selection.separated(selection.min_pair_dr(eta, phi, present), jet_dr_min)
     tot = w.sum() if len(w) else 1.0
     return {
         f"jet_pt_below_{jet_pt_min:g}": float(w[low_pt].sum() / tot),

@@ -6,7 +6,9 @@ Output folder (written atomically: it appears complete or not at all)::
     metrics.json        the precision table, machine readable
     metrics.md          the same as Markdown
     histograms.root     every 1-D histogram as TH1D (unnormalised, sum w^2 errors):
-                        reference_<observable>, generated_<observable>
+                        reference_<observable>, generated_<observable>, and for a run folder
+                        compared with a file heldout_<observable> (its held-out split, the
+                        second check, also in the metrics; see :func:`validate`)
     plots/<set>/<observable>.png|pdf
     maps/<map>.png|pdf
     classifier/calibration.png|pdf, logw_<k>j.png|pdf, extreme_events.md
@@ -26,8 +28,10 @@ from typing import Sequence
 import numpy as np
 
 from .. import __version__, observables, processes
+from ..cards import Card, load_card
 from ..errors import InputError
 from ..events import EventSample
+from ..io.root import write_histograms
 from ..outputs import atomic_directory
 from . import amplification, histograms, metrics, plots
 from .classifier import ClassifierResult, two_sample_test
@@ -93,14 +97,28 @@ def _jsonable(x):
     return x
 
 
+def _observable_table(observables: dict) -> list[str]:
+    lines = ["| observable | max abs(gen/ref − 1) | χ²/ndf | ndf | band coverage | pull width |", "|---|---|---|---|---|---|"]
+    for name, r in observables.items():
+        lines.append(f"| {name} | {_fmt(r.get('max_abs_dev'))} | {_fmt(r.get('chi2_ndf'), 2)} | {r.get('ndf', 0)} | "
+                     f"{_fmt(r.get('coverage'), 2)} | {_fmt(r.get('pull_width'), 2)} |")
+    return lines
+
+
 def _markdown(m: dict) -> str:
-    lines = [f"# Precision table: {m['inputs']['generated']} vs {m['inputs']['reference']}", ""]
-    lines.append(f"{m['inputs']['n_generated']} generated events ({m['inputs']['n_draws'] or 'no'} Bayesian draws), "
-                 f"{m['inputs']['n_reference']} reference events; bins trusted with ≥ {m['min_bin_events']} events.")
+    inp = m["inputs"]
+    against = f"Against the reference: {inp['reference']}, {inp['n_reference']} events."
+    lines = [f"# Precision table: {inp['generated']} vs {inp['reference']}", ""]
+    lines.append(f"{inp['n_generated']} generated events ({inp['n_draws'] or 'no'} Bayesian draws), "
+                 f"{inp['n_reference']} reference events ({inp['reference']}); bins trusted with ≥ {m['min_bin_events']} "
+                 "events in both histograms.")
+    if m.get("heldout"):
+        lines.append(f"The tables compare with this reference; the last section repeats the histogram comparison "
+                     f"against the {m['heldout']['reference']} ({m['heldout']['n_reference']} events).")
     lines.append("")
     c = m.get("classifier")
     if c:
-        lines += ["## Classifier two-sample test (calibrated, out-of-fold)", "",
+        lines += ["## Classifier two-sample test (calibrated, out-of-fold)", "", against, "",
                   "| jets | AUC | spread over runs | null σ | ref. events | gen. events |", "|---|---|---|---|---|---|"]
         for k, r in c["per_multiplicity"].items():
             lines.append(f"| {k} | {r['auc']:.4f} | {r['auc_std']:.4f} | {r['null_sigma']:.4f} | {r['n_reference']} | {r['n_generated']} |")
@@ -111,25 +129,29 @@ def _markdown(m: dict) -> str:
                       + ("shown in the plots." if rw["shown_in_plots"] else
                          f"not shown (needs AUC ≤ {REWEIGHT_MAX_AUC} and effective fraction ≥ {REWEIGHT_MIN_EFFECTIVE}).")]
         lines.append("")
-    lines += ["## Multiplicities and cuts", "", "| | reference | generated |", "|---|---|---|"]
+    lines += ["## Multiplicities and cuts", "", against, "", "| | reference | generated |", "|---|---|---|"]
     for k in m["multiplicity"]["reference"]:
         lines.append(f"| fraction {k} jets | {m['multiplicity']['reference'][k]:.4f} | {m['multiplicity']['generated'][k]:.4f} |")
     for k in m["cuts"]["reference"]:
         lines.append(f"| cut violation: {k} | {m['cuts']['reference'][k]:.4f} | {m['cuts']['generated'][k]:.4f} |")
     tpe = m.get("time_per_event_s")
     lines.append(f"| generation time per event | | {('%.3g s' % tpe) if tpe else 'unknown'} |")
-    lines += ["", "## Observables", "",
-              "| observable | max abs(gen/ref − 1) | χ²/ndf | ndf | band coverage | pull width |", "|---|---|---|---|---|---|"]
-    for name, r in m["observables"].items():
-        lines.append(f"| {name} | {_fmt(r.get('max_abs_dev'))} | {_fmt(r.get('chi2_ndf'), 2)} | {r.get('ndf', 0)} | "
-                     f"{_fmt(r.get('coverage'), 2)} | {_fmt(r.get('pull_width'), 2)} |")
+    lines += ["", "## Observables", "", against, ""] + _observable_table(m["observables"])
     amp = m.get("amplification")
     if amp:
         lines += ["", f"## Amplification (quantile MSE, {amp['n_quantiles']} quantiles; training events: {amp['n_train'] or 'unknown'})", "",
-                  "| observable | equivalent reference events | amplification |", "|---|---|---|"]
+                  against, "", "| observable | equivalent reference events | amplification |", "|---|---|---|"]
         for name, r in amp["observables"].items():
             neq = (">" if r["lower_bound"] else "") + f"{r['n_equiv']:.3g}"
             lines.append(f"| {name} | {neq} | {_fmt(r['amplification'], 2)} |")
+    h = m.get("heldout")
+    if h:
+        lines += ["", f"## Second check: the {h['reference']}", "",
+                  f"Against the {h['reference']}: {h['n_reference']} events, never trained on (histograms only, "
+                  "no classifier).", "", "| | held-out | generated |", "|---|---|---|"]
+        for k, f in h["multiplicity"].items():
+            lines.append(f"| fraction {k} jets | {f:.4f} | {m['multiplicity']['generated'][k]:.4f} |")
+        lines += [""] + _observable_table(h["observables"])
     return "\n".join(lines) + "\n"
 
 
@@ -161,6 +183,7 @@ def run_report(
     *,
     obsset: ObservableSet,
     training: EventSample | None = None,
+    heldout: EventSample | None = None,
     style: str = "CMS",
     min_bin_events: int = 100,
     classifier: bool = True,
@@ -177,7 +200,12 @@ def run_report(
     force: bool = False,
     progress: bool | None = None,
 ) -> Path:
-    """Write the validation folder for ``generated`` vs ``reference``; returns ``output``."""
+    """Write the validation folder for ``generated`` vs ``reference``; returns ``output``.
+
+    ``heldout``: a second, smaller reference (a run's held-out split when ``reference`` is the
+    independent one): its histogram comparison and multiplicities go into ``metrics.json`` /
+    ``metrics.md`` (``heldout``) and ``histograms.root`` (``heldout_<observable>``), not the plots.
+    """
     if style not in plots.STYLES:
         raise InputError(f"--style {style!r}: choose one of {', '.join(plots.STYLES)}")
     gen = generated.sample
@@ -191,6 +219,7 @@ def run_report(
             v_ref = observables.compute(reference, names)
             v_gen = observables.compute(gen, names)
             v_train = observables.compute(training, names) if training is not None else None
+            v_held = observables.compute(heldout, names) if heldout is not None else None
             m: dict = {
                 "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                 "hepgen_version": __version__,
@@ -199,6 +228,9 @@ def run_report(
                            "generated_info": dict(gen.info)},
                 "min_bin_events": min_bin_events,
             }
+            if heldout is not None:
+                m["heldout"] = {"reference": "held-out split", "n_reference": len(heldout), "observables": {},
+                                "multiplicity": metrics.multiplicity_fractions(heldout, multiplicities)}
             entries: list[tuple[str, str, str]] = []
             clf: ClassifierResult | None = None
             if classifier:
@@ -249,6 +281,10 @@ def run_report(
                 b_tr = histograms.binned(v_train[h.name], edges, training.weight) if v_train is not None else None
                 b_rw = histograms.binned(v_gen[h.name], edges, rew_w) if rew_w is not None else None
                 m["observables"][h.name] = metrics.compare(b_ref, b_gen, band, min_bin_events)
+                if v_held is not None:
+                    b_held = histograms.binned(v_held[h.name], edges, heldout.weight)
+                    m["heldout"]["observables"][h.name] = metrics.compare(b_held, b_gen, band, min_bin_events)
+                    root_hists[f"heldout_{h.name}"] = histograms.to_hist(v_held[h.name], edges, heldout.weight, h.name)
                 (tmp / "plots" / h.set).mkdir(parents=True, exist_ok=True)
                 plots.comparison(tmp / "plots" / h.set / h.name, b_ref, b_gen, h.axis_label, style=style, band=band,
                                  training=b_tr, reweighted=b_rw, logy=h.logy, ratio_range=h.ratio, min_entries=min_bin_events)
@@ -256,8 +292,6 @@ def run_report(
                 root_hists[f"reference_{h.name}"] = histograms.to_hist(v_ref[h.name], edges, reference.weight, h.name)
                 root_hists[f"generated_{h.name}"] = histograms.to_hist(v_gen[h.name], edges, gen.weight, h.name)
                 bar.step(h.name)
-            from ..io.root import write_histograms
-
             write_histograms(tmp / "histograms.root", root_hists)
             if obsset.maps:
                 (tmp / "maps").mkdir()
@@ -308,43 +342,57 @@ def validate(
     style: str | None = None,
     force: bool = False,
     *,
-    card=None,
+    card: Card | None = None,
     training: str | os.PathLike | None = None,
     observables_file: str | os.PathLike | None = None,
     classifier: bool = True,
     progress: bool | None = None,
+    simulate_reference: bool = False,
     log=lambda msg: None,
 ) -> Path:
     """Validate a generated sample (file, K files, or a run folder) against a reference file.
 
-    A run folder supplies its held-out test split as the reference when ``reference`` is None,
-    and its training split for the plots. Settings come from ``card.validate`` (the run's card
-    for a run folder, else the defaults). Returns the output folder.
+    A run folder without ``reference`` is compared with the card's independent reference
+    (its process's :meth:`~hepgen.processes.base.Process.validation_reference`; for Z+jets
+    ``validate.reference``, simulated first when absent only with ``simulate_reference``) and, when the card names none or it is
+    absent, with its held-out test split. Whenever a run folder is compared with a file, its
+    held-out split is the second, smaller check (``heldout`` in the metrics). The training split
+    is drawn in the plots. Settings come from ``card.validate`` (the run's card for a run folder,
+    else the defaults). Returns the output folder.
     """
-    from ..cards import Card
-
     paths = [sample_path_or_run] if isinstance(sample_path_or_run, (str, os.PathLike)) else list(sample_path_or_run)
     paths = [Path(p) for p in paths]
-    ref_sample = train_sample = None
+    ref_sample = train_sample = heldout = None
+    ref_label = str(reference) if reference is not None else None
     if len(paths) == 1 and paths[0].is_dir():
         run = read_run(paths[0], log=log)
         gen = run.generated
         card = card or run.card
-        ref_sample, train_sample = run.reference, run.training
+        train_sample = run.training
         default_out = paths[0] / "validation"
+        if reference is None and card is not None:
+            reference = processes.get(card.process.name).validation_reference(card, log, simulate=simulate_reference)
+            if reference is not None:
+                ref_label = f"independent reference {reference}"
+        if reference is None:
+            ref_sample, ref_label = run.reference, "held-out split"
+        else:
+            heldout = run.reference
     else:
         gen = read_generated(paths)
         default_out = Path("validation_out") / paths[0].name.split(".")[0]
     if reference is not None:
         ref_sample, _ = read_sample(reference)
+        if ref_label and ref_label.startswith("independent") and str(ref_sample.info.get("seed", "")).isdigit():
+            ref_label += f" (seed {ref_sample.info['seed']})"
     if ref_sample is None:
         raise InputError("no reference sample: give --reference REF.root (a sample not used for training)")
     if training is not None:
         train_sample, _ = read_sample(training)
     card = card or Card()
     vc = card.validate
-    obs_path = Path(observables_file) if observables_file else Path(vc.observables)
-    if not obs_path.exists() and not observables_file:
+    obs_path = Path(observables_file or vc.observables)
+    if not (observables_file or vc.observables):
         obs_path = default_path(processes.get(card.process.name).observables or card.process.name)
     obsset = load_observable_set(obs_path)
     n_train = None
@@ -354,11 +402,29 @@ def validate(
     if n_train is None and train_sample is not None:
         n_train = len(train_sample)
     return run_report(
-        Path(output) if output else default_out, gen, ref_sample, obsset=obsset, training=train_sample,
+        Path(output) if output else default_out, gen, ref_sample, obsset=obsset, training=train_sample, heldout=heldout,
         style=style or vc.style, min_bin_events=vc.min_bin_events, classifier=classifier,
         classifier_runs=vc.classifier_runs, classifier_epochs=vc.classifier_epochs, classifier_folds=vc.classifier_folds,
         n_quantiles=vc.quantiles, n_train=n_train, jet_pt_min=card.process.jet_pt_min, jet_dr_min=card.process.jet_dr_min,
         multiplicities=card.process.n_jets, seed=card.seed,
-        labels={"generated": ", ".join(str(p) for p in paths), "reference": str(reference) if reference else "held-out split"},
+        labels={"generated": ", ".join(str(p) for p in paths), "reference": ref_label},
         force=force, progress=progress,
     )
+
+
+def validate_run(path: str | os.PathLike, log=print, force: bool = True) -> Path | None:
+    """The training loop's hook: validate a run folder, writing ``<run>/validation/`` (replacing
+    an earlier one): against the card's independent reference (simulated now when absent; see
+    its process's ``validation_reference``) with the held-out split as a second
+    check, or against the held-out split alone when the card names no independent reference.
+    Returns the output folder (None for toys, which carry their own density report)."""
+    path = Path(path)
+    card_file = path / "card.yaml"
+    if card_file.is_file():
+        process = processes.get(load_card(card_file).process.name)
+        if process.observables is None:  # e.g. the toys: their own density report (toy.png)
+            log(f"validation: skipped for the {process.name} process (it has no observable set)")
+            return None
+    out = validate(path, output=path / "validation", force=force, simulate_reference=True, log=log)
+    log(f"validation: {out / 'index.html'}")
+    return out

@@ -15,7 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cards import Card
 from ..errors import InputError
+from ..io.lhe import LheWriter
+from ..io.root import write_events
+from ..outputs import check_output
 from .classifier import two_sample_test
 from .inputs import _is_lhe, read_generated, read_sample
 
@@ -30,9 +34,6 @@ def reweight(
     progress=None,
 ) -> tuple[Path, dict]:
     """Write ``output`` (ROOT or LHE by suffix) with DCTR weights; returns (path, summary)."""
-    from ..cards import Card
-    from ..outputs import check_output
-
     output = Path(output)
     check_output(output, force)  # fail before the training
     card = card or Card()
@@ -53,13 +54,9 @@ def reweight(
     info = {**gen.info, "reweighted_against": str(reference), "dctr_auc": f"{res.auc_total:.5f}"}
     out = replace(gen, weight=w, info=info)
     if _is_lhe(output):
-        from ..io.lhe import LheWriter
-
         with LheWriter(output, force=force) as writer:
             writer.write(out, weights={"original": gen.weight})
     elif output.suffix == ".root":
-        from ..io.root import write_events
-
         write_events(output, out, force=force)
     else:
         raise InputError(f"{output}: unknown output format (use .root or .lhe)")
