@@ -28,7 +28,7 @@ from onnx import numpy_helper
 import torch
 from torch import nn
 
-from ..errors import ExportError, HepgenError
+from ..errors import ExportError
 
 OPSET = 20
 
