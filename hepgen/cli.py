@@ -151,7 +151,7 @@ def train(card, resume, no_progress, overrides):
 @click.option("-n", "--events", type=click.IntRange(min=1), help="Events to generate (default: the card's generate.events).")
 @click.option("--bayes-samples", type=click.IntRange(min=0), default=0, show_default=True,
               help="Posterior draws K of a Bayesian model: one file per draw (<stem>.draw<k>.<ext>); 0 = weight means.")
-@click.option("--format", "fmt", type=click.Choice(["root", "lhe"]), help="Output format (default: the card's generate.format).")
+@click.option("--format", "fmt", type=click.Choice(["root", "lhe"]), help="Output format (default: from the -o suffix, else the card's generate.format).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (default: RUN/generated.<format>).")
 @click.option("--seed", type=click.IntRange(min=0), help="Random seed (default: the run card's seed).")
 @click.option("--shard", metavar="K/N", help="Write only shard K of N (K = 0..N-1): events [K*n/N, (K+1)*n/N) of the full run.")
@@ -203,8 +203,9 @@ def export_cmd(run, output, bayes_samples, steps, solver, no_sofie, checkpoint, 
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("target", type=click.Path(path_type=Path))
 @click.option("--tree", default="Events", show_default=True, help="TTree to read from a ROOT source.")
-@click.option("--sqrt-s", type=click.FloatRange(min=0, min_open=True), default=13000.0, show_default=True,
-              help="Collider energy (GeV) for an LHE target's beams.")
+@click.option("--sqrt-s", type=float, default=None,
+              help="Collider energy (GeV) of an LHE target's proton beams when the source names no beams "
+                   "(default 13000; a source's own beams are kept).")
 @_FORCE
 def convert(source, target, tree, sqrt_s, force):
     """Convert events between ROOT (NanoAOD-style TTree) and LHE, by file suffix."""

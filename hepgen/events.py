@@ -7,8 +7,10 @@ optional integer fields (``charge``, ``pdgId``). Objects are ordered by decreasi
 each event. Collection names follow NanoAOD (``Muon``, ``Jet``), so writers map them 1:1 to
 branches ``nMuon, Muon_pt, ...``.
 
-Per-event weights are float64 ``[N]``; ``info`` is the provenance (hepgen version, card,
-seed, generator, cross section, Bayesian draw, ...), string to string, written into every
+Per-event weights are float64 ``[N]``; ``variations`` are named weight variations (LHE
+``<wgt id=..>``: scale, PDF, ... ; id -> float64 ``[N]``, NaN where an event lacks the id);
+``info`` is the provenance (hepgen version, card, seed, generator, cross section, beams, the
+variations' groups and descriptions, Bayesian draw, ...), string to string, written into every
 output file.
 """
 
@@ -52,23 +54,29 @@ class EventSample:
     collections: name -> awkward ``[N, var]`` Momentum4D records (pT-ordered).
     weight: float64 ``[N]`` (1.0 for unweighted samples).
     info: provenance, str -> str.
+    variations: weight variations, id -> float64 ``[N]`` (NaN: the event lacks that id).
     """
 
     collections: Mapping[str, ak.Array]
     weight: np.ndarray
     info: Mapping[str, str] = field(default_factory=dict)
+    variations: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
         n = len(self.weight)
         for name, coll in self.collections.items():
             if len(coll) != n:
                 raise ValueError(f"collection {name!r} has {len(coll)} events, weights have {n}")
+        for name, v in self.variations.items():
+            if len(v) != n:
+                raise ValueError(f"weight variation {name!r} has {len(v)} events, weights have {n}")
 
     @classmethod
-    def build(cls, collections: Mapping[str, ak.Array], weight=None, info=None) -> "EventSample":
+    def build(cls, collections: Mapping[str, ak.Array], weight=None, info=None, variations=None) -> "EventSample":
         n = len(next(iter(collections.values()))) if collections else 0
         w = np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64)
-        return cls(dict(collections), w, dict(info or {}))
+        var = {str(k): np.asarray(v, dtype=np.float64) for k, v in (variations or {}).items()}
+        return cls(dict(collections), w, dict(info or {}), var)
 
     def __len__(self) -> int:
         return len(self.weight)
@@ -96,6 +104,7 @@ class EventSample:
             self,
             collections={k: v[which] for k, v in self.collections.items()},
             weight=self.weight[which],
+            variations={k: v[which] for k, v in self.variations.items()},
         )
 
     def with_info(self, **info: str) -> "EventSample":
@@ -106,10 +115,15 @@ class EventSample:
         if not samples:
             raise ValueError("nothing to concatenate")
         names = list(samples[0].collections)
+        ids = list(samples[0].variations)
+        for s in samples[1:]:
+            if list(s.variations) != ids:
+                raise ValueError(f"weight variations {list(s.variations)} differ from the first sample's {ids}")
         return cls(
             {k: ak.concatenate([s.collections[k] for s in samples]) for k in names},
             np.concatenate([s.weight for s in samples]),
             dict(samples[0].info),
+            {k: np.concatenate([s.variations[k] for s in samples]) for k in ids},
         )
 
     def padded(self, name: str, n: int, fields: Sequence[str] = KINEMATIC_FIELDS) -> np.ndarray:
@@ -133,3 +147,6 @@ class EventSample:
                     )
         if not np.isfinite(self.weight).all():
             raise InputError(f"{source}: non-finite event weights")
+        for k, v in self.variations.items():
+            if np.isinf(v).any():
+                raise InputError(f"{source}: infinite values in weight variation {k!r}")

@@ -15,6 +15,12 @@ Each block goes through the process's selection (:meth:`hepgen.processes.base.Pr
 dropped events are counted per reason in the file's provenance (``dropped_<reason>`` and
 ``dropped_<reason>_fraction``; Z+jets: ``dR_jj`` and ``acceptance``), and the file holds
 ``events`` = requested - dropped events.
+
+The file's cross section (:mod:`hepgen.crosssection`: ``cross_section_pb``,
+``cross_section_error_pb``; LHE ``XSECUP``/``XERRUP``) is that of the sample the run learned
+(the run's ``data_info``) times the fraction of requested events the selection keeps, with the
+binomial error of that fraction added in quadrature; absent when the training data named none.
+The output's suffix and the format must agree (``.root``; ``.lhe``, ``.lhe.gz``).
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
+from . import crosssection as xsec
 from .cards import card_hash
 from .errors import HepgenError, InputError
+from .io import format_of
 from .io.lhe import LheWriter
 from .io.root import RootWriter
 from .outputs import check_output
@@ -100,9 +108,12 @@ def generate(run, n: int, *, bayes_samples: int = 0, fmt: str | None = None,
     if not process.writes_events:
         raise InputError(f"hepgen generate writes event files; run {run.path} is the {card.process.name} process, "
                          "which has none (sample it with hepgen.pipeline.pipeline)")
-    fmt = fmt or card.generate.format
+    fmt = fmt or (format_of(output) if output else "") or card.generate.format
     if fmt not in ("root", "lhe"):
         raise HepgenError(f"--format {fmt!r}: choose root or lhe")
+    if output and format_of(output) != fmt:
+        raise HepgenError(f"-o {output}: a {fmt} file needs a name ending in "
+                          f"{'.root' if fmt == 'root' else '.lhe or .lhe.gz'} (the suffix and --format must agree)")
     seed = card.seed if seed is None else int(seed)
     chunk = int(chunk or card.generate.chunk)
     sh = parse_shard(shard)
@@ -145,12 +156,15 @@ def generate(run, n: int, *, bayes_samples: int = 0, fmt: str | None = None,
                 writer.write(process.to_events(_cat(buf), info))
             kept = requested - sum(dropped.values())
             info["events"] = str(kept)
+            info.update(xsec.scaled_record(run.data_info, kept, requested))
             for reason, count in dropped.items():
                 info[f"dropped_{reason}"] = str(count)
                 info[f"dropped_{reason}_fraction"] = f"{count / max(requested, 1):.6g}"
             dt = time.perf_counter() - t0
             info.update(generation_seconds=f"{dt:.6g}", seconds_per_event=f"{dt / max(requested, 1):.6g}")
             writer.update_info(info)
+        if not xsec.cross_section(info):
+            log(f"{path}: the training data of {run.path} names no cross section; the file names none")
         why = ", ".join(f"{c} ({100 * c / max(requested, 1):.2f}%) for {r}" for r, c in dropped.items())
         log(f"wrote {path}: {kept} events{f' ({why} dropped)' if why else ''}, "
             f"{requested / max(time.perf_counter() - t0, 1e-9):.0f} events/s")

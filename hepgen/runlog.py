@@ -3,7 +3,9 @@
 :func:`new_run_dir` claims ``<train.runs_dir>/<card name>-<YYYYmmdd-HHMMSS>[-i]``;
 :class:`RunLog` appends time-stamped lines to ``train.log`` (and echoes them to stderr);
 :func:`write_history` writes ``history.json`` (one entry per epoch: epoch, train_loss, val_loss,
-kl, lr, seconds) and :func:`plot_history` the loss curves ``loss.png``. Whole files are written
+kl, lr, seconds) and :func:`plot_history` the loss curves ``loss.png``; :func:`write_data_info` /
+:func:`read_data_info` keep what the run knows of its training data (``data.json``: file, events,
+cross section). Whole files are written
 through :func:`hepgen.outputs.atomic_output`.
 """
 
@@ -15,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .cards import Card
-from .errors import HepgenError
+from .errors import HepgenError, InputError
 from .outputs import atomic_output
 
 
@@ -83,3 +85,24 @@ def plot_history(history: list[dict], path: Path) -> None:
             fig.savefig(tmp, dpi=100)
     finally:
         plt.close(fig)
+
+
+def write_data_info(info: dict[str, str], path: Path) -> None:
+    """What a run knows of its training data (file, events, cross section;
+    :func:`hepgen.trainingdata.data_info`) as ``data.json``, replacing an existing file."""
+    with atomic_output(path, force=True) as tmp:
+        tmp.write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+
+
+def read_data_info(folder: str | Path) -> dict[str, str]:
+    """``folder/data.json`` (a run or its export), {} when absent (a run trained without one)."""
+    file = Path(folder) / "data.json"
+    if not file.is_file():
+        return {}
+    try:
+        info = json.loads(file.read_text())
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as err:
+        raise InputError(f"{file}: unreadable ({type(err).__name__}: {err})") from None
+    return {str(k): str(v) for k, v in info.items()}

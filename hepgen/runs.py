@@ -10,6 +10,7 @@
     best.pt          the model with the lowest validation loss (epoch, model, coords only)
     coords.pt        the fitted coordinates (state_dict; also inside every checkpoint)
     split.npz        train / val / test event indices into the card's data (test is held out)
+    data.json        the training data: file, events, cross section (hepgen.crosssection keys)
     generated.root   a sample from the trained model (toys: generated.npz + toy.png)
 
 ``best.pt`` and ``last.pt`` are :class:`Checkpoint` records, stored as a plain dict of tensors
@@ -19,7 +20,7 @@ and values (``torch.load`` reads them without hepgen).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -32,6 +33,7 @@ from .models import build_model
 from .nn.bayesian import is_bayesian
 from .outputs import atomic_output
 from .pipeline import pipeline, sampler_options
+from .runlog import read_data_info
 
 
 @dataclass
@@ -97,7 +99,8 @@ class Run:
 
     What generation asks of a run, here and in an export folder run by ONNX Runtime
     (:class:`hepgen.export.runtime.OnnxRun`): ``path``, ``card``, ``epoch``, ``process``,
-    ``family``, ``bayesian``, ``pipeline(draw, solver, steps)`` (the exportable module of
+    ``family``, ``bayesian``, ``data_info`` (the training data's ``data.json``: its cross section),
+    ``pipeline(draw, solver, steps)`` (the exportable module of
     Bayesian draw ``draw``; None = weight means) and ``record(solver, steps)`` (what generated
     files record about the generator).
     """
@@ -107,6 +110,7 @@ class Run:
     model: nn.Module
     coords: nn.Module
     epoch: int
+    data_info: dict[str, str] = field(default_factory=dict)  # data.json ({} for a run without one)
 
     @property
     def seed(self) -> int:
@@ -158,4 +162,5 @@ def load_run(path: str | os.PathLike, checkpoint: str = "best") -> Run:
         first = str(err).strip().splitlines()[0]
         raise InputError(f"{ckpt_path} does not match the model/coordinates of this hepgen version "
                          f"(made by an older version?): {first}") from None
-    return Run(path, card, model.eval(), coords, int(ckpt.epoch))
+    return Run(path, card, model.eval(), coords, int(ckpt.epoch), read_data_info(path))
+

@@ -42,7 +42,7 @@ from .nn.bayesian import is_bayesian, kl_divergence
 from .optim import WeightAverage, make_optimizer, make_scheduler
 from .outputs import atomic_output
 from .rngstate import rng_state, set_rng_state
-from .runlog import RunLog, new_run_dir, plot_history, write_history, write_text
+from .runlog import RunLog, new_run_dir, plot_history, write_data_info, write_history, write_text
 from .runs import Checkpoint, build_for
 from .trainingdata import balance_weights, prepare_data, write_split
 
@@ -116,6 +116,7 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     data = prepare_data(card, log if dist.main else (lambda m: None))
     if dist.main:
         write_split(data.split, path / "split.npz")
+        write_data_info(data.info, path / "data.json")
         with atomic_output(path / "coords.pt", force=True) as tmp:
             torch.save(data.coords.state_dict(), tmp)
     n_train = len(data.x_train)

@@ -3,7 +3,8 @@
 :func:`prepare_data` loads the card's data (its process's ``load_data``), splits
 it with :func:`split_indices` (``data.split``: train / validation / held-out test), fits the
 coordinates on the training part only and encodes train and validation into float32 tensors
-``x`` ``[N, F]`` and ``c`` ``[N, K]`` (:class:`Data`). :func:`balance_weights` gives the per-event
+``x`` ``[N, F]`` and ``c`` ``[N, K]`` (:class:`Data`), and records what the run keeps of its data
+(:func:`data_info`: file, events, cross section). :func:`balance_weights` gives the per-event
 draw weights of ``train.balance``.
 """
 
@@ -17,8 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import crosssection as xsec
 from .cards import Card
 from .errors import HepgenError, InputError
+from .events import EventSample
 from .outputs import atomic_output
 from . import processes
 
@@ -33,6 +36,7 @@ class Data:
     c_val: torch.Tensor
     split: dict[str, np.ndarray]  # train / val / test: sorted indices into the card's data
     coords: nn.Module
+    info: dict[str, str]  # the training data's file, events and cross section (data.json of the run)
 
 
 def split_indices(n: int, fractions: tuple[float, ...], seed: int) -> dict[str, np.ndarray]:
@@ -70,7 +74,16 @@ def prepare_data(card: Card, log: Callable[[str], None] = print) -> Data:
         x_va, c_va = coords.encode(take(split["val"]), gen)
     else:
         x_va, c_va = x_tr[:0], c_tr[:0]
-    return Data(x_tr.float(), c_tr.float(), x_va.float(), c_va.float(), split, coords)
+    return Data(x_tr.float(), c_tr.float(), x_va.float(), c_va.float(), split, coords, data_info(card, data))
+
+
+def data_info(card: Card, data) -> dict[str, str]:
+    """What a run keeps of its training data (``data.json``): the file, the events used and
+    the cross section they stand for (:mod:`hepgen.crosssection`; absent when unknown)."""
+    info = {"path": str(card.data.path), "events": str(len(data))}
+    if isinstance(data, EventSample) and (xs := xsec.cross_section(data.info)):
+        info.update(xsec.record(*xs))
+    return info
 
 
 def balance_weights(c: torch.Tensor, balance: float) -> torch.Tensor | None:

@@ -17,6 +17,7 @@ that ``hepgen generate`` applies is left to the consumer, as the manifest says.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -60,4 +61,4 @@ def export(run_dir: str | os.PathLike, *, output: str | os.PathLike | None = Non
                   "epoch": run.epoch, "checkpoint": checkpoint}
     return write_export(output, default, draw_pipes if bayes else None, k, spec, generator=generator, physics=physics,
                         provenance=provenance, force=force, with_sofie=sofie,
-                        extra_files={"card.yaml": dump_card(card)}, progress=progress)
+                        extra_files={"card.yaml": dump_card(card), "data.json": json.dumps(run.data_info, indent=1, sort_keys=True) + "\n"}, progress=progress)

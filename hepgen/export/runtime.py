@@ -21,6 +21,7 @@ import numpy as np
 from .. import processes
 from ..cards import load_card
 from ..errors import HepgenError, InputError
+from ..runlog import read_data_info
 from .manifest import GRAPH, ExportManifest, load_manifest
 
 
@@ -176,7 +177,7 @@ class OnnxRun:
     """A trained run seen through its export folder, for ``hepgen generate --backend onnx``.
 
     The same interface as :class:`hepgen.runs.Run`: ``path`` (the export folder), ``card`` (the
-    run's card, copied into the export), ``epoch``, ``process``, ``family``, ``bayesian``,
+    run's card, copied into the export), ``epoch``, ``process``, ``family``, ``bayesian``, ``data_info``,
     ``pipeline(draw)`` and ``record()``.
     """
 
@@ -191,6 +192,7 @@ class OnnxRun:
         self.bayesian = bool(self.manifest.bayesian)
         self.family = self.manifest.generator.get("family", "?")
         self.threads = threads
+        self.data_info = read_data_info(self.path)  # the run's data.json, copied by the export
 
     def pipeline(self, draw: int | None = None, solver: str | None = None, steps: int | None = None) -> OnnxPipeline:
         if solver is not None or steps is not None:

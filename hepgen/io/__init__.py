@@ -8,6 +8,7 @@ suffix (``.root``; ``.lhe``, ``.lhe.gz`` to read); :func:`read_data` reads the c
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import sys
 from pathlib import Path
@@ -81,14 +82,18 @@ def convert(
     force: bool = False,
     tree: str = "Events",
     branches: Mapping[str, str] | None = None,
-    sqrt_s: float = 13000.0,
+    sqrt_s: float | None = None,
     step_size: int = 100_000,
     progress: bool | None = None,
 ) -> tuple[Path, int]:
     """Stream ``source`` (ROOT or LHE) into ``target`` (ROOT or LHE); returns (path, events).
 
-    LHE ``<rwgt>`` variations are carried to an LHE target, not to ROOT (one ``weight``
-    branch). A failure at any point leaves no ``target`` behind.
+    Weight variations with their groups and descriptions, the beams and the cross section
+    travel both ways (ROOT: NanoAOD-style weight branches and the provenance,
+    :mod:`hepgen.io.root.weight_branches`). ``sqrt_s`` (GeV) sets an LHE target's proton beams
+    when the source names none (default 13 TeV); one that disagrees with the source's beams, or
+    is not finite and positive, is an :class:`OutputError`. A failure at any point leaves no
+    ``target`` behind.
     """
     from tqdm import tqdm
 
@@ -97,12 +102,14 @@ def convert(
         raise InputError(f"{source}: unknown event file format (use .root or .lhe)")
     if dst_fmt not in FORMATS:
         raise OutputError(f"{target}: unknown event file format (name it .root or .lhe)")
+    if sqrt_s is not None and not (math.isfinite(sqrt_s) and sqrt_s > 0):
+        raise OutputError(f"--sqrt-s {sqrt_s}: give a finite, positive collider energy in GeV")
     if Path(source).resolve() == Path(target).resolve():
         raise OutputError(f"{target}: is the input file; give another output name")
     if src_fmt == "root":
-        chunks = ((s, None) for s in iterate_events(source, step_size=step_size, tree=tree, branches=branches))
+        chunks = iterate_events(source, step_size=step_size, tree=tree, branches=branches)
     else:
-        chunks = ((c.sample, c.weights or None) for c in iterate_lhe(source, step_size=step_size))
+        chunks = (c.sample for c in iterate_lhe(source, step_size=step_size))
     first = next(chunks, None)  # open and check the input before touching the output
     chunks = itertools.chain([first] if first is not None else [], chunks)
     if progress is None:
@@ -113,14 +120,14 @@ def convert(
     with bar:
         if dst_fmt == "root":
             with RootWriter(target, force=force, info=info) as w:
-                for sample, _ in chunks:
+                for sample in chunks:
                     w.write(sample)
                     n += len(sample)
                     bar.update(len(sample))
         else:
             with LheWriter(target, force=force, info=info, sqrt_s=sqrt_s) as w:
-                for sample, weights in chunks:
-                    w.write(sample, weights)
+                for sample in chunks:
+                    w.write(sample)
                     n += len(sample)
                     bar.update(len(sample))
     return Path(target), n

@@ -2,7 +2,8 @@
 
 Data: the card's reference sample (``data.path``, ROOT or LHE); when that file is absent and it
 is the card's own ``simulate.output``, the simulation runs first. Events are kept with two
-muons and a jet multiplicity in ``process.n_jets``.
+muons and a jet multiplicity in ``process.n_jets``; the sample's cross section
+(:mod:`hepgen.crosssection`) is scaled by the weight fraction kept.
 
 Pipeline (:class:`ZJetsPipeline`), one exportable module per Bayesian draw::
 
@@ -39,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import crosssection as xsec
 from .. import selection
 from ..cards import Card
 from ..coords import ZJetsCoords, ZJetsInverse
@@ -208,7 +210,8 @@ class ZJetsProcess:
         keep = np.isin(sample.n_jets, card.process.n_jets) & (sample.multiplicity("Muon") >= 2)
         if not keep.all():
             log(f"{path}: kept {int(keep.sum())} of {len(sample)} events with 2 muons and n_jets in {list(card.process.n_jets)}")
-            sample = sample.select(keep)
+            w = sample.weight
+            sample = sample.select(keep).with_info(**xsec.scaled_record(sample.info, w[keep].sum(), w.sum()))
         return sample
 
     def validation_reference(self, card: Card, log: Log, simulate: bool = True) -> Path | None:

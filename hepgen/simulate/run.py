@@ -28,6 +28,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
+from .. import crosssection as xsec
 from ..cards import Card, ProcessConfig, card_hash, dump_card
 from ..errors import HepgenError, OutputError
 from ..events import EventSample
@@ -216,8 +217,9 @@ def produce(
     ``None`` takes the card's value (``simulate.events``, ``seed``, ``simulate.output``,
     ``simulate.jobs``); ``jobs = 0`` means one worker per CPU core. Returns the output path.
     The file holds the collections "Muon" (2 per event) and "Jet" (as selected), unit
-    weights, and the provenance (cross section, counts, jet-multiplicity fractions, seeds,
-    settings, versions, the resolved card); the resolved card is also written beside it as
+    weights, and the provenance (the selected events' cross section as ``cross_section_pb`` /
+    ``cross_section_error_pb``, :mod:`hepgen.crosssection`; sigmaGen as ``sigma_gen_pb``;
+    counts, jet-multiplicity fractions, seeds, settings, versions, the resolved card); the resolved card is also written beside it as
     ``<output stem>.card.yaml``.
     """
     sim = card.simulate
@@ -268,10 +270,7 @@ def produce(
         "efficiency": repr(eff),
         "sigma_gen_pb": repr(sigma),
         "sigma_gen_err_pb": repr(sigma_err),
-        "sigma_selected_pb": repr(sigma * eff),
-        "sigma_selected_err_pb": repr(
-            sigma * eff * float(np.hypot(sigma_err / sigma, np.sqrt((1 - eff) / (eff * stats.tried))))
-        ),
+        **xsec.record(*xsec.scaled(sigma, sigma_err, stats.accepted, stats.tried)),  # the selected events'
         "n_jets_fractions": json.dumps({str(k): float(np.mean(kept == k)) for k in card.process.n_jets}),
         "n_jets_tried": json.dumps({str(k): v for k, v in sorted(stats.by_njets.items())}),
         "dropped_dr_jj": str(stats.dropped_dr),

@@ -9,15 +9,16 @@ round-trips float64):
 * with exactly two muons in an event, an intermediate Z (``23``, status 2) carries their
   summed four-momentum and is the muons' mother;
 * two incoming partons (status -1), ``u`` along +z and ``ubar`` along -z, with zero pT:
-  ``x1, x2`` from :func:`hepgen.kinematics.beam_fractions` of the final-state sum, so E and pz
-  are conserved exactly; an event with ``x1 > 1`` or ``x2 > 1`` (more energy than the beams)
-  is an :class:`OutputError`. The final state's transverse momentum (non-zero at hadron
+  ``x1, x2`` from :func:`hepgen.kinematics.beam_fractions` of the final-state sum (beam i:
+  ``x_i = (E ± pz) / (2 E_i)``), so E and pz are conserved exactly; an event with ``x1 > 1``
+  or ``x2 > 1`` (more energy than a beam) is an :class:`OutputError`. The final state's transverse momentum (non-zero at hadron
   level) is not balanced; Pythia 8 accepts such records (``Beams:frameType = 4``);
 * colours: one chain ``u -> gluon jets -> ubar`` (tags 501, 502, ...), colour-consistent
   for Pythia's checks;
 * ``XWGTUP`` is the event weight as given, ``SCALUP`` the final-state invariant mass
   sqrt(x1 x2 s), ``AQEDUP = AQCDUP = -1``, ``SPINUP = 9``, ``VTIMUP = 0``;
-* weight variations go to ``<rwgt><wgt id=..>`` lines in the order given.
+* weight variations go to ``<rwgt><wgt id=..>`` lines in the order given (none for a NaN:
+  the event lacks that id).
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ from .pdg import pdg_ids
 REAL = "%.17e"  # every real number: float64 round trip
 
 
-def events_text(sample: EventSample, w: np.ndarray, weights: Mapping[str, np.ndarray], sqrt_s: float, path) -> str:
+def events_text(sample: EventSample, w: np.ndarray, weights: Mapping[str, np.ndarray],
+                beam_energies: tuple[float, float], path) -> str:
     """The ``<event>`` blocks of one chunk (vectorised per field, joined per event).
 
     ``w``: float64 ``[N]`` event weights (XWGTUP); ``weights``: name -> float64 ``[N]``
-    variations (``<rwgt>``); ``sqrt_s`` in GeV; ``path`` names the file in errors.
+    variations (``<rwgt>``); ``beam_energies`` (E1 along +z, E2 along -z) in GeV; ``path``
+    names the file in errors.
     """
     n = len(sample)
     # flat final-state objects, grouped per event in collection order
@@ -62,10 +65,18 @@ def events_text(sample: EventSample, w: np.ndarray, weights: Mapping[str, np.nda
     tot = {k: ak.to_numpy(ak.sum(fs[k], axis=1)) for k in ("e", "px", "py", "pz")}
     if not all(np.isfinite(v).all() for v in tot.values()):
         raise OutputError(f"{path}: non-finite momenta in the events (NaN or inf)")
-    x1, x2 = beam_fractions(tot["e"], tot["pz"], sqrt_s)
-    if not within_beams(tot["e"], tot["pz"], sqrt_s).all():
-        raise OutputError(f"{path}: an event has more energy than the beams (x > 1 at sqrt_s = {sqrt_s} GeV)")
-    e1, e2 = x1 * sqrt_s / 2, x2 * sqrt_s / 2
+    b1, b2 = beam_energies
+    if b1 == b2:  # symmetric beams: sqrt_s = 2 E exactly
+        sqrt_s = b1 + b2
+        x1, x2 = beam_fractions(tot["e"], tot["pz"], sqrt_s)
+        ok = within_beams(tot["e"], tot["pz"], sqrt_s)
+    else:  # beam i brings E_i: x_i from (E +- pz) / (2 E_i)
+        sqrt_s = 2 * np.sqrt(b1 * b2)
+        x1, x2 = beam_fractions(tot["e"], tot["pz"], 2 * b1)[0], beam_fractions(tot["e"], tot["pz"], 2 * b2)[1]
+        ok = np.isfinite(tot["e"]) & (x1 <= 1) & (x2 <= 1)
+    if not ok.all():
+        raise OutputError(f"{path}: an event has more energy than the beams (x > 1 with beams of {b1:g} and {b2:g} GeV)")
+    e1, e2 = x1 * (2 * b1) / 2, x2 * (2 * b2) / 2
     shat = np.sqrt(np.clip(x1 * x2, 0, None)) * sqrt_s
     muon_pair = "Muon" in sample.collections
     n_mu = sample.multiplicity("Muon") if muon_pair else np.zeros(n, np.int64)
@@ -122,7 +133,7 @@ def events_text(sample: EventSample, w: np.ndarray, weights: Mapping[str, np.nda
         out.extend(body)
         if wgt_fmt:
             out.append("<rwgt>\n")
-            out.extend(fmt % vals[i] for fmt, vals in zip(wgt_fmt, wvals))
+            out.extend(fmt % vals[i] for fmt, vals in zip(wgt_fmt, wvals) if vals[i] == vals[i])  # NaN: absent
             out.append("</rwgt>\n")
         out.append("</event>\n")
     return "".join(out)

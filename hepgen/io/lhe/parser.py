@@ -133,6 +133,8 @@ class LheParser:
             idwtup, nprup = int(v[8]), int(v[9])
         except ValueError:
             raise self.fail("malformed <init>: not a number") from None
+        if not all(math.isfinite(e) and e > 0 for e in beam_energy):
+            raise self.fail(f"malformed <init>: beam energies {beam_energy[0]} {beam_energy[1]} GeV are not finite and positive")
         processes = []
         for _ in range(nprup):
             p = self._data_line("the <init> block").split()

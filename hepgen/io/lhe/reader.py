@@ -8,7 +8,9 @@ lepton collections also ``charge`` (``-sign(pdgId)``). Momenta are converted wit
 M column, objects are sorted by decreasing pT. ``XWGTUP`` -> weight ``[N]``; the ``<hepgen>``
 provenance -> ``info`` (``info["source"]`` defaults to the path); the process lines' cross
 section -> ``info["cross_section_pb"]`` and ``info["cross_section_error_pb"]`` unless the
-provenance has one; ``<rwgt>`` weights -> :attr:`LheContent.weights`.
+provenance has one; the ``<init>`` beams and the header's ``<initrwgt>`` groups and
+descriptions -> ``info`` (:mod:`hepgen.io.variations`); ``<rwgt>`` weights ->
+``EventSample.variations`` and :attr:`LheContent.weights`.
 A missing, malformed or truncated file, or non-finite values, is a one-line
 :class:`InputError` with the line number where there is one.
 """
@@ -25,6 +27,7 @@ import numpy as np
 from ...errors import InputError
 from ...events import EventSample, make_collection
 from ...kinematics import epxpypz_to_ptetaphim
+from ..variations import beams_record, groups_record, parse_initrwgt
 from .parser import LheInit, LheParser
 from .pdg import CHARGED_LEPTONS, collection_for_pdg, collection_rank
 
@@ -94,7 +97,10 @@ def _build(reader: LheParser, events: list, source: str) -> LheContent:
     if reader.init.processes and "cross_section_pb" not in info:
         info["cross_section_pb"] = repr(reader.init.cross_section_pb)
         info["cross_section_error_pb"] = repr(reader.init.cross_section_error_pb)
-    sample = EventSample(collections, weight, info)
+    info.update(beams_record(reader.init.beam_id, reader.init.beam_energy))
+    info.pop("weight_groups", None)
+    info.update(groups_record(parse_initrwgt(reader.header_text, source)))
+    sample = EventSample(collections, weight, info, weights)
     sample.check_finite(source)
     for k, v in weights.items():
         if not np.isfinite(v[~np.isnan(v)]).all():

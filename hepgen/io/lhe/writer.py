@@ -8,8 +8,14 @@ iterable of chunks.
 * ``IDWTUP`` is 3 when every weight is 1, 4 when the weights vary but are non-negative, -4
   when some are negative; ``XSECUP``/``XERRUP`` (pb) come from ``info["cross_section_pb"]`` /
   ``info["cross_section_error_pb"]``, else XSECUP is the mean weight; ``XMAXUP`` is the
-  largest ``|weight|``; beams are protons (2212) of ``sqrt_s / 2`` GeV each, PDFSUPi = ``pdf_id``;
-* weight variations are declared in ``<initrwgt>`` (names fixed by the first chunk);
+  largest ``|weight|``; PDFSUPi = ``pdf_id``;
+* beams: those of the provenance (:data:`hepgen.io.variations.BEAM_IDS` / ``BEAM_ENERGIES``,
+  kept from an LHE or ROOT input), else protons (2212) of ``sqrt_s / 2`` GeV each (13 TeV when
+  ``sqrt_s`` is None); a ``sqrt_s`` that disagrees with the provenance's beams, or one that is
+  not finite and positive, is an :class:`OutputError`;
+* weight variations (``sample.variations`` and the ``weights`` argument; ids fixed by the first
+  chunk) are declared in ``<initrwgt>`` with the groups, attributes and descriptions of the
+  provenance's :data:`hepgen.io.variations.GROUPS` (ids no group names: one more group);
 * the header holds ``<hepgen>`` with the provenance as JSON (``hepgen_version``, the first
   chunk's ``sample.info``, then ``info`` and :meth:`LheWriter.update_info` keys), which
   :func:`hepgen.io.lhe.read_lhe` restores into ``EventSample.info``;
@@ -39,6 +45,7 @@ from ... import __version__
 from ...errors import OutputError
 from ...events import EventSample
 from ...outputs import atomic_output
+from ..variations import beams_of, beams_record, complete_groups, groups_of, groups_record, initrwgt_text
 from .event_record import REAL, events_text
 
 _W = 25  # fixed width of a reserved init number: "-1.23456789012345678e+300" is 25 chars
@@ -55,8 +62,9 @@ class LheWriter:
         with LheWriter("out.lhe", info={"seed": "1"}, sqrt_s=13000.0) as w:
             w.write(sample, weights={"bnn_0": w0, "bnn_1": w1})
 
-    ``weights`` (optional, per chunk) are named weight variations, float64 ``[N]`` each; the
-    first chunk fixes their names. ``pdf_id`` is the LHAPDF id written as PDFSUPi (-1: none).
+    ``weights`` (optional, per chunk) are named weight variations, float64 ``[N]`` each, added
+    to ``sample.variations``; the first chunk fixes their names (NaN: the event lacks that id,
+    no ``<wgt>`` line). ``pdf_id`` is the LHAPDF id written as PDFSUPi (-1: none).
     """
 
     def __init__(
@@ -65,14 +73,15 @@ class LheWriter:
         *,
         force: bool = False,
         info: Mapping[str, str] | None = None,
-        sqrt_s: float = 13000.0,
+        sqrt_s: float | None = None,
         pdf_id: int = -1,
     ):
-        if not sqrt_s > 0:
-            raise ValueError("sqrt_s must be positive")
         self.path = Path(path)
+        if sqrt_s is not None and not (math.isfinite(sqrt_s) and sqrt_s > 0):
+            raise OutputError(f"{self.path}: sqrt(s) = {sqrt_s} GeV: give a finite, positive energy")
         self.force = force
-        self.sqrt_s = float(sqrt_s)
+        self.sqrt_s = None if sqrt_s is None else float(sqrt_s)
+        self._beams = ((2212, 2212), (6500.0, 6500.0))
         self.pdf_id = int(pdf_id)
         self._extra_info = {str(k): str(v) for k, v in (info or {}).items()}
         self._ctx = None
@@ -142,20 +151,37 @@ class LheWriter:
         self._info = {"hepgen_version": __version__, **self._sample_info, **self._extra_info}
         return escape(json.dumps(self._info, sort_keys=True))
 
+    def _resolve_beams(self, info: Mapping[str, str]) -> None:
+        """The beams: the provenance's, else protons at ``sqrt_s``; recorded in the provenance."""
+        beams = beams_of(info, str(self.path))
+        if beams is None:
+            e = (13000.0 if self.sqrt_s is None else self.sqrt_s) / 2
+            beams = ((2212, 2212), (e, e))
+        elif self.sqrt_s is not None:
+            e1, e2 = beams[1]
+            if not math.isclose(2 * math.sqrt(e1 * e2), self.sqrt_s, rel_tol=1e-12):
+                raise OutputError(f"{self.path}: sqrt(s) = {self.sqrt_s:g} GeV disagrees with the input's beams "
+                                  f"{beams[0][0]} {beams[0][1]} at {e1:g} + {e2:g} GeV (omit --sqrt-s to keep them)")
+        self._beams = beams
+        self._extra_info.update(beams_record(*beams))
+
     def _start(self, sample_info: Mapping[str, str], weight_ids: list[str]) -> None:
         self._sample_info = {str(k): str(v) for k, v in sample_info.items()}
         self._weight_ids = weight_ids
+        merged = {**self._sample_info, **self._extra_info}
+        self._resolve_beams(merged)
+        groups = complete_groups(groups_of(merged, str(self.path)), weight_ids) if weight_ids else []
+        self._sample_info.pop("weight_groups", None)
+        self._extra_info.pop("weight_groups", None)
+        self._extra_info.update(groups_record(groups))
         out = io.StringIO()
         out.write('<LesHouchesEvents version="3.0">\n<header>\n<hepgen>')
         text = self._info_text()
         self._info_at = len(out.getvalue().encode())
         self._info_room = len(text.encode()) + INFO_RESERVE
         out.write(text + " " * INFO_RESERVE + "</hepgen>\n")
-        if weight_ids:
-            out.write("<initrwgt>\n<weightgroup name=\"hepgen\">\n")
-            for wid in weight_ids:
-                out.write(f'<weight id="{escape(wid)}">{escape(wid)}</weight>\n')
-            out.write("</weightgroup>\n</initrwgt>\n")
+        if groups:
+            out.write(initrwgt_text(groups))
         out.write("</header>\n<init>\n")
         self._fh.write(out.getvalue().encode())
         self._init_at = self._fh.tell()
@@ -164,10 +190,10 @@ class LheWriter:
 
     def _init_text(self, idwtup: int, xsec: float, xerr: float, xmax: float) -> str:
         """The two fixed-width init lines (same length whatever the values)."""
-        e = self.sqrt_s / 2
+        (id1, id2), (e1, e2) = self._beams
         nums = lambda *xs: " ".join(f"{REAL % x:>{_W}}" for x in xs)  # noqa: E731
         return (
-            f"{2212:>6d} {2212:>6d} {nums(e, e)} {0:>2d} {0:>2d} "
+            f"{id1:>6d} {id2:>6d} {nums(e1, e2)} {0:>2d} {0:>2d} "
             f"{self.pdf_id:>8d} {self.pdf_id:>8d} {idwtup:>3d} {1:>2d}\n"
             f"{nums(xsec, xerr, xmax)} {1:>2d}\n"
         )
@@ -203,7 +229,7 @@ class LheWriter:
         """Append the events of ``sample``; ``weights``: name -> float64 ``[N]`` variations."""
         if self._fh is None:
             raise RuntimeError("LheWriter.write outside its 'with' block")
-        weights = {str(k): np.asarray(v, dtype=np.float64) for k, v in (weights or {}).items()}
+        weights = {str(k): np.asarray(v, dtype=np.float64) for k, v in {**sample.variations, **(weights or {})}.items()}
         if self._info is None:
             self._start(sample.info, list(weights))
         elif list(weights) != self._weight_ids:
@@ -224,7 +250,10 @@ class LheWriter:
         self._maxw = max(self._maxw, float(np.abs(w).max()))
         self._all_one &= bool((w == 1.0).all())
         self._negative |= bool((w < 0).any())
-        self._fh.write(events_text(sample, w, weights, self.sqrt_s, self.path).encode())
+        for k, v in weights.items():
+            if np.isinf(v).any():
+                raise OutputError(f"{self.path}: infinite values in weight variation {k!r}")
+        self._fh.write(events_text(sample, w, weights, self._beams[1], self.path).encode())
         self.n_written += n
 
 
@@ -234,7 +263,7 @@ def write_lhe(
     *,
     force: bool = False,
     info: Mapping[str, str] | None = None,
-    sqrt_s: float = 13000.0,
+    sqrt_s: float | None = None,
     pdf_id: int = -1,
     weights: Mapping[str, np.ndarray] | None = None,
 ) -> Path:

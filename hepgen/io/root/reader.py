@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -20,6 +21,7 @@ from ...errors import InputError
 from ...events import EventSample
 from .branch_map import arrays_to_sample, branch_columns, plan_collections
 from .layout import INFO_KEY, default_mapping
+from .weight_branches import read_variations
 
 
 def _one_line(err: BaseException) -> str:
@@ -118,7 +120,14 @@ def read_events(
             )
         except Exception as err:
             raise _read_error(path, tree, err) from None
-        return arrays_to_sample(arrays, mapping, columns, plan, info, path)
+        sample = arrays_to_sample(arrays, mapping, columns, plan, info, path)
+        return with_variations(t, sample, entry_start, (entry_start or 0) + len(sample), path)
+
+
+def with_variations(tree, sample: EventSample, start, stop, path) -> EventSample:
+    """``sample`` with the weight variations of entries [start, stop) (:mod:`.weight_branches`)."""
+    variations = read_variations(tree, sample.info, start, stop, str(path))
+    return replace(sample, variations=variations) if variations else sample
 
 
 def iterate_events(
@@ -132,6 +141,7 @@ def iterate_events(
     f, t, mapping, plan, info, columns, aliases = _prepare(path, tree, branches)
     with f:
         it = t.iterate(sorted(set(columns.values())), aliases=aliases or None, step_size=step_size)
+        start = 0
         while True:
             try:
                 arrays = next(it)
@@ -139,7 +149,9 @@ def iterate_events(
                 return
             except Exception as err:
                 raise _read_error(path, tree, err) from None
-            yield arrays_to_sample(arrays, mapping, columns, plan, info, path)
+            sample = arrays_to_sample(arrays, mapping, columns, plan, info, path)
+            yield with_variations(t, sample, start, start + len(sample), path)
+            start += len(sample)
 
 
 def read_histograms(path: str | os.PathLike) -> dict[str, object]:

@@ -6,7 +6,10 @@ int32 counts and integer fields, float32 ``weight [N]``) with the provenance as 
 ``hepgen_info``, which :func:`hepgen.io.root.read_events` restores into
 :attr:`EventSample.info`. Files are TTrees, not RNTuples (uproot >= 5.7 writes an RNTuple for
 ``file[name] = data``): the tree is made with ``mktree(name, types)`` and filled with
-``extend`` in large chunks. Every write goes through :func:`hepgen.outputs.atomic_output`: an
+``extend`` in large chunks. Weight variations (``EventSample.variations``) become NanoAOD-style
+float32 branches (:mod:`hepgen.io.root.weight_branches`) with their groups, descriptions and
+branch names in the provenance; beams and cross section travel in the provenance too. Every
+write goes through :func:`hepgen.outputs.atomic_output`: an
 existing file is refused without ``force``, and an exception in the middle of writing leaves
 no file behind.
 """
@@ -22,7 +25,10 @@ from ... import __version__
 from ...errors import InputError, OutputError
 from ...events import EventSample
 from ...outputs import atomic_output
+from ..variations import GROUPS, complete_groups, groups_of, groups_record
 from .layout import DEFAULT_CHUNK, INFO_KEY, branch_types, chunk_data, describe_layout
+from .weight_branches import BRANCHES, branch_plan, chunk_arrays
+from .weight_branches import branch_types as weight_types
 
 
 class RootWriter:
@@ -57,6 +63,9 @@ class RootWriter:
         self._extra_info = {str(k): str(v) for k, v in (info or {}).items()}
         self._info: dict[str, str] | None = None
         self._layout: dict[str, object] | None = None
+        self._wplan: dict[str, list[str]] = {}
+        self._wids: list[str] = []
+        self._groups_info: dict[str, str] = {}
         self._buffer: list[EventSample] = []
         self._buffered = 0
         self._ctx = None
@@ -102,6 +111,11 @@ class RootWriter:
         if self._tree is None:  # no events at all: still a valid, empty tree
             self._file.mktree(self.tree_name, {"weight": "float32"})
         info = {"hepgen_version": __version__, **(self._info or {}), **self._extra_info}
+        info.pop(GROUPS, None)
+        info.pop(BRANCHES, None)
+        if self._wids:
+            info.update(groups_record(complete_groups(groups_of(self._groups_info, str(self.path)), self._wids)))
+            info[BRANCHES] = json.dumps(self._wplan)
         self._file[INFO_KEY] = json.dumps(info, sort_keys=True)
         self._file.close()
 
@@ -120,10 +134,16 @@ class RootWriter:
         if self._layout is None:
             self._layout = layout
             self._info = {str(k): str(v) for k, v in sample.info.items()}
+            self._groups_info = {k: v for k, v in {**self._info, **self._extra_info}.items() if k == GROUPS}
+            self._wids = list(sample.variations)
+            self._wplan = branch_plan(groups_of(self._groups_info, str(self.path)), self._wids)
         elif layout != self._layout:
             raise OutputError(
                 f"{self.path}: chunk has branches {describe_layout(layout)}, the first chunk had {describe_layout(self._layout)}"
             )
+        elif list(sample.variations) != self._wids:
+            raise OutputError(f"{self.path}: chunk has weight variations {list(sample.variations)}, "
+                              f"the first chunk had {self._wids}")
         try:
             sample.check_finite(str(self.path))
         except InputError as err:  # never write a file that hepgen would refuse to read
@@ -141,8 +161,9 @@ class RootWriter:
         sample = self._buffer[0] if len(self._buffer) == 1 else EventSample.concatenate(self._buffer)
         self._buffer, self._buffered = [], 0
         data = chunk_data(sample, self._layout)
+        data.update(chunk_arrays(sample.variations, self._wplan, len(sample)))
         if self._tree is None:
-            self._tree = self._file.mktree(self.tree_name, self._layout)
+            self._tree = self._file.mktree(self.tree_name, {**self._layout, **weight_types(self._wplan)})
         self._tree.extend(data)
         self.n_written += len(sample)
 
