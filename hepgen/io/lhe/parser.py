@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -77,6 +78,7 @@ class LheParser:
         self.info: dict[str, str] = {}
         try:
             self.init = self._read_preamble()
+            self._check_init()
         except BaseException:
             self.fh.close()
             raise
@@ -89,8 +91,11 @@ class LheParser:
     def _next(self) -> str | None:
         try:
             line = next(self._lines, None)
-        except (OSError, EOFError) as err:  # e.g. a truncated gzip stream
-            raise InputError(f"{self.path}: line {self.lineno}: cannot read (truncated or corrupt? {err})") from None
+        except (OSError, EOFError, zlib.error) as err:  # a truncated or corrupt gzip stream
+            what = str(err).splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InputError(
+                f"{self.path}: line {self.lineno}: cannot read (truncated or corrupt? {what})"
+            ) from None
         if not line:
             return None
         self.lineno += 1
@@ -151,6 +156,11 @@ class LheParser:
             if "</init>" in line:
                 break
         return LheInit(beam_id, beam_energy, pdf_id, idwtup, tuple(processes))
+
+    def _check_init(self) -> None:
+        numbers = [*self.init.beam_energy, *(x for p in self.init.processes for x in p[:3])]
+        if not all(math.isfinite(x) for x in numbers):
+            raise self.fail("malformed <init>: a beam energy or cross section is NaN or inf")
 
     def _data_line(self, where: str) -> str:
         while True:

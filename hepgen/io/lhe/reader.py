@@ -61,6 +61,7 @@ def _build(reader: LheParser, events: list, source: str) -> LheContent:
         table = np.array(flat_rows, dtype=np.float64).reshape(-1, 13)
     except ValueError:
         raise _number_error(reader, events) from None
+    _check_numbers(reader, events, table)
     particles = ak.unflatten(
         ak.zip({
             f: (table[:, j].astype(np.int64) if j < 6 else table[:, j])
@@ -80,7 +81,8 @@ def _build(reader: LheParser, events: list, source: str) -> LheContent:
     event_of = np.repeat(np.arange(n), counts)
     fs = status == 1
     names = np.array([collection_for_pdg(int(p)) for p in pdg[fs]], dtype=object) if fs.any() else np.array([], object)
-    pt, eta, phi, _m = epxpypz_to_ptetaphim(table[fs, 9], table[fs, 6], table[fs, 7], table[fs, 8])
+    with np.errstate(over="ignore", invalid="ignore"):  # overflowing momenta: check_finite says which
+        pt, eta, phi, _m = epxpypz_to_ptetaphim(table[fs, 9], table[fs, 6], table[fs, 7], table[fs, 8])
     mass = table[fs, 10]
     collections = {}
     for name in sorted(set(names.tolist()), key=collection_rank):
@@ -106,6 +108,27 @@ def _build(reader: LheParser, events: list, source: str) -> LheContent:
         if not np.isfinite(v[~np.isnan(v)]).all():
             raise InputError(f"{source}: non-finite values in weight variation {k!r}")
     return LheContent(sample, weights, particles, reader.init, {"text": reader.header_text})
+
+
+def _check_numbers(reader: LheParser, events: list, table: np.ndarray) -> None:
+    """The integer columns (pdgId .. color2) hold integers within int32 and the real ones
+    (px .. spinup) are finite; else a one-line InputError naming the first bad particle line.
+    The final-state px, py, pz, m are left to :meth:`EventSample.check_finite`, which names the
+    collection and field."""
+    ints, reals = table[:, :6], table[:, 6:]
+    finite = (np.isfinite(reals[:, 3:4]).all(axis=1) & np.isfinite(reals[:, 5:]).all(axis=1)
+              & (np.isfinite(reals[:, [0, 1, 2, 4]]).all(axis=1) | (ints[:, 1] == 1)))
+    with np.errstate(invalid="ignore"):
+        integral = ((np.abs(ints) < 2**31) & (ints == np.round(ints))).all(axis=1)
+    bad = ~(finite & integral)
+    if not bad.any():
+        return
+    k = int(np.argmax(bad))
+    what = "a non-finite number" if not finite[k] else "an integer field that is not an int32"
+    for ev in events:
+        if k < len(ev[1]):
+            raise InputError(f"{reader.path}: line {ev[3] + k}: malformed event {ev[4]}: {what} in a particle line")
+        k -= len(ev[1])
 
 
 def _number_error(reader: LheParser, events: list) -> InputError:
