@@ -76,7 +76,7 @@ class DataConfig:
     path: str = "data/zjets_reference.root"
     format: Literal["root", "lhe"] = "root"
     tree: str = "Events"
-    branches: Mapping[str, str] = field(default_factory=dict)  # hepgen branch -> file branch/expr
+    branches: Mapping[str, str] = field(default_factory=dict)  # hepgen name -> file branch/expr (or [flat, ...])
     split: tuple[float, ...] = (0.8, 0.1, 0.1)  # train / validation / held-out test
     max_events: int = _f(0, ge=0)  # 0 = all
 
@@ -265,7 +265,9 @@ def _convert(value: Any, tp, key: str, src: str):
             return types.MappingProxyType({})
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
             raise bad()
-        return types.MappingProxyType({k: str(v) for k, v in value.items()})
+        # a list value stays a tuple of strings (data.branches: one object per flat branch)
+        return types.MappingProxyType({k: tuple(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+                                       for k, v in value.items()})
     if tp is bool:
         if not isinstance(value, bool):
             raise bad()

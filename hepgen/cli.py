@@ -19,6 +19,16 @@ _SET = click.option(
     help="Override a card key (repeatable), e.g. --set train.epochs=5.",
 )
 _FORCE = click.option("--force", is_flag=True, help="Overwrite an existing output.")
+_BRANCH_HELP = ("a YAML mapping file, an inline '{Muon_pt: mu_pt, weight: w}' or KEY=VALUE; repeatable, "
+                "later keys win; the card's data.branches format, docs/io.md")
+_TREE = click.option("--tree", default="Events", show_default=True, help="TTree (or RNTuple) to read from ROOT inputs.")
+_BRANCHES = click.option("--branches", "--branch", "branches", multiple=True, metavar="MAPPING",
+                         help="Branch mapping for ROOT inputs (default: detected): " + _BRANCH_HELP + ".")
+_REF_TREE = click.option("--reference-tree", metavar="TREE",
+                         help="TTree (or RNTuple) of the reference and --training files (default: --tree).")
+_REF_BRANCHES = click.option("--reference-branches", "--reference-branch", "reference_branches", multiple=True,
+                             metavar="MAPPING", help="Branch mapping of the reference and --training files "
+                             "(default: --branches, else detected).")
 
 
 def _load(card_path, overrides):
@@ -78,10 +88,14 @@ _STYLE = click.Choice(["CMS", "ATLAS", "ROOT"])
               help="Observable-set YAML (default: the card's validate.observables).")
 @click.option("--no-classifier", is_flag=True, help="Skip the classifier two-sample test.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_TREE
+@_BRANCHES
+@_REF_TREE
+@_REF_BRANCHES
 @_FORCE
 @_SET
 def validate(samples, reference, output, style, card_path, training, observables_file, no_classifier, no_progress,
-             force, overrides):
+             tree, branches, reference_tree, reference_branches, force, overrides):
     """Compare generated SAMPLES (one file, K files = K Bayesian draws, or a run folder) to a reference.
 
     Writes histograms with ratio panels and Bayesian bands (PNG + PDF), 2-D maps, the classifier
@@ -90,12 +104,13 @@ def validate(samples, reference, output, style, card_path, training, observables
     the 'hepgen simulate' command that makes the reference is printed.
     """
     card = _load(card_path, overrides) if card_path else (_card_from_overrides(overrides) if overrides else None)
+    read, reference_read = _read_as(tree, branches, reference_tree, reference_branches)
     from .validate import validate as run_validate
 
     out = run_validate(list(samples) if len(samples) > 1 else samples[0], reference=reference, output=output,
                        style=style, force=force, card=card, training=training, observables_file=observables_file,
                        classifier=not no_classifier, progress=False if no_progress else None,
-                       log=lambda msg: click.echo(msg, err=True))
+                       read=read, reference_read=reference_read, log=lambda msg: click.echo(msg, err=True))
     click.echo(f"wrote {out}/index.html")
 
 
@@ -104,16 +119,31 @@ def validate(samples, reference, output, style, card_path, training, observables
 @click.option("-r", "--reference", required=True, type=click.Path(path_type=Path), help="Reference ROOT/LHE sample.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output .root or .lhe file.")
 @click.option("--card", "card_path", type=click.Path(path_type=Path), help="Card for the classifier settings.")
+@_TREE
+@_BRANCHES
+@_REF_TREE
+@_REF_BRANCHES
 @_FORCE
 @_SET
-def reweight(sample, reference, output, card_path, force, overrides):
+def reweight(sample, reference, output, card_path, tree, branches, reference_tree, reference_branches, force, overrides):
     """Attach classifier (DCTR) weights w = p_ref/p_gen to generated events; write ROOT or LHE."""
     card = _load(card_path, overrides) if card_path else (_card_from_overrides(overrides) if overrides else None)
+    read, reference_read = _read_as(tree, branches, reference_tree, reference_branches)
     from .validate.reweight import reweight as run_reweight
 
-    path, s = run_reweight(sample, reference, output, card=card, force=force)
+    path, s = run_reweight(sample, reference, output, card=card, force=force, read=read, reference_read=reference_read)
     click.echo(f"wrote {path}: classifier AUC {s['auc']:.4f} ± {s['auc_std']:.4f}, weights in "
                f"[{s['weight_min']:.3g}, {s['weight_max']:.3g}], effective sample fraction {s['effective_fraction']:.3f}")
+
+
+def _read_as(tree, branches, reference_tree=None, reference_branches=()):
+    """(samples, reference) ReadAs from the command line's --tree/--branches options."""
+    from .io.root.branch_map import parse_mapping
+    from .validate.inputs import ReadAs
+
+    mapping = parse_mapping(branches, "--branches") if branches else None
+    ref_mapping = parse_mapping(reference_branches, "--reference-branches") if reference_branches else mapping
+    return ReadAs(tree, mapping), ReadAs(reference_tree or tree, ref_mapping)
 
 
 def _card_from_overrides(overrides):
@@ -202,16 +232,19 @@ def export_cmd(run, output, bayes_samples, steps, solver, no_sofie, checkpoint, 
 @cli.command()
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("target", type=click.Path(path_type=Path))
-@click.option("--tree", default="Events", show_default=True, help="TTree to read from a ROOT source.")
+@_TREE
+@_BRANCHES
 @click.option("--sqrt-s", type=float, default=None,
               help="Collider energy (GeV) of an LHE target's proton beams when the source names no beams "
                    "(default 13000; a source's own beams are kept).")
 @_FORCE
-def convert(source, target, tree, sqrt_s, force):
+def convert(source, target, tree, branches, sqrt_s, force):
     """Convert events between ROOT (NanoAOD-style TTree) and LHE, by file suffix."""
     from .io import convert as run
+    from .io.root.branch_map import parse_mapping
 
-    path, n = run(source, target, force=force, tree=tree, sqrt_s=sqrt_s)
+    mapping = parse_mapping(branches, "--branches") if branches else None
+    path, n = run(source, target, force=force, tree=tree, branches=mapping, sqrt_s=sqrt_s)
     click.echo(f"wrote {path} ({n} events)")
 
 

@@ -12,16 +12,17 @@ its held-out test split (the reference when no other is given, else a second, sm
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
+import awkward as ak
 import numpy as np
 
 from .. import processes
 from ..cards import load_card
 from ..errors import InputError
-from ..events import EventSample
+from ..events import EventSample, make_collection
 from ..io.lhe import read_lhe
 from ..io.root import read_events
 
@@ -46,31 +47,49 @@ class Generated:
         return 0 if self.draw is None else len(np.unique(self.draw))
 
 
+@dataclass(frozen=True)
+class ReadAs:
+    """How to read a ROOT file: its tree and branch mapping (None: the layout is detected)."""
+
+    tree: str = "Events"
+    branches: Mapping[str, object] | None = None
+
+
 def _is_lhe(path: Path) -> bool:
     return any(path.name.endswith(s) for s in LHE_SUFFIXES)
 
 
-def _read_draw_branch(path: Path) -> np.ndarray | None:
+def _read_draw_branch(path: Path, tree: str, n: int) -> np.ndarray | None:
     import uproot
 
     # the file was just read successfully by read_events, so only the optional branch is probed
     with uproot.open(path) as f:
-        t = f["Events"]
+        t = f[tree]
         if DRAW_BRANCH in t.keys():
-            return np.asarray(t[DRAW_BRANCH].array(library="np"), dtype=np.int64)
+            draw = t[DRAW_BRANCH].array(library="np")
+            if draw.ndim != 1 or draw.dtype.kind not in "iu" or len(draw) != n:
+                raise InputError(f"{path}: tree {tree!r}: branch {DRAW_BRANCH} is {draw.dtype}, expected one "
+                                 "integer per event (the posterior draw)")
+            return np.asarray(draw, dtype=np.int64)
     return None
 
 
-def read_sample(path: str | Path) -> tuple[EventSample, np.ndarray | None]:
-    """One file as (sample, per-event draw index or None). ROOT or LHE, by suffix."""
+def read_sample(path: str | Path, read: ReadAs | None = None, log=lambda msg: None) -> tuple[EventSample, np.ndarray | None]:
+    """One file as (sample, per-event draw index or None). ROOT or LHE, by suffix.
+
+    ``read`` gives a ROOT file's tree and branch mapping. A sample without a Muon collection
+    is an error naming the file; one without a Jet collection (a dimuon ntuple) gets an empty
+    one, said through ``log``.
+    """
     path = Path(path)
+    read = read or ReadAs()
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a sample file")
     if any(path.name.endswith(s) for s in ROOT_SUFFIXES):
-        sample = read_events(path)
-        draw = _read_draw_branch(path)
+        sample = read_events(path, tree=read.tree, branches=read.branches or None)
+        draw = _read_draw_branch(path, read.tree, len(sample))
     elif _is_lhe(path):
         sample = read_lhe(path)
         draw = None
@@ -82,15 +101,23 @@ def read_sample(path: str | Path) -> tuple[EventSample, np.ndarray | None]:
     sample.check_finite(str(path))
     if len(sample) == 0:
         raise InputError(f"{path}: the sample has no events")
+    if "Muon" not in sample.collections:
+        raise InputError(f"{path}: no Muon collection to validate (the sample has "
+                         f"{', '.join(sample.collections) or 'none'}; map one with --branches)")
+    if "Jet" not in sample.collections:  # a dimuon ntuple: its events have no jets recorded
+        empty = ak.unflatten(np.zeros(0), np.zeros(len(sample), dtype=np.int64))
+        jets = make_collection(empty, empty, empty, empty)
+        sample = replace(sample, collections={**sample.collections, "Jet": jets})
+        log(f"{path}: no Jet collection; its events count as events without jets")
     return sample, draw
 
 
-def read_generated(paths: Sequence[str | Path]) -> Generated:
+def read_generated(paths: Sequence[str | Path], read: ReadAs | None = None) -> Generated:
     """One file, or K files (one per posterior draw), as a :class:`Generated`."""
     paths = [Path(p) for p in paths]
     samples, draws = [], []
     for i, p in enumerate(paths):
-        s, d = read_sample(p)
+        s, d = read_sample(p, read)
         samples.append(s)
         if len(paths) > 1:
             d = np.full(len(s), int(s.info.get(DRAW_BRANCH, i)) if str(s.info.get(DRAW_BRANCH, "")).isdigit() else i)

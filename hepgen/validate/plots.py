@@ -115,7 +115,8 @@ def comparison(
 
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = gen.density / ref.density
-        err = ratio * np.hypot(gen.error / gen.density, ref.error / ref.density)
+        err = np.abs(ratio * np.hypot(gen.error / gen.density, ref.error / ref.density))  # negative weights: ratio < 0
+        ratio, err = (np.where(np.isfinite(ratio) & np.isfinite(err), a, np.nan) for a in (ratio, err))
         # the range follows every point with a meaningful reference count (>= 10 events)
         lo, hi = _ratio_range(ratio, ref.entries >= min(10, min_entries), ratio_range)
         rel = ref.error / ref.density

@@ -35,7 +35,7 @@ from ..io.root import write_histograms
 from ..outputs import atomic_directory
 from . import amplification, histograms, metrics, plots
 from .classifier import ClassifierResult, two_sample_test
-from .inputs import Generated, read_generated, read_run, read_sample
+from .inputs import Generated, ReadAs, read_generated, read_run, read_sample
 from .obsset import ObservableSet, default_path, load_observable_set
 
 EXTREME_COLUMNS = ("n_jets", "pt_mu1", "pt_mu2", "m_mumu", "pt_mumu", "pt_j1", "eta_j1", "pt_j2", "dR_j1j2", "HT")
@@ -348,6 +348,8 @@ def validate(
     classifier: bool = True,
     progress: bool | None = None,
     simulate_reference: bool = False,
+    read: ReadAs | None = None,
+    reference_read: ReadAs | None = None,
     log=lambda msg: None,
 ) -> Path:
     """Validate a generated sample (file, K files, or a run folder) against a reference file.
@@ -358,7 +360,8 @@ def validate(
     absent, with its held-out test split. Whenever a run folder is compared with a file, its
     held-out split is the second, smaller check (``heldout`` in the metrics). The training split
     is drawn in the plots. Settings come from ``card.validate`` (the run's card for a run folder,
-    else the defaults). Returns the output folder.
+    else the defaults). ``read`` / ``reference_read``: the tree and branch mapping of the sample
+    files / of ``reference`` and ``training``. Returns the output folder.
     """
     paths = [sample_path_or_run] if isinstance(sample_path_or_run, (str, os.PathLike)) else list(sample_path_or_run)
     paths = [Path(p) for p in paths]
@@ -379,16 +382,16 @@ def validate(
         else:
             heldout = run.reference
     else:
-        gen = read_generated(paths)
+        gen = read_generated(paths, read)
         default_out = Path("validation_out") / paths[0].name.split(".")[0]
     if reference is not None:
-        ref_sample, _ = read_sample(reference)
+        ref_sample, _ = read_sample(reference, reference_read, log)
         if ref_label and ref_label.startswith("independent") and str(ref_sample.info.get("seed", "")).isdigit():
             ref_label += f" (seed {ref_sample.info['seed']})"
     if ref_sample is None:
         raise InputError("no reference sample: give --reference REF.root (a sample not used for training)")
     if training is not None:
-        train_sample, _ = read_sample(training)
+        train_sample, _ = read_sample(training, reference_read)
     card = card or Card()
     vc = card.validate
     obs_path = Path(observables_file or vc.observables)

@@ -21,7 +21,7 @@ from ..io.lhe import LheWriter
 from ..io.root import write_events
 from ..outputs import check_output
 from .classifier import two_sample_test
-from .inputs import _is_lhe, read_generated, read_sample
+from .inputs import ReadAs, _is_lhe, read_generated, read_sample
 
 
 def reweight(
@@ -32,13 +32,17 @@ def reweight(
     card=None,
     force: bool = False,
     progress=None,
+    read: ReadAs | None = None,
+    reference_read: ReadAs | None = None,
 ) -> tuple[Path, dict]:
-    """Write ``output`` (ROOT or LHE by suffix) with DCTR weights; returns (path, summary)."""
+    """Write ``output`` (ROOT or LHE by suffix) with DCTR weights; returns (path, summary).
+
+    ``read`` / ``reference_read``: the tree and branch mapping of the sample / the reference."""
     output = Path(output)
     check_output(output, force)  # fail before the training
     card = card or Card()
-    gen = read_generated([sample_path]).sample
-    ref, _ = read_sample(reference)
+    gen = read_generated([sample_path], read).sample
+    ref, _ = read_sample(reference, reference_read)
     vc = card.validate
     res = two_sample_test(ref, gen, multiplicities=card.process.n_jets, runs=vc.classifier_runs,
                           folds=vc.classifier_folds, epochs=vc.classifier_epochs, seed=card.seed,

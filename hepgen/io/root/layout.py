@@ -64,22 +64,46 @@ def chunk_data(sample: EventSample, layout: Mapping[str, object]) -> dict[str, o
     return data
 
 
-def default_mapping(tree) -> dict[str, str]:
-    """hepgen's own layout: collections found from ``nC`` + ``C_pt`` branches."""
+NEEDED = ("Muon", "Jet")  # the collections hepgen reads from any file; others only from its own
+WEIGHT_BRANCHES = ("weight", "genWeight")  # hepgen's, NanoAOD's
+
+
+def default_mapping(tree, where: str, own: bool) -> dict[str, str]:
+    """Detect the layout: collections ``C`` with ``C_pt/_eta/_phi/_mass`` (``nC``, ``C_charge``,
+    ``C_pdgId`` when present) and the weight (``weight``, else NanoAOD's ``genWeight``).
+
+    From a file hepgen wrote (``own``) every complete collection is read; from any other file
+    (a CMS NanoAOD) only :data:`NEEDED`, and the rest (``FsrPhoton`` without a mass, ``GenPart``,
+    ...) is ignored. A needed collection with some of its branches is an error naming the
+    missing ones. ``where`` names the file and tree in messages.
+    """
     names = set(tree.keys())
+    colls = sorted({k.split("_", 1)[0] for k in names if "_" in k and not k.startswith("_")})
     mapping: dict[str, str] = {}
-    for key in sorted(names):
-        if key.startswith("n") and f"{key[1:]}_pt" in names:
-            coll = key[1:]
-            mapping[key] = key
-            for f in KINEMATIC_FIELDS + INT_FIELDS:
-                if f"{coll}_{f}" in names:
-                    mapping[f"{coll}_{f}"] = f"{coll}_{f}"
-    if "weight" in names:
-        mapping["weight"] = "weight"
-    if not any(k.startswith("n") for k in mapping):
+    for coll in colls:
+        present = [f for f in KINEMATIC_FIELDS if f"{coll}_{f}" in names]
+        if not present or not own and coll not in NEEDED:
+            continue
+        if len(present) < len(KINEMATIC_FIELDS):
+            if coll not in NEEDED:
+                continue
+            lacks = [f"{coll}_{f}" for f in KINEMATIC_FIELDS if f not in present]
+            raise InputError(
+                f"{where}: collection {coll} needs {coll}_pt/_eta/_phi/_mass, lacks {', '.join(lacks)} "
+                "(map its branches with --branches or the card's data.branches)"
+            )
+        if f"n{coll}" in names:
+            mapping[f"n{coll}"] = f"n{coll}"
+        for f in KINEMATIC_FIELDS + INT_FIELDS:
+            if f"{coll}_{f}" in names:
+                mapping[f"{coll}_{f}"] = f"{coll}_{f}"
+    for w in WEIGHT_BRANCHES:
+        if w in names:
+            mapping["weight"] = w
+            break
+    if not any("_" in k for k in mapping):
         raise InputError(
-            f"{tree.file.file_path}: tree {tree.name!r} has no hepgen collections (branches nC, C_pt, ...); "
-            "give a branch mapping (card data.branches) to read an external ntuple"
+            f"{where} has no {' or '.join(NEEDED)} collection (branches C_pt, C_eta, C_phi, C_mass); "
+            "give a branch mapping (--branches, or the card's data.branches) to read an external ntuple"
         )
     return mapping
