@@ -6,7 +6,9 @@ Each command is a thin wrapper over one library function. User errors
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -204,8 +206,9 @@ def generate(run, events, bayes_samples, fmt, output, seed, shard, solver, steps
         from .runs import load_run
 
         r = load_run(run, checkpoint)
-    paths = run_generation(r, events or r.card.generate.events, bayes_samples=bayes_samples, fmt=fmt, output=output,
-                           seed=seed, shard=shard, force=force, solver=solver, steps=steps,
+    events = r.card.generate.events if events is None else events
+    paths = run_generation(r, events, bayes_samples=bayes_samples, fmt=fmt, output=output, seed=seed, shard=shard,
+                           force=force, solver=solver, steps=steps,
                            progress=False if no_progress else None, log=lambda m: click.echo(m, err=True))
     for p in paths:
         click.echo(f"wrote {p}")
@@ -248,20 +251,56 @@ def convert(source, target, tree, branches, sqrt_s, force):
     click.echo(f"wrote {path} ({n} events)")
 
 
+class Terminated(BaseException):
+    """SIGTERM reached hepgen (a batch system, ``timeout``): it unwinds like Ctrl-C (no
+    ``except Exception`` stops it), so the pool stops and no temporary file is left."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
+    raise Terminated
+
+
+def _stopped(cause: BaseException | None) -> None:
+    if isinstance(cause, Terminated):
+        click.echo("hepgen: terminated (SIGTERM)", err=True)
+        sys.exit(128 + signal.SIGTERM)
+    click.echo("hepgen: interrupted", err=True)
+    sys.exit(130)
+
+
+def _usage_line(err: click.ClickException) -> str:
+    """A click error (bad option value, missing argument, unknown command) as one line."""
+    text = " ".join(err.format_message().split())
+    ctx = getattr(err, "ctx", None)
+    if ctx is not None:
+        text = f"{text.rstrip('.')}; see '{ctx.command_path} --help'"
+    return text
+
+
 def main(argv=None) -> None:
-    """Console entry point."""
+    """Console entry point. User errors and click's usage errors: one line, exit 2; Ctrl-C:
+    exit 130; SIGTERM: the same clean-up as Ctrl-C, exit 143."""
+    previous = None
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # not over a caller's own
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         rc = cli.main(args=argv, prog_name="hepgen", standalone_mode=False)
     except HepgenError as err:
         click.echo(f"hepgen: error: {err}", err=True)
         sys.exit(err.exit_code)
-    except click.exceptions.Abort:
-        click.echo("hepgen: interrupted", err=True)
-        sys.exit(130)
-    except click.ClickException as err:
+    except click.exceptions.Abort as err:  # click wraps KeyboardInterrupt
+        _stopped(err.__cause__)
+    except click.exceptions.NoArgsIsHelpError as err:  # plain `hepgen`: the help, not an error
         err.show()
         sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        click.echo("hepgen: interrupted", err=True)
-        sys.exit(130)
+    except click.ClickException as err:
+        click.echo(f"hepgen: error: {_usage_line(err)}", err=True)
+        sys.exit(2)
+    except (KeyboardInterrupt, Terminated) as err:
+        _stopped(err)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -8,11 +8,15 @@ output is worker 0's events, then worker 1's, ... . Pythia's event stream does n
 the batch size, so the file is a function of (card, seed, jobs) only: bit-reproducible.
 
 Nothing is written until every worker is done; the file then appears atomically (see
-:class:`hepgen.io.root.RootWriter`), with the resolved card beside it.
+:class:`hepgen.io.root.RootWriter`), with the resolved card beside it. Workers die with their
+parent (a parent-death signal and a watchdog thread), so a SIGKILL of hepgen leaves no orphan
+running; SIGINT and SIGTERM stop the pool before the parent goes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import json
 import multiprocessing
@@ -66,12 +70,38 @@ class WorkerResult:
 
 # progress messages from workers: (accepted, tried) increments, through this queue
 _PROGRESS = None
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+WATCHDOG_SECONDS = 0.5  # how often a worker checks that its parent is alive
 
 
-def _init_worker(progress_queue) -> None:
+def _init_worker(progress_queue, parent: int) -> None:
+    """Set up a pool worker: Ctrl-C is the parent's to handle, and the worker dies with the
+    parent (``parent``: its pid), also when that is killed with SIGKILL (OOM killer, batch
+    system), which runs no clean-up in the parent."""
     global _PROGRESS
     _PROGRESS = progress_queue
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(parent)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel sends SIGKILL when the parent exits (prctl PR_SET_PDEATHSIG); the check
+    after it catches a parent that died before. Everywhere: a daemon thread that exits the
+    worker once its parent pid changes (the orphan is adopted by another process)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(WATCHDOG_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="hepgen-parent-watchdog", daemon=True).start()
 
 
 def select_batch(batch, process: ProcessConfig):
@@ -155,21 +185,39 @@ def _run_all(tasks: list[WorkerTask], jobs: int, quiet: bool) -> list[WorkerResu
     try:
         if jobs == 1:  # in this process: no start-up cost, same events
             return [run_worker(tasks[0], progress=update)]
-        # Ctrl-C only sets a flag that the loop below turns into KeyboardInterrupt: a SIGINT that
-        # lands inside a finalizer or a library's own handler would otherwise be swallowed, and the
-        # parent would wait for the workers' whole run (seen once in CI: 1M events, no exit)
-        interrupted = threading.Event()
-        restore = None
-        if threading.current_thread() is threading.main_thread():
-            restore = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
-        ctx = multiprocessing.get_context("spawn")
-        progress_queue = ctx.Queue()
-        pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(progress_queue,))
+        return _run_pool(tasks, jobs, update)
+    finally:
+        bar.close()
+
+
+class _Stop(Exception):
+    """A stop signal reached the parent while the workers ran."""
+
+
+def _run_pool(tasks: list[WorkerTask], jobs: int, update) -> list[WorkerResult]:
+    """Run ``tasks`` on ``jobs`` spawned workers; Ctrl-C and SIGTERM stop them all first.
+
+    SIGINT and SIGTERM only record the signal, which the loop below turns into a stop: a signal
+    that lands inside a finalizer or a library's own handler would otherwise be swallowed, and
+    the parent would wait for the workers' whole run (seen once in CI: 1M events, no exit).
+    Once the pool is gone, SIGINT is raised as KeyboardInterrupt and SIGTERM is delivered again
+    to the handler that was there before (the CLI's clean exit, or the default: terminate).
+    """
+    received: list[int] = []
+    restore = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) not in (signal.SIG_IGN, None):  # None: set outside Python
+                restore[signum] = signal.signal(signum, lambda n, _: received.append(n))
+    ctx = multiprocessing.get_context("spawn")
+    progress_queue = ctx.Queue()
+    try:
+        pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(progress_queue, os.getpid()))
         try:
             pending = [pool.apply_async(_worker_entry, (t,)) for t in tasks]
             while not all(r.ready() for r in pending):
-                if interrupted.is_set():
-                    raise KeyboardInterrupt
+                if received:
+                    raise _Stop
                 try:
                     update(*progress_queue.get(timeout=0.2))
                 except queue_module.Empty:
@@ -177,20 +225,25 @@ def _run_all(tasks: list[WorkerTask], jobs: int, quiet: bool) -> list[WorkerResu
             results = [r.get() for r in pending]  # re-raises a worker's error
             pool.close()
         except BaseException:
-            pool.terminate()  # Ctrl-C or a failed worker: stop the others now
+            pool.terminate()  # a signal or a failed worker: stop the others now
             raise
         finally:
             pool.join()
-            if restore is not None:
-                signal.signal(signal.SIGINT, restore)
-        while True:  # the last progress messages
-            try:
-                update(*progress_queue.get_nowait())
-            except queue_module.Empty:
-                break
-        return sorted(results, key=lambda r: r.index)
+    except _Stop:
+        pass
     finally:
-        bar.close()
+        for signum, handler in restore.items():
+            signal.signal(signum, handler)
+    if received:
+        if signal.SIGTERM in received:
+            signal.raise_signal(signal.SIGTERM)  # the handler before ours decides
+        raise KeyboardInterrupt
+    while True:  # the last progress messages
+        try:
+            update(*progress_queue.get_nowait())
+        except queue_module.Empty:
+            break
+    return sorted(results, key=lambda r: r.index)
 
 
 def _combine_sigma(results: list[WorkerResult]) -> tuple[float, float]:
