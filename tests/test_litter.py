@@ -249,7 +249,7 @@ def test_long_output_names_through_the_cli(run, tmp_path):
     (["generate", "somewhere", "--steps", "x"], "'x' is not a valid integer"),
     (["simulate"], "Missing argument 'CARD'"),
     (["simulat", CARD], "No such command 'simulat'"),
-    (["convert", "a.root", "b.lhe", "--sqrt-s", "-1"], "Invalid value for '--sqrt-s'"),
+    (["convert", "a.root", "b.lhe", "--sqrt-s", "abc"], "Invalid value for '--sqrt-s'"),
 ])
 def test_bad_option_values_are_one_line(args, says, tmp_path):
     r = subprocess.run([sys.executable, "-m", "hepgen", *map(str, args)], cwd=tmp_path, env=ENV,
