@@ -51,6 +51,9 @@ class ProcessConfig:
     jet_eta_max: float = _f(5.0, gt=0)
     jet_dr_min: float = _f(0.4, ge=0)  # minimal Delta R between selected jets
     jet_input_eta_max: float = _f(6.0, gt=0)  # jet inputs: visible particles with |eta| below
+    # the process's own keys, checked by the process's settings section (hepgen.processes.settings);
+    # {} for zjets and the toys, which have none
+    settings: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -265,6 +268,8 @@ def _convert(value: Any, tp, key: str, src: str):
             return types.MappingProxyType({})
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
             raise bad()
+        if typing.get_args(tp)[1:] == (object,):  # a section checked later by its owner (build_section)
+            return types.MappingProxyType(_plain(value))
         # a list value stays a tuple of strings (data.branches: one object per flat branch)
         return types.MappingProxyType({k: tuple(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
                                        for k, v in value.items()})
@@ -318,6 +323,12 @@ def _build(cls, data: Mapping, prefix: str, src: str):
             _check_range(value, f.metadata["range"], key, src)
         kwargs[f.name] = value
     return cls(**kwargs)
+
+
+def build_section(cls, data: Mapping, prefix: str, src: str):
+    """``data`` as the frozen section dataclass ``cls``, with the card's rules (unknown keys,
+    types, ranges: one-line :class:`CardError` naming ``prefix.key``)."""
+    return _build(cls, data, prefix, src)
 
 
 def _apply_override(data: dict, assignment: str, src: str) -> None:

@@ -86,6 +86,7 @@ class Checkpoint:
 
 def build_for(card: Card):
     """(coords, model) of the card's process and model family, unfitted / untrained."""
+    processes.settings(card)  # the process's own keys: a typo is a card error before any work
     coords = processes.get(card.process.name).coords(card)
     model = build_model(card.model, coords.dim, coords.cond_dim)
     if card.model.cfm.absent == "frozen":  # a no-op for the families without frozen columns

@@ -11,6 +11,7 @@ commands without a line of hepgen/ knowing its name.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -29,16 +30,23 @@ from hepgen.export.manifest import GraphSpec, Port
 from hepgen.export.runtime import OnnxSampler
 from hepgen.io.root import read_events
 from hepgen.kinematics import MUON_MASS, wrap_angle, wrap_phi
-from hepgen.processes.base import Selection
+from hepgen.processes.base import Selection, settings_of
 from hepgen.runs import load_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 MASS, WIDTH = 60.0, 2.0
-PT_MIN = 5.0  # both muons above this (the selection)
+PT_MIN = 5.0  # both muons above this (the selection; the card's process.settings.pt_min)
 
 
-def dimuon_events(n: int, seed: int) -> EventSample:
+@dataclasses.dataclass(frozen=True)
+class DimuonSettings:
+    """The process's own card keys (``process.settings``)."""
+
+    pt_min: float = dataclasses.field(default=PT_MIN, metadata={"range": {"gt": 0}})  # GeV, both muons
+
+
+def dimuon_events(n: int, seed: int, pt_min: float = PT_MIN) -> EventSample:
     rng = np.random.default_rng([seed, 77])
     m = MASS + WIDTH / 2 * np.tan(np.pi * (rng.uniform(size=n) - 0.5)).clip(-6, 6)
     pt_pair = rng.exponential(10.0, n)
@@ -57,7 +65,7 @@ def dimuon_events(n: int, seed: int) -> EventSample:
     swap = pt2 > pt1
     first = [np.where(swap, b, a) for a, b in zip(out[0], out[1])]
     second = [np.where(swap, a, b) for a, b in zip(out[0], out[1])]
-    keep = (first[0] > PT_MIN) & (second[0] > PT_MIN)
+    keep = (first[0] > pt_min) & (second[0] > pt_min)
     flat = lambda a, b: np.stack([a[keep], b[keep]], 1).reshape(-1)
     k = int(keep.sum())
     charge = np.where(rng.uniform(size=k) < 0.5, 1, -1)
@@ -132,11 +140,12 @@ class DimuonPipeline(nn.Module):
 
 class DimuonProcess:
     name = "dimuon_toy"
+    settings_class = DimuonSettings
     writes_events = True
     observables = "dimuon_toy"
 
     def load_data(self, card, log):
-        return dimuon_events(card.simulate.events, card.seed)
+        return dimuon_events(card.simulate.events, card.seed, settings_of(self, card).pt_min)
 
     def validation_reference(self, card, log, simulate=True):
         return None  # validated against the run's held-out split
@@ -148,7 +157,7 @@ class DimuonProcess:
         return DimuonPipeline(sampler, run.coords)
 
     def select(self, out, card):
-        low = (out[0][:, :, 0] <= PT_MIN).any(axis=1)
+        low = (out[0][:, :, 0] <= settings_of(self, card).pt_min).any(axis=1)
         return Selection(~low, {"pt_mu": low})
 
     def to_events(self, out, info):
@@ -197,7 +206,7 @@ def test_a_process_defined_outside_hepgen_trains_generates_exports_and_validates
     (tmp_path / "dimuon.yaml").write_text(yaml.safe_dump({"process": "dimuon_toy", "sets": {"muons": {
         "pt_mu1": {"bins": 20, "range": [5, 80]}, "eta_mu1": {"bins": 20, "range": [-4, 4]},
         "pt_mu2": {"bins": 20, "range": [5, 60]}, "m_mumu": {"bins": 20, "range": [40, 80]}}}}))
-    card = {"name": "dimuon", "seed": 3, "process": {"name": "dimuon_toy", "n_jets": [0]},
+    card = {"name": "dimuon", "seed": 3, "process": {"name": "dimuon_toy", "n_jets": [0], "settings": {"pt_min": PT_MIN}},
             "simulate": {"events": 6000},
             "model": {"family": "cfm", "network": {"hidden": 64, "layers": 2}, "cfm": {"solver": "midpoint", "steps": 8}},
             "train": {"epochs": 60, "batch_size": 128, "threads": 1, "runs_dir": "runs"},
@@ -248,4 +257,29 @@ def test_an_unknown_process_is_a_card_error_naming_the_known_ones(tmp_path, caps
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "ttbar_dreams" in err and "zjets" in err and "toy_ring" in err
     assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("settings, says", [
+    ({"pt_mn": 5.0}, "unknown key 'process.settings.pt_mn'; allowed here: pt_min"),
+    ({"pt_min": -1.0}, "process.settings.pt_min = -1.0 is out of range"),
+    ({"pt_min": "low"}, "process.settings.pt_min = 'low' is not a number"),
+])
+def test_a_process_checks_its_own_card_keys(dimuon_process, tmp_path, capsys, settings, says):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"process": {"name": "dimuon_toy", "settings": settings},
+                                                     "train": {"runs_dir": str(tmp_path / "runs")}}))
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", str(tmp_path / "c.yaml")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and says in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_process_without_settings_refuses_them(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"process": {"name": "zjets", "settings": {"mass": 91}},
+                                                     "train": {"runs_dir": str(tmp_path / "runs")}}))
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", str(tmp_path / "c.yaml")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "the zjets process has no settings of its own" in err
     assert not (tmp_path / "runs").exists()

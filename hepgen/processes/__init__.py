@@ -9,7 +9,7 @@ plugin, or a test's own process) without editing hepgen. CONTRIBUTING.md says ho
 from __future__ import annotations
 
 from ..errors import CardError
-from .base import AfterTraining, Process, Selection
+from .base import AfterTraining, Process, Selection, settings_of
 from .toys import TOYS
 from .zjets import PROCESS as ZJETS
 
@@ -36,6 +36,12 @@ def get(name: str) -> Process:
         raise CardError(f"process.name {name!r} is not a known process; choose from {', '.join(sorted(_REGISTRY))}") from None
 
 
+def settings(card):
+    """The card's process's own settings (its ``process.settings`` checked by its
+    ``settings_class``), or None; a one-line CardError for an unknown process or a bad key."""
+    return settings_of(get(card.process.name), card)
+
+
 def names() -> list[str]:
     return sorted(_REGISTRY)
 
@@ -43,4 +49,4 @@ def names() -> list[str]:
 for _p in (ZJETS, *TOYS.values()):
     register(_p)
 
-__all__ = ["AfterTraining", "Process", "Selection", "get", "names", "register", "unregister"]
+__all__ = ["AfterTraining", "Process", "Selection", "get", "names", "register", "settings", "unregister"]

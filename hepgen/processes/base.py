@@ -5,6 +5,9 @@ A process (Z+jets, the toys, later tt̄ and the others) lives in one module unde
 asks that object and never tests a process name; :func:`hepgen.processes.get` finds it by the
 card's ``process.name``. The pieces, in the order a run meets them:
 
+- **card section**: the ``process`` section's shared keys (``sqrt_s``, the jet selection) and,
+  for a process with keys of its own, ``process.settings``, checked against the process's
+  ``settings_class`` (a frozen dataclass, strict like every card section; :func:`settings_of`).
 - **data**: :meth:`Process.load_data` returns the card's training data (an
   :class:`~hepgen.events.EventSample` or an ``[N, F]`` array), simulating or making it first
   where the process knows how; :meth:`Process.validation_reference` the file of an independent
@@ -38,6 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..cards import build_section
+from ..errors import CardError
 from ..pipeline import FrozenSampler
 
 Log = Callable[[str], None]
@@ -65,10 +70,24 @@ class AfterTraining:
     validate: Callable[..., Any]
 
 
+def settings_of(process, card) -> Any | None:
+    """The process's own card keys (``process.settings``) as its ``settings_class``; None for a
+    process without one, which then refuses any ``process.settings`` key."""
+    cls = getattr(process, "settings_class", None)
+    data = card.process.settings
+    if cls is None:
+        if data:
+            raise CardError(f"card {card.name}: process.settings {sorted(data)}: the {process.name} process has no "
+                            "settings of its own")
+        return None
+    return build_section(cls, data, "process.settings", f"card {card.name}")
+
+
 class Process(Protocol):
     """One physics process (see the module docstring)."""
 
     name: str
+    settings_class: type | None
     writes_events: bool
     observables: str | None
 

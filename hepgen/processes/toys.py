@@ -75,6 +75,7 @@ class ToyHistograms:
 class ToyProcess:
     """One toy density (``toy_ramp`` or ``toy_ring``)."""
 
+    settings_class = None
     writes_events = False
     observables = None
 

@@ -189,6 +189,7 @@ class ZJetsProcess:
     """pp -> Z/gamma* -> mu+ mu- + {1, 2, 3} jets (see the module docstring)."""
 
     name = "zjets"
+    settings_class = None  # its keys are the process section's shared ones (sqrt_s, the jet selection)
     writes_events = True
     observables = "zjets"
 
