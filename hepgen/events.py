@@ -3,7 +3,11 @@
 An :class:`EventSample` holds N events as named collections of physics objects. Each
 collection is an awkward array of shape ``[N, var]`` whose records carry ``pt`` (GeV),
 ``eta``, ``phi`` (rad) and ``mass`` (GeV), with ``vector``'s ``Momentum4D`` behaviour, plus
-optional integer fields (``charge``, ``pdgId``). Objects are ordered by decreasing pT inside
+optional integer fields (``charge``, ``pdgId``) and, only where a file's (E, pz) cannot be
+rebuilt from (pt, eta, phi, mass) (pT = 0 along the beam, E < 0, a record whose M column
+disagrees with E), the float64 fields ``given_E`` and ``given_pz`` (GeV, the values as the
+file gave them, NaN for the objects whose (E, pz) the kinematics reproduce; see
+:data:`GIVEN_FIELDS` and ``docs/io.md``). Objects are ordered by decreasing pT inside
 each event. Collection names follow NanoAOD (``Muon``, ``Jet``), so writers map them 1:1 to
 branches ``nMuon, Muon_pt, ...``.
 
@@ -29,6 +33,7 @@ vector.register_awkward()
 
 KINEMATIC_FIELDS = ("pt", "eta", "phi", "mass")
 INT_FIELDS = ("charge", "pdgId")
+GIVEN_FIELDS = ("given_E", "given_pz")  # E and pz as a file gave them (NaN: rebuilt from pt, eta, m)
 
 
 def make_collection(pt, eta, phi, mass, counts=None, **extra) -> ak.Array:

@@ -6,6 +6,9 @@ round-trips float64):
 
 * every object becomes a final-state line (status 1) with its PDG id from
   :func:`hepgen.io.lhe.pdg.pdg_ids`, (E, px, py, pz) from (pT, eta, phi, m) and M = its mass;
+  where the collection has ``given_E`` / ``given_pz`` (:data:`hepgen.events.GIVEN_FIELDS`, kept
+  by the readers for pT = 0 along the beam, E < 0, ...), a value that is not NaN is written as
+  E / pz instead, and the Z, the incoming partons and the beam check use it too;
 * with exactly two muons in an event, an intermediate Z (``23``, status 2) carries their
   summed four-momentum and is the muons' mother;
 * two incoming partons (status -1), ``u`` along +z and ``ubar`` along -z, with zero pT:
@@ -30,7 +33,7 @@ import awkward as ak
 import numpy as np
 
 from ...errors import OutputError
-from ...events import EventSample
+from ...events import GIVEN_FIELDS, EventSample
 from ...kinematics import beam_fractions, ptetaphim_to_epxpypz
 from ...selection import within_beams
 from .pdg import pdg_ids
@@ -52,9 +55,16 @@ def events_text(sample: EventSample, w: np.ndarray, weights: Mapping[str, np.nda
         raise OutputError(f"{path}: the sample has no object collections to write")
     parts = []
     for name, coll in sample.collections.items():
-        e, px, py, pz = ptetaphim_to_epxpypz(
-            *(ak.values_astype(coll[f], np.float64) for f in ("pt", "eta", "phi", "mass"))
-        )
+        with np.errstate(over="ignore", invalid="ignore"):  # pT = 0 at a huge eta: E, pz given below
+            e, px, py, pz = ptetaphim_to_epxpypz(
+                *(ak.values_astype(coll[f], np.float64) for f in ("pt", "eta", "phi", "mass"))
+            )
+        given_e, given_pz = (ak.values_astype(coll[f], np.float64) if f in coll.fields else None
+                             for f in GIVEN_FIELDS)
+        if given_e is not None:  # E and pz as the source gave them (NaN: rebuilt above)
+            e = ak.where(np.isnan(given_e), e, given_e)
+        if given_pz is not None:
+            pz = ak.where(np.isnan(given_pz), pz, given_pz)
         parts.append(ak.zip({
             "pdg": pdg_ids(name, coll, path),
             "px": px, "py": py, "pz": pz, "e": e,

@@ -5,7 +5,11 @@ Final-state (status 1) particles are grouped by PDG id into collections
 (:func:`hepgen.io.lhe.pdg.collection_for_pdg`); every collection carries ``pdgId`` (int32),
 lepton collections also ``charge`` (``-sign(pdgId)``). Momenta are converted with
 :func:`hepgen.kinematics.epxpypz_to_ptetaphim` in float64 (GeV, rad), the mass is the file's
-M column, objects are sorted by decreasing pT. ``XWGTUP`` -> weight ``[N]``; the ``<hepgen>``
+M column, objects are sorted by decreasing pT. Where (pT, eta, phi, m) cannot give back the
+file's E and pz (:func:`needs_given`: pT = 0 along the beam, E < 0, or a round trip that misses
+pz by more than float64 precision or E by more than :data:`E_TOLERANCE`), the collection also
+carries ``given_E`` and ``given_pz`` (float64 GeV, as in the file; NaN for the other objects),
+which the LHE and ROOT writers use; collections without such objects have no extra fields. ``XWGTUP`` -> weight ``[N]``; the ``<hepgen>``
 provenance -> ``info`` (``info["source"]`` defaults to the path); the process lines' cross
 section -> ``info["cross_section_pb"]`` and ``info["cross_section_error_pb"]`` unless the
 provenance has one; the ``<init>`` beams and the header's ``<initrwgt>`` groups and
@@ -25,8 +29,8 @@ import awkward as ak
 import numpy as np
 
 from ...errors import InputError
-from ...events import EventSample, make_collection
-from ...kinematics import epxpypz_to_ptetaphim
+from ...events import GIVEN_FIELDS, EventSample, make_collection
+from ...kinematics import epxpypz_to_ptetaphim, ptetaphim_to_epxpypz
 from ..variations import beams_record, groups_record, parse_initrwgt
 from .parser import LheInit, LheParser
 from .pdg import CHARGED_LEPTONS, collection_for_pdg, collection_rank
@@ -46,6 +50,23 @@ class LheContent:
     particles: ak.Array
     init: LheInit
     header: Mapping[str, str] = field(default_factory=dict)
+
+
+E_TOLERANCE = 1e-6  # relative to |E| + |p|: beyond the rounding of a file's printed E, p and M
+PZ_TOLERANCE = 8 * np.finfo(np.float64).eps  # relative to |E| + |p|: float64 precision
+
+
+def needs_given(e, pz, pt, eta, phi, m) -> np.ndarray:
+    """bool ``[n]``: the objects whose file (E, pz) (float64 GeV) the kinematics (pt, eta, phi,
+    m) do not give back: pT = 0 (eta is then only a large stand-in), E < 0 (the formula's E is
+    positive), a pz off by more than float64 precision (:data:`PZ_TOLERANCE`), or an E off by
+    more than a file's rounding (:data:`E_TOLERANCE`: an M column that disagrees with E and p,
+    e.g. a space-like record). Relative tolerances are to ``|E| + |p|``."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        e_rt, _px, _py, pz_rt = ptetaphim_to_epxpypz(pt, eta, phi, m)
+        scale = np.abs(e) + np.hypot(pt, pz)
+        close = (np.abs(e_rt - e) <= E_TOLERANCE * scale) & (np.abs(pz_rt - pz) <= PZ_TOLERANCE * scale)
+    return (pt == 0) | (e < 0) | ~close
 
 
 _PFIELDS = ("pdgId", "status", "mother1", "mother2", "color1", "color2",
@@ -84,6 +105,7 @@ def _build(reader: LheParser, events: list, source: str) -> LheContent:
     with np.errstate(over="ignore", invalid="ignore"):  # overflowing momenta: check_finite says which
         pt, eta, phi, _m = epxpypz_to_ptetaphim(table[fs, 9], table[fs, 6], table[fs, 7], table[fs, 8])
     mass = table[fs, 10]
+    given = needs_given(table[fs, 9], table[fs, 8], pt, eta, phi, mass)
     collections = {}
     for name in sorted(set(names.tolist()), key=collection_rank):
         sel = names == name
@@ -91,6 +113,9 @@ def _build(reader: LheParser, events: list, source: str) -> LheContent:
         extra = {"pdgId": pdg[fs][sel].astype(np.int32)}
         if name in CHARGED_LEPTONS:
             extra["charge"] = (-np.sign(pdg[fs][sel])).astype(np.int32)
+        if given[sel].any():  # E and pz as given where the kinematics cannot rebuild them
+            for f, j in zip(GIVEN_FIELDS, (9, 8)):
+                extra[f] = np.where(given[sel], table[fs, j][sel], np.nan)
         coll = make_collection(pt[sel], eta[sel], phi[sel], mass[sel], counts=c, **extra)
         order = ak.argsort(coll.pt, axis=1, ascending=False, stable=True)
         collections[name] = coll[order]

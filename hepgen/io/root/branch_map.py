@@ -8,7 +8,9 @@ command line), e.g. for ``uproot-HZZ.root``::
 
 A collection is given either by ``C_pt, C_eta, C_phi, C_mass`` (GeV, rad) or by Cartesian
 ``C_px, C_py, C_pz, C_E`` (GeV; converted with :func:`hepgen.kinematics.epxpypz_to_ptetaphim`
-in float64); ``C_charge`` / ``C_pdgId`` are optional, ``nC`` is optional (the counts come from
+in float64); with ``C_pt, C_eta, C_phi, C_mass`` a ``C_E`` / ``C_pz`` is read as the given energy
+/ pz (``given_E`` / ``given_pz``, :data:`hepgen.events.GIVEN_FIELDS`; NaN: none kept), as
+hepgen's own files store them; ``C_charge`` / ``C_pdgId`` are optional, ``nC`` is optional (the counts come from
 the jagged branches; when given they must agree). A value is a branch name or an uproot
 expression over branches (``"jet_pt / 1000"`` for an ntuple in MeV), or a list of flat
 (one value per event) branches, one object each (``Muon_px: [px1, px2]`` for a dimuon
@@ -32,7 +34,7 @@ import numpy as np
 import yaml
 
 from ...errors import InputError
-from ...events import INT_FIELDS, KINEMATIC_FIELDS, EventSample, make_collection
+from ...events import GIVEN_FIELDS, INT_FIELDS, KINEMATIC_FIELDS, EventSample, make_collection
 from ...kinematics import epxpypz_to_ptetaphim
 
 CARTESIAN_FIELDS = ("px", "py", "pz", "E")
@@ -256,6 +258,8 @@ def arrays_to_sample(arrays: ak.Array, mapping: Mapping[str, object], columns, p
             with np.errstate(invalid="ignore"):
                 pt, eta, phi, mass = (ak.unflatten(a, counts) for a in epxpypz_to_ptetaphim(*flat))
         extra = {f: ak.values_astype(raw[f], np.int32) for f in INT_FIELDS if f in fields}
+        if fields["__kind__"] == "polar":  # C_E / C_pz beside pt/eta/phi/mass: the given E, pz
+            extra.update({g: get(b) for g, b in zip(GIVEN_FIELDS, ("E", "pz")) if b in fields})
         ncount = f"n{coll}"
         if ncount in mapping:
             stored = ak.to_numpy(arrays[columns[ncount]]).astype(np.int64)

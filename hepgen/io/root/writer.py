@@ -6,7 +6,10 @@ int32 counts and integer fields, float32 ``weight [N]``) with the provenance as 
 ``hepgen_info``, which :func:`hepgen.io.root.read_events` restores into
 :attr:`EventSample.info`. Files are TTrees, not RNTuples (uproot >= 5.7 writes an RNTuple for
 ``file[name] = data``): the tree is made with ``mktree(name, types)`` and filled with
-``extend`` in large chunks. Weight variations (``EventSample.variations``) become NanoAOD-style
+``extend`` in large chunks. Collections that keep a given E / pz (``given_E`` / ``given_pz``,
+:data:`hepgen.events.GIVEN_FIELDS`) get branches ``C_E`` / ``C_pz``; a chunk without them
+before the tree is made widens the layout (NaN where nothing is kept), but once the tree holds
+events, a chunk that brings new ones is an :class:`OutputError`. Weight variations (``EventSample.variations``) become NanoAOD-style
 float32 branches (:mod:`hepgen.io.root.weight_branches`) with their groups, descriptions and
 branch names in the provenance; beams and cross section travel in the provenance too. Every
 write goes through :func:`hepgen.outputs.atomic_output`: an
@@ -26,7 +29,7 @@ from ...errors import InputError, OutputError
 from ...events import EventSample
 from ...outputs import atomic_output
 from ..variations import GROUPS, complete_groups, groups_of, groups_record
-from .layout import DEFAULT_CHUNK, INFO_KEY, branch_types, chunk_data, describe_layout
+from .layout import DEFAULT_CHUNK, INFO_KEY, with_given_fields, branch_types, chunk_data, describe_layout, merged_layout
 from .weight_branches import BRANCHES, branch_plan, chunk_arrays
 from .weight_branches import branch_types as weight_types
 
@@ -138,9 +141,14 @@ class RootWriter:
             self._wids = list(sample.variations)
             self._wplan = branch_plan(groups_of(self._groups_info, str(self.path)), self._wids)
         elif layout != self._layout:
-            raise OutputError(
-                f"{self.path}: chunk has branches {describe_layout(layout)}, the first chunk had {describe_layout(self._layout)}"
-            )
+            merged = merged_layout(self._layout, layout)
+            if merged is None:
+                raise OutputError(f"{self.path}: chunk has branches {describe_layout(layout)}, "
+                                  f"the first chunk had {describe_layout(self._layout)}")
+            if merged != self._layout and self._tree is not None:
+                raise OutputError(f"{self.path}: a chunk keeps given E / pz ({describe_layout(layout)}) after "
+                                  f"{self.n_written} events were written without them (write in larger chunks)")
+            self._layout = merged
         elif list(sample.variations) != self._wids:
             raise OutputError(f"{self.path}: chunk has weight variations {list(sample.variations)}, "
                               f"the first chunk had {self._wids}")
@@ -158,7 +166,8 @@ class RootWriter:
     def _flush(self) -> None:
         if not self._buffer:
             return
-        sample = self._buffer[0] if len(self._buffer) == 1 else EventSample.concatenate(self._buffer)
+        buffer = [with_given_fields(s, self._layout) for s in self._buffer]
+        sample = buffer[0] if len(buffer) == 1 else EventSample.concatenate(buffer)
         self._buffer, self._buffered = [], 0
         data = chunk_data(sample, self._layout)
         data.update(chunk_arrays(sample.variations, self._wplan, len(sample)))
