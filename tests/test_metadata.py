@@ -75,6 +75,7 @@ def test_lhef3_weights_groups_and_beams_survive_lhe_root_lhe(tmp_path):
     # beams
     assert got.init.beam_id == src.init.beam_id == (2212, 2212)
     assert got.init.beam_energy == src.init.beam_energy == (4000.0, 4000.0)
+    assert got.init.pdf_id == src.init.pdf_id == (21100, 21100)  # the PDF set (PDFSUP) too
 
 
 def test_lhe_to_lhe_keeps_weight_values_to_the_last_bit(tmp_path):
@@ -86,6 +87,7 @@ def test_lhe_to_lhe_keeps_weight_values_to_the_last_bit(tmp_path):
         rel = np.abs(got.weights[k] - v) / np.abs(v)
         assert np.nanmax(rel) <= 1e-15
     assert _descriptions(out) == _descriptions(LHEF3)
+    assert got.init.pdf_id == src.init.pdf_id == (21100, 21100)
 
 
 @pytest.mark.parametrize("beams, ids, energies", [

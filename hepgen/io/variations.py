@@ -25,6 +25,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from ..errors import InputError
 
+PDF_IDS = "pdf_ids"  # JSON [id1, id2]: the <init> PDFSUP of each beam (LHAPDF ids, -1: none)
 BEAM_IDS = "beam_ids"
 BEAM_ENERGIES = "beam_energies_gev"
 GROUPS = "weight_groups"
@@ -36,6 +37,15 @@ def beams_record(ids: Iterable[int], energies: Iterable[float]) -> dict[str, str
     """The provenance keys of two beams (PDG ids, energies in GeV; ``repr`` keeps float64)."""
     ids, energies = [int(i) for i in ids], [float(e) for e in energies]
     return {BEAM_IDS: json.dumps(ids), BEAM_ENERGIES: "[" + ", ".join(map(repr, energies)) + "]"}
+
+
+def pdf_ids_of(info: Mapping[str, str]) -> tuple[int, int] | None:
+    """The two PDFSUP ids a provenance names (:data:`PDF_IDS`), or None (absent or malformed)."""
+    try:
+        ids = [int(v) for v in json.loads(info[PDF_IDS])]
+    except (KeyError, ValueError, TypeError):
+        return None
+    return (ids[0], ids[1]) if len(ids) == 2 else None
 
 
 def beams_of(info: Mapping[str, str], source: str = "sample") -> Beams | None:

@@ -21,6 +21,7 @@ A missing, malformed or truncated file, or non-finite values, is a one-line
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping
@@ -31,7 +32,7 @@ import numpy as np
 from ...errors import InputError
 from ...events import GIVEN_FIELDS, EventSample, make_collection
 from ...kinematics import epxpypz_to_ptetaphim, ptetaphim_to_epxpypz
-from ..variations import beams_record, groups_record, parse_initrwgt
+from ..variations import PDF_IDS, beams_record, groups_record, parse_initrwgt
 from .parser import LheInit, LheParser
 from .pdg import CHARGED_LEPTONS, collection_for_pdg, collection_rank
 
@@ -125,6 +126,7 @@ def _build(reader: LheParser, events: list, source: str) -> LheContent:
         info["cross_section_pb"] = repr(reader.init.cross_section_pb)
         info["cross_section_error_pb"] = repr(reader.init.cross_section_error_pb)
     info.update(beams_record(reader.init.beam_id, reader.init.beam_energy))
+    info[PDF_IDS] = json.dumps([int(i) for i in reader.init.pdf_id])
     info.pop("weight_groups", None)
     info.update(groups_record(parse_initrwgt(reader.header_text, source)))
     sample = EventSample(collections, weight, info, weights)

@@ -8,7 +8,7 @@ iterable of chunks.
 * ``IDWTUP`` is 3 when every weight is 1, 4 when the weights vary but are non-negative, -4
   when some are negative; ``XSECUP``/``XERRUP`` (pb) come from ``info["cross_section_pb"]`` /
   ``info["cross_section_error_pb"]``, else XSECUP is the mean weight; ``XMAXUP`` is the
-  largest ``|weight|``; PDFSUPi = ``pdf_id``;
+  largest ``|weight|``; PDFSUP1,2 = ``pdf_id`` when given, else the input's (provenance ``pdf_ids``), else -1;
 * beams: those of the provenance (:data:`hepgen.io.variations.BEAM_IDS` / ``BEAM_ENERGIES``,
   kept from an LHE or ROOT input), else protons (2212) of ``sqrt_s / 2`` GeV each (13 TeV when
   ``sqrt_s`` is None); a ``sqrt_s`` that disagrees with the provenance's beams, or one that is
@@ -45,7 +45,7 @@ from ... import __version__
 from ...errors import OutputError
 from ...events import EventSample
 from ...outputs import atomic_output
-from ..variations import beams_of, beams_record, complete_groups, groups_of, groups_record, initrwgt_text
+from ..variations import PDF_IDS, beams_of, beams_record, complete_groups, groups_of, groups_record, initrwgt_text, pdf_ids_of
 from .event_record import REAL, events_text
 
 _W = 25  # fixed width of a reserved init number: "-1.23456789012345678e+300" is 25 chars
@@ -83,6 +83,7 @@ class LheWriter:
         self.sqrt_s = None if sqrt_s is None else float(sqrt_s)
         self._beams = ((2212, 2212), (6500.0, 6500.0))
         self.pdf_id = int(pdf_id)
+        self._pdf_ids = (self.pdf_id, self.pdf_id)
         self._extra_info = {str(k): str(v) for k, v in (info or {}).items()}
         self._ctx = None
         self._fh: IO[bytes] | None = None
@@ -164,6 +165,10 @@ class LheWriter:
                                   f"{beams[0][0]} {beams[0][1]} at {e1:g} + {e2:g} GeV (omit --sqrt-s to keep them)")
         self._beams = beams
         self._extra_info.update(beams_record(*beams))
+        given = pdf_ids_of(info)
+        if self.pdf_id == -1 and given is not None:  # no id asked for: keep the input's
+            self._pdf_ids = given
+        self._extra_info[PDF_IDS] = json.dumps(list(self._pdf_ids))
 
     def _start(self, sample_info: Mapping[str, str], weight_ids: list[str]) -> None:
         self._sample_info = {str(k): str(v) for k, v in sample_info.items()}
@@ -194,7 +199,7 @@ class LheWriter:
         nums = lambda *xs: " ".join(f"{REAL % x:>{_W}}" for x in xs)  # noqa: E731
         return (
             f"{id1:>6d} {id2:>6d} {nums(e1, e2)} {0:>2d} {0:>2d} "
-            f"{self.pdf_id:>8d} {self.pdf_id:>8d} {idwtup:>3d} {1:>2d}\n"
+            f"{self._pdf_ids[0]:>8d} {self._pdf_ids[1]:>8d} {idwtup:>3d} {1:>2d}\n"
             f"{nums(xsec, xerr, xmax)} {1:>2d}\n"
         )
 
