@@ -96,16 +96,17 @@ def system_pt(*objects):
     return xp.sqrt(px**2 + py**2)
 
 
-def beam_fractions(e, pz, sqrt_s):
+def beam_fractions(e, pz, beam1, beam2):
     """Beam momentum fractions ``(x1, x2)`` a final state takes from two colliding beams.
 
     ``e``, ``pz``: the final state's total energy and longitudinal momentum (GeV, any shape);
-    ``sqrt_s``: the collision energy (GeV), each beam bringing sqrt_s / 2. With incoming
-    partons without pT, the parton along +z carries ``x1 = (E + pz) / sqrt_s`` and the one
-    along -z ``x2 = (E - pz) / sqrt_s`` of their beams. The beams can make the final state only
-    when ``x1 <= 1`` and ``x2 <= 1``; NaN and inf pass through.
+    ``beam1``, ``beam2``: the energies (GeV) of the beams along +z and -z (sqrt_s / 2 each for
+    a symmetric collider). With incoming partons without pT, the parton along +z carries
+    ``x1 = (E + pz) / (2 beam1)`` and the one along -z ``x2 = (E - pz) / (2 beam2)`` of their
+    beams. The beams can make the final state only when ``x1 <= 1`` and ``x2 <= 1``; NaN and
+    inf pass through.
     """
-    return (e + pz) / sqrt_s, (e - pz) / sqrt_s
+    return (e + pz) / (2 * beam1), (e - pz) / (2 * beam2)
 
 
 MUON_MASS = 0.1056583755  # GeV, PDG 2024

@@ -7,7 +7,7 @@ validation (:func:`hepgen.validate.metrics.cut_violations`) all decide with thes
 - two selected jets are separated when ``Delta R > jet_dr_min`` (strict: a pair at exactly
   ``jet_dr_min`` fails), and an event with a pair that is not separated is dropped;
 - a final state fits into the beams when its light-cone momentum fractions
-  ``x1,2 = (E +- pz) / sqrt_s`` are at most 1.
+  ``x1,2 = (E +- pz) / (2 E_beam1,2)`` are at most 1.
 
 Arrays are numpy; jets come padded ``[N, J]`` with a ``present`` mask ``[N, J]``.
 """
@@ -41,9 +41,9 @@ def min_pair_dr(eta: np.ndarray, phi: np.ndarray, present: np.ndarray) -> np.nda
     return out
 
 
-def within_beams(e: np.ndarray, pz: np.ndarray, sqrt_s: float) -> np.ndarray:
+def within_beams(e: np.ndarray, pz: np.ndarray, beam1: float, beam2: float) -> np.ndarray:
     """Per event: finite, and the beam fractions x1, x2 (:func:`hepgen.kinematics.beam_fractions`
-    of E, pz summed over the final state) at most 1."""
+    of E, pz summed over the final state; beam energies in GeV) at most 1."""
     with np.errstate(over="ignore", invalid="ignore"):
-        x1, x2 = beam_fractions(e, pz, sqrt_s)
+        x1, x2 = beam_fractions(e, pz, beam1, beam2)
         return np.isfinite(e) & (x1 <= 1) & (x2 <= 1)

@@ -63,4 +63,4 @@ def test_min_pair_dr_ignores_absent_jets():
 
 def test_the_beams_bound_the_final_state():
     e, pz = np.array([6500.0, 6500.0, 13000.0, np.nan]), np.array([0.0, 6500.0, 0.5, 0.0])
-    assert selection.within_beams(e, pz, 13000.0).tolist() == [True, True, False, False]
+    assert selection.within_beams(e, pz, 6500.0, 6500.0).tolist() == [True, True, False, False]

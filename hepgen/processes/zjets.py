@@ -144,7 +144,7 @@ def acceptance(p: np.ndarray, n_jets: np.ndarray, card: Card) -> tuple[np.ndarra
     w = np.concatenate([np.ones((len(p), 2), bool), present], axis=1)
     with np.errstate(over="ignore", invalid="ignore"):
         e, _, _, pz = ptetaphim_to_epxpypz(p[..., 0], p[..., 1], p[..., 2], p[..., 3])
-        beams_ok = selection.within_beams((e * w).sum(1), (pz * w).sum(1), cfg.sqrt_s)
+        beams_ok = selection.within_beams((e * w).sum(1), (pz * w).sum(1), cfg.sqrt_s / 2, cfg.sqrt_s / 2)
     return dr_ok, jets_ok & beams_ok
 
 

@@ -76,15 +76,9 @@ def events_text(sample: EventSample, w: np.ndarray, weights: Mapping[str, np.nda
     if not all(np.isfinite(v).all() for v in tot.values()):
         raise OutputError(f"{path}: non-finite momenta in the events (NaN or inf)")
     b1, b2 = beam_energies
-    if b1 == b2:  # symmetric beams: sqrt_s = 2 E exactly
-        sqrt_s = b1 + b2
-        x1, x2 = beam_fractions(tot["e"], tot["pz"], sqrt_s)
-        ok = within_beams(tot["e"], tot["pz"], sqrt_s)
-    else:  # beam i brings E_i: x_i from (E +- pz) / (2 E_i)
-        sqrt_s = 2 * np.sqrt(b1 * b2)
-        x1, x2 = beam_fractions(tot["e"], tot["pz"], 2 * b1)[0], beam_fractions(tot["e"], tot["pz"], 2 * b2)[1]
-        ok = np.isfinite(tot["e"]) & (x1 <= 1) & (x2 <= 1)
-    if not ok.all():
+    sqrt_s = 2 * np.sqrt(b1 * b2)  # 2 E exactly for symmetric beams
+    x1, x2 = beam_fractions(tot["e"], tot["pz"], b1, b2)
+    if not within_beams(tot["e"], tot["pz"], b1, b2).all():
         raise OutputError(f"{path}: an event has more energy than the beams (x > 1 with beams of {b1:g} and {b2:g} GeV)")
     e1, e2 = x1 * (2 * b1) / 2, x2 * (2 * b2) / 2
     shat = np.sqrt(np.clip(x1 * x2, 0, None)) * sqrt_s
