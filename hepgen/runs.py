@@ -139,9 +139,14 @@ class Run:
 
 
 def frozen_sampler_record(model: nn.Module, solver: str | None, steps: int | None) -> dict[str, str]:
-    """The sampler settings as generated files record them (``solver = rk4/20`` for an ODE
-    solver, ``sampler = ddim/50`` for DDPM; nothing for families without settings)."""
-    rec = model.sampler_record(**sampler_options(solver, steps))
+    """The sampler settings of ``model`` as generated files record them (:func:`sampler_fields`)."""
+    return sampler_fields(model.sampler_record(**sampler_options(solver, steps)))
+
+
+def sampler_fields(rec: dict) -> dict[str, str]:
+    """A sampler record (``Generator.sampler_record``, or an export manifest's generator) as
+    provenance fields: ``solver = rk4/20`` for an ODE solver, ``sampler = ddim/50`` for DDPM;
+    nothing for families without settings."""
     return {k: f"{rec[k]}/{rec['steps']}" for k in ("solver", "sampler") if k in rec}
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from .. import processes
 from ..cards import load_card
 from ..errors import HepgenError, InputError
+from ..runs import sampler_fields
 from ..runlog import read_data_info
 from .manifest import GRAPH, ExportManifest, load_manifest
 
@@ -207,7 +208,4 @@ class OnnxRun:
         rec = {"generator": f"hepgen {self.family}", "model_family": self.family,
                "run": str(self.manifest.provenance.get("run", "")), "epoch": str(self.epoch),
                "backend": "onnxruntime", "export": str(self.path)}
-        for key in ("solver", "sampler"):
-            if key in gen:
-                rec[key] = f"{gen[key]}/{gen['steps']}"
-        return rec
+        return {**rec, **sampler_fields(gen)}
