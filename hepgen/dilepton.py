@@ -53,6 +53,9 @@ class TTbarSettings:
     # m_W = 80.385 GeV); "breit_wigner" keeps Pythia's widths (off-shell in Pythia's sense, docs/ttbar.md)
     widths: Literal["narrow", "breit_wigner"] = "breit_wigner"
     leptons: tuple[Literal["e", "mu"], ...] = ("e", "mu")  # the W decays kept: W -> e nu and/or mu nu
+    # network coordinates (hepgen.coords.ttbar): each particle's pT, eta, phi ("particles") or the
+    # resonance-aware decay chain with m_t and m_W as columns ("decay")
+    coordinates: Literal["particles", "decay"] = "particles"
 
 
 NARROW_WIDTH = 1e-6  # GeV: the forced top and W widths of widths: narrow

@@ -111,3 +111,4 @@ def beam_fractions(e, pz, beam1, beam2):
 
 MUON_MASS = 0.1056583755  # GeV, PDG 2024
 Z_MASS = 91.1876  # GeV
+

@@ -1,0 +1,290 @@
+"""Coordinates of dileptonic tt̄: the six decay products <-> 17 network coordinates.
+
+The six particles come in the fixed order of :mod:`hepgen.dilepton` (b, l+, nu, bbar, l-,
+nubar). Their masses are not learned: each is a constant of its species (fitted per role and
+lepton flavour as the training sample's median: 4.8 GeV for Pythia's b, the lepton masses, 0
+for neutrinos). One global azimuth is not learned either (the physics is symmetric under
+rotations about the beam): it is drawn uniformly at generation (or, for a map of a source event,
+kept from the source). That leaves 6 x 3 - 1 = 17 columns, in one of two schemes
+(``process.settings.coordinates``):
+
+``particles`` (default) — each particle's own kinematics, azimuths relative to the b's::
+
+    b: log pT, eta;   l+, nu, bbar, l-, nubar: log pT, eta, phi - phi_b (wrapped to [-pi, pi])
+
+``decay`` — resonance-aware: per top (t = b l+ nu, then tbar = bbar l- nubar), nine columns::
+
+    log pT_t, eta_t, [phi_t - phi_top], BW(m_t), BW(m_W),
+    the W direction in the top rest frame (atanh cos theta, phi) and the lepton direction in the
+    W rest frame (atanh cos theta, phi)
+
+  where the rest-frame angles are measured about axes built from the parent's lab direction
+  and the beam (:func:`hepgen.fourvectors.helicity_axes`), and the top's azimuth is the
+  global one (so the antitop's is relative to it). m_t and m_W are columns of their own here,
+  which is what the line shapes need; the particles scheme learns them only through the
+  correlations of nine columns. BW(m) = logit(1/2 + atan((m - M) / g) / pi), the logit of a
+  Breit-Wigner's CDF, with M the training sample's median mass and g half its interquartile range
+  (Gamma / 2 for a Breit-Wigner; floored at 1e-6 M for a narrow one): a Breit-Wigner becomes a
+  logistic column (unbounded, light tails) instead of a Cauchy tail 40 standard deviations long. The inverse keeps every mass inside
+  its kinematic range (m_t > m_b + m_l + m_nu, m_l + m_nu < m_W < m_t - m_b).
+
+Both schemes are exportable torch modules (float32 buffers, elementary ops): an encoder
+p ``[N, 6, 4]`` (pt, eta, phi, m) -> (x ``[N, 17]``, global azimuth ``[N]``) and an inverse
+(x, azimuth, masses ``[N, 6]``) -> (pt, eta, phi) ``[N, 6, 3]``. :class:`TTbarCoords` holds the
+fitted numbers (float64 buffers) and the training sample's lepton-flavour fractions, which the
+generator draws from uniform noise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import dilepton
+from ..fourvectors import boost, fourvector, helicity_axes, mass, ptetaphi, two_body_momentum, atan2_exportable
+from ..kinematics import wrap_angle
+from .chain import Standardize
+
+N = dilepton.N_PARTICLES
+DIM = 3 * N - 1
+LEPTON_ROLES = (1, 2, 4, 5)  # l+, nu, l-, nubar: their flavour follows their W's lepton
+SIDES = (dilepton.TOP, dilepton.ANTITOP)
+COS_LIMIT = 1.0 - 1e-6  # |cos theta| is clipped here before atanh
+TAIL_FLOOR = 1e-7  # the smallest Breit-Wigner tail probability the inverse takes (|m - M| < 3e6 g)
+MASS_MARGIN = 1e-6  # relative distance the inverse keeps from a mass's kinematic limits
+NARROW_FLOOR = 1e-6  # half widths below this fraction of the peak are raised to it
+
+
+def lepton_flavours(pdg: np.ndarray) -> np.ndarray:
+    """int ``[N, 2]``: per W (W+, W-) 1 for a muon decay, 0 for an electron."""
+    return (np.abs(np.asarray(pdg)[:, [1, 4]]) == 13).astype(np.int64)
+
+
+def pdg_ids(flavour: torch.Tensor) -> torch.Tensor:
+    """PDG ids ``[N, 6]`` (float, exportable) from the W+/W- flavours ``[N, 2]`` (1 = muon)."""
+    fp, fm = flavour[:, 0], flavour[:, 1]
+    one = torch.ones_like(fp)
+    ids = [5 * one, -(11 + 2 * fp), 12 + 2 * fp, -5 * one, 11 + 2 * fm, -(12 + 2 * fm)]
+    return torch.stack(ids, dim=-1)
+
+
+def uniform_azimuth(u: torch.Tensor) -> torch.Tensor:
+    """A uniform [0, 1) column -> an azimuth in [-pi, pi)."""
+    return u * (2 * math.pi) - math.pi
+
+
+def _atanh(c: torch.Tensor) -> torch.Tensor:
+    c = torch.clamp(c, -COS_LIMIT, COS_LIMIT)
+    return 0.5 * (torch.log(1 + c) - torch.log(1 - c))
+
+
+def _angles(daughter: torch.Tensor, parent_lab: torch.Tensor):
+    """(atanh cos theta, phi) of ``daughter`` (a rest-frame four-vector) about the axes of the
+    parent's lab direction."""
+    x, y, z = helicity_axes(parent_lab[..., 1:])
+    d = daughter[..., 1:]
+    d = d / torch.sqrt((d * d).sum(-1, keepdim=True))
+    return _atanh((d * z).sum(-1)), atan2_exportable((d * y).sum(-1), (d * x).sum(-1))
+
+
+def _decay(parent: torch.Tensor, m1, m2, acos, phi, parent_mass=None):
+    """Two daughters (lab four-vectors) of ``parent`` (lab, of mass ``parent_mass``: given, as a
+    float32 E^2 - p^2 loses a light parent) with masses m1, m2, the first flying along (theta,
+    phi) about the parent's axes in its rest frame (``acos`` = atanh cos theta)."""
+    x, y, z = helicity_axes(parent[..., 1:])
+    m = mass(parent) if parent_mass is None else parent_mass
+    q = two_body_momentum(m, m1, m2).unsqueeze(-1)
+    cos = torch.tanh(acos).unsqueeze(-1)
+    sin = torch.sqrt(torch.clamp(1 - cos * cos, min=0.0))
+    d = sin * torch.cos(phi).unsqueeze(-1) * x + sin * torch.sin(phi).unsqueeze(-1) * y + cos * z
+    one = torch.cat([torch.sqrt(m1.unsqueeze(-1) ** 2 + q * q), q * d], dim=-1)
+    two = torch.cat([torch.sqrt(m2.unsqueeze(-1) ** 2 + q * q), -q * d], dim=-1)
+    return boost(one, parent, 1.0, m), boost(two, parent, 1.0, m)
+
+
+class _Standardized(nn.Module):
+    """Holds the fitted numbers (``mean``, ``std``, and for the decay scheme the resonances'
+    ``peak`` and ``half_width`` ``[4]``: t, W+, tbar, W-) in ``dtype``."""
+
+    def __init__(self, fitted: dict[str, torch.Tensor], dtype: torch.dtype):
+        super().__init__()
+        for name, value in fitted.items():
+            self.register_buffer(name, value.to(dtype).clone())
+
+    def _resonance(self, m, k: int):
+        """logit of the Breit-Wigner CDF of resonance ``k`` at mass ``m``, from the smaller tail
+        probability a = atan(g / |m - M|) / pi (accurate far out in float32)."""
+        d = (m - self.peak[k]) / self.half_width[k]
+        down = d < 0  # (d = +-0 must give 1 / +0 = +inf: a = 1/2)
+        a = torch.atan(1 / torch.where(down, -d, d)) / math.pi
+        logit = torch.log(1 - a) - torch.log(a)
+        return torch.where(down, -logit, logit)
+
+    def _mass(self, y, k: int, lo, hi=None):
+        """The mass of resonance ``k`` from its column (the inverse of :meth:`_resonance`:
+        |m - M| = g cot(pi a) with a = sigmoid(-|y|)), kept inside (lo, hi)."""
+        up = y > 0
+        a = torch.clamp(1 / (1 + torch.exp(torch.where(up, y, -y))), min=TAIL_FLOOR)
+        offset = self.half_width[k] * torch.cos(math.pi * a) / torch.sin(math.pi * a)
+        m = self.peak[k] + torch.where(up, offset, -offset)
+        m = torch.where(m > lo * (1 + MASS_MARGIN), m, lo * (1 + MASS_MARGIN))
+        return m if hi is None else torch.where(m < hi * (1 - MASS_MARGIN), m, hi * (1 - MASS_MARGIN))
+
+
+class ParticleEncoder(_Standardized):
+    """p ``[N, 6, 4]`` -> (x ``[N, 17]``, phi_b ``[N]``): the particles scheme."""
+
+    def raw(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        phi0 = p[:, 0, 2]
+        cols = [torch.log(p[:, 0, 0]), p[:, 0, 1]]
+        for i in range(1, N):
+            cols += [torch.log(p[:, i, 0]), p[:, i, 1], wrap_angle(p[:, i, 2] - phi0)]
+        return torch.stack(cols, dim=-1), phi0
+
+    def forward(self, p):
+        raw, phi0 = self.raw(p)
+        return (raw - self.mean) / self.std, phi0
+
+
+class ParticleInverse(_Standardized):
+    """(x ``[N, 17]``, phi_b ``[N]``, masses ``[N, 6]``) -> (pt, eta, phi) ``[N, 6, 3]``."""
+
+    def forward(self, x, phi0, masses):
+        y = x * self.std + self.mean
+        parts = [torch.stack([torch.exp(y[:, 0]), y[:, 1], phi0], dim=-1)]
+        for i in range(1, N):
+            o = 2 + 3 * (i - 1)
+            parts.append(torch.stack([torch.exp(y[:, o]), y[:, o + 1], wrap_angle(y[:, o + 2] + phi0)], dim=-1))
+        return torch.stack(parts, dim=1)
+
+
+class DecayEncoder(_Standardized):
+    """p ``[N, 6, 4]`` -> (x ``[N, 17]``, phi_top ``[N]``): the decay scheme."""
+
+    def raw(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        four = fourvector(p[..., 0], p[..., 1], p[..., 2], p[..., 3])
+        cols, phis = [], []
+        for s, (b, l, n) in enumerate(SIDES):
+            w = four[:, l] + four[:, n]
+            t = four[:, b] + w
+            pt, eta, phi = ptetaphi(t)
+            aw, phiw = _angles(boost(w, t, -1.0), t)
+            al, phil = _angles(boost(four[:, l], w, -1.0), w)
+            cols.append([torch.log(pt), eta, self._resonance(mass(t), 2 * s), self._resonance(mass(w), 2 * s + 1),
+                         aw, phiw, al, phil])
+            phis.append(phi)
+        side1 = cols[1][:2] + [wrap_angle(phis[1] - phis[0])] + cols[1][2:]
+        return torch.stack(cols[0] + side1, dim=-1), phis[0]
+
+    def forward(self, p):
+        raw, phi0 = self.raw(p)
+        return (raw - self.mean) / self.std, phi0
+
+
+class DecayInverse(_Standardized):
+    """(x ``[N, 17]``, phi_top ``[N]``, masses ``[N, 6]``) -> (pt, eta, phi) ``[N, 6, 3]``."""
+
+    def forward(self, x, phi0, masses):
+        y = x * self.std + self.mean
+        out = [None] * N
+        for s, (b, l, n) in enumerate(SIDES):
+            o = 8 * s  # side 0: 8 columns; side 1: 9 (its azimuth relative to the top's, column 10)
+            phi = phi0 if s == 0 else wrap_angle(y[:, o + 2] + phi0)
+            c = y[:, o:o + 2].unbind(-1) + y[:, o + 2 + s:o + 8 + s].unbind(-1)
+            logpt, eta, yt, yw, aw, phiw, al, phil = c
+            mb, ml, mn = masses[:, b], masses[:, l], masses[:, n]
+            mt = self._mass(yt, 2 * s, mb + ml + mn)
+            mw = self._mass(yw, 2 * s + 1, ml + mn, mt - mb)
+            t = fourvector(torch.exp(logpt), eta, phi, mt)
+            w, bq = _decay(t, mw, mb, aw, phiw, mt)
+            lep, nu = _decay(w, ml, mn, al, phil, mw)
+            out[b], out[l], out[n] = bq, lep, nu
+        four = torch.stack(out, dim=1)
+        pt, eta, phi = ptetaphi(four)
+        return torch.stack([pt, eta, phi], dim=-1)
+
+
+SCHEMES = {"particles": (ParticleEncoder, ParticleInverse), "decay": (DecayEncoder, DecayInverse)}
+
+
+class TTbarCoords(nn.Module):
+    """Fitted tt̄ coordinates (see the module docstring); fitted numbers are float64 buffers.
+
+    ``masses`` ``[6, 2]``: the mass of each role for an electron (column 0) and a muon (column 1)
+    W decay; ``muon_frac`` ``[2]``: the fraction of W+ and of W- decays to muons.
+    """
+
+    def __init__(self, scheme: str = "particles"):
+        super().__init__()
+        self.scheme = scheme
+        self._encoder_class, self._inverse_class = SCHEMES[scheme]
+        self.standardize = Standardize(DIM)
+        self.register_buffer("peak", torch.ones(4, dtype=torch.float64))
+        self.register_buffer("half_width", torch.ones(4, dtype=torch.float64))
+        self.register_buffer("masses", torch.zeros(N, 2, dtype=torch.float64))
+        self.register_buffer("muon_frac", torch.full((2,), 0.5, dtype=torch.float64))
+
+    @property
+    def dim(self) -> int:
+        return DIM
+
+    @property
+    def cond_dim(self) -> int:
+        return 0
+
+    def active_columns(self) -> torch.Tensor:
+        return torch.ones(0, DIM, dtype=torch.bool)
+
+    @staticmethod
+    def physics(sample) -> tuple[torch.Tensor, np.ndarray]:
+        """EventSample -> (p ``[N, 6, 4]`` float64, pdg ``[N, 6]``) in the :mod:`hepgen.dilepton` order."""
+        p, pdg = dilepton.assign(sample)
+        return torch.from_numpy(p), pdg
+
+    def _fitted(self) -> dict[str, torch.Tensor]:
+        return {"mean": self.standardize.mean, "std": self.standardize.std, "peak": self.peak,
+                "half_width": self.half_width}
+
+    def _raw(self, p: torch.Tensor) -> torch.Tensor:
+        return self._encoder_class(self._fitted(), torch.float64).raw(p)[0]
+
+    def _fit_resonances(self, p: torch.Tensor) -> None:
+        """Median and half interquartile range of m_t, m_W+, m_tbar, m_W- (floored, NARROW_FLOOR)."""
+        four = fourvector(p[..., 0], p[..., 1], p[..., 2], p[..., 3])
+        for s, (b, l, n) in enumerate(SIDES):
+            w = four[:, l] + four[:, n]
+            for k, m in ((2 * s, mass(four[:, b] + w)), (2 * s + 1, mass(w))):
+                q1, med, q3 = np.quantile(m.numpy(), [0.25, 0.5, 0.75])
+                self.peak[k] = float(med)
+                self.half_width[k] = max(float(q3 - q1) / 2, NARROW_FLOOR * float(med))
+
+    @torch.no_grad()
+    def fit(self, sample) -> "TTbarCoords":
+        p, pdg = self.physics(sample)
+        self._fit_resonances(p)
+        self.standardize.fit(self._raw(p))
+        flav = lepton_flavours(pdg)
+        self.muon_frac.copy_(torch.from_numpy(flav.mean(0).astype(np.float64)))
+        m = p[..., 3].numpy()
+        for i in range(N):
+            of = flav[:, 0 if i < 3 else 1] if i in LEPTON_ROLES else np.zeros(len(p), np.int64)
+            med = [float(np.median(m[of == f, i])) if (of == f).any() else math.nan for f in (0, 1)]
+            med = [v if not math.isnan(v) else next(u for u in med if not math.isnan(u)) for v in med]
+            self.masses[i] = torch.tensor(med, dtype=torch.float64)
+        return self
+
+    @torch.no_grad()
+    def encode(self, sample, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """EventSample -> (x ``[N, 17]`` float64, c ``[N, 0]``)."""
+        p, _ = self.physics(sample)
+        x, _ = self.standardize(self._raw(p))
+        return x, x[:, :0]
+
+    def encoder(self, dtype: torch.dtype = torch.float32) -> nn.Module:
+        return self._encoder_class(self._fitted(), dtype)
+
+    def inverse(self, dtype: torch.dtype = torch.float32) -> nn.Module:
+        return self._inverse_class(self._fitted(), dtype)
