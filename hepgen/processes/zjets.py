@@ -209,7 +209,7 @@ class ZJetsProcess:
         one, said through ``log``."""
         if "Muon" not in sample.collections:
             raise InputError(f"{source}: no Muon collection to validate (the sample has "
-                             f"{', '.join(sample.collections) or 'none'}; map one with --branches)")
+                             f"{', '.join(sample.collections) or 'none'}; map one with --branches, or give another process's --card)")
         if "Jet" not in sample.collections:  # a dimuon ntuple: its events have no jets recorded
             empty = ak.unflatten(np.zeros(0), np.zeros(len(sample), dtype=np.int64))
             jets = make_collection(empty, empty, empty, empty)
