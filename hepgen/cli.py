@@ -86,6 +86,9 @@ _STYLE = click.Choice(["CMS", "ATLAS", "ROOT"])
 @click.option("--style", type=_STYLE, help="Plot style (default: the card's validate.style, CMS).")
 @click.option("--card", "card_path", type=click.Path(path_type=Path), help="Card for the validate settings (default: the run's card).")
 @click.option("--training", type=click.Path(path_type=Path), help="Training sample to overlay in the plots.")
+@click.option("--source", type=click.Path(path_type=Path),
+              help="The source sample that SAMPLES map event by event (Direct Diffusion: the on-shell events "
+                   "given to 'hepgen generate --source'): its classifier AUC beside theirs, and the migration.")
 @click.option("--observables", "observables_file", type=click.Path(path_type=Path),
               help="Observable-set YAML (default: the card's validate.observables).")
 @click.option("--no-classifier", is_flag=True, help="Skip the classifier two-sample test.")
@@ -96,7 +99,7 @@ _STYLE = click.Choice(["CMS", "ATLAS", "ROOT"])
 @_REF_BRANCHES
 @_FORCE
 @_SET
-def validate(samples, reference, output, style, card_path, training, observables_file, no_classifier, no_progress,
+def validate(samples, reference, output, style, card_path, training, source, observables_file, no_classifier, no_progress,
              tree, branches, reference_tree, reference_branches, force, overrides):
     """Compare generated SAMPLES (one file, K files = K Bayesian draws, or a run folder) to a reference.
 
@@ -110,7 +113,8 @@ def validate(samples, reference, output, style, card_path, training, observables
     from .validate import validate as run_validate
 
     out = run_validate(list(samples) if len(samples) > 1 else samples[0], reference=reference, output=output,
-                       style=style, force=force, card=card, training=training, observables_file=observables_file,
+                       style=style, force=force, card=card, training=training, source=source,
+                       observables_file=observables_file,
                        classifier=not no_classifier, progress=False if no_progress else None,
                        read=read, reference_read=reference_read, log=lambda msg: click.echo(msg, err=True))
     click.echo(f"wrote {out}/index.html")

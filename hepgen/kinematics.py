@@ -111,4 +111,7 @@ def beam_fractions(e, pz, beam1, beam2):
 
 MUON_MASS = 0.1056583755  # GeV, PDG 2024
 Z_MASS = 91.1876  # GeV
-
+# Pythia 8.317 defaults (ParticleData after init with the tt̄ settings, hepgen.dilepton): the masses,
+# and the widths Pythia recomputes from the open channels, which its Breit-Wigner line shapes use
+TOP_MASS, TOP_WIDTH = 173.0, 1.3568  # GeV (the table width before init: 1.4)
+W_MASS, W_WIDTH = 80.385, 2.0923  # GeV (the table width before init: 2.085)

@@ -5,7 +5,9 @@ unit, and is computed from an :class:`~hepgen.events.EventSample` as a float64 `
 array; NaN where the event lacks the object (e.g. ``pt_j3`` in a 1-jet event). Plots,
 classifier features, precision tables and writers all use these names.
 
-Object references: ``mu1, mu2`` (muons by pT), ``j1, j2, j3`` (jets by pT).
+Object references: ``mu1, mu2`` (muons by pT), ``j1, j2, j3`` (jets by pT). The dileptonic
+tt̄ observables (``m_t``, ``dm_Wp``, ``dR_b_lp``, ...) are defined in :mod:`hepgen.observables_ttbar`
+and served here by the same :func:`get`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from . import kinematics as kin
+from . import observables_ttbar
 from .errors import HepgenError
 from .events import EventSample
 
@@ -111,6 +114,9 @@ def get(name: str) -> Observable:
     """The observable called ``name``; unknown names are a :class:`HepgenError`."""
     if name in _FIXED:
         return _FIXED[name]
+    ttbar = observables_ttbar.get(name)
+    if ttbar is not None:
+        return Observable(name, *ttbar)
     m = re.fullmatch(rf"(pt|eta|phi|m)_{_OBJ_RE}", name)
     if m:
         return _single(m.group(1), m.group(2) + m.group(3))
@@ -119,7 +125,8 @@ def get(name: str) -> Observable:
         return _pair(m.group(1), m.group(2) + m.group(3), m.group(4) + m.group(5))
     raise HepgenError(
         f"unknown observable {name!r}: use m_mumu, pt_mumu, pt_all, HT, n_jets, "
-        "pt|eta|phi|m_<obj>, dR|deta|dphi|m_<obj><obj> with <obj> = mu1, mu2, j1, j2, j3"
+        "pt|eta|phi|m_<obj>, dR|deta|dphi|m_<obj><obj> with <obj> = mu1, mu2, j1, j2, j3; "
+        + observables_ttbar.HELP
     )
 
 

@@ -1,7 +1,7 @@
 """The Z+jets object selection, one implementation with one boundary rule.
 
 Simulation (:mod:`hepgen.simulate.selection`), generation (:mod:`hepgen.processes.zjets`) and
-validation (:func:`hepgen.validate.metrics.cut_violations`) all decide with these functions:
+validation (:func:`cut_violations`) all decide with these functions:
 
 - a jet is selected when ``pT > jet_pt_min`` and ``|eta| < jet_eta_max`` (strict);
 - two selected jets are separated when ``Delta R > jet_dr_min`` (strict: a pair at exactly
@@ -47,3 +47,22 @@ def within_beams(e: np.ndarray, pz: np.ndarray, beam1: float, beam2: float) -> n
     with np.errstate(over="ignore", invalid="ignore"):
         x1, x2 = beam_fractions(e, pz, beam1, beam2)
         return np.isfinite(e) & (x1 <= 1) & (x2 <= 1)
+
+
+def cut_violations(sample, jet_pt_min: float = 20.0, jet_dr_min: float = 0.4) -> dict:
+    """Fractions (weighted) of events with a jet at or below ``jet_pt_min`` GeV, with a jet pair
+    not separated by more than ``jet_dr_min``, and with either: the events the selection
+    (this module's rule, which simulation and generation apply) would have dropped. ``sample``:
+    an :class:`~hepgen.events.EventSample` with a ``Jet`` collection."""
+    w = sample.weight
+    jets = sample.padded("Jet", int(sample.n_jets.max()) if len(sample) else 1)
+    pt, eta, phi = jets[..., 0], jets[..., 1], jets[..., 2]
+    present = ~np.isnan(pt)
+    low_pt = np.any(present & ~(pt > jet_pt_min), axis=1)
+    close = ~separated(min_pair_dr(eta, phi, present), jet_dr_min)
+    tot = w.sum() if len(w) else 1.0
+    return {
+        f"jet_pt_below_{jet_pt_min:g}": float(w[low_pt].sum() / tot),
+        f"dR_jj_below_{jet_dr_min:g}": float(w[close].sum() / tot),
+        "any": float(w[low_pt | close].sum() / tot),
+    }

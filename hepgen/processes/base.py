@@ -28,7 +28,15 @@ card's ``process.name``. The pieces, in the order a run meets them:
   event files; ``hepgen generate`` says so.
 - **export**: :meth:`Process.export_spec` describes the pipeline's ports for the ONNX export.
 - **validation**: ``observables`` names ``validation/<name>.yaml`` (None: no event
-  validation) and :meth:`Process.after_training` is the run's report after training.
+  validation) and :meth:`Process.after_training` is the run's report after training. Three
+  optional answers shape the report; a process without them gets the defaults of
+  :func:`categories_of`, :func:`cut_violations_of` and :func:`validation_sample_of`:
+  ``categories(sample, card) -> Categories`` (how the classifier test and the fraction table
+  split the events; Z+jets: by jet multiplicity; default: one category, all events),
+  ``cut_violations(sample, card) -> {cut: fraction}`` (events the selection would drop;
+  default: none reported) and ``validation_sample(sample, source, log) -> EventSample`` (check
+  a sample read for validation, one :class:`~hepgen.errors.InputError` line naming ``source``
+  when it cannot be validated; default: as read).
 """
 
 from __future__ import annotations
@@ -81,6 +89,49 @@ def settings_of(process, card) -> Any | None:
                             "settings of its own")
         return None
     return build_section(cls, data, "process.settings", f"card {card.name}")
+
+
+@dataclass(frozen=True)
+class Category:
+    """One category of the validation split: ``key`` (metrics.json key and table row, e.g. "1"),
+    ``title`` (plot titles, "1 jet"), ``stem`` (file names, "1j")."""
+
+    key: str
+    title: str
+    stem: str
+
+
+@dataclass(frozen=True)
+class Categories:
+    """How validation splits a sample: ``labels`` int ``[N]`` (the category of each event),
+    ``members`` {label: Category} (the categories tested, in order; other labels count as
+    "other"), ``heading`` (the tables' name for the categories, e.g. "jets")."""
+
+    labels: np.ndarray
+    members: dict[int, Category]
+    heading: str
+
+
+def categories_of(process, sample, card) -> Categories:
+    """The process's validation split of ``sample`` (its ``categories``), else one category "all"."""
+    answer = getattr(process, "categories", None)
+    if answer is not None:
+        return answer(sample, card)
+    return Categories(np.zeros(len(sample), dtype=np.int64), {0: Category("all", "all events", "all")}, "events")
+
+
+def cut_violations_of(process, sample, card) -> dict[str, float]:
+    """Weighted fractions of ``sample``'s events that the process's selection would drop, per cut
+    (its ``cut_violations``); {} for a process that does not say."""
+    answer = getattr(process, "cut_violations", None)
+    return {} if answer is None else answer(sample, card)
+
+
+def validation_sample_of(process, sample, source: str, log: Log):
+    """``sample`` checked (and completed) for validation by the process (its ``validation_sample``),
+    else as it is."""
+    answer = getattr(process, "validation_sample", None)
+    return sample if answer is None else answer(sample, source, log)
 
 
 class Process(Protocol):

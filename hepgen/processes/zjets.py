@@ -34,8 +34,10 @@ selection or more energy than the beams (``acceptance``).
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
+import awkward as ak
 import numpy as np
 import torch
 from torch import nn
@@ -52,7 +54,7 @@ from ..io.root import read_events
 from ..kinematics import ptetaphim_to_epxpypz
 from ..simulate import produce
 from ..simulate.reference import independent_reference
-from .base import AfterTraining, FrozenSampler, Log, Selection
+from .base import AfterTraining, Categories, Category, FrozenSampler, Log, Selection
 
 N_EXTRA = 3  # uniform columns after the family's noise: multiplicity, azimuth, charge
 N_EXTRA_NAMES = ("jet multiplicity", "global azimuth", "leading-muon charge")
@@ -192,6 +194,28 @@ class ZJetsProcess:
     settings_class = None  # its keys are the process section's shared ones (sqrt_s, the jet selection)
     writes_events = True
     observables = "zjets"
+
+    # -- validation -----------------------------------------------------------------------------
+    def categories(self, sample: EventSample, card: Card) -> Categories:
+        """The classifier test and the fraction table split by exclusive jet multiplicity."""
+        return Categories(sample.n_jets, {k: Category(str(k), f"{k} jet{'s' if k > 1 else ''}", f"{k}j")
+                                          for k in card.process.n_jets}, "jets")
+
+    def cut_violations(self, sample: EventSample, card: Card) -> dict[str, float]:
+        return selection.cut_violations(sample, card.process.jet_pt_min, card.process.jet_dr_min)
+
+    def validation_sample(self, sample: EventSample, source: str, log: Log) -> EventSample:
+        """A sample needs its muons; one without a Jet collection (a dimuon ntuple) gets an empty
+        one, said through ``log``."""
+        if "Muon" not in sample.collections:
+            raise InputError(f"{source}: no Muon collection to validate (the sample has "
+                             f"{', '.join(sample.collections) or 'none'}; map one with --branches, or give another process's --card)")
+        if "Jet" not in sample.collections:  # a dimuon ntuple: its events have no jets recorded
+            empty = ak.unflatten(np.zeros(0), np.zeros(len(sample), dtype=np.int64))
+            jets = make_collection(empty, empty, empty, empty)
+            sample = replace(sample, collections={**sample.collections, "Jet": jets})
+            log(f"{source}: no Jet collection; its events count as events without jets")
+        return sample
 
     # -- data ---------------------------------------------------------------------------------
     def load_data(self, card: Card, log: Log) -> EventSample:

@@ -1,9 +1,12 @@
 """Classifier two-sample test and DCTR weights.
 
-Per exclusive jet multiplicity k, an MLP learns to separate reference (label 1) from generated
-(label 0) events on standardised physics features (:func:`features`). With balanced classes a
-calibrated output D gives the density ratio ``w(x) = D/(1-D) = p_ref(x|k) / p_gen(x|k)``; the
-full ratio multiplies the multiplicity-fraction ratio ``f_ref(k) / f_gen(k)``.
+Per category k of the process's split (Z+jets: the exclusive jet multiplicity; a process without
+one: all events, :func:`hepgen.processes.base.categories_of`), an MLP learns to separate reference
+(label 1) from generated (label 0) events on standardised physics features (:data:`FEATURES`:
+muons and jets, :func:`features`, or the named observables alone, :func:`observable_features`).
+With balanced classes a calibrated output D gives the density ratio
+``w(x) = D/(1-D) = p_ref(x|k) / p_gen(x|k)``; the full ratio multiplies the category-fraction
+ratio ``f_ref(k) / f_gen(k)``.
 
 Honesty by construction:
 
@@ -55,13 +58,9 @@ def features(sample: EventSample, n_jets: int, extra=("m_mumu",), pairs: bool = 
             if tag == "j":
                 cols.append(np.log1p(np.clip(arr[:, i, 3], 0, None)))
                 names.append(f"logm_{tag}{i + 1}")
-    for name in extra:
-        v = observables.compute(sample, [name])[name]
-        if observables.get(name).unit == "GeV":
-            v = np.log(np.clip(v, 1e-3, None))
-            name = "log_" + name
-        cols.append(v)
-        names.append(name)
+    x_extra, extra_names = observable_features(sample, extra)
+    cols += list(x_extra.T)
+    names += extra_names
     if pairs:
         objs = [f"j{i}" for i in range(1, n_jets + 1)]
         pair_names = [f"dR_{a}{b}" for i, a in enumerate(objs) for b in objs[i + 1:]]
@@ -72,6 +71,33 @@ def features(sample: EventSample, n_jets: int, extra=("m_mumu",), pairs: bool = 
             names.append(n)
     x = np.stack(cols, axis=1) if cols else np.zeros((len(sample), 0))
     return x, names
+
+
+def observable_features(sample: EventSample, names=()) -> tuple[np.ndarray, list[str]]:
+    """The named observables as classifier inputs: float64 ``[N, F]`` and names; GeV-valued ones as
+    their log (``log_<name>``, clipped at 1e-3 GeV), the others as they are."""
+    cols, out = [], []
+    for name in names:
+        v = observables.compute(sample, [name])[name]
+        if observables.get(name).unit == "GeV":
+            v = np.log(np.clip(v, 1e-3, None))
+            name = "log_" + name
+        cols.append(v)
+        out.append(name)
+    return (np.stack(cols, axis=1) if cols else np.zeros((len(sample), 0))), out
+
+
+def _muons_and_jets(sample: EventSample, extra, pairs: bool, jet_pt_min: float):
+    return features(sample, int(sample.n_jets.max(initial=0)), extra, pairs, jet_pt_min)
+
+
+def _observables_only(sample: EventSample, extra, pairs: bool, jet_pt_min: float):
+    return observable_features(sample, extra)
+
+
+# the classifier's input recipes, by the name an observable set gives (classifier.objects):
+# fn(sample of one category, extra observables, pairs, jet_pt_min) -> (x [N, F], names)
+FEATURES = {"muons_and_jets": _muons_and_jets, "none": _observables_only}
 
 
 def auc(score: np.ndarray, label: np.ndarray, weight: np.ndarray | None = None) -> float:
@@ -239,6 +265,8 @@ def two_sample_test(
     generated: EventSample,
     *,
     multiplicities=(1, 2, 3),
+    labels: tuple[np.ndarray, np.ndarray] | None = None,
+    objects: str = "muons_and_jets",
     extra=("m_mumu",),
     pairs: bool = True,
     runs: int = 3,
@@ -250,8 +278,13 @@ def two_sample_test(
     jet_pt_min: float = 20.0,
     progress=None,
 ) -> ClassifierResult:
-    """Run the classifier test; see the module docstring. ``progress``: callable(str) per training."""
-    nj_ref, nj_gen = reference.n_jets, generated.n_jets
+    """Run the classifier test; see the module docstring. ``progress``: callable(str) per training.
+
+    ``labels``: the category of every reference and generated event (int ``[N]`` each; default:
+    the jet multiplicity); ``multiplicities``: the categories tested, each on its own; ``objects``:
+    the input recipe (a key of :data:`FEATURES`) with the ``extra`` observables and jet ``pairs``."""
+    nj_ref, nj_gen = (reference.n_jets, generated.n_jets) if labels is None else labels
+    make_features = FEATURES[objects]
     wr, wg = reference.weight, generated.weight
     frac_ref = {k: float(wr[nj_ref == k].sum() / wr.sum()) for k in multiplicities}
     frac_gen = {k: float(wg[nj_gen == k].sum() / wg.sum()) for k in multiplicities}
@@ -262,8 +295,8 @@ def two_sample_test(
         mr, mg = nj_ref == k, nj_gen == k
         if mr.sum() < MIN_EVENTS or mg.sum() < MIN_EVENTS:
             continue
-        xr, _ = features(reference.select(mr), k, extra, pairs, jet_pt_min)
-        xg, _ = features(generated.select(mg), k, extra, pairs, jet_pt_min)
+        xr, _ = make_features(reference.select(mr), extra, pairs, jet_pt_min)
+        xg, _ = make_features(generated.select(mg), extra, pairs, jet_pt_min)
         x = np.concatenate([xr, xg])
         y = np.concatenate([np.ones(len(xr)), np.zeros(len(xg))])
         w = np.concatenate([wr[mr], wg[mg]])
@@ -289,7 +322,8 @@ def two_sample_test(
                                      seed=int(rng.integers(2**31)), epochs=epochs, hidden=hidden, layers=layers)
                 a, b = _platt(l_cal, y[cal], wb[cal])
                 logit[test] = a * l_test + b
-            d = 1.0 / (1.0 + np.exp(-logit))
+            with np.errstate(over="ignore"):  # a classifier that separates perfectly: exp overflows, D = 0 exactly
+                d = 1.0 / (1.0 + np.exp(-logit))
             aucs.append(auc(logit, y, wb))
             cal_d.append(d), cal_y.append(y), cal_w.append(wb)
             lw = logit + np.log(frac_ref[k] / frac_gen[k])

@@ -12,19 +12,19 @@ its held-out test split (the reference when no other is given, else a second, sm
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import awkward as ak
 import numpy as np
 
 from .. import processes
-from ..cards import load_card
+from ..cards import Card, load_card
 from ..errors import InputError
-from ..events import EventSample, make_collection
+from ..events import EventSample
 from ..io.lhe import read_lhe
 from ..io.root import read_events
+from ..processes.base import validation_sample_of
 
 DRAW_BRANCH = "bayes_draw"
 ROOT_SUFFIXES = (".root",)
@@ -74,12 +74,15 @@ def _read_draw_branch(path: Path, tree: str, n: int) -> np.ndarray | None:
     return None
 
 
-def read_sample(path: str | Path, read: ReadAs | None = None, log=lambda msg: None) -> tuple[EventSample, np.ndarray | None]:
+def read_sample(path: str | Path, read: ReadAs | None = None, log=lambda msg: None,
+                process=None) -> tuple[EventSample, np.ndarray | None]:
     """One file as (sample, per-event draw index or None). ROOT or LHE, by suffix.
 
-    ``read`` gives a ROOT file's tree and branch mapping. A sample without a Muon collection
-    is an error naming the file; one without a Jet collection (a dimuon ntuple) gets an empty
-    one, said through ``log``.
+    ``read`` gives a ROOT file's tree and branch mapping. The sample is checked by ``process``
+    (default: the process of a card with no process section), which may complete it
+    (:func:`~hepgen.processes.base.validation_sample_of`; Z+jets: a sample without a Muon
+    collection is an error naming the file, one without a Jet collection, a dimuon ntuple, gets
+    an empty one, said through ``log``).
     """
     path = Path(path)
     read = read or ReadAs()
@@ -101,23 +104,17 @@ def read_sample(path: str | Path, read: ReadAs | None = None, log=lambda msg: No
     sample.check_finite(str(path))
     if len(sample) == 0:
         raise InputError(f"{path}: the sample has no events")
-    if "Muon" not in sample.collections:
-        raise InputError(f"{path}: no Muon collection to validate (the sample has "
-                         f"{', '.join(sample.collections) or 'none'}; map one with --branches)")
-    if "Jet" not in sample.collections:  # a dimuon ntuple: its events have no jets recorded
-        empty = ak.unflatten(np.zeros(0), np.zeros(len(sample), dtype=np.int64))
-        jets = make_collection(empty, empty, empty, empty)
-        sample = replace(sample, collections={**sample.collections, "Jet": jets})
-        log(f"{path}: no Jet collection; its events count as events without jets")
-    return sample, draw
+    process = process or processes.get(Card().process.name)
+    return validation_sample_of(process, sample, str(path), log), draw
 
 
-def read_generated(paths: Sequence[str | Path], read: ReadAs | None = None) -> Generated:
-    """One file, or K files (one per posterior draw), as a :class:`Generated`."""
+def read_generated(paths: Sequence[str | Path], read: ReadAs | None = None, process=None) -> Generated:
+    """One file, or K files (one per posterior draw), as a :class:`Generated` (checked by ``process``
+    as in :func:`read_sample`)."""
     paths = [Path(p) for p in paths]
     samples, draws = [], []
     for i, p in enumerate(paths):
-        s, d = read_sample(p, read)
+        s, d = read_sample(p, read, process=process)
         samples.append(s)
         if len(paths) > 1:
             d = np.full(len(s), int(s.info.get(DRAW_BRANCH, i)) if str(s.info.get(DRAW_BRANCH, "")).isdigit() else i)
@@ -158,18 +155,20 @@ def read_run(folder: str | Path, log=lambda msg: None) -> RunInputs:
             "run 'hepgen generate' first or pass a sample file"
         )
     draws = sorted(p for p in folder.glob("generated.draw*.root"))
-    generated = read_generated(draws if len(draws) >= 2 else gen[:1])
+    run_card = load_card(folder / "card.yaml") if (folder / "card.yaml").is_file() else None
+    process = processes.get(run_card.process.name) if run_card is not None else None
+    generated = read_generated(draws if len(draws) >= 2 else gen[:1], process=process)
     reference = training = card = None
     ref = _first(folder, RUN_REFERENCE)
     if ref:
-        reference, _ = read_sample(ref[0])
+        reference, _ = read_sample(ref[0], process=process)
     split_file = folder / "split.npz"
-    if (folder / "card.yaml").is_file() and split_file.is_file():
-        card = load_card(folder / "card.yaml")
-        if processes.get(card.process.name).writes_events:
+    if run_card is not None and split_file.is_file():
+        card = run_card
+        if process.writes_events:
             try:
                 split = np.load(split_file)
-                data = processes.get(card.process.name).load_data(card, log)  # as the training loop selects it
+                data = process.load_data(card, log)  # as the training loop selects it
                 if reference is None and "test" in split:
                     reference = data.select(split["test"])
                 if "train" in split:

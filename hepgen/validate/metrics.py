@@ -1,4 +1,4 @@
-"""Precision metrics: per-histogram agreement, Bayesian-band coverage, cuts, multiplicities.
+"""Precision metrics: per-histogram agreement, Bayesian-band coverage, cuts, category fractions.
 
 All functions are pure numpy on :class:`~hepgen.validate.histograms.Binned` / ``Band`` or arrays.
 A bin is *trusted* when both the reference and the generated histogram hold at least
@@ -51,30 +51,21 @@ def compare(ref: Binned, gen: Binned, band: Band | None = None, min_entries: int
     return out
 
 
-def cut_violations(sample: EventSample, jet_pt_min: float = 20.0, jet_dr_min: float = 0.4) -> dict:
-    """Fractions (weighted) of events with a jet at or below ``jet_pt_min`` GeV, with a jet pair
-    not separated by more than ``jet_dr_min``, and with either: the events the selection
-    (:mod:`hepgen.selection`, the rule simulation and generation apply) would have dropped."""
+# the selection's own count of the events it would drop (Z+jets asks it through its process)
+cut_violations = selection.cut_violations
+
+
+def multiplicity_fractions(sample: EventSample, multiplicities=(1, 2, 3), labels: np.ndarray | None = None,
+                           keys: dict | None = None) -> dict[str, float]:
+    """Weighted fraction of events per category (plus 'other'): per exclusive jet multiplicity by
+    default, else per ``labels`` (int ``[N]``) value in ``multiplicities``, named by ``keys``
+    ({label: key}; default ``str(label)``)."""
+    nj = sample.n_jets if labels is None else labels
     w = sample.weight
-    jets = sample.padded("Jet", int(sample.n_jets.max()) if len(sample) else 1)
-    pt, eta, phi = jets[..., 0], jets[..., 1], jets[..., 2]
-    present = ~np.isnan(pt)
-    low_pt = np.any(present & ~(pt > jet_pt_min), axis=1)
-    close = ~selection.separated(selection.min_pair_dr(eta, phi, present), jet_dr_min)
-    tot = w.sum() if len(w) else 1.0
-    return {
-        f"jet_pt_below_{jet_pt_min:g}": float(w[low_pt].sum() / tot),
-        f"dR_jj_below_{jet_dr_min:g}": float(w[close].sum() / tot),
-        "any": float(w[low_pt | close].sum() / tot),
-    }
-
-
-def multiplicity_fractions(sample: EventSample, multiplicities=(1, 2, 3)) -> dict[str, float]:
-    """Weighted fraction of events per exclusive jet multiplicity (plus 'other')."""
-    nj, w = sample.n_jets, sample.weight
     tot = w.sum()
-    out = {str(k): float(w[nj == k].sum() / tot) for k in multiplicities}
-    out["other"] = float(w[~np.isin(nj, multiplicities)].sum() / tot)
+    keys = keys or {}
+    out = {keys.get(k, str(k)): float(w[nj == k].sum() / tot) for k in multiplicities}
+    out["other"] = float(w[~np.isin(nj, list(multiplicities))].sum() / tot)
     return out
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .. import observables
+from .. import observables, processes
 from ..errors import CardError, HepgenError
 
 
@@ -54,12 +54,33 @@ class Map2D:
 
 
 @dataclass(frozen=True)
+class Acceptance:
+    """Which histograms the acceptance numbers use (:mod:`.acceptance`): ``core`` line shapes
+    (chi2/ndf over their range), ``tails`` (observables in widths from the pole, e.g. ``dm_t``:
+    bins beyond ``core_width`` are the tails), ``bulk`` (the others: their bulk deviation)."""
+
+    core: tuple[str, ...]
+    tails: tuple[str, ...]
+    bulk: tuple[str, ...]
+    core_width: float = 5.0
+
+
+@dataclass(frozen=True)
 class ObservableSet:
     process: str
     hists: tuple[Hist1D, ...]
     maps: tuple[Map2D, ...]
     classifier_extra: tuple[str, ...] = ("m_mumu",)
     classifier_pairs: bool = True
+    classifier_objects: str = "muons_and_jets"
+    extreme: tuple[str, ...] = ()  # columns of classifier/extreme_events.md
+    amplification: tuple[str, ...] = ()  # observables of the amplification table
+    acceptance: Acceptance | None = None
+    migration: tuple[str, ...] = ()  # source vs mapped per event (a map from a source sample)
+
+    def hist(self, name: str) -> Hist1D:
+        """The (first) histogram of observable ``name``."""
+        return next(h for h in self.hists if h.name == name)
 
     @property
     def sets(self) -> list[str]:
@@ -73,8 +94,10 @@ class ObservableSet:
 
 _HIST_KEYS = {"bins", "range", "logy", "logx", "ratio"}
 _MAP_KEYS = {"x", "y", "bins", "xrange", "yrange"}
-_TOP_KEYS = {"process", "sets", "maps", "classifier"}
-_CLF_KEYS = {"extra", "pairs"}
+_TOP_KEYS = {"process", "sets", "maps", "classifier", "amplification", "acceptance", "migration"}
+_CLF_KEYS = {"extra", "pairs", "objects", "extreme"}
+_ACC_KEYS = {"core", "tails", "bulk", "core_width"}
+OBJECTS = ("muons_and_jets", "none")  # the keys of hepgen.validate.classifier.FEATURES
 
 
 def _keys(d, allowed: set, where: str, src: str) -> dict:
@@ -157,16 +180,44 @@ def load_observable_set(path: str | Path) -> ObservableSet:
             xrange=_pair(spec["xrange"], f"{where}.xrange", src), yrange=_pair(spec["yrange"], f"{where}.yrange", src),
         ))
     clf = _keys(data.get("classifier", {}) or {}, _CLF_KEYS, "classifier", src)
-    extra = clf.get("extra", ["m_mumu"])
-    if not isinstance(extra, list):
-        raise CardError(f"{src}: classifier.extra must be a list of observable names")
     if not hists:
         raise CardError(f"{src}: no histograms (sets is empty)")
+    hist_names = list(dict.fromkeys(h.name for h in hists))
+    objects = clf.get("objects", OBJECTS[0])
+    if objects not in OBJECTS:
+        raise CardError(f"{src}: classifier.objects must be one of {', '.join(OBJECTS)}, got {objects!r}")
     return ObservableSet(
         process=str(data.get("process", "zjets")), hists=tuple(hists), maps=tuple(maps),
-        classifier_extra=tuple(_observable(e, "classifier.extra", src) for e in extra),
+        classifier_extra=_names(clf.get("extra", ["m_mumu"]), "classifier.extra", src),
         classifier_pairs=_bool(clf.get("pairs", True), "classifier.pairs", src),
+        classifier_objects=objects,
+        extreme=_names(clf.get("extreme", hist_names[:10]), "classifier.extreme", src),
+        amplification=_names(data.get("amplification", hist_names), "amplification", src),
+        acceptance=_acceptance(data["acceptance"], hist_names, src) if "acceptance" in data else None,
+        migration=_names(data.get("migration", []), "migration", src, hist_names),
     )
+
+
+def _names(v, key: str, src: str, among: list[str] | None = None) -> tuple[str, ...]:
+    """A list of observable names (each one a histogram of the set, when ``among`` is given)."""
+    if not isinstance(v, list):
+        raise CardError(f"{src}: {key} must be a list of observable names")
+    for name in v:
+        _observable(name, key, src)
+        if among is not None and name not in among:
+            raise CardError(f"{src}: {key}: {name!r} has no histogram in sets (its binning comes from there)")
+    return tuple(str(n) for n in v)
+
+
+def _acceptance(v, hist_names: list[str], src: str) -> Acceptance:
+    spec = _keys(v or {}, _ACC_KEYS, "acceptance", src)
+    core = _names(spec.get("core", []), "acceptance.core", src, hist_names)
+    tails = _names(spec.get("tails", []), "acceptance.tails", src, hist_names)
+    bulk = _names(spec.get("bulk", [n for n in hist_names if n not in core + tails]), "acceptance.bulk", src, hist_names)
+    width = spec.get("core_width", 5.0)
+    if not isinstance(width, (int, float)) or isinstance(width, bool) or not width > 0:
+        raise CardError(f"{src}: acceptance.core_width must be a positive number, got {width!r}")
+    return Acceptance(core, tails, bulk, float(width))
 
 
 def default_path(process: str = "zjets") -> Path:
@@ -175,3 +226,12 @@ def default_path(process: str = "zjets") -> Path:
     if local.exists():
         return local
     return Path(__file__).resolve().parents[2] / "validation" / f"{process}.yaml"
+
+
+def for_card(card, path: str | Path | None = None) -> ObservableSet:
+    """The observable set of a validation: ``path``, else the card's ``validate.observables``,
+    else ``validation/<stem>.yaml`` of the card's process (:func:`default_path`)."""
+    chosen = path or card.validate.observables
+    if not chosen:
+        chosen = default_path(processes.get(card.process.name).observables or card.process.name)
+    return load_observable_set(chosen)

@@ -5,6 +5,7 @@
   generated / reference with statistical errors and the band.
 * :func:`map_2d`: reference, generated and their ratio as three 2-D panels.
 * :func:`calibration_curve`, :func:`log_weights`: the classifier test.
+* :func:`migration`: a map from a source sample, source vs mapped value per event and the shift.
 
 The label is experiment-*style* (``--style CMS|ATLAS|ROOT`` picks fonts and placement) with
 "hepgen" in place of an experiment name: these are not an experiment's approved plots.
@@ -207,4 +208,31 @@ def log_weights(stem: Path, logw_ref: np.ndarray, logw_gen: np.ndarray, title: s
     ax.legend(loc="upper right", fontsize="small", frameon=False, title=title, title_fontsize="small")
     _label(ax, style)
     fig.subplots_adjust(left=0.16, right=0.95, top=0.92, bottom=0.12)
+    return save(fig, stem)
+
+
+def migration(stem: Path, source: np.ndarray, mapped: np.ndarray, edges: np.ndarray, delta_edges: np.ndarray,
+              xlabel: str, *, style: str = "CMS") -> list[Path]:
+    """Left: events per (source value, mapped value) bin, log colour scale, with the diagonal of
+    no migration; right: the per-event shift mapped - source (log y, under/overflow in the edge bins)."""
+    from matplotlib.colors import LogNorm
+
+    use_style(style)
+    fig, (ax, dax) = plt.subplots(1, 2, figsize=(17, 7), layout="constrained")
+    ok = np.isfinite(source) & np.isfinite(mapped)
+    h, _, _ = np.histogram2d(source[ok], mapped[ok], bins=[edges, edges])
+    m = ax.pcolormesh(edges, edges, np.where(h > 0, h, np.nan).T, cmap="viridis",
+                      norm=LogNorm(vmin=1, vmax=max(h.max(), 2)))
+    ax.plot(edges[[0, -1]], edges[[0, -1]], color="white", lw=1, ls="--")
+    fig.colorbar(m, ax=ax, label="events")
+    ax.set_xlabel(f"source {xlabel}")
+    ax.set_ylabel(f"mapped {xlabel}")
+    d = np.clip(mapped[ok] - source[ok], delta_edges[0], delta_edges[-1])
+    counts, _ = np.histogram(d, bins=delta_edges)
+    mplhep.histplot(counts / max(ok.sum(), 1), delta_edges, ax=dax, color=GEN_COLOR, lw=2)
+    dax.set_yscale("log")
+    dax.set_xlabel(f"per event: mapped − source, {xlabel}")
+    dax.set_ylabel("fraction of events")
+    for a in (ax, dax):
+        _label(a, style)
     return save(fig, stem)

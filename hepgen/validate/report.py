@@ -11,14 +11,17 @@ Output folder (written atomically: it appears complete or not at all)::
                         second check, also in the metrics; see :func:`validate`)
     plots/<set>/<observable>.png|pdf
     maps/<map>.png|pdf
-    classifier/calibration.png|pdf, logw_<k>j.png|pdf, extreme_events.md
+    classifier/calibration.png|pdf, logw_<category>.png|pdf, extreme_events.md
+    migration/<observable>.png|pdf   with a source sample (a map, :mod:`.mapping`)
+
+The classifier test and the fraction table split the events as the card's process says
+(:func:`~hepgen.processes.base.categories_of`: Z+jets by jet multiplicity, files ``logw_1j``...;
+a process without a split: all events at once, ``logw_all``).
 """
 
 from __future__ import annotations
 
-import html
 import json
-import math
 import os
 import sys
 import time
@@ -33,23 +36,11 @@ from ..errors import InputError
 from ..events import EventSample
 from ..io.root import write_histograms
 from ..outputs import atomic_directory
-from . import amplification, histograms, metrics, plots
+from ..processes.base import categories_of, cut_violations_of
+from . import acceptance, amplification, histograms, mapping, metrics, plots, tables
 from .classifier import ClassifierResult, two_sample_test
 from .inputs import Generated, ReadAs, read_generated, read_run, read_sample
-from .obsset import ObservableSet, default_path, load_observable_set
-
-EXTREME_COLUMNS = ("n_jets", "pt_mu1", "pt_mu2", "m_mumu", "pt_mumu", "pt_j1", "eta_j1", "pt_j2", "dR_j1j2", "HT")
-REWEIGHT_MAX_AUC = 0.75  # show the reweighted sample only for a classifier AUC up to this
-REWEIGHT_MIN_EFFECTIVE = 0.1  # ... and an effective sample fraction (sum w)^2 / (N sum w^2) at least this
-AMPLIFICATION_OBSERVABLES = ("pt_mu1", "eta_mu1", "m_mumu", "pt_mumu", "pt_j1", "eta_j1", "dR_j1j2", "HT")
-
-
-def _fmt(x, digits=3) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    if isinstance(x, float):
-        return f"{x:.{digits}f}"
-    return str(x)
+from .obsset import ObservableSet, for_card
 
 
 class _Progress:
@@ -69,111 +60,21 @@ class _Progress:
         self.bar.close()
 
 
-def _extreme_table(sample: EventSample, logw: np.ndarray, which: str, n: int = 10) -> str:
-    ok = np.flatnonzero(np.isfinite(logw))
-    if ok.size == 0:
-        return ""
-    order = ok[np.argsort(logw[ok])]
-    idx = order[:n] if which == "lowest" else order[::-1][:n]
-    vals = observables.compute(sample.select(idx), EXTREME_COLUMNS)
-    head = "| log w | " + " | ".join(EXTREME_COLUMNS) + " |\n|" + "---|" * (len(EXTREME_COLUMNS) + 1) + "\n"
-    rows = ["| " + f"{logw[i]:+.2f} | " + " | ".join(_fmt(float(vals[c][j]), 0 if c == "n_jets" else 2) for c in EXTREME_COLUMNS) + " |"
-            for j, i in enumerate(idx)]
-    return head + "\n".join(rows) + "\n"
+def classifier_test(reference: EventSample, sample: EventSample, card: Card, obsset: ObservableSet, *, runs: int,
+                folds: int, epochs: int, progress) -> ClassifierResult:
+    """The two-sample test of ``sample`` against ``reference``, split as the card's process says."""
+    process = processes.get(card.process.name)
+    cat_ref, cat_gen = categories_of(process, reference, card), categories_of(process, sample, card)
+    return two_sample_test(reference, sample, multiplicities=tuple(cat_ref.members), labels=(cat_ref.labels, cat_gen.labels),
+                           objects=obsset.classifier_objects, extra=obsset.classifier_extra, pairs=obsset.classifier_pairs,
+                           runs=runs, folds=folds, epochs=epochs, seed=card.seed, jet_pt_min=card.process.jet_pt_min,
+                           progress=progress)
 
 
-def _jsonable(x):
-    """numpy scalars -> Python, NaN/inf -> None (strict JSON)."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.floating, float)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
-
-
-def _observable_table(observables: dict) -> list[str]:
-    lines = ["| observable | max abs(gen/ref − 1) | χ²/ndf | ndf | band coverage | pull width |", "|---|---|---|---|---|---|"]
-    for name, r in observables.items():
-        lines.append(f"| {name} | {_fmt(r.get('max_abs_dev'))} | {_fmt(r.get('chi2_ndf'), 2)} | {r.get('ndf', 0)} | "
-                     f"{_fmt(r.get('coverage'), 2)} | {_fmt(r.get('pull_width'), 2)} |")
-    return lines
-
-
-def _markdown(m: dict) -> str:
-    inp = m["inputs"]
-    against = f"Against the reference: {inp['reference']}, {inp['n_reference']} events."
-    lines = [f"# Precision table: {inp['generated']} vs {inp['reference']}", ""]
-    lines.append(f"{inp['n_generated']} generated events ({inp['n_draws'] or 'no'} Bayesian draws), "
-                 f"{inp['n_reference']} reference events ({inp['reference']}); bins trusted with ≥ {m['min_bin_events']} "
-                 "events in both histograms.")
-    if m.get("heldout"):
-        lines.append(f"The tables compare with this reference; the last section repeats the histogram comparison "
-                     f"against the {m['heldout']['reference']} ({m['heldout']['n_reference']} events).")
-    lines.append("")
-    c = m.get("classifier")
-    if c:
-        lines += ["## Classifier two-sample test (calibrated, out-of-fold)", "", against, "",
-                  "| jets | AUC | spread over runs | null σ | ref. events | gen. events |", "|---|---|---|---|---|---|"]
-        for k, r in c["per_multiplicity"].items():
-            lines.append(f"| {k} | {r['auc']:.4f} | {r['auc_std']:.4f} | {r['null_sigma']:.4f} | {r['n_reference']} | {r['n_generated']} |")
-        lines.append(f"| all | {c['auc_total']:.4f} | {c['auc_total_std']:.4f} | {c['null_sigma_total']:.4f} | | |")
-        rw = c.get("reweighting")
-        if rw:
-            lines += ["", f"DCTR weights: effective sample fraction {rw['effective_sample_fraction']:.3f}; reweighted curve "
-                      + ("shown in the plots." if rw["shown_in_plots"] else
-                         f"not shown (needs AUC ≤ {REWEIGHT_MAX_AUC} and effective fraction ≥ {REWEIGHT_MIN_EFFECTIVE}).")]
-        lines.append("")
-    lines += ["## Multiplicities and cuts", "", against, "", "| | reference | generated |", "|---|---|---|"]
-    for k in m["multiplicity"]["reference"]:
-        lines.append(f"| fraction {k} jets | {m['multiplicity']['reference'][k]:.4f} | {m['multiplicity']['generated'][k]:.4f} |")
-    for k in m["cuts"]["reference"]:
-        lines.append(f"| cut violation: {k} | {m['cuts']['reference'][k]:.4f} | {m['cuts']['generated'][k]:.4f} |")
-    tpe = m.get("time_per_event_s")
-    lines.append(f"| generation time per event | | {('%.3g s' % tpe) if tpe else 'unknown'} |")
-    lines += ["", "## Observables", "", against, ""] + _observable_table(m["observables"])
-    amp = m.get("amplification")
-    if amp:
-        lines += ["", f"## Amplification (quantile MSE, {amp['n_quantiles']} quantiles; training events: {amp['n_train'] or 'unknown'})", "",
-                  against, "", "| observable | equivalent reference events | amplification |", "|---|---|---|"]
-        for name, r in amp["observables"].items():
-            neq = (">" if r["lower_bound"] else "") + f"{r['n_equiv']:.3g}"
-            lines.append(f"| {name} | {neq} | {_fmt(r['amplification'], 2)} |")
-    h = m.get("heldout")
-    if h:
-        lines += ["", f"## Second check: the {h['reference']}", "",
-                  f"Against the {h['reference']}: {h['n_reference']} events, never trained on (histograms only, "
-                  "no classifier).", "", "| | held-out | generated |", "|---|---|---|"]
-        for k, f in h["multiplicity"].items():
-            lines.append(f"| fraction {k} jets | {f:.4f} | {m['multiplicity']['generated'][k]:.4f} |")
-        lines += [""] + _observable_table(h["observables"])
-    return "\n".join(lines) + "\n"
-
-
-def _index_html(m: dict, entries: list[tuple[str, str, str]], md_table: str) -> str:
-    """entries: (section, title, png path relative to the folder)."""
-    out = ["<!doctype html><html><head><meta charset='utf-8'><title>hepgen validation</title>",
-           "<style>body{font-family:sans-serif;margin:1.5em} figure{display:inline-block;margin:4px;text-align:center}"
-           " img{width:420px} img.wide{width:860px} pre{background:#f4f4f4;padding:1em;overflow-x:auto}</style></head><body>",
-           f"<h1>hepgen validation</h1><p>generated: <code>{html.escape(str(m['inputs']['generated']))}</code><br>"
-           f"reference: <code>{html.escape(str(m['inputs']['reference']))}</code><br>hepgen {__version__}, "
-           f"{html.escape(m['created'])}. <a href='metrics.json'>metrics.json</a> · <a href='metrics.md'>metrics.md</a></p>"]
-    section = None
-    for sec, title, png in entries:
-        if sec != section:
-            out.append(f"<h2>{html.escape(sec)}</h2>")
-            section = sec
-        cls = " class='wide'" if sec == "2-D maps" else ""
-        pdf = png[:-4] + ".pdf"
-        out.append(f"<figure><a href='{html.escape(pdf)}'><img{cls} src='{html.escape(png)}' alt='{html.escape(title)}'></a>"
-                   f"<figcaption>{html.escape(title)}</figcaption></figure>")
-    out.append("<h2>Precision table</h2><pre>" + html.escape(md_table) + "</pre></body></html>")
-    return "\n".join(out)
+def _fractions(sample: EventSample, process, card: Card) -> dict[str, float]:
+    cats = categories_of(process, sample, card)
+    return metrics.multiplicity_fractions(sample, tuple(cats.members), cats.labels,
+                                          {k: c.key for k, c in cats.members.items()})
 
 
 def run_report(
@@ -182,8 +83,10 @@ def run_report(
     reference: EventSample,
     *,
     obsset: ObservableSet,
+    card: Card | None = None,
     training: EventSample | None = None,
     heldout: EventSample | None = None,
+    source: EventSample | None = None,
     style: str = "CMS",
     min_bin_events: int = 100,
     classifier: bool = True,
@@ -192,25 +95,28 @@ def run_report(
     classifier_folds: int = 3,
     n_quantiles: int = 20,
     n_train: int | None = None,
-    jet_pt_min: float = 20.0,
-    jet_dr_min: float = 0.4,
-    multiplicities: Sequence[int] = (1, 2, 3),
-    seed: int = 1,
     labels: dict | None = None,
     force: bool = False,
     progress: bool | None = None,
 ) -> Path:
     """Write the validation folder for ``generated`` vs ``reference``; returns ``output``.
 
+    ``card`` (default: the defaults) names the process, which splits the events for the
+    classifier test and the fraction table and says which cuts to count; and the seed.
     ``heldout``: a second, smaller reference (a run's held-out split when ``reference`` is the
-    independent one): its histogram comparison and multiplicities go into ``metrics.json`` /
+    independent one): its histogram comparison and category fractions go into ``metrics.json`` /
     ``metrics.md`` (``heldout``) and ``histograms.root`` (``heldout_<observable>``), not the plots.
+    ``source``: the sample that ``generated`` maps event by event (:mod:`.mapping`).
     """
     if style not in plots.STYLES:
         raise InputError(f"--style {style!r}: choose one of {', '.join(plots.STYLES)}")
+    card = card or Card()
+    process = processes.get(card.process.name)
     gen = generated.sample
     names = obsset.names()
-    n_clf = (classifier_runs * classifier_folds * len(multiplicities)) if classifier else 0
+    index = mapping.pair_with_source(source, generated) if source is not None else None
+    split = categories_of(process, reference, card)
+    n_clf = (classifier_runs * classifier_folds * len(split.members) * (2 if source is not None else 1)) if classifier else 0
     bar = _Progress(len(obsset.hists) + len(obsset.maps) + n_clf + 3, progress)
     t0 = time.perf_counter()
     try:
@@ -230,36 +136,39 @@ def run_report(
             }
             if heldout is not None:
                 m["heldout"] = {"reference": "held-out split", "n_reference": len(heldout), "observables": {},
-                                "multiplicity": metrics.multiplicity_fractions(heldout, multiplicities)}
+                                "multiplicity": _fractions(heldout, process, card)}
             entries: list[tuple[str, str, str]] = []
             clf: ClassifierResult | None = None
+            clf_source: ClassifierResult | None = None
+            settings = dict(runs=classifier_runs, folds=classifier_folds, epochs=classifier_epochs, progress=bar.step)
             if classifier:
-                clf = two_sample_test(reference, gen, multiplicities=tuple(multiplicities), extra=obsset.classifier_extra,
-                                      pairs=obsset.classifier_pairs, runs=classifier_runs, folds=classifier_folds,
-                                      epochs=classifier_epochs, seed=seed, jet_pt_min=jet_pt_min,
-                                      progress=bar.step)
+                clf = classifier_test(reference, gen, card, obsset, **settings)
+                if source is not None:
+                    clf_source = classifier_test(reference, source, card, obsset, **settings)
                 (tmp / "classifier").mkdir()
-                curves = {f"{k} jet{'s' if k > 1 else ''}": r.calibration for k, r in clf.per_multiplicity.items()}
+                curves = {split.members[k].title: r.calibration for k, r in clf.per_multiplicity.items()}
                 if curves:
                     plots.calibration_curve(tmp / "classifier" / "calibration", curves, style=style)
                     entries.append(("Classifier test", "calibration curve", "classifier/calibration.png"))
+                cat_gen = categories_of(process, gen, card)
                 for k, r in clf.per_multiplicity.items():
-                    sel_r, sel_g = reference.n_jets == k, gen.n_jets == k
-                    title = f"{k} jet{'s' if k > 1 else ''}: AUC = {r.auc:.3f} ± {r.auc_std:.3f}"
-                    plots.log_weights(tmp / "classifier" / f"logw_{k}j", clf.logw_ref[sel_r], clf.logw_gen[sel_g], title, style=style)
-                    entries.append(("Classifier test", title, f"classifier/logw_{k}j.png"))
+                    sel_r, sel_g = split.labels == k, cat_gen.labels == k
+                    title = f"{split.members[k].title}: AUC = {r.auc:.3f} ± {r.auc_std:.3f}"
+                    stem = f"logw_{split.members[k].stem}"
+                    plots.log_weights(tmp / "classifier" / stem, clf.logw_ref[sel_r], clf.logw_gen[sel_g], title, style=style)
+                    entries.append(("Classifier test", title, f"classifier/{stem}.png"))
                 m["classifier"] = {
                     "auc_total": clf.auc_total, "auc_total_std": clf.auc_total_std, "null_sigma_total": clf.null_sigma_total,
                     "runs": classifier_runs, "folds": classifier_folds, "epochs": classifier_epochs,
-                    "per_multiplicity": {str(k): {"auc": r.auc, "auc_std": r.auc_std, "auc_runs": r.auc_runs,
-                                                  "null_sigma": r.null_sigma, "n_reference": r.n_ref, "n_generated": r.n_gen}
+                    "per_multiplicity": {split.members[k].key: {"auc": r.auc, "auc_std": r.auc_std, "auc_runs": r.auc_runs,
+                                                                "null_sigma": r.null_sigma, "n_reference": r.n_ref, "n_generated": r.n_gen}
                                          for k, r in clf.per_multiplicity.items()},
                 }
                 ext = ("# Events with the most extreme classifier weights\n\nw = p_ref/p_gen. Reference events with "
                        "the largest w lie where the generator puts too few events; generated events with the smallest "
                        "w lie where it puts too many (a missing cut).\n\n## Reference events, largest w\n\n"
-                       + _extreme_table(reference, clf.logw_ref, "highest")
-                       + "\n## Generated events, smallest w\n\n" + _extreme_table(gen, clf.logw_gen, "lowest"))
+                       + tables.extreme_table(reference, clf.logw_ref, "highest", obsset.extreme)
+                       + "\n## Generated events, smallest w\n\n" + tables.extreme_table(gen, clf.logw_gen, "lowest", obsset.extreme))
                 (tmp / "classifier" / "extreme_events.md").write_text(ext)
             rew_w = None
             if clf is not None:
@@ -268,11 +177,11 @@ def run_report(
                 eff = float(w_try.sum() ** 2 / np.sum(w_try**2) / len(w_try)) if len(w_try) else 0.0
                 # DCTR reweighting corrects a good generator; for a poor one (AUC far from 1/2) a few
                 # huge weights dominate and the reweighted curve would only mislead
-                show = clf.auc_total <= REWEIGHT_MAX_AUC and eff >= REWEIGHT_MIN_EFFECTIVE
+                show = clf.auc_total <= tables.REWEIGHT_MAX_AUC and eff >= tables.REWEIGHT_MIN_EFFECTIVE
                 m["classifier"]["reweighting"] = {"effective_sample_fraction": eff, "shown_in_plots": bool(show)}
                 rew_w = w_try if show else None
             m["observables"] = {}
-            root_hists = {}
+            root_hists, binned = {}, {}
             for h in obsset.hists:
                 edges = h.edges
                 b_ref = histograms.binned(v_ref[h.name], edges, reference.weight)
@@ -281,6 +190,7 @@ def run_report(
                 b_tr = histograms.binned(v_train[h.name], edges, training.weight) if v_train is not None else None
                 b_rw = histograms.binned(v_gen[h.name], edges, rew_w) if rew_w is not None else None
                 m["observables"][h.name] = metrics.compare(b_ref, b_gen, band, min_bin_events)
+                binned.setdefault(h.name, (b_ref, b_gen, band))
                 if v_held is not None:
                     b_held = histograms.binned(v_held[h.name], edges, heldout.weight)
                     m["heldout"]["observables"][h.name] = metrics.compare(b_held, b_gen, band, min_bin_events)
@@ -304,14 +214,20 @@ def run_report(
                              observables.get(mp.y).axis_label, style=style, ref_counts=n2)
                 entries.append(("2-D maps", mp.name, f"maps/{mp.name}.png"))
                 bar.step(mp.name)
+            sections: list[str] = []
+            if obsset.acceptance is not None:
+                m["acceptance"] = acceptance.evaluate(obsset.acceptance, m["observables"], binned, min_bin_events)
+                sections += acceptance.markdown(m["acceptance"])
+            if source is not None:
+                v_src = mapping.source_values(source, index, obsset.migration, observables.compute)
+                m["source"] = mapping.source_metrics(source, clf_source, index, v_src, v_gen, obsset.migration)
+                entries += mapping.migration_plots(tmp, obsset.migration, v_src, v_gen, obsset, style)
+                sections += mapping.markdown(m)
             bar.step("metrics")
-            m["multiplicity"] = {"reference": metrics.multiplicity_fractions(reference, multiplicities),
-                                 "generated": metrics.multiplicity_fractions(gen, multiplicities)}
-            m["cuts"] = {"reference": metrics.cut_violations(reference, jet_pt_min, jet_dr_min),
-                         "generated": metrics.cut_violations(gen, jet_pt_min, jet_dr_min)}
+            m["multiplicity"] = {"reference": _fractions(reference, process, card), "generated": _fractions(gen, process, card)}
+            m["cuts"] = {"reference": cut_violations_of(process, reference, card), "generated": cut_violations_of(process, gen, card)}
             m["time_per_event_s"] = metrics.time_per_event(dict(gen.info))
-            amp_names = [n for n in AMPLIFICATION_OBSERVABLES]
-            va, vr = observables.compute(gen, amp_names), observables.compute(reference, amp_names)
+            va, vr = observables.compute(gen, obsset.amplification), observables.compute(reference, obsset.amplification)
             m["amplification"] = {"n_quantiles": n_quantiles, "n_train": n_train,
                                   "observables": amplification.zjets_amplification(va, vr, n_train, n_quantiles)}
             devs = [r["max_abs_dev"] for r in m["observables"].values() if r.get("max_abs_dev") is not None]
@@ -325,10 +241,10 @@ def run_report(
                 "median_pull_width": float(np.median(pws)) if pws else None,
                 "seconds": round(time.perf_counter() - t0, 2),
             }
-            md = _markdown(m)
+            md = tables.markdown(m, split.heading, sections)
             (tmp / "metrics.md").write_text(md)
-            (tmp / "metrics.json").write_text(json.dumps(_jsonable(m), indent=2) + "\n")
-            (tmp / "index.html").write_text(_index_html(m, entries, md))
+            (tmp / "metrics.json").write_text(json.dumps(tables.jsonable(m), indent=2) + "\n")
+            (tmp / "index.html").write_text(tables.index_html(m, entries, md))
             bar.step("index")
     finally:
         bar.close()
@@ -344,6 +260,7 @@ def validate(
     *,
     card: Card | None = None,
     training: str | os.PathLike | None = None,
+    source: str | os.PathLike | None = None,
     observables_file: str | os.PathLike | None = None,
     classifier: bool = True,
     progress: bool | None = None,
@@ -361,7 +278,9 @@ def validate(
     held-out split is the second, smaller check (``heldout`` in the metrics). The training split
     is drawn in the plots. Settings come from ``card.validate`` (the run's card for a run folder,
     else the defaults). ``read`` / ``reference_read``: the tree and branch mapping of the sample
-    files / of ``reference`` and ``training``. Returns the output folder.
+    files / of ``reference`` and ``training``. ``source``: the sample the generated one maps
+    event by event (Direct Diffusion; read like the samples): its classifier AUC against the same
+    reference and the migration join the report (:mod:`.mapping`). Returns the output folder.
     """
     paths = [sample_path_or_run] if isinstance(sample_path_or_run, (str, os.PathLike)) else list(sample_path_or_run)
     paths = [Path(p) for p in paths]
@@ -382,22 +301,21 @@ def validate(
         else:
             heldout = run.reference
     else:
-        gen = read_generated(paths, read)
+        gen = read_generated(paths, read, process=processes.get((card or Card()).process.name))
         default_out = Path("validation_out") / paths[0].name.split(".")[0]
+    card = card or Card()
+    process = processes.get(card.process.name)
     if reference is not None:
-        ref_sample, _ = read_sample(reference, reference_read, log)
+        ref_sample, _ = read_sample(reference, reference_read, log, process)
         if ref_label and ref_label.startswith("independent") and str(ref_sample.info.get("seed", "")).isdigit():
             ref_label += f" (seed {ref_sample.info['seed']})"
     if ref_sample is None:
         raise InputError("no reference sample: give --reference REF.root (a sample not used for training)")
     if training is not None:
-        train_sample, _ = read_sample(training, reference_read)
-    card = card or Card()
+        train_sample, _ = read_sample(training, reference_read, process=process)
+    source_sample = read_sample(source, read, log, process)[0] if source is not None else None
     vc = card.validate
-    obs_path = Path(observables_file or vc.observables)
-    if not (observables_file or vc.observables):
-        obs_path = default_path(processes.get(card.process.name).observables or card.process.name)
-    obsset = load_observable_set(obs_path)
+    obsset = for_card(card, observables_file)
     n_train = None
     for key in ("n_train", "train_events"):
         if str(gen.sample.info.get(key, "")).isdigit():
@@ -405,12 +323,12 @@ def validate(
     if n_train is None and train_sample is not None:
         n_train = len(train_sample)
     return run_report(
-        Path(output) if output else default_out, gen, ref_sample, obsset=obsset, training=train_sample, heldout=heldout,
-        style=style or vc.style, min_bin_events=vc.min_bin_events, classifier=classifier,
-        classifier_runs=vc.classifier_runs, classifier_epochs=vc.classifier_epochs, classifier_folds=vc.classifier_folds,
-        n_quantiles=vc.quantiles, n_train=n_train, jet_pt_min=card.process.jet_pt_min, jet_dr_min=card.process.jet_dr_min,
-        multiplicities=card.process.n_jets, seed=card.seed,
-        labels={"generated": ", ".join(str(p) for p in paths), "reference": ref_label},
+        Path(output) if output else default_out, gen, ref_sample, obsset=obsset, card=card, training=train_sample,
+        heldout=heldout, source=source_sample, style=style or vc.style, min_bin_events=vc.min_bin_events,
+        classifier=classifier, classifier_runs=vc.classifier_runs, classifier_epochs=vc.classifier_epochs,
+        classifier_folds=vc.classifier_folds, n_quantiles=vc.quantiles, n_train=n_train,
+        labels={"generated": ", ".join(str(p) for p in paths), "reference": ref_label,
+                **({"source": str(source)} if source is not None else {})},
         force=force, progress=progress,
     )
 

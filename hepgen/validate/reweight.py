@@ -1,7 +1,8 @@
 """``hepgen reweight``: attach classifier (DCTR) weights to generated events.
 
-The classifier test (:mod:`.classifier`) gives every generated event an out-of-fold weight
-``w(x) = p_ref(x) / p_gen(x)`` (per multiplicity, times the multiplicity-fraction ratio). The
+The classifier test (:mod:`.classifier`, with the features of the card's observable set and
+split as its process says) gives every generated event an out-of-fold weight
+``w(x) = p_ref(x) / p_gen(x)`` (per category, times the category-fraction ratio). The
 reweighted sample carries ``weight * w`` as its event weight: the ROOT ``weight`` branch, or the
 LHE event weight (the original weight is kept as a named LHE weight ``original``). Weights are
 normalised so that their sum equals the original sum of weights.
@@ -15,12 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import processes
 from ..cards import Card
 from ..errors import InputError
 from ..io.lhe import LheWriter
 from ..io.root import write_events
 from ..outputs import check_output
-from .classifier import two_sample_test
+from .obsset import for_card
+from .report import classifier_test
 from .inputs import ReadAs, _is_lhe, read_generated, read_sample
 
 
@@ -41,14 +44,14 @@ def reweight(
     output = Path(output)
     check_output(output, force)  # fail before the training
     card = card or Card()
-    gen = read_generated([sample_path], read).sample
-    ref, _ = read_sample(reference, reference_read)
+    process = processes.get(card.process.name)
+    gen = read_generated([sample_path], read, process).sample
+    ref, _ = read_sample(reference, reference_read, process=process)
     vc = card.validate
-    res = two_sample_test(ref, gen, multiplicities=card.process.n_jets, runs=vc.classifier_runs,
-                          folds=vc.classifier_folds, epochs=vc.classifier_epochs, seed=card.seed,
-                          jet_pt_min=card.process.jet_pt_min, extra=("m_mumu", "pt_mumu", "pt_all"), progress=progress)
+    res = classifier_test(ref, gen, card, for_card(card), runs=vc.classifier_runs, folds=vc.classifier_folds,
+                          epochs=vc.classifier_epochs, progress=progress)
     if not res.per_multiplicity:
-        raise InputError(f"{sample_path}: too few events per jet multiplicity to train the classifier")
+        raise InputError(f"{sample_path}: too few events per category (e.g. jet multiplicity) to train the classifier")
     logw = np.where(np.isfinite(res.logw_gen), res.logw_gen, 0.0)
     w = gen.weight * np.exp(np.clip(logw, -20.0, 20.0))
     w *= gen.weight.sum() / w.sum()
