@@ -30,8 +30,8 @@ class DecaySample:
 def _line_shape(rng, n, mass, width, breit_wigner: bool, cut: float):
     if not breit_wigner:
         return np.full(n, mass)
-    u = rng.uniform(-1, 1, n) * np.arctan(cut)  # Cauchy restricted to +-cut widths
-    return mass + width * np.tan(u)
+    u = rng.uniform(-1, 1, n) * np.arctan(2 * cut)  # Cauchy of FWHM `width`, restricted to +-cut widths
+    return mass + 0.5 * width * np.tan(u)
 
 
 def _isotropic(rng, n):

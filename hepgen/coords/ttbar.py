@@ -54,7 +54,7 @@ LEPTON_ROLES = (1, 2, 4, 5)  # l+, nu, l-, nubar: their flavour follows their W'
 SIDES = (dilepton.TOP, dilepton.ANTITOP)
 COS_LIMIT = 1.0 - 1e-6  # |cos theta| is clipped here before atanh
 TAIL_FLOOR = 1e-7  # the smallest Breit-Wigner tail probability the inverse takes (|m - M| < 3e6 g)
-MASS_MARGIN = 1e-6  # relative distance the inverse keeps from a mass's kinematic limits
+MASS_MARGIN = 1e-3  # the inverse keeps masses this fraction of their peak inside their kinematic limits
 NARROW_FLOOR = 1e-6  # half widths below this fraction of the peak are raised to it
 
 
@@ -130,8 +130,9 @@ class _Standardized(nn.Module):
         a = torch.clamp(1 / (1 + torch.exp(torch.where(up, y, -y))), min=TAIL_FLOOR)
         offset = self.half_width[k] * torch.cos(math.pi * a) / torch.sin(math.pi * a)
         m = self.peak[k] + torch.where(up, offset, -offset)
-        m = torch.where(m > lo * (1 + MASS_MARGIN), m, lo * (1 + MASS_MARGIN))
-        return m if hi is None else torch.where(m < hi * (1 - MASS_MARGIN), m, hi * (1 - MASS_MARGIN))
+        margin = MASS_MARGIN * self.peak[k]
+        m = torch.where(m > lo + margin, m, lo + margin)
+        return m if hi is None else torch.where(m < hi - margin, m, hi - margin)
 
 
 class ParticleEncoder(_Standardized):

@@ -140,7 +140,13 @@ class TTbarProcess:
         else:
             sample = read_events(path, tree=card.data.tree, branches=dict(card.data.branches) or None)
         sample.check_finite(str(path))
-        p, pdg = dilepton.assign(sample, f"{what} {path}")
+        return self.validation_sample(sample, f"{what} {path}")
+
+    def validation_sample(self, sample: EventSample, source: str, log: Log | None = None) -> EventSample:
+        """``sample`` as the one GenPart collection in the :mod:`hepgen.dilepton` order, whatever
+        collections it came in (an LHE file's Jet / Electron / Muon / Neutrino); one InputError
+        line naming ``source`` for other particle content."""
+        p, pdg = dilepton.assign(sample, source)
         return dilepton.to_sample(p, pdg, sample.weight, sample.info, sample.variations)
 
     def load_data(self, card: Card, log: Log) -> EventSample:
