@@ -222,7 +222,7 @@ def _card(tmp: Path, **model):
     return {"name": "shift", "seed": 4, "process": {"name": "shift_toy", "settings": TARGET},
             "simulate": {"events": 5000, "output": str(tmp / "target.root")},
             "data": {"path": str(tmp / "target.root"), "source": str(tmp / "source.root"), "split": [0.7, 0.1, 0.2]},
-            "model": cfg, "train": {"epochs": 25, "batch_size": 256, "lr": 3e-3, "threads": 1, "validate": False}}
+            "model": cfg, "train": {"epochs": 40, "batch_size": 256, "lr": 3e-3, "threads": 1, "validate": False}}
 
 
 @pytest.fixture(scope="module")
