@@ -67,7 +67,8 @@ class AfterTraining:
     """What a process's after-training report may use (passed in, so processes do not import
     the generation and validation layers above them).
 
-    ``generate(run, n, bayes_samples=0, output=..., force=True, log=...) -> [Path]``,
+    ``generate(run, n, bayes_samples=0, output=..., force=True, log=..., source=None) -> [Path]``
+    (``source``: the source event file, required for a run whose generator maps samples),
     ``validate(run_path, log) -> Path | None``.
     """
 
