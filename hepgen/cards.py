@@ -82,6 +82,10 @@ class DataConfig:
     branches: Mapping[str, str] = field(default_factory=dict)  # hepgen name -> file branch/expr (or [flat, ...])
     split: tuple[float, ...] = (0.8, 0.1, 0.1)  # train / validation / held-out test
     max_events: int = _f(0, ge=0)  # 0 = all
+    # generators that map samples (model.family didi): the source events file ("" = none), read by the
+    # same process as path, and a card whose simulation makes it when absent ("" = none)
+    source: str = ""
+    source_card: str = ""
 
 
 @dataclass(frozen=True)
@@ -145,14 +149,22 @@ class INNConfig:
 
 
 @dataclass(frozen=True)
+class DIDIConfig:
+    """Direct Diffusion: how each training batch pairs source events with target events."""
+
+    coupling: Literal["independent", "ot"] = "independent"  # random pairs | minibatch optimal transport
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    family: Literal["cfm", "ddpm", "jetgpt", "inn"] = "cfm"
+    family: Literal["cfm", "ddpm", "jetgpt", "inn", "didi"] = "cfm"
     network: NetworkConfig = NetworkConfig()
     bayes: BayesConfig = BayesConfig()
     cfm: CFMConfig = CFMConfig()
     ddpm: DDPMConfig = DDPMConfig()
     jetgpt: JetGPTConfig = JetGPTConfig()
     inn: INNConfig = INNConfig()
+    didi: DIDIConfig = DIDIConfig()  # didi also uses cfm (solver, steps, time embedding)
 
 
 @dataclass(frozen=True)

@@ -184,7 +184,8 @@ def train(card, resume, no_progress, overrides):
 
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
-@click.option("-n", "--events", type=click.IntRange(min=1), help="Events to generate (default: the card's generate.events).")
+@click.option("-n", "--events", type=click.IntRange(min=1),
+              help="Events to generate (default: the card's generate.events; with --source: every source event).")
 @click.option("--bayes-samples", type=click.IntRange(min=0), default=0, show_default=True,
               help="Posterior draws K of a Bayesian model: one file per draw (<stem>.draw<k>.<ext>); 0 = weight means.")
 @click.option("--format", "fmt", type=click.Choice(["root", "lhe"]), help="Output format (default: from the -o suffix, else the card's generate.format).")
@@ -196,9 +197,13 @@ def train(card, resume, no_progress, overrides):
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               help="onnx: RUN is an export folder (hepgen export), run with ONNX Runtime, 1 thread.")
+@click.option("--source", type=click.Path(path_type=Path), metavar="FILE",
+              help="Source events (ROOT/LHE) for a generator that maps samples (didi): every event is mapped, "
+                   "in file order (-n limits).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @_FORCE
-def generate(run, events, bayes_samples, fmt, output, seed, shard, solver, steps, checkpoint, backend, no_progress, force):
+def generate(run, events, bayes_samples, fmt, output, seed, shard, solver, steps, checkpoint, backend, source,
+             no_progress, force):
     """Generate events from a trained run (or its ONNX export) into ROOT or LHE, streamed in chunks."""
     from .generate import generate as run_generation
 
@@ -210,9 +215,8 @@ def generate(run, events, bayes_samples, fmt, output, seed, shard, solver, steps
         from .runs import load_run
 
         r = load_run(run, checkpoint)
-    events = r.card.generate.events if events is None else events
     paths = run_generation(r, events, bayes_samples=bayes_samples, fmt=fmt, output=output, seed=seed, shard=shard,
-                           force=force, solver=solver, steps=steps,
+                           force=force, solver=solver, steps=steps, source=source,
                            progress=False if no_progress else None, log=lambda m: click.echo(m, err=True))
     for p in paths:
         click.echo(f"wrote {p}")
@@ -226,13 +230,15 @@ def generate(run, events, bayes_samples, fmt, output, seed, shard, solver, steps
 @click.option("--solver", type=click.Choice(["rk4", "midpoint", "euler"]), help="ODE solver unrolled into the graph (CFM; default: the card's).")
 @click.option("--no-sofie", is_flag=True, help="Skip the SOFIE C++ header (ONNX Runtime only).")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--source", type=click.Path(path_type=Path), metavar="FILE",
+              help="Source events for the parity checks of a generator that maps samples (didi; default: the card's data.source).")
 @_FORCE
-def export_cmd(run, output, bayes_samples, steps, solver, no_sofie, checkpoint, force):
+def export_cmd(run, output, bayes_samples, steps, solver, no_sofie, checkpoint, source, force):
     """ONNX generator for C++ frameworks: one graph, one weight file per Bayesian draw, SOFIE C++."""
     from .export.from_run import export
 
     path = export(run, output=output, bayes_samples=bayes_samples, steps=steps, solver=solver, force=force,
-                  sofie=not no_sofie, checkpoint=checkpoint, progress=lambda m: click.echo(m, err=True))
+                  sofie=not no_sofie, checkpoint=checkpoint, progress=lambda m: click.echo(m, err=True), source=source)
     click.echo(f"wrote {path}")
 
 

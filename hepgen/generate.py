@@ -21,6 +21,10 @@ The file's cross section (:mod:`hepgen.crosssection`: ``cross_section_pb``,
 (the run's ``data_info``) times the fraction of requested events the selection keeps, with the
 binomial error of that fraction added in quadrature; absent when the training data named none.
 The output's suffix and the format must agree (``.root``; ``.lhe``, ``.lhe.gz``).
+
+A run whose generator maps samples (DiDi) takes its input from a source file instead of noise
+(``source``, :mod:`hepgen.sources`): the blocks are the file's events in order, every event is
+mapped, and the files record the source (``source_file``, its ``source_card_hash`` / ``source_seed``).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from .io.lhe import LheWriter
 from .io.root import RootWriter
 from .outputs import check_output
 from .runs import load_run
+from .sources import SourceInput, read_source
 
 BLOCK = 4096  # events per noise block: the unit of seeding and of network evaluation
 
@@ -69,13 +74,16 @@ def _as_tuple(out) -> tuple[torch.Tensor, ...]:
     return out if isinstance(out, tuple) else (out,)
 
 
-def _blocks(start: int, stop: int, pipe, seed: int):
-    """Yield the pipeline outputs (a tuple of tensors) for the blocks covering events [start, stop)."""
+def _blocks(start: int, stop: int, pipe, seed: int, source: torch.Tensor | None = None):
+    """Yield the pipeline outputs (a tuple of tensors) for the blocks covering events [start, stop):
+    from seeded noise, or from the rows of ``source`` (block b = its rows [b BLOCK, (b+1) BLOCK))."""
     for b in range(start // BLOCK, (stop + BLOCK - 1) // BLOCK if stop > start else start // BLOCK):
-        gen = torch.Generator().manual_seed(block_seed(seed, b))
-        noise = pipe.draw_noise(BLOCK, gen)
+        if source is None:
+            inputs = pipe.draw_noise(BLOCK, torch.Generator().manual_seed(block_seed(seed, b)))
+        else:
+            inputs = source[b * BLOCK:(b + 1) * BLOCK]
         with torch.no_grad():
-            out = _as_tuple(pipe(noise))
+            out = _as_tuple(pipe(inputs))
         lo, hi = max(start - b * BLOCK, 0), min(stop - b * BLOCK, BLOCK)
         yield tuple(t[lo:hi] for t in out)
 
@@ -89,10 +97,11 @@ def _output_paths(run, output: Path | None, fmt: str, draws: list[int | None]) -
     return [output.with_name(f"{output.stem}.draw{d}{output.suffix}") for d in draws]
 
 
-def generate(run, n: int, *, bayes_samples: int = 0, fmt: str | None = None,
+def generate(run, n: int | None, *, bayes_samples: int = 0, fmt: str | None = None,
              output: str | os.PathLike | None = None, seed: int | None = None, shard: str | None = None,
              force: bool = False, chunk: int | None = None, solver: str | None = None, steps: int | None = None,
-             progress: bool | None = None, log: Callable[[str], None] | None = None) -> list[Path]:
+             progress: bool | None = None, log: Callable[[str], None] | None = None,
+             source: str | os.PathLike | None = None) -> list[Path]:
     """Generate ``n`` events (or shard ``k/n`` of them) from ``run`` into ROOT or LHE file(s).
 
     ``run``: a :class:`~hepgen.runs.Run`, a run folder, or an
@@ -100,6 +109,11 @@ def generate(run, n: int, *, bayes_samples: int = 0, fmt: str | None = None,
     model): one file per posterior draw, ``<stem>.draw<k><suffix>``, each with the same noise;
     0: one file with the weight means. Returns the written paths. Memory stays bounded by
     ``chunk`` (default card.generate.chunk).
+
+    ``source``: for a run whose generator maps samples (DiDi), the source event file
+    (:func:`hepgen.sources.read_source`); every source event is mapped, in file order (event i
+    of the output is the image of source event i; ``n`` None = all, else at most ``n``), the
+    same for every draw. A noise run refuses a source, a mapping run needs one.
     """
     log = log or (lambda msg: None)
     if isinstance(run, (str, os.PathLike)):
@@ -114,6 +128,11 @@ def generate(run, n: int, *, bayes_samples: int = 0, fmt: str | None = None,
     if output and format_of(output) != fmt:
         raise HepgenError(f"-o {output}: a {fmt} file needs a name ending in "
                           f"{'.root' if fmt == 'root' else '.lhe or .lhe.gz'} (the suffix and --format must agree)")
+    src = _source_for(run, source)
+    if src is not None:
+        n = len(src) if n is None else min(int(n), len(src))
+    elif n is None:
+        n = card.generate.events
     seed = card.seed if seed is None else int(seed)
     chunk = int(chunk or card.generate.chunk)
     sh = parse_shard(shard)
@@ -136,12 +155,14 @@ def generate(run, n: int, *, bayes_samples: int = 0, fmt: str | None = None,
             "event_range": f"{start}:{stop}", "shard": shard or "", "noise_block": str(BLOCK),
         }
         info.update(pipe.record())
+        if src is not None:
+            info.update(src.record)
         dropped: dict[str, int] = {}
         t0 = time.perf_counter()
         with _writer(path, fmt, force, card) as writer, tqdm(total=requested, disable=not show, unit="ev",
                                                             desc=path.name, leave=False) as bar:
             buf, nbuf = [], 0
-            for out in _blocks(start, stop, pipe, seed):
+            for out in _blocks(start, stop, pipe, seed, None if src is None else src.x):
                 sel = process.select(tuple(t.double().numpy() for t in out), card)
                 for reason, mask in sel.dropped.items():
                     dropped[reason] = dropped.get(reason, 0) + int(mask.sum())
@@ -170,6 +191,17 @@ def generate(run, n: int, *, bayes_samples: int = 0, fmt: str | None = None,
             f"{requested / max(time.perf_counter() - t0, 1e-9):.0f} events/s")
         written.append(path)
     return written
+
+
+def _source_for(run, source) -> SourceInput | None:
+    """The source events of a run that maps samples (None for a noise run); one-line errors
+    for a missing or unwanted ``--source``."""
+    if run.maps_samples and source is None:
+        raise HepgenError(f"the {run.family} generator of {run.path} maps source events; give --source FILE")
+    if source is not None and not run.maps_samples:
+        raise HepgenError(f"--source {source}: the {run.family} generator of {run.path} starts from noise, "
+                          "not from source events")
+    return None if source is None else read_source(source, run.process, run.card)
 
 
 def _cat(parts):

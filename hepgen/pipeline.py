@@ -14,6 +14,10 @@ process (:meth:`hepgen.processes.base.Process.pipeline`) wraps it with its inver
 and whatever else its events need (Z+jets: the multiplicity, the azimuth, the charges).
 ``solver`` / ``steps`` override the card's sampler settings; a family without them rejects
 any value but None.
+
+A generator that maps samples (DiDi, ``Generator.maps_samples``) has no noise: its
+``noise_layout`` is all ``"source"``, ``draw_noise`` refuses, and the process's pipeline takes
+source events (``Process.source_input``) where the others take noise.
 """
 
 from __future__ import annotations

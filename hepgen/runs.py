@@ -28,7 +28,7 @@ from torch import nn
 
 from . import processes
 from .cards import Card, load_card
-from .errors import InputError
+from .errors import CardError, InputError
 from .models import build_model
 from .nn.bayesian import is_bayesian
 from .outputs import atomic_output
@@ -89,6 +89,12 @@ def build_for(card: Card):
     processes.settings(card)  # the process's own keys: a typo is a card error before any work
     coords = processes.get(card.process.name).coords(card)
     model = build_model(card.model, coords.dim, coords.cond_dim)
+    if model.maps_samples and not card.data.source:
+        raise CardError(f"card {card.name}: model.family {model.family} maps source events onto the data; "
+                        "name the source sample in data.source")
+    if card.data.source and not model.maps_samples:
+        raise CardError(f"card {card.name}: data.source {card.data.source!r}: model.family {model.family} starts "
+                        "from noise, not from source events (use a family that maps samples, e.g. didi)")
     if card.model.cfm.absent == "frozen":  # a no-op for the families without frozen columns
         model.set_active_columns(coords.active_columns())
     return coords, model
@@ -100,7 +106,7 @@ class Run:
 
     What generation asks of a run, here and in an export folder run by ONNX Runtime
     (:class:`hepgen.export.runtime.OnnxRun`): ``path``, ``card``, ``epoch``, ``process``,
-    ``family``, ``bayesian``, ``data_info`` (the training data's ``data.json``: its cross section),
+    ``family``, ``bayesian``, ``maps_samples``, ``data_info`` (the training data's ``data.json``: its cross section),
     ``pipeline(draw, solver, steps)`` (the exportable module of
     Bayesian draw ``draw``; None = weight means) and ``record(solver, steps)`` (what generated
     files record about the generator).
@@ -128,6 +134,11 @@ class Run:
     @property
     def bayesian(self) -> bool:
         return is_bayesian(self.model)
+
+    @property
+    def maps_samples(self) -> bool:
+        """Whether the generator maps source events (``--source``) rather than drawn noise."""
+        return self.model.maps_samples
 
     def pipeline(self, draw: int | None = None, solver: str | None = None, steps: int | None = None) -> nn.Module:
         return pipeline(self, draw, solver, steps)

@@ -44,7 +44,7 @@ from .outputs import atomic_output
 from .rngstate import rng_state, set_rng_state
 from .runlog import RunLog, new_run_dir, plot_history, write_data_info, write_history, write_text
 from .runs import Checkpoint, build_for
-from .trainingdata import balance_weights, prepare_data, write_split
+from .trainingdata import balance_weights, prepare_data, source_card, write_split
 
 Log = Callable[[str], None]
 
@@ -98,6 +98,7 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     # the card alone; the data only fit the coordinates)
     torch.manual_seed(card.seed)
     _, model = build_for(card)
+    source_card(card)  # a didi card's data.source_card must make data.source
 
     # run folder (rank 0 decides)
     if dist.main:

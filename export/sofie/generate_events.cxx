@@ -9,6 +9,8 @@
 //
 // Noise: float32 [EVENTS, noise_dim], read from --noise, or drawn here with std::mt19937_64,
 // one column per word of EXPORT/noise_layout.txt ("normal" = N(0,1), "uniform" = U[0,1)).
+// A generator that maps source events (layout words "source", DiDi) takes the source events,
+// float32 [EVENTS, <input shape>], from --noise; nothing is drawn.
 // In a framework, draw it with the framework's random engine instead.
 // Weight files: EXPORT/weights.txt (every Bayesian draw, or the single plain set) unless
 // --weights is given. Output: one raw float32 file per graph output, PREFIX.out<i>.f32, each
@@ -104,6 +106,8 @@ int main(int argc, char **argv) try {
    } else {
       auto layout = read_words(dir + "/noise_layout.txt");
       if (layout.size() != kNoiseDim) throw std::runtime_error("noise_layout.txt does not match the header");
+      for (auto &w : layout)
+         if (w == "source") throw std::runtime_error("this generator maps source events (didi): give them with --noise FILE");
       std::mt19937_64 rng(seed);
       std::normal_distribution<float> normal;
       std::uniform_real_distribution<float> uniform;

@@ -57,7 +57,7 @@ def module_values(module: nn.Module, model: onnx.ModelProto, traced: dict[str, n
 def write_export(output: str | os.PathLike, default: nn.Module, draws: Sequence[nn.Module] | Callable[[int], nn.Module] | None,
                  n_draws: int, spec: GraphSpec, *, generator: dict, physics: dict, provenance: dict,
                  force: bool = False, with_sofie: bool = True, check_seed: int = 0,
-                 extra_files: dict[str, str] | None = None,
+                 extra_files: dict[str, str] | None = None, inputs: dict[str, np.ndarray] | None = None,
                  progress: Callable[[str], None] | None = None) -> Path:
     """Write the export folder ``output`` (see :mod:`hepgen.export.manifest` for the layout).
 
@@ -67,10 +67,17 @@ def write_export(output: str | os.PathLike, default: nn.Module, draws: Sequence[
     parameter names. Raises :class:`ExportError` when the graph is not SOFIE-compatible or ONNX
     Runtime disagrees with torch beyond :data:`TORCH_RTOL` for any weight set.
     ``extra_files``: name -> text written into the folder too (e.g. the run's card).
+    ``inputs``: the graph's inputs for the trace (its first 8 events) and the parity checks (all
+    of them, at least 2): source events for a generator that maps samples; default: drawn per
+    ``spec`` (:meth:`GraphSpec.example`).
     """
     say = progress or (lambda msg: None)
     rng = np.random.default_rng(check_seed)
-    example = {k: torch.from_numpy(v) for k, v in spec.example(8, rng).items()}
+    if inputs is not None and min(len(v) for v in inputs.values()) < 2:
+        raise ExportError("the export's example inputs need at least 2 events")
+    given = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in (inputs or {}).items()}
+    traced_from = {k: v[:8] for k, v in given.items()} if inputs is not None else spec.example(8, rng)
+    example = {k: torch.from_numpy(v) for k, v in traced_from.items()}
     say("tracing the generator into ONNX")
     model = to_onnx(default, example, [p.name for p in spec.outputs])
     traced = initializer_values(model)
@@ -81,10 +88,11 @@ def write_export(output: str | os.PathLike, default: nn.Module, draws: Sequence[
         if not np.array_equal(ref[name], value):
             raise ExportError(f"graph weight {name!r} does not match the module's tensor of that name")
     get = (lambda k: draws[k]) if isinstance(draws, Sequence) else draws
-    check = spec.example(CHECK_EVENTS, rng)
+    check = given if inputs is not None else spec.example(CHECK_EVENTS, rng)
     with atomic_directory(output, force) as tmp:
         files = []
-        checks: dict = {"events": CHECK_EVENTS, "metric": "max |onnx - torch| / max(|torch|, 1)", "weights": {}}
+        checks: dict = {"events": len(next(iter(check.values()))), "inputs": "given" if inputs is not None else "drawn",
+                        "metric": "max |onnx - torch| / max(|torch|, 1)", "weights": {}}
         graph_ext = externalize(model, LOCATION)
         _set_metadata(graph_ext, spec, generator, physics, provenance, n_draws)
         check_graph(_without_external(graph_ext, model))

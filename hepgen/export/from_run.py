@@ -3,7 +3,9 @@
 The graph is the run's full generation pipeline (:mod:`hepgen.pipeline`): the generator's
 sampler with a fixed, unrolled solver and whatever the run's process wraps around it (for
 Z+jets: the inverse coordinate transform, the jet multiplicity from a uniform noise column,
-the global azimuth and the muon charges, the pT ordering). Its input is noise only; its outputs,
+the global azimuth and the muon charges, the pT ordering). Its input is noise only (a generator that maps samples, DiDi: the
+source events, and the parity checks feed source events from ``--source`` or the card's
+``data.source``); its outputs,
 their meaning and the selection a consumer must apply are the process's
 (:meth:`hepgen.processes.base.Process.export_spec`) and are written into the manifest. For
 Z+jets they are ``momenta`` ``[N, 5, 4]`` (mu1, mu2, j1, j2, j3 x pT, eta, phi, m; absent jets
@@ -26,18 +28,24 @@ from ..cards import card_hash, dump_card
 from ..errors import ExportError
 from ..pipeline import frozen_sampler
 from ..runs import load_run
-from .bundle import write_export
+from ..sources import read_source
+from .bundle import CHECK_EVENTS, write_export
 
 
 def export(run_dir: str | os.PathLike, *, output: str | os.PathLike | None = None, bayes_samples: int | None = None,
            steps: int | None = None, solver: str | None = None, force: bool = False, sofie: bool = True,
-           checkpoint: str = "best", progress: Callable[[str], None] | None = None) -> Path:
+           checkpoint: str = "best", progress: Callable[[str], None] | None = None,
+           source: str | os.PathLike | None = None) -> Path:
     """Export the trained run ``run_dir`` to the folder ``output`` (default ``exports/<run name>``).
 
     ``bayes_samples``: posterior draws K written as weight files (Bayesian runs; default the
     card's ``model.bayes.draws``). ``steps`` / ``solver``: the fixed sampler of the graph
     (default the card's; a family without such settings rejects them). ``sofie=False`` skips the
     SOFIE C++ header. Returns the folder.
+
+    ``source``: for a run whose generator maps samples (DiDi), the source events the parity
+    checks feed the graph (its first :data:`~hepgen.export.bundle.CHECK_EVENTS`; default the
+    card's ``data.source``); noise runs check with drawn noise and refuse a source.
     """
     run = load_run(run_dir, checkpoint)
     card, process, bayes = run.card, run.process, run.bayesian
@@ -53,12 +61,22 @@ def export(run_dir: str | os.PathLike, *, output: str | os.PathLike | None = Non
     # each draw's pipeline is built once (Z+jets: it measures its own cut pass rates)
     draw_pipes = [run.pipeline(d, solver, steps) for d in range(k)]
     spec, physics = process.export_spec(run, default, sampler, draw_pipes)
+    inputs, source_record = None, {}
+    if source is not None and not run.maps_samples:
+        raise ExportError(f"--source {source}: the {run.family} generator of {run.path} starts from noise")
+    if run.maps_samples:
+        path = source or card.data.source
+        if not path:
+            raise ExportError(f"the {run.family} generator of {run.path} maps source events; give --source FILE")
+        src = read_source(path, process, card, max_events=CHECK_EVENTS)
+        inputs, source_record = {spec.inputs[0].name: src.x.numpy()}, {"check_" + k: v for k, v in src.record.items()}
     generator = {"family": run.family, "bayesian": bayes, "draws": k,
                  "network": {"hidden": card.model.network.hidden, "layers": card.model.network.layers,
                              "backbone": card.model.network.backbone},
                  "noise_dim": len(spec.noise_layout), **sampler.record}
     provenance = {"run": str(run.path), "run_name": card.name, "card_hash": card_hash(card), "seed": card.seed,
-                  "epoch": run.epoch, "checkpoint": checkpoint}
+                  "epoch": run.epoch, "checkpoint": checkpoint, **source_record}
     return write_export(output, default, draw_pipes if bayes else None, k, spec, generator=generator, physics=physics,
                         provenance=provenance, force=force, with_sofie=sofie,
-                        extra_files={"card.yaml": dump_card(card), "data.json": json.dumps(run.data_info, indent=1, sort_keys=True) + "\n"}, progress=progress)
+                        extra_files={"card.yaml": dump_card(card), "data.json": json.dumps(run.data_info, indent=1, sort_keys=True) + "\n"},
+                        inputs=inputs, progress=progress)

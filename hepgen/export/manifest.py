@@ -51,7 +51,8 @@ class GraphSpec:
     """What the generation module computes: its ports and the meaning of its output.
 
     ``inputs[0]`` is the noise ``[N, noise_dim]`` with ``noise_layout`` (per column "normal"
-    or "uniform"); an optional ``inputs[1]`` is a one-hot condition ``[N, C]``. ``outputs[0]``
+    or "uniform"), or, for a generator that maps samples, the source events (every column
+    "source"; shape the process's, e.g. ``[N, P, 4]``, noise_dim its per-event size); an optional ``inputs[1]`` is a one-hot condition ``[N, C]``. ``outputs[0]``
     is the four-momenta ``[N, len(objects), len(columns)]``; further outputs (multiplicity,
     charges) follow in the module's order.
     """
@@ -64,7 +65,11 @@ class GraphSpec:
     notes: tuple[str, ...] = ()  # what a consumer must know (e.g. a selection to apply)
 
     def example(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """Valid float32 inputs for ``n`` events (noise per layout; one-hot conditions)."""
+        """Valid float32 inputs for ``n`` events (noise per layout; one-hot conditions). A
+        generator that maps source events (layout ``"source"``) has none to draw: InputError."""
+        if "source" in self.noise_layout:
+            raise InputError(f"the input {self.inputs[0].name!r} holds source events, which cannot be drawn; "
+                             "give source events (hepgen export --source FILE)")
         noise = np.empty((n, len(self.noise_layout)), dtype=np.float32)
         for j, kind in enumerate(self.noise_layout):
             noise[:, j] = rng.standard_normal(n) if kind == "normal" else rng.random(n)
@@ -81,7 +86,7 @@ class ExportManifest:
 
     inputs: list[dict]
     outputs: list[dict]
-    noise_layout: list[str]  # per noise column: "normal" (N(0,1)) | "uniform" (U[0,1))
+    noise_layout: list[str]  # per noise column: "normal" (N(0,1)) | "uniform" (U[0,1)) | "source"
     objects: list[str]  # particle order of the output's axis 1
     columns: list[str]  # the output's last axis
     weights: dict  # location, default, draws, tensors

@@ -120,6 +120,8 @@ def draw_noise_torch(layout: list[str], n: int, generator=None):
     """
     import torch
 
+    if "source" in layout:
+        raise HepgenError("this export maps source events; give --source FILE")
     parts, i = [], 0
     while i < len(layout):
         j = i
@@ -178,7 +180,8 @@ class OnnxRun:
     """A trained run seen through its export folder, for ``hepgen generate --backend onnx``.
 
     The same interface as :class:`hepgen.runs.Run`: ``path`` (the export folder), ``card`` (the
-    run's card, copied into the export), ``epoch``, ``process``, ``family``, ``bayesian``, ``data_info``,
+    run's card, copied into the export), ``epoch``, ``process``, ``family``, ``bayesian``,
+    ``maps_samples``, ``data_info``,
     ``pipeline(draw)`` and ``record()``.
     """
 
@@ -194,6 +197,7 @@ class OnnxRun:
         self.family = self.manifest.generator.get("family", "?")
         self.threads = threads
         self.data_info = read_data_info(self.path)  # the run's data.json, copied by the export
+        self.maps_samples = "source" in self.manifest.noise_layout  # its input is source events (DiDi)
 
     def pipeline(self, draw: int | None = None, solver: str | None = None, steps: int | None = None) -> OnnxPipeline:
         if solver is not None or steps is not None:

@@ -11,6 +11,7 @@ from .base import Generator
 FAMILIES = {
     "cfm": "hepgen.models.cfm:CFM",
     "ddpm": "hepgen.models.ddpm:DDPM",
+    "didi": "hepgen.models.didi:DiDi",
     "inn": "hepgen.models.inn:INN",
     "jetgpt": "hepgen.models.jetgpt:JetGPT",
 }

@@ -9,7 +9,8 @@ events for the same noise, and a framework keeps control of its random numbers.
     loss(x, c)         -> scalar training loss (mean over events; the KL term of Bayesian
                           layers is added by the training loop, not here)
     noise_dim()        -> noise columns ``sample`` consumes per event
-    noise_layout()     -> per noise column "normal" (N(0, 1)) or "uniform" (U[0, 1))
+    noise_layout()     -> per noise column "normal" (N(0, 1)), "uniform" (U[0, 1)) or "source"
+                          (a source event's network coordinates, for families that map samples)
     sampler_record()   -> the sampler settings generated files and exports record
     sampler(**opts)    -> an exportable ``nn.Module``: forward(noise [N, noise_dim], c [N, C])
                           -> x [N, D]; tensor ops only, fixed unrolled loops
@@ -37,6 +38,10 @@ class Generator(nn.Module):
     """Base class of the generator families (see module docstring)."""
 
     family: ClassVar[str] = ""
+    # False: ``sample`` starts from drawn noise. True (DiDi): it starts from source events in
+    # network coordinates; training data are ``[target | source]``, ``[N, 2D]``, and the card names
+    # the source sample (``data.source``)
+    maps_samples: ClassVar[bool] = False
 
     def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig):
         super().__init__()

@@ -101,7 +101,11 @@ class CFM(Generator):
             self.field.frozen = not bool(active.all())
 
     def loss(self, x, c):
-        x0 = torch.randn_like(x)
+        return self.path_loss(torch.randn_like(x), x, c)
+
+    def path_loss(self, x0: torch.Tensor, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Flow-matching loss of the straight paths from x0 ``[N, D]`` (t = 0) to x ``[N, D]``
+        (t = 1), t ~ U[0, 1) per event; frozen columns (:meth:`set_active_columns`) stay at x0."""
         t = torch.rand(x.shape[0], 1, dtype=x.dtype, device=x.device)
         m = self.field.mask(c)
         if m is None:

@@ -20,6 +20,11 @@ card's ``process.name``. The pieces, in the order a run meets them:
   (:class:`hepgen.pipeline.FrozenSampler`)
   into the exportable noise -> physics-objects module with ``noise_dim``,
   ``draw_noise(n, generator)`` and ``forward(noise) -> tensor or tuple of tensors``.
+- **source events** (optional, for runs whose generator maps samples, DiDi:
+  ``Generator.maps_samples``): :meth:`Process.source_input` turns a source sample into the
+  pipeline's input (the pipeline then takes source events instead of noise; its
+  ``noise_layout`` is all ``"source"``, one word per input value). :mod:`hepgen.sources` reads
+  the file; a process without the method maps no samples.
 - **selection**: :meth:`Process.select` is the process's one implementation of its cuts on
   pipeline outputs (numpy): which events to keep, and why the others were dropped.
   Simulation and validation use the same rule (for Z+jets: :mod:`hepgen.selection`).
@@ -70,7 +75,8 @@ class AfterTraining:
     """What a process's after-training report may use (passed in, so processes do not import
     the generation and validation layers above them).
 
-    ``generate(run, n, bayes_samples=0, output=..., force=True, log=...) -> [Path]``,
+    ``generate(run, n, bayes_samples=0, output=..., force=True, log=..., source=None) -> [Path]``
+    (``source``: the source event file, required for a run whose generator maps samples),
     ``validate(run_path, log) -> Path | None``.
     """
 
@@ -151,6 +157,13 @@ class Process(Protocol):
     def pipeline(self, run, sampler: FrozenSampler, draw: int | None) -> nn.Module: ...
 
     def select(self, out: tuple[np.ndarray, ...], card) -> Selection: ...
+
+    def source_input(self, sample, card) -> torch.Tensor:
+        """Optional: the pipeline's float32 input ``[N, ...]`` from the source EventSample
+        ``sample`` (event i -> row i) for a run whose generator maps samples; a one-line
+        :class:`~hepgen.errors.InputError` for the wrong particle content or a different number
+        of particles than the run was trained on."""
+        ...
 
     def to_events(self, out: tuple[torch.Tensor, ...], info: dict[str, str]): ...
 
