@@ -55,7 +55,7 @@ class TTbarSettings:
     leptons: tuple[Literal["e", "mu"], ...] = ("e", "mu")  # the W decays kept: W -> e nu and/or mu nu
     # network coordinates (hepgen.coords.ttbar): each particle's pT, eta, phi ("particles") or the
     # resonance-aware decay chain with m_t and m_W as columns ("decay")
-    coordinates: Literal["particles", "decay"] = "particles"
+    coordinates: Literal["particles", "decay"] = "decay"
 
 
 NARROW_WIDTH = 1e-6  # GeV: the forced top and W widths of widths: narrow

@@ -26,6 +26,7 @@ def finish_run(path: Path, log: Callable[[str], None] = print) -> None:
     run.process.after_training(run, AfterTraining(generate, validate_after_training), log)
 
 
-def validate_after_training(path: Path, log: Callable[[str], None] = print) -> None:
-    """Validate the run's generated sample (``hepgen.validate.validate_run``: ``<run>/validation/``)."""
-    validate_run(path, log=log)
+def validate_after_training(path: Path, log: Callable[[str], None] = print, source: Path | None = None) -> None:
+    """Validate the run's generated sample (``hepgen.validate.validate_run``: ``<run>/validation/``);
+    ``source``: the sample a mapping run's generated events are the images of."""
+    validate_run(path, log=log, source=source)

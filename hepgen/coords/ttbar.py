@@ -8,11 +8,11 @@ rotations about the beam): it is drawn uniformly at generation (or, for a map of
 kept from the source). That leaves 6 x 3 - 1 = 17 columns, in one of two schemes
 (``process.settings.coordinates``):
 
-``particles`` (default) — each particle's own kinematics, azimuths relative to the b's::
+``particles`` — each particle's own kinematics, azimuths relative to the b's::
 
     b: log pT, eta;   l+, nu, bbar, l-, nubar: log pT, eta, phi - phi_b (wrapped to [-pi, pi])
 
-``decay`` — resonance-aware: per top (t = b l+ nu, then tbar = bbar l- nubar), nine columns::
+``decay`` (default) — resonance-aware: per top (t = b l+ nu, then tbar = bbar l- nubar), nine columns::
 
     log pT_t, eta_t, [phi_t - phi_top], BW(m_t), BW(m_W),
     the W direction in the top rest frame (atanh cos theta, phi) and the lepton direction in the
@@ -218,7 +218,7 @@ class TTbarCoords(nn.Module):
     W decay; ``muon_frac`` ``[2]``: the fraction of W+ and of W- decays to muons.
     """
 
-    def __init__(self, scheme: str = "particles"):
+    def __init__(self, scheme: str = "decay"):
         super().__init__()
         self.scheme = scheme
         self._encoder_class, self._inverse_class = SCHEMES[scheme]

@@ -1,7 +1,7 @@
 """Processes, looked up by name: the one place that knows which processes exist.
 
 Each process is one module here with one object that follows
-:class:`~hepgen.processes.base.Process` (Z+jets: :mod:`.zjets`; the toys: :mod:`.toys`).
+:class:`~hepgen.processes.base.Process` (Z+jets: :mod:`.zjets`; tt̄: :mod:`.ttbar`; the toys: :mod:`.toys`).
 :func:`get` returns the process of a card's ``process.name``; :func:`register` adds one (a
 plugin, or a test's own process) without editing hepgen. CONTRIBUTING.md says how to add one.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..errors import CardError
 from .base import AfterTraining, Process, Selection, settings_of
 from .toys import TOYS
+from .ttbar import PROCESS as TTBAR
 from .zjets import PROCESS as ZJETS
 
 _REGISTRY: dict[str, Process] = {}
@@ -46,7 +47,7 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-for _p in (ZJETS, *TOYS.values()):
+for _p in (ZJETS, TTBAR, *TOYS.values()):
     register(_p)
 
 __all__ = ["AfterTraining", "Process", "Selection", "get", "names", "register", "settings", "unregister"]

@@ -77,7 +77,8 @@ class AfterTraining:
 
     ``generate(run, n, bayes_samples=0, output=..., force=True, log=..., source=None) -> [Path]``
     (``source``: the source event file, required for a run whose generator maps samples),
-    ``validate(run_path, log) -> Path | None``.
+    ``validate(run_path, log, source=None) -> Path | None`` (``source``: the file a mapping run's
+    generated events are the images of, compared with the same reference side by side).
     """
 
     generate: Callable[..., list]

@@ -35,7 +35,7 @@ from torch import nn
 
 from .. import crosssection as xsec
 from .. import dilepton, selection
-from ..cards import Card
+from ..cards import Card, load_card
 from ..coords.ttbar import TTbarCoords, pdg_ids, uniform_azimuth
 from ..errors import InputError
 from ..events import EventSample
@@ -214,13 +214,30 @@ class TTbarProcess:
 
     # -- after training -----------------------------------------------------------------------
     def after_training(self, run, tools: AfterTraining, log: Log) -> None:
+        """``generate.events`` events into ``generated.root`` (and one file per Bayesian draw),
+        then the validation. A run that maps samples (didi) maps an independent source sample:
+        the source card's own validation reference (``data.source_card``: simulated like the
+        training source with another seed), and the validation sets the mapped and the source
+        events side by side against the same reference."""
         card = run.card
-        tools.generate(run, card.generate.events, output=run.path / "generated.root", force=True, log=log)
+        kw = {"source": self.mapping_source(card, log)} if run.maps_samples else {}
+        tools.generate(run, card.generate.events, output=run.path / "generated.root", force=True, log=log, **kw)
         if run.bayesian and card.model.bayes.draws > 1:
             tools.generate(run, card.generate.events, bayes_samples=card.model.bayes.draws,
-                           output=run.path / "generated.root", force=True, log=log)
+                           output=run.path / "generated.root", force=True, log=log, **kw)
         if card.train.validate:
-            tools.validate(run.path, log)
+            tools.validate(run.path, log, **kw)
+
+    def mapping_source(self, card: Card, log: Log) -> Path:
+        """The source events a mapping run is validated on: the independent reference of
+        ``data.source_card`` (made when absent), else the training source itself (said in the log)."""
+        if card.data.source_card:
+            path = self.validation_reference(load_card(card.data.source_card), log)
+            if path is not None:
+                return path
+        log(f"validation maps the training source {card.data.source} (give data.source_card with a validation "
+            "reference for an independent source sample)")
+        return Path(card.data.source)
 
 
 PROCESS = TTbarProcess()

@@ -333,11 +333,13 @@ def validate(
     )
 
 
-def validate_run(path: str | os.PathLike, log=print, force: bool = True) -> Path | None:
+def validate_run(path: str | os.PathLike, log=print, force: bool = True,
+                 source: str | os.PathLike | None = None) -> Path | None:
     """The training loop's hook: validate a run folder, writing ``<run>/validation/`` (replacing
     an earlier one): against the card's independent reference (simulated now when absent; see
     its process's ``validation_reference``) with the held-out split as a second
     check, or against the held-out split alone when the card names no independent reference.
+    ``source``: the sample the run's generated events map (a DiDi run), compared side by side.
     Returns the output folder (None for toys, which carry their own density report)."""
     path = Path(path)
     card_file = path / "card.yaml"
@@ -346,6 +348,6 @@ def validate_run(path: str | os.PathLike, log=print, force: bool = True) -> Path
         if process.observables is None:  # e.g. the toys: their own density report (toy.png)
             log(f"validation: skipped for the {process.name} process (it has no observable set)")
             return None
-    out = validate(path, output=path / "validation", force=force, simulate_reference=True, log=log)
+    out = validate(path, output=path / "validation", force=force, simulate_reference=True, log=log, source=source)
     log(f"validation: {out / 'index.html'}")
     return out
