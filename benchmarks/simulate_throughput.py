@@ -76,7 +76,7 @@ def main(argv=None) -> None:
         with full:
             with gen:
                 batch = full_pythia.nextBatch(args.batch)
-            sample, flags = select_batch(batch, cfg)
+            sample, flags = select_batch(batch, cfg, S.select)
             samples.append(sample)
             n_kept += len(sample)
         if r % 2 == 1:

@@ -28,9 +28,9 @@ import awkward as ak
 import numpy as np
 
 from .errors import InputError
-from .events import EventSample, make_collection
+from .events import GENPART, EventSample, make_collection
 
-COLLECTION = "GenPart"
+COLLECTION = GENPART  # kept in this order by the readers (hepgen.events.RECORD_ORDER)
 ROLES = ("b", "l+", "nu", "bbar", "l-", "nubar")
 ROLE_PDG = {
     "b": (5,),

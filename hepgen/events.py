@@ -8,7 +8,9 @@ rebuilt from (pt, eta, phi, mass) (pT = 0 along the beam, E < 0, a record whose 
 disagrees with E), the float64 fields ``given_E`` and ``given_pz`` (GeV, the values as the
 file gave them, NaN for the objects whose (E, pz) the kinematics reproduce; see
 :data:`GIVEN_FIELDS` and ``docs/io.md``). Objects are ordered by decreasing pT inside
-each event. Collection names follow NanoAOD (``Muon``, ``Jet``), so writers map them 1:1 to
+each event, except in the collections of :data:`RECORD_ORDER` (``GenPart``: a generator's
+particles in a fixed order, as in NanoAOD; :mod:`hepgen.dilepton`), which readers keep as
+stored (:func:`reader_order`). Collection names follow NanoAOD (``Muon``, ``Jet``), so writers map them 1:1 to
 branches ``nMuon, Muon_pt, ...``.
 
 Per-event weights are float64 ``[N]``; ``variations`` are named weight variations (LHE
@@ -34,6 +36,16 @@ vector.register_awkward()
 KINEMATIC_FIELDS = ("pt", "eta", "phi", "mass")
 INT_FIELDS = ("charge", "pdgId")
 GIVEN_FIELDS = ("given_E", "given_pz")  # E and pz as a file gave them (NaN: rebuilt from pt, eta, m)
+GENPART = "GenPart"  # generator-level particles in a fixed order (NanoAOD's name)
+RECORD_ORDER = (GENPART,)  # collections in record order, never re-sorted by pT
+
+
+def reader_order(name: str, coll: ak.Array) -> ak.Array:
+    """A collection as readers return it: sorted by decreasing pT inside each event (stable),
+    or as stored for a collection of :data:`RECORD_ORDER`."""
+    if name in RECORD_ORDER:
+        return coll
+    return coll[ak.argsort(coll.pt, axis=1, ascending=False, stable=True)]
 
 
 def make_collection(pt, eta, phi, mass, counts=None, **extra) -> ak.Array:
@@ -56,7 +68,8 @@ def make_collection(pt, eta, phi, mass, counts=None, **extra) -> ak.Array:
 class EventSample:
     """N events: named object collections, weights and provenance.
 
-    collections: name -> awkward ``[N, var]`` Momentum4D records (pT-ordered).
+    collections: name -> awkward ``[N, var]`` Momentum4D records (pT-ordered; GenPart in
+    record order).
     weight: float64 ``[N]`` (1.0 for unweighted samples).
     info: provenance, str -> str.
     variations: weight variations, id -> float64 ``[N]`` (NaN: the event lacks that id).

@@ -1,11 +1,17 @@
-"""Reference samples: pp -> Z/gamma* -> mu+ mu- + jets with Pythia 8 and FastJet.
+"""Reference samples with Pythia 8: Z -> mu mu + jets (with FastJet) and dileptonic tt̄.
 
-``produce(card, events=..., seed=..., output=..., jobs=..., force=...)`` is what
-``hepgen simulate`` runs. Modules: :mod:`.pythia` (settings, seeds, the configured
-generator), :mod:`.selection` (Z muons from the record history, anti-kT jets, cuts),
-:mod:`.run` (workers, progress, provenance, the atomic ROOT file).
+``produce(card, events=..., seed=..., output=..., jobs=..., force=..., simulation=...)`` is what
+``hepgen simulate`` runs; the process's :class:`Simulation` says what is simulated (None: the
+one :func:`simulation_for` the card's ``process.name``). Modules: :mod:`.simulation` (the
+Simulation object), :mod:`.pythia` (seeds, the configured generator, the Z+jets settings),
+:mod:`.selection` (the flat record, Z muons from the history, anti-kT jets, cuts),
+:mod:`.zjets` and :mod:`.ttbar` (the two simulations), :mod:`.run` (workers, progress,
+provenance, the atomic ROOT file), :mod:`.reference` (the independent validation reference).
 """
 
-from .run import produce
+from .run import SIMULATIONS, produce, simulation_for
+from .simulation import Simulation
+from .ttbar import ttbar_simulation
+from .zjets import zjets_simulation
 
-__all__ = ["produce"]
+__all__ = ["SIMULATIONS", "Simulation", "produce", "simulation_for", "ttbar_simulation", "zjets_simulation"]

@@ -86,11 +86,11 @@ def make_pythia(lines: list[str], seed: int, source: str = "card"):
     return pythia
 
 
-def versions() -> dict[str, str]:
-    """Versions of the generator packages, for provenance."""
-    import fastjet
+def versions(with_fastjet: bool = True) -> dict[str, str]:
+    """Versions of the generator packages (pythia8mc, and fastjet ``with_fastjet``), for provenance."""
+    out = {"pythia8mc_version": importlib.metadata.version("pythia8mc")}
+    if with_fastjet:
+        import fastjet
 
-    return {
-        "pythia8mc_version": importlib.metadata.version("pythia8mc"),
-        "fastjet_version": fastjet.__version__,
-    }
+        out["fastjet_version"] = fastjet.__version__
+    return out

@@ -1,15 +1,17 @@
-"""The independent validation reference: a Z+jets sample simulated exactly like the training
-sample but with its own seed, made once and then reused (cached like the training sample).
+"""The independent validation reference: a sample simulated exactly like the training sample
+(the same :class:`~hepgen.simulate.simulation.Simulation`: Z+jets, tt̄, ...) but with its own
+seed, made once and then reused (cached like the training sample).
 
 :func:`independent_reference` returns the card's ``validate.reference`` file holding
 ``validate.reference_events`` selected events simulated with :func:`reference_seed`:
 
 * ``reference_events: 0`` -> None: validation uses the held-out split only;
-* the file is absent -> :func:`hepgen.simulate.produce` writes it (Pythia at about 550 selected
-  events/s on 2 cores: 100 000 events take about 3 minutes), or, with ``simulate=False``, None;
+* the file is absent -> :func:`hepgen.simulate.produce` writes it (Z+jets: Pythia at about 550
+  selected events/s on 2 cores, 100 000 events take about 3 minutes), or, with
+  ``simulate=False``, None;
 * the file is present -> it is reused when its provenance (written by ``produce``) says it holds
-  that many events simulated with that seed, the card's Pythia settings and the card's object
-  selection. Anything else is refused with one :class:`~hepgen.errors.InputError` line.
+  that many events simulated with that seed, the simulation's Pythia settings and the card's
+  process section (object selection, process settings). Anything else is refused with one :class:`~hepgen.errors.InputError` line.
 
 It is never the training sample: a path that is ``data.path`` or ``simulate.output``, a seed that
 is the card's or the training file's, and a training file that the card's simulation does not
@@ -28,8 +30,8 @@ import yaml
 from ..cards import Card, card_to_dict
 from ..errors import CardError, InputError
 from ..io.root import read_events
-from .pythia import settings
-from .run import produce
+from .run import produce, simulation_for
+from .simulation import Simulation
 
 REFERENCE_SEED_OFFSET = 1_000_000  # validate.reference_seed 0 -> the card's seed + this
 
@@ -53,12 +55,13 @@ def _provenance(path: Path) -> dict[str, str]:
     return dict(read_events(path, entry_stop=1).info)
 
 
-def _setting_mismatches(info: dict[str, str], card: Card) -> list[str]:
-    """How the simulation behind ``info`` differs from the card's (Pythia settings, selection)."""
+def _setting_mismatches(info: dict[str, str], card: Card, simulation: Simulation) -> list[str]:
+    """How the simulation behind ``info`` differs from ``simulation`` of the card (Pythia
+    settings, selection)."""
     if "pythia_settings" not in info or "card" not in info:
         return ["no hepgen simulation provenance (Pythia settings, resolved card)"]
     out = []
-    theirs, ours = json.loads(info["pythia_settings"]), settings(card)
+    theirs, ours = json.loads(info["pythia_settings"]), list(simulation.settings)
     if theirs != ours:
         diff = [f"+{s}" for s in ours if s not in theirs] + [f"-{s}" for s in theirs if s not in ours]
         out.append("other Pythia settings (card vs file: " + ", ".join(diff or ["order"]) + ")")
@@ -70,7 +73,7 @@ def _setting_mismatches(info: dict[str, str], card: Card) -> list[str]:
     return out
 
 
-def _check_training(card: Card, path: Path, seed: int) -> None:
+def _check_training(card: Card, path: Path, seed: int, simulation: Simulation) -> None:
     """Refuse a reference that could repeat or mismatch the training sample."""
     if seed == card.seed:
         raise CardError(f"validate.reference_seed = {seed} is the card's seed: the reference would repeat the "
@@ -85,7 +88,7 @@ def _check_training(card: Card, path: Path, seed: int) -> None:
     if not training.exists():
         return  # nothing to compare with yet (the training sample is simulated later)
     info = _provenance(training) if card.data.format == "root" and not card.data.branches else {}
-    problems = _setting_mismatches(info, card)
+    problems = _setting_mismatches(info, card, simulation)
     if problems:
         raise InputError(f"data.path {training}: {problems[0]}: the card's simulation does not describe the "
                          "training sample, so it cannot make an independent reference for it; set "
@@ -95,19 +98,23 @@ def _check_training(card: Card, path: Path, seed: int) -> None:
                          "set another validate.reference_seed")
 
 
-def independent_reference(card: Card, log: Callable[[str], None] = print, *, simulate: bool = True) -> Path | None:
+def independent_reference(card: Card, log: Callable[[str], None] = print, *, simulate: bool = True,
+                          simulation: Simulation | None = None) -> Path | None:
     """The card's independent validation reference (see the module docstring): its path, made
-    with :func:`hepgen.simulate.produce` when absent (with ``simulate``), or None when the card asks
-    for none (or it is absent and ``simulate`` is False). Raises :class:`InputError` /
-    :class:`CardError` for a file that is not the reference the card asks for."""
+    with :func:`hepgen.simulate.produce` and ``simulation`` (None: the card's,
+    :func:`~hepgen.simulate.run.simulation_for`) when absent (with ``simulate``), or None when
+    the card asks for none (or it is absent and ``simulate`` is False). Raises
+    :class:`InputError` / :class:`CardError` for a file that is not the reference the card asks
+    for."""
     vc = card.validate
     if vc.reference_events == 0:
         return None
+    simulation = simulation or simulation_for(card)
     path, seed, events = Path(vc.reference), reference_seed(card), vc.reference_events
-    _check_training(card, path, seed)
+    _check_training(card, path, seed, simulation)
     if path.exists():
         info = _provenance(path)
-        problems = _setting_mismatches(info, card)
+        problems = _setting_mismatches(info, card, simulation)
         if "seed" in info and info["seed"] != str(seed):
             problems.insert(0, f"simulated with seed {info['seed']}, the card asks for seed {seed}")
         if "events" in info and info["events"] != str(events):
@@ -121,6 +128,5 @@ def independent_reference(card: Card, log: Callable[[str], None] = print, *, sim
     if not simulate:
         log(f"validation reference {path} is absent (make it with '{command}'): the held-out split only")
         return None
-    log(f"validation reference {path} is absent: simulating {events} events with seed {seed} "
-        "(about 550 events/s on 2 cores)")
-    return produce(card, events=events, seed=seed, output=path)
+    log(f"validation reference {path} is absent: simulating {events} events with seed {seed}")
+    return produce(card, events=events, seed=seed, output=path, simulation=simulation)

@@ -1,5 +1,8 @@
-"""Produce the reference sample: workers, progress, provenance, one atomic ROOT file.
+"""Produce a reference sample: workers, progress, provenance, one atomic ROOT file.
 
+What is simulated is a :class:`~hepgen.simulate.simulation.Simulation` (Pythia settings, the
+batch function, provenance and summary): the caller's, or the one :data:`SIMULATIONS` names
+for the card's ``process.name`` (Z+jets: :mod:`.zjets`, tt̄: :mod:`.ttbar`).
 ``jobs`` worker processes (spawned, so no Pythia or FastJet state is shared) each run their
 own Pythia, seeded with :func:`~hepgen.simulate.pythia.worker_seed` (run seed, worker
 index), and select events batch by batch until they have their share: worker ``i`` of ``J``
@@ -28,26 +31,45 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import awkward as ak
 import numpy as np
 
 from .. import crosssection as xsec
 from ..cards import Card, ProcessConfig, card_hash, dump_card
-from ..errors import HepgenError, OutputError
+from ..errors import CardError, HepgenError, OutputError
 from ..events import EventSample
 from ..io.root import RootWriter
 from ..outputs import atomic_output, check_output
 from . import pythia as _pythia
-from .selection import SelectionStats, select
+from .selection import select
+from .simulation import Simulation
+from .ttbar import ttbar_simulation
+from .zjets import GIVE_UP_HINT, zjets_simulation
 
 MB_TO_PB = 1e9
 NOTHING_PASSES_AFTER = 20_000  # generated events without one selected: the cuts are wrong
 
+# process.name -> the card's simulation; produce() takes this one unless given another
+SIMULATIONS: dict[str, Callable[[Card], Simulation]] = {"zjets": zjets_simulation, "ttbar": ttbar_simulation}
+
+
+def simulation_for(card: Card) -> Simulation:
+    """The simulation of the card's ``process.name`` (:data:`SIMULATIONS`); a one-line
+    :class:`CardError` for a process that has none."""
+    try:
+        make = SIMULATIONS[card.process.name]
+    except KeyError:
+        raise CardError(f"card {card.name}: process.name {card.process.name!r} has no Pythia simulation "
+                        f"(hepgen simulates {', '.join(sorted(SIMULATIONS))})") from None
+    return make(card)
+
 
 @dataclass(frozen=True)
 class WorkerTask:
-    """What one worker does: ``events`` selected events from Pythia seeded ``seed``."""
+    """What one worker does: ``events`` selected events from Pythia seeded ``seed``, each batch
+    through ``select(batch, process)`` (a module-level batch function, :mod:`.simulation`)."""
 
     index: int
     events: int
@@ -56,13 +78,15 @@ class WorkerTask:
     process: ProcessConfig
     batch: int
     give_up_after: int = NOTHING_PASSES_AFTER  # generated events without a selected one
+    select: Callable = select  # the Z+jets selection unless a simulation gives its own
+    give_up_hint: str = GIVE_UP_HINT
 
 
 @dataclass
 class WorkerResult:
     index: int
     sample: EventSample
-    stats: SelectionStats
+    stats: Any  # the batch function's counts (tried, accepted, ...)
     sigma_mb: float  # Pythia's sigmaGen over the tried events, mb
     sigma_err_mb: float
     seconds: float
@@ -104,8 +128,9 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="hepgen-parent-watchdog", daemon=True).start()
 
 
-def select_batch(batch, process: ProcessConfig):
-    """One ``nextBatch`` result -> (selected events, per-event flags); unweighted only."""
+def select_batch(batch, process: ProcessConfig, select: Callable):
+    """One ``nextBatch`` result -> ``select(batch, process)``: (selected events, per-event flags);
+    unweighted only."""
     weights = ak.to_numpy(ak.firsts(batch["info"]["weights"], axis=1))
     if not np.all(weights == 1.0):  # e.g. a biased phase space in simulate.pythia
         raise HepgenError(
@@ -124,24 +149,26 @@ def run_worker(task: WorkerTask, progress=None) -> WorkerResult:
     start = time.perf_counter()
     pythia = _pythia.make_pythia(list(task.settings), task.seed)
     samples: list[EventSample] = []
-    stats = SelectionStats()
-    while stats.accepted < task.events:
-        sample, flags = select_batch(pythia.nextBatch(task.batch), task.process)
-        need = task.events - stats.accepted
+    stats = None
+    accepted = tried = 0
+    while accepted < task.events:
+        sample, flags = select_batch(pythia.nextBatch(task.batch), task.process, task.select)
+        need = task.events - accepted
         if len(sample) > need:  # keep the first `need`; count tried events up to the last one
             stop = int(np.flatnonzero(flags.keep)[need - 1]) + 1
             sample = sample.select(np.arange(need))
         else:
             stop = None
-        batch_stats = SelectionStats.from_flags(flags, stop)
-        stats += batch_stats
+        batch_stats = flags.stats(stop)
+        if stats is None:
+            stats = batch_stats
+        else:
+            stats += batch_stats
+        accepted, tried = accepted + batch_stats.accepted, tried + batch_stats.tried
         samples.append(sample)
         report(batch_stats.accepted, batch_stats.tried)
-        if stats.accepted == 0 and stats.tried >= task.give_up_after:
-            raise HepgenError(
-                f"no event passed the selection in {stats.tried} generated events; "
-                "check the card's process cuts (n_jets, jet_pt_min, jet_eta_max)"
-            )
+        if accepted == 0 and tried >= task.give_up_after:
+            raise HepgenError(f"no event passed the selection in {tried} generated events; {task.give_up_hint}")
     info = pythia.infoPython()
     return WorkerResult(
         index=task.index,
@@ -264,16 +291,19 @@ def produce(
     jobs: int | None = None,
     force: bool = False,
     quiet: bool = False,
+    simulation: Simulation | None = None,
 ) -> Path:
-    """Simulate ``events`` selected Z -> mu mu + jets events and write them as a ROOT file.
+    """Simulate ``events`` selected events and write them as a ROOT file.
 
-    ``None`` takes the card's value (``simulate.events``, ``seed``, ``simulate.output``,
-    ``simulate.jobs``); ``jobs = 0`` means one worker per CPU core. Returns the output path.
-    The file holds the collections "Muon" (2 per event) and "Jet" (as selected), unit
-    weights, and the provenance (the selected events' cross section as ``cross_section_pb`` /
-    ``cross_section_error_pb``, :mod:`hepgen.crosssection`; sigmaGen as ``sigma_gen_pb``;
-    counts, jet-multiplicity fractions, seeds, settings, versions, the resolved card); the resolved card is also written beside it as
-    ``<output stem>.card.yaml``.
+    ``simulation``: what to simulate (None: :func:`simulation_for` the card, e.g. Z -> mu mu +
+    jets for ``process.name: zjets``). ``None`` for the others takes the card's value
+    (``simulate.events``, ``seed``, ``simulate.output``, ``simulate.jobs``); ``jobs = 0`` means
+    one worker per CPU core. Returns the output path. The file holds the simulation's
+    collections (Z+jets: "Muon", 2 per event, and "Jet"; tt̄: "GenPart", the six decay
+    products), unit weights, and the provenance (the selected events' cross section as
+    ``cross_section_pb`` / ``cross_section_error_pb``, :mod:`hepgen.crosssection`; sigmaGen as
+    ``sigma_gen_pb``; counts, seeds, settings, versions, the simulation's own lines, the resolved
+    card); the resolved card is also written beside it as ``<output stem>.card.yaml``.
     """
     sim = card.simulate
     events = sim.events if events is None else int(events)
@@ -283,6 +313,7 @@ def produce(
     if jobs == 0:
         jobs = os.cpu_count() or 1
     jobs = max(1, min(jobs, events))
+    simulation = simulation or simulation_for(card)
     check_output(output, force)  # fail now, not after minutes of simulation
     card_path = output.with_name(output.stem + ".card.yaml")
     if card_path.is_dir():
@@ -292,28 +323,28 @@ def produce(
         card, seed=seed,
         simulate=dataclasses.replace(sim, events=events, output=str(output), jobs=jobs),
     )
-    lines = tuple(_pythia.settings(resolved))
+    lines = simulation.settings
     _pythia.make_pythia(list(lines), 1, source="card")  # bad settings: fail before spawning
     seeds = [_pythia.worker_seed(seed, i) for i in range(jobs)]
+    # the process section travels to spawned workers: its settings as a plain dict (a card's
+    # read-only mapping, types.MappingProxyType, does not pickle)
+    process = dataclasses.replace(resolved.process, settings=dict(resolved.process.settings))
     tasks = [
-        WorkerTask(i, n, s, lines, resolved.process, sim.batch)
+        WorkerTask(i, n, s, lines, process, sim.batch, select=simulation.select,
+                   give_up_hint=simulation.give_up_hint)
         for i, (n, s) in enumerate(zip(_shares(events, jobs), seeds))
     ]
     start = time.perf_counter()
     results = [r for r in _run_all(tasks, jobs, quiet) if len(r.sample)]
     seconds = time.perf_counter() - start
 
-    stats = SelectionStats()
-    for r in results:
+    stats = results[0].stats
+    for r in results[1:]:
         stats += r.stats
     sigma, sigma_err = _combine_sigma(results)
     eff = stats.accepted / stats.tried
     sample = EventSample.concatenate([r.sample for r in results])
-    kept = sample.n_jets
     info = {
-        "generator": "Pythia 8 (pythia8mc) + FastJet anti-kT",
-        "process": f"pp -> Z/gamma* -> mu+ mu- + jets ({sim.hard_process}), sqrt(s) = {card.process.sqrt_s:g} GeV",
-        **_pythia.versions(),
         "seed": str(seed),
         "jobs": str(jobs),
         "worker_seeds": json.dumps(seeds),
@@ -324,14 +355,11 @@ def produce(
         "sigma_gen_pb": repr(sigma),
         "sigma_gen_err_pb": repr(sigma_err),
         **xsec.record(*xsec.scaled(sigma, sigma_err, stats.accepted, stats.tried)),  # the selected events'
-        "n_jets_fractions": json.dumps({str(k): float(np.mean(kept == k)) for k in card.process.n_jets}),
-        "n_jets_tried": json.dumps({str(k): v for k, v in sorted(stats.by_njets.items())}),
-        "dropped_dr_jj": str(stats.dropped_dr),
-        "no_z_pair": str(stats.no_z_pair),
         "weights": "unweighted (1 per event)",
         "seconds": f"{seconds:.1f}",
         "card": dump_card(resolved),
         "card_hash": card_hash(resolved),
+        **simulation.provenance(sample, stats),
     }
     with RootWriter(output, force=force, info=info) as writer:
         chunk = 100_000
@@ -340,11 +368,10 @@ def produce(
     with atomic_output(card_path, force=True) as tmp:
         tmp.write_text(dump_card(resolved))
     if not quiet:
-        fractions = " / ".join(f"{np.mean(kept == k):.1%}" for k in card.process.n_jets)
         print(
             f"simulate: {len(sample)} events from {stats.tried} generated ({eff:.1%}) in "
             f"{seconds:.0f} s with {jobs} worker{'s' if jobs > 1 else ''}; sigma_gen = {sigma:.4g} +- {sigma_err:.2g} pb; "
-            f"{'/'.join(map(str, card.process.n_jets))} jets: {fractions}",
+            f"{simulation.summary(sample, stats)}",
             file=sys.stderr,
         )
     return output

@@ -53,7 +53,7 @@ class FlatRecord:
 
     ``event`` is the event index [P]; ``mother`` the *global* index of mother1 [P]
     (index 0 of every event is Pythia's system entry, id 90, which ends every chain);
-    ``offsets`` [N+1] delimit the events. Momenta in GeV.
+    ``offsets`` [N+1] delimit the events. Momenta and the generated mass ``m`` in GeV.
     """
 
     n_events: int
@@ -66,6 +66,7 @@ class FlatRecord:
     py: np.ndarray
     pz: np.ndarray
     e: np.ndarray
+    m: np.ndarray
 
     @classmethod
     def from_batch(cls, batch: ak.Array) -> "FlatRecord":
@@ -78,7 +79,7 @@ class FlatRecord:
         return cls(
             n_events=len(counts), offsets=offsets, event=event,
             pid=get("id"), status=get("status"), mother=get("mother1") + offsets[:-1][event],
-            px=get("p", "px"), py=get("p", "py"), pz=get("p", "pz"), e=get("p", "e"),
+            px=get("p", "px"), py=get("p", "py"), pz=get("p", "pz"), e=get("p", "e"), m=get("m"),
         )
 
 
@@ -145,16 +146,23 @@ def z_decay_products(rec: FlatRecord) -> tuple[np.ndarray, np.ndarray]:
 
     # walk through copies of the same muon (QED radiation makes new copies), stop elsewhere
     mu = cand[abspid[cand] == MUON_ID]
-    cur = rec.mother[mu]
-    active = np.flatnonzero(rec.pid[cur] == rec.pid[mu])
+    z_muons = np.zeros(len(rec.pid), dtype=bool)
+    z_muons[mu[rec.pid[origin(rec, mu)] == Z_ID]] = True
+    return products, z_muons
+
+
+def origin(rec: FlatRecord, start: np.ndarray) -> np.ndarray:
+    """Global indices [len(start)]: the particle each of ``start`` comes from, following mother1
+    through copies of itself (same PDG id: a radiating or recoiling copy) to the first mother
+    with another id (a muon's Z, a b quark's top, a W's top)."""
+    cur = rec.mother[start]
+    active = np.flatnonzero(rec.pid[cur] == rec.pid[start])
     for _ in range(_MAX_STEPS):
         if active.size == 0:
-            break
+            return cur
         cur[active] = rec.mother[cur[active]]
-        active = active[rec.pid[cur[active]] == rec.pid[mu[active]]]
-    z_muons = np.zeros(len(rec.pid), dtype=bool)
-    z_muons[mu[rec.pid[cur] == Z_ID]] = True
-    return products, z_muons
+        active = active[rec.pid[cur[active]] == rec.pid[start[active]]]
+    raise RuntimeError("Pythia record: a mother1 chain does not end")  # cannot happen
 
 
 @dataclass
@@ -168,6 +176,10 @@ class BatchFlags:
     n_jets: np.ndarray
     too_close: np.ndarray
     keep: np.ndarray
+
+    def stats(self, stop: int | None = None) -> "SelectionStats":
+        """The counts of the first ``stop`` events (all by default)."""
+        return SelectionStats.from_flags(self, stop)
 
 
 @dataclass

@@ -5,7 +5,8 @@ Writing: :class:`LheWriter` / :func:`write_lhe` (:mod:`.writer`) turn EventSampl
 (objects in GeV and rad, float64 weights ``[N]``, optional named weight variations) into
 ``<event>`` records built by :mod:`.event_record`: final-state objects with PDG ids from
 :mod:`.pdg`, a Z parent for a muon pair, two incoming partons without pT whose beam fractions
-conserve E and pz, one colour chain; every real number ``%.17e``; provenance as JSON in the
+conserve E and pz, one colour chain (a sample of the six tt̄ decay products: the parton-level
+g g -> t tbar -> b l+ nu bbar l- nubar record of :mod:`.ttbar_record`); every real number ``%.17e``; provenance as JSON in the
 header's ``<hepgen>`` block; written through :func:`hepgen.outputs.atomic_output`.
 
 Reading: :func:`read_lhe` (an EventSample), :func:`load_lhe` (an :class:`LheContent` with

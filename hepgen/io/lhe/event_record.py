@@ -1,5 +1,8 @@
 """The ``<event>`` blocks of an LHE file, built for hadron-level objects (muons, jets).
 
+(A sample of the six tt̄ decay products gets a parton-level record instead:
+:mod:`hepgen.io.lhe.ttbar_record`; the two share :func:`incoming` and :func:`rwgt_blocks`.)
+
 hepgen's events are final-state objects, not a parton-level hard process, so a record is made
 for them (momenta and masses in GeV; every real number is written ``%.17e``, which
 round-trips float64):
@@ -39,6 +42,34 @@ from ...selection import within_beams
 from .pdg import pdg_ids
 
 REAL = "%.17e"  # every real number: float64 round trip
+HEAD = f"%d 1 {REAL} {REAL} -1 -1\n"  # NUP IDPRUP XWGTUP SCALUP AQEDUP AQCDUP
+
+
+def incoming(tot: Mapping[str, np.ndarray], beam_energies: tuple[float, float], path) -> tuple[np.ndarray, ...]:
+    """(E1, E2, sqrt(s-hat)) ``[N]`` GeV of the two incoming partons (along +z and -z, no pT)
+    that make final states of total ``tot`` (``e``, ``px``, ``py``, ``pz`` ``[N]``, GeV):
+    :func:`hepgen.kinematics.beam_fractions` times the beam energies. Non-finite momenta or more
+    energy than the beams are an :class:`OutputError` naming ``path``."""
+    if not all(np.isfinite(v).all() for v in tot.values()):
+        raise OutputError(f"{path}: non-finite momenta in the events (NaN or inf)")
+    b1, b2 = beam_energies
+    sqrt_s = 2 * np.sqrt(b1 * b2)  # 2 E exactly for symmetric beams
+    x1, x2 = beam_fractions(tot["e"], tot["pz"], b1, b2)
+    if not within_beams(tot["e"], tot["pz"], b1, b2).all():
+        raise OutputError(f"{path}: an event has more energy than the beams (x > 1 with beams of {b1:g} and {b2:g} GeV)")
+    e1, e2 = x1 * (2 * b1) / 2, x2 * (2 * b2) / 2
+    return e1, e2, np.sqrt(np.clip(x1 * x2, 0, None)) * sqrt_s
+
+
+def rwgt_blocks(weights: Mapping[str, np.ndarray], n: int) -> list[str]:
+    """Per event, its ``<rwgt>`` block ("" without variations; no ``<wgt>`` line for a NaN: the
+    event lacks that id)."""
+    if not weights:
+        return [""] * n
+    fmts = [f'<wgt id="{escape(k)}">{REAL}</wgt>\n' for k in weights]
+    vals = [weights[k].tolist() for k in weights]
+    return ["<rwgt>\n" + "".join(f % v[i] for f, v in zip(fmts, vals) if v[i] == v[i]) + "</rwgt>\n"
+            for i in range(n)]
 
 
 def events_text(sample: EventSample, w: np.ndarray, weights: Mapping[str, np.ndarray],
@@ -73,15 +104,7 @@ def events_text(sample: EventSample, w: np.ndarray, weights: Mapping[str, np.nda
         }))
     fs = ak.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
     tot = {k: ak.to_numpy(ak.sum(fs[k], axis=1)) for k in ("e", "px", "py", "pz")}
-    if not all(np.isfinite(v).all() for v in tot.values()):
-        raise OutputError(f"{path}: non-finite momenta in the events (NaN or inf)")
-    b1, b2 = beam_energies
-    sqrt_s = 2 * np.sqrt(b1 * b2)  # 2 E exactly for symmetric beams
-    x1, x2 = beam_fractions(tot["e"], tot["pz"], b1, b2)
-    if not within_beams(tot["e"], tot["pz"], b1, b2).all():
-        raise OutputError(f"{path}: an event has more energy than the beams (x > 1 with beams of {b1:g} and {b2:g} GeV)")
-    e1, e2 = x1 * (2 * b1) / 2, x2 * (2 * b2) / 2
-    shat = np.sqrt(np.clip(x1 * x2, 0, None)) * sqrt_s
+    e1, e2, shat = incoming(tot, beam_energies, path)
     muon_pair = "Muon" in sample.collections
     n_mu = sample.multiplicity("Muon") if muon_pair else np.zeros(n, np.int64)
     row5 = " ".join([REAL] * 5)
@@ -105,11 +128,10 @@ def events_text(sample: EventSample, w: np.ndarray, weights: Mapping[str, np.nda
             z_fmt % vals if two else None
             for vals, two in zip(zip(*(zp[f].tolist() for f in ("px", "py", "pz", "e")), zm.tolist()), (n_mu == 2).tolist())
         ]
-    head_fmt = f"%d 1 {REAL} {REAL} -1 -1\n"
+    head_fmt = HEAD
     in1_fmt = f"2 -1 0 0 501 0 {REAL} {REAL} {REAL} {REAL} {REAL} 0 9\n"
     in2_fmt = f"-2 -1 0 0 0 %d {REAL} {REAL} {REAL} {REAL} {REAL} 0 9\n"
-    wgt_fmt = [f'<wgt id="{escape(k)}">{REAL}</wgt>\n' for k in weights]
-    wvals = [weights[k].tolist() for k in weights]
+    rwgt = rwgt_blocks(weights, n)
     pdg_l, is_mu_l, counts_l = pdg.tolist(), is_mu.tolist(), counts.tolist()
     w_l, shat_l, e1_l, e2_l = w.tolist(), shat.tolist(), e1.tolist(), e2.tolist()
     out = []
@@ -135,9 +157,6 @@ def events_text(sample: EventSample, w: np.ndarray, weights: Mapping[str, np.nda
         if z is not None:
             out.append(z)
         out.extend(body)
-        if wgt_fmt:
-            out.append("<rwgt>\n")
-            out.extend(fmt % vals[i] for fmt, vals in zip(wgt_fmt, wvals) if vals[i] == vals[i])  # NaN: absent
-            out.append("</rwgt>\n")
+        out.append(rwgt[i])
         out.append("</event>\n")
     return "".join(out)

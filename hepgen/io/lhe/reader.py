@@ -5,7 +5,9 @@ Final-state (status 1) particles are grouped by PDG id into collections
 (:func:`hepgen.io.lhe.pdg.collection_for_pdg`); every collection carries ``pdgId`` (int32),
 lepton collections also ``charge`` (``-sign(pdgId)``). Momenta are converted with
 :func:`hepgen.kinematics.epxpypz_to_ptetaphim` in float64 (GeV, rad), the mass is the file's
-M column, objects are sorted by decreasing pT. Where (pT, eta, phi, m) cannot give back the
+M column, objects are sorted by decreasing pT (:func:`hepgen.events.reader_order`; the
+final-state b quarks of a tt̄ record go to ``Jet`` like every quark, so
+:func:`hepgen.dilepton.assign` finds the decay products by their ``pdgId``). Where (pT, eta, phi, m) cannot give back the
 file's E and pz (:func:`needs_given`: pT = 0 along the beam, E < 0, or a round trip that misses
 pz by more than float64 precision or E by more than :data:`E_TOLERANCE`), the collection also
 carries ``given_E`` and ``given_pz`` (float64 GeV, as in the file; NaN for the other objects),
@@ -30,7 +32,7 @@ import awkward as ak
 import numpy as np
 
 from ...errors import InputError
-from ...events import GIVEN_FIELDS, EventSample, make_collection
+from ...events import GIVEN_FIELDS, EventSample, make_collection, reader_order
 from ...kinematics import epxpypz_to_ptetaphim, ptetaphim_to_epxpypz
 from ..variations import PDF_IDS, beams_record, groups_record, parse_initrwgt
 from .parser import LheInit, LheParser
@@ -117,9 +119,7 @@ def _build(reader: LheParser, events: list, source: str) -> LheContent:
         if given[sel].any():  # E and pz as given where the kinematics cannot rebuild them
             for f, j in zip(GIVEN_FIELDS, (9, 8)):
                 extra[f] = np.where(given[sel], table[fs, j][sel], np.nan)
-        coll = make_collection(pt[sel], eta[sel], phi[sel], mass[sel], counts=c, **extra)
-        order = ak.argsort(coll.pt, axis=1, ascending=False, stable=True)
-        collections[name] = coll[order]
+        collections[name] = reader_order(name, make_collection(pt[sel], eta[sel], phi[sel], mass[sel], counts=c, **extra))
     info = {**reader.info}
     info.setdefault("source", source)
     if reader.init.processes and "cross_section_pb" not in info:

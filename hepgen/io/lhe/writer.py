@@ -2,7 +2,9 @@
 
 :class:`LheWriter` streams :class:`~hepgen.events.EventSample` chunks (objects in GeV and rad,
 weights float64 ``[N]``) into ``<event>`` blocks made by
-:func:`hepgen.io.lhe.event_record.events_text`; :func:`write_lhe` writes one sample or an
+:func:`hepgen.io.lhe.event_record.events_text`, or, for a sample of the six tt̄ decay products
+(a ``GenPart`` collection, :func:`hepgen.io.lhe.ttbar_record.ttbar_particles`), the parton-level
+tt̄ record of :mod:`hepgen.io.lhe.ttbar_record`; :func:`write_lhe` writes one sample or an
 iterable of chunks.
 
 * ``IDWTUP`` is 3 when every weight is 1, 4 when the weights vary but are non-negative, -4
@@ -47,6 +49,7 @@ from ...events import EventSample
 from ...outputs import atomic_output
 from ..variations import PDF_IDS, beams_of, beams_record, complete_groups, groups_of, groups_record, initrwgt_text, pdf_ids_of
 from .event_record import REAL, events_text
+from .ttbar_record import ttbar_events_text, ttbar_particles
 
 _W = 25  # fixed width of a reserved init number: "-1.23456789012345678e+300" is 25 chars
 
@@ -258,7 +261,12 @@ class LheWriter:
         for k, v in weights.items():
             if np.isinf(v).any():
                 raise OutputError(f"{self.path}: infinite values in weight variation {k!r}")
-        self._fh.write(events_text(sample, w, weights, self._beams[1], self.path).encode())
+        particles = ttbar_particles(sample, self.path)  # the six tt̄ decay products: their own record
+        if particles is None:
+            text = events_text(sample, w, weights, self._beams[1], self.path)
+        else:
+            text = ttbar_events_text(*particles, w, weights, self._beams[1], self.path)
+        self._fh.write(text.encode())
         self.n_written += n
 
 

@@ -15,7 +15,8 @@ the jagged branches; when given they must agree). A value is a branch name or an
 expression over branches (``"jet_pt / 1000"`` for an ntuple in MeV), or a list of flat
 (one value per event) branches, one object each (``Muon_px: [px1, px2]`` for a dimuon
 ntuple); every field of such a collection is a list of the same length. Without ``weight``
-every event weighs 1. Objects are re-sorted by decreasing pT.
+every event weighs 1. Objects are re-sorted by decreasing pT, except a ``GenPart`` collection,
+which keeps the file's order (:func:`hepgen.events.reader_order`).
 
 Types are checked on read (:func:`check_types`): a collection field is a jagged number branch
 (a flat one for a list value), ``weight`` and ``nC`` flat, kinematics not bool, ``charge`` and
@@ -34,7 +35,7 @@ import numpy as np
 import yaml
 
 from ...errors import InputError
-from ...events import GIVEN_FIELDS, INT_FIELDS, KINEMATIC_FIELDS, EventSample, make_collection
+from ...events import GIVEN_FIELDS, INT_FIELDS, KINEMATIC_FIELDS, EventSample, make_collection, reader_order
 from ...kinematics import epxpypz_to_ptetaphim
 
 CARTESIAN_FIELDS = ("px", "py", "pz", "E")
@@ -234,7 +235,8 @@ def _field(arrays, columns, mapping, key, n_objects):
 
 def arrays_to_sample(arrays: ak.Array, mapping: Mapping[str, object], columns, plan, info, path,
                      where: str | None = None) -> EventSample:
-    """Raw branch arrays (named by file branch) -> EventSample; types checked, re-sorted by pT."""
+    """Raw branch arrays (named by file branch) -> EventSample; types checked, re-sorted by pT
+    (GenPart in the file's order)."""
     where = where or str(path)
     check_types(arrays, mapping, columns, plan, where)
     n = len(arrays)
@@ -265,9 +267,7 @@ def arrays_to_sample(arrays: ak.Array, mapping: Mapping[str, object], columns, p
             stored = ak.to_numpy(arrays[columns[ncount]]).astype(np.int64)
             if not np.array_equal(stored, counts):
                 raise InputError(f"{where}: counter {mapping[ncount]} disagrees with the length of {coll} branches")
-        c = make_collection(pt, eta, phi, mass, **extra)
-        order = ak.argsort(c.pt, axis=1, ascending=False, stable=True)
-        collections[coll] = c[order]
+        collections[coll] = reader_order(coll, make_collection(pt, eta, phi, mass, **extra))
     if "weight" in mapping:
         weight = ak.to_numpy(arrays[columns["weight"]]).astype(np.float64)
     else:

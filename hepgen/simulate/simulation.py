@@ -1,0 +1,71 @@
+"""What a process's Pythia simulation is: :class:`Simulation`, the one object
+:func:`hepgen.simulate.produce` runs.
+
+A simulation is the Pythia settings, a batch function that turns one ``Pythia.nextBatch``
+result into the kept events, and what the output file and the summary line say about them.
+``produce`` owns everything around it (workers, seeds, progress, cross section, the atomic
+ROOT file), the same for every process.
+
+The batch function runs in the worker processes, which are *spawned*: it must be a
+module-level function (picklable by name), called as ``select(batch, process)`` with the
+card's ``process`` section (:class:`hepgen.cards.ProcessConfig`); it returns ``(sample,
+flags)``: the kept events (an :class:`~hepgen.events.EventSample`, in the batch's order) and
+per-tried-event flags with ``keep`` (bool ``[N]``) and ``stats(stop)``, the counts of the
+first ``stop`` tried events (all for None) as an object with ``tried``, ``accepted`` and
+``+=`` (:class:`PassStats`, or a process's richer counts such as Z+jets'
+:class:`~hepgen.simulate.selection.SelectionStats`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..events import EventSample
+
+Provenance = Callable[[EventSample, Any], dict]  # (all kept events, run stats) -> info lines
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """One process's Pythia simulation (see the module docstring).
+
+    ``settings``: Pythia ``Key = value`` lines without the seed (the card's ``simulate.pythia``
+    last); ``select``: the module-level batch function; ``provenance(sample, stats)``: the
+    process's lines of the file's provenance (generator, process text, versions, its counts),
+    beside the ones ``produce`` writes for every process; ``summary(sample, stats)``: the end of
+    the one-line summary; ``give_up_hint``: what to check when no event passes.
+    """
+
+    settings: tuple[str, ...]
+    select: Callable
+    provenance: Provenance
+    summary: Callable[[EventSample, Any], str]
+    give_up_hint: str
+
+
+@dataclass
+class PassStats:
+    """Counts over tried events: how many were tried and kept (add with ``+=``)."""
+
+    tried: int = 0
+    accepted: int = 0
+
+    def __iadd__(self, other: "PassStats") -> "PassStats":
+        self.tried += other.tried
+        self.accepted += other.accepted
+        return self
+
+
+@dataclass
+class PassFlags:
+    """Per tried event of a batch: ``keep`` bool ``[N]``."""
+
+    keep: np.ndarray
+
+    def stats(self, stop: int | None = None) -> PassStats:
+        """The counts of the first ``stop`` events (all by default)."""
+        keep = self.keep[:stop]
+        return PassStats(tried=len(keep), accepted=int(keep.sum()))
