@@ -47,7 +47,7 @@ from .io.lhe import LheWriter
 from .io.root import RootWriter
 from .outputs import check_output
 from .runs import load_run
-from .sources import SourceInput, read_source
+from .sources import SourceInput, complete, read_source
 
 BLOCK = 4096  # events per noise block: the unit of seeding and of network evaluation
 
@@ -78,10 +78,11 @@ def _blocks(start: int, stop: int, pipe, seed: int, source: torch.Tensor | None 
     """Yield the pipeline outputs (a tuple of tensors) for the blocks covering events [start, stop):
     from seeded noise, or from the rows of ``source`` (block b = its rows [b BLOCK, (b+1) BLOCK))."""
     for b in range(start // BLOCK, (stop + BLOCK - 1) // BLOCK if stop > start else start // BLOCK):
+        gen = torch.Generator().manual_seed(block_seed(seed, b))
         if source is None:
-            inputs = pipe.draw_noise(BLOCK, torch.Generator().manual_seed(block_seed(seed, b)))
-        else:
-            inputs = source[b * BLOCK:(b + 1) * BLOCK]
+            inputs = pipe.draw_noise(BLOCK, gen)
+        else:  # the block's source rows, completed with seeded noise where the input asks for it
+            inputs = complete(source[b * BLOCK:(b + 1) * BLOCK], pipe.noise_layout, gen)
         with torch.no_grad():
             out = _as_tuple(pipe(inputs))
         lo, hi = max(start - b * BLOCK, 0), min(stop - b * BLOCK, BLOCK)

@@ -38,6 +38,21 @@ class SourceInput:
         return len(self.x)
 
 
+def complete(x: torch.Tensor, layout: list[str], generator: torch.Generator | None = None) -> torch.Tensor:
+    """The pipeline's whole input for source rows ``x`` ``[N, S]``: a pipeline whose input has
+    more columns than the source (``layout``: S "source" columns, then "normal" / "uniform"
+    ones, e.g. DiDi's fill noise) gets them drawn from ``generator`` (N(0, 1) / U[0, 1))."""
+    extra = layout[x.shape[1]:]
+    if "source" in extra or len(layout) < x.shape[1]:
+        raise InputError(f"source rows of {x.shape[1]} columns do not fit the input layout "
+                         f"({layout.count('source')} source columns of {len(layout)})")
+    if not extra:
+        return x
+    cols = [torch.randn(len(x), 1, generator=generator) if kind == "normal" else torch.rand(len(x), 1, generator=generator)
+            for kind in extra]
+    return torch.cat([x, *cols], dim=-1)
+
+
 def read_source(path: str | os.PathLike, process, card, max_events: int = 0) -> SourceInput:
     """The source events of ``path`` (all, or the first ``max_events``) as ``process``'s pipeline
     input for a run with ``card``; one-line InputError for a missing or unreadable file, a

@@ -124,6 +124,8 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     log(f"events: {n_train} train, {len(data.x_val)} validation, {len(data.split['test'])} held-out test; "
         f"{data.coords.dim} coordinates, {data.coords.cond_dim} conditions")
 
+    if resume is None:
+        model.fit_data(data.x_train)  # e.g. DiDi's fill columns (a resumed run loads them)
     model = model.to(device)
     bayes = is_bayesian(model)
     # the model that is validated, saved as "model" and generates: the weight average when on

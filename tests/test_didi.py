@@ -38,7 +38,7 @@ from hepgen.models.didi import ot_pairing
 from hepgen.nn.bayesian import set_draw
 from hepgen.processes.base import Selection, settings_of
 from hepgen.runs import build_for, load_run
-from hepgen.sources import read_source
+from hepgen.sources import complete, read_source
 from hepgen.train import train
 from tests.toolchain import needs_cpp
 
@@ -99,7 +99,8 @@ class ShiftCoords(nn.Module):
 
 
 class ShiftPipeline(nn.Module):
-    """source ``[N, 2, 4]`` -> mapped ``[N, 2, 4]``: (pT, eta) through coords and the sampler, phi and mass carried."""
+    """``[N, 8 + m]`` (the source event [2, 4] flattened, then the sampler's m fill-noise columns)
+    -> mapped ``[N, 2, 4]``: (pT, eta) through coords and the sampler, phi and mass carried."""
 
     def __init__(self, sampler, coords: ShiftCoords):
         super().__init__()
@@ -107,8 +108,9 @@ class ShiftPipeline(nn.Module):
         std = coords.chain.step("standardize")
         self.register_buffer("mean", std.mean.float().clone())
         self.register_buffer("std", std.std.float().clone())
-        self.noise_dim = 8
-        self.noise_layout = ["source"] * 8
+        extra = [k for k in sampler.noise_layout if k != "source"]
+        self.noise_dim = 8 + len(extra)
+        self.noise_layout = ["source"] * 8 + extra
         self._draw = sampler.draw_noise
 
     def draw_noise(self, n, generator=None):
@@ -117,9 +119,10 @@ class ShiftPipeline(nn.Module):
     def record(self):
         return {"process_note": "shift toy"}
 
-    def forward(self, source):
+    def forward(self, inputs):
+        source = inputs[:, :8].reshape(-1, 2, 4)
         z = (raw_columns(source) - self.mean) / self.std
-        y = self.sampler(z, z[:, :0]) * self.std + self.mean
+        y = self.sampler(torch.cat([z, inputs[:, 8:]], dim=-1), z[:, :0]) * self.std + self.mean
         p1 = torch.stack([y[:, 0], y[:, 1], source[:, 0, 2], source[:, 0, 3]], -1)
         p2 = torch.stack([y[:, 2], y[:, 3], source[:, 1, 2], source[:, 1, 3]], -1)
         return torch.stack([p1, p2], 1)
@@ -154,7 +157,7 @@ class ShiftProcess:
         if (counts != 2).any():
             i = int(np.flatnonzero(counts != 2)[0])
             raise InputError(f"source event {i} has {counts[i]} particles; the run was trained on 2")
-        return torch.from_numpy(sample.padded("Part", 2)).float()
+        return torch.from_numpy(sample.padded("Part", 2)).float().reshape(len(sample), 8)
 
     def select(self, out, card):
         return Selection(np.ones(len(out[0]), bool), {})
@@ -166,7 +169,8 @@ class ShiftProcess:
         return EventSample.build({"Part": part}, np.ones(n), info)
 
     def export_spec(self, run, pipe, sampler, draw_pipes):
-        spec = GraphSpec(inputs=(Port("source", (2, 4), "source events: p1, p2 x (pt, eta, phi, mass)"),),
+        spec = GraphSpec(inputs=(Port("source", (len(pipe.noise_layout),),
+                                      "source events: p1, p2 x (pt, eta, phi, mass), then the fill noise"),),
                          outputs=(Port("momenta", (2, 4), "mapped p1, p2", "pt GeV, eta, phi rad, mass GeV"),),
                          noise_layout=tuple(pipe.noise_layout), objects=("p1", "p2"))
         return spec, {"process": self.name, "record": pipe.record(), "record_per_draw": [p.record() for p in draw_pipes]}
@@ -190,7 +194,7 @@ def test_didi_contract(bayes):
                       bayes=BayesConfig(enabled=bayes, init_log_sigma=-3.0))
     torch.manual_seed(0)
     model = build_model(cfg, 3, 2).double()
-    assert model.maps_samples and model.noise_layout() == ["source"] * 3
+    assert model.maps_samples and model.noise_layout() == ["source"] * 3 + ["normal"] * 3
     g = torch.Generator().manual_seed(1)
     x, c = torch.randn(64, 6, generator=g, dtype=torch.float64), torch.randn(64, 2, generator=g, dtype=torch.float64)
     loss = model.loss(x, c)
@@ -205,13 +209,37 @@ def test_didi_contract(bayes):
     model.eval()
     if bayes:
         set_draw(model, 1)
-    src = x[:, 3:]
-    out = model.sample(src, c)
-    assert out.shape == (64, 3) and torch.equal(out, model.sample(src, c))
-    assert ((model.sample(src + 0.5, c) - out).abs().amax(1) > 1e-6).all()
+    src, z = x[:, 3:], torch.randn(64, 3, generator=g, dtype=torch.float64)
+    out = model.sample(torch.cat([src, z], -1), c)
+    assert out.shape == (64, 3) and torch.equal(out, model.sample(torch.cat([src, z], -1), c))
+    assert ((model.sample(torch.cat([src + 0.5, z], -1), c) - out).abs().amax(1) > 1e-6).all()
+    assert torch.equal(model.sample(torch.cat([src, z + 1], -1), c), out)  # no fill column: the noise is not read
     if bayes:
         set_draw(model, 2)
-        assert (model.sample(src, c) - out).abs().max() > 1e-6
+        assert (model.sample(torch.cat([src, z], -1), c) - out).abs().max() > 1e-6
+
+
+def test_didi_fills_the_columns_a_source_lacks_with_noise():
+    """A source column that is constant over the training sources (an on-shell mass) is marked
+    fill: training and sampling start it from the noise column, the others from the source."""
+    cfg = ModelConfig(family="didi", network=NetworkConfig(hidden=16, layers=1), cfm=CFMConfig(steps=3))
+    torch.manual_seed(0)
+    model = build_model(cfg, 3, 0).double()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(200, 6, generator=g, dtype=torch.float64)
+    x[:, 4] = 0.7  # source column 1: the same value in every event
+    model.fit_data(x)
+    assert model.fill.tolist() == [0.0, 1.0, 0.0]
+    model.eval()
+    c = torch.zeros(200, 0, dtype=torch.float64)
+    inp = torch.cat([x[:, 3:], torch.randn(200, 3, generator=g, dtype=torch.float64)], -1)
+    out = model.sample(inp, c)
+    moved = inp.clone()
+    moved[:, 4] += 1.0  # the fill column's noise: read
+    assert ((model.sample(moved, c) - out).abs().amax(1) > 1e-6).all()
+    moved = inp.clone()
+    moved[:, 3] += 1.0  # a filled column's source value: ignored
+    assert torch.equal(model.sample(moved, c), out)
     with pytest.raises(HepgenError, match="give --source FILE"):
         model.draw_noise(4)
 
@@ -297,8 +325,9 @@ def test_ot_coupling_pairs_each_batch_at_minimal_cost_and_trains(files):
     card["train"]["epochs"] = 12
     run = load_run(train(card_from_dict(card), progress=False, after=False, run_dir=files / "ot"))
     src = read_source(files / "heldout_source.root", run.process, run.card)
+    pipe = run.pipeline()
     with torch.no_grad():
-        got = raw_columns(run.pipeline()(src.x)).numpy()
+        got = raw_columns(pipe(complete(src.x, pipe.noise_layout))).numpy()
     assert _close(got, **TARGET).all(), (got.mean(0), got.std(0))
 
 
@@ -369,14 +398,15 @@ def test_generate_refuses_a_missing_or_unwanted_or_wrong_source(plain_run, files
         assert not out.exists()
     with pytest.raises(HepgenError, match="give --source FILE"):
         plain_run.pipeline().draw_noise(3)
-    assert build_for(plain_run.card)[1].noise_layout() == ["source"] * 4
+    assert build_for(plain_run.card)[1].noise_layout() == ["source"] * 4 + ["normal"] * 4
 
 
 @pytest.fixture(scope="module")
 def didi_export(bayes_run, files):
     out = files / "exp"
     assert _hepgen("export", bayes_run.path, "-o", out, "--bayes-samples", 2) == 0  # parity checked on data.source
-    src = read_source(files / "heldout_source.root", bayes_run.process, bayes_run.card, max_events=400).x.numpy()
+    rows = read_source(files / "heldout_source.root", bayes_run.process, bayes_run.card, max_events=400).x
+    src = complete(rows, bayes_run.pipeline().noise_layout, torch.Generator().manual_seed(0)).numpy()
     sampler = OnnxSampler(out)
     return out, src, [sampler.run(src, draw=k)["momenta"] for k in range(2)]
 
@@ -384,9 +414,9 @@ def didi_export(bayes_run, files):
 def test_export_feeds_source_events_and_onnx_runtime_matches_torch(bayes_run, files, didi_export, tmp_path):
     out, src, ort = didi_export
     manifest = json.loads((out / "manifest.json").read_text())
-    assert [(p["name"], p["shape"]) for p in manifest["inputs"]] == [("source", ["batch", 2, 4])]
+    assert [(p["name"], p["shape"]) for p in manifest["inputs"]] == [("source", ["batch", 12])]
     assert manifest["checks"]["inputs"] == "given" and manifest["provenance"]["check_source_file"] == str(files / "source.root")
-    assert manifest["noise_layout"] == ["source"] * 8 and len(manifest["weights"]["draws"]) == 2
+    assert manifest["noise_layout"] == ["source"] * 8 + ["normal"] * 4 and len(manifest["weights"]["draws"]) == 2
     for k in range(2):
         assert event_diff([ort[k]], torch_outputs(bayes_run.pipeline(k), {"source": src})).max() <= TORCH_RTOL
     assert np.abs(ort[0] - ort[1]).max() > 1e-3

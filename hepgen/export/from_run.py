@@ -19,6 +19,8 @@ that ``hepgen generate`` applies is left to the consumer, as the manifest says.
 
 from __future__ import annotations
 
+import torch
+
 import json
 import os
 from pathlib import Path
@@ -28,7 +30,7 @@ from ..cards import card_hash, dump_card
 from ..errors import ExportError
 from ..pipeline import frozen_sampler
 from ..runs import load_run
-from ..sources import read_source
+from ..sources import complete, read_source
 from .bundle import CHECK_EVENTS, write_export
 
 
@@ -69,7 +71,8 @@ def export(run_dir: str | os.PathLike, *, output: str | os.PathLike | None = Non
         if not path:
             raise ExportError(f"the {run.family} generator of {run.path} maps source events; give --source FILE")
         src = read_source(path, process, card, max_events=CHECK_EVENTS)
-        inputs, source_record = {spec.inputs[0].name: src.x.numpy()}, {"check_" + k: v for k, v in src.record.items()}
+        x = complete(src.x, list(spec.noise_layout), torch.Generator().manual_seed(card.seed))
+        inputs, source_record = {spec.inputs[0].name: x.numpy()}, {"check_" + k: v for k, v in src.record.items()}
     generator = {"family": run.family, "bayesian": bayes, "draws": k,
                  "network": {"hidden": card.model.network.hidden, "layers": card.model.network.layers,
                              "backbone": card.model.network.backbone},

@@ -148,6 +148,7 @@ class OnnxPipeline:
         m = self.onnx.manifest
         self.manifest = m
         self.noise_dim = m.noise_dim
+        self.noise_layout = list(m.noise_layout)
         physics = m.physics or {}
         per_draw = physics.get("fractions_per_draw") or []
         self.fractions = physics.get("fractions") if draw is None or not per_draw else per_draw[draw]

@@ -55,6 +55,10 @@ class Generator(nn.Module):
         each one-hot condition (None: all). Families that can use it (CFM) override this; the
         others learn every column (absent ones carry N(0, 1) fill, :meth:`ZJetsCoords.encode`)."""
 
+    def fit_data(self, x: torch.Tensor) -> None:
+        """Optional hook: called once with the encoded training rows ``x`` before a new training
+        starts (DiDi marks the source columns it fills with noise); a no-op by default."""
+
     def noise_dim(self, **opts) -> int:
         """Noise columns per event that ``sampler(**opts)`` consumes (default: D)."""
         return self.dim

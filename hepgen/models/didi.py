@@ -14,10 +14,20 @@ event), exactly as :class:`~hepgen.models.cfm.CFM` does from noise:
   deterministic, ties aside). The condition ``c`` is not part of the cost.
 
 Sampling integrates dx/dt = v from the source event's coordinates (t = 0) to t = 1 with the
-card's fixed-step solver (``model.cfm``): deterministic, no noise. The sampler's input is
-therefore the source (``noise_layout`` all ``"source"``) and :meth:`DiDi.draw_noise` refuses.
-Network, time embedding and Bayesian layers are CFM's. There is no ``log_prob`` (the source
-density is not known).
+card's fixed-step solver (``model.cfm``). Network, time embedding and Bayesian layers are
+CFM's. There is no ``log_prob`` (the source density is not known).
+
+**Fill noise.** A source can have fewer degrees of freedom than the target: on-shell tt̄ has
+m_t and m_W fixed, the off-shell target spreads them out. A deterministic flow maps a point to a
+point, so it cannot grow a Breit-Wigner out of a fixed mass (measured: the mapped m_t kept
+a 0.7 GeV core and no tails). :meth:`DiDi.fit_data` marks the source columns that are constant
+over the training sources (standard deviation below :data:`FILL_STD` in the standardised
+coordinates) as ``fill``, and those columns of every source start as N(0, 1) noise instead,
+in training and in sampling. The sampler's input is therefore ``[source (D) | noise (D)]``
+(``noise_layout``: D "source" then D "normal" columns; only the fill columns read their noise),
+the map is deterministic for given source events and noise, and a source without constant
+columns maps exactly as without fill. :meth:`DiDi.draw_noise` refuses: the source events come
+from a file.
 """
 
 from __future__ import annotations
@@ -26,8 +36,13 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from torch import nn
+
 from ..errors import HepgenError
+from . import solvers
 from .cfm import CFM
+
+FILL_STD = 1e-2  # a source column with a smaller standard deviation (standardised units) is filled with noise
 
 
 def ot_pairing(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
@@ -38,9 +53,39 @@ def ot_pairing(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.argsort(target_of)).to(x0.device)
 
 
+class DiDiSampler(nn.Module):
+    """Exportable: ``[source x0 (D) | noise z (D)]``, c -> x ``[N, D]``; the fill columns start at z."""
+
+    def __init__(self, field, fill: torch.Tensor, solver: str, steps: int):
+        super().__init__()
+        self.field, self.solver, self.steps = field, solver, steps
+        self.register_buffer("fill", fill.clone())
+        self.dim = fill.shape[0]
+
+    def forward(self, inputs, c):
+        x0, z = inputs[:, :self.dim], inputs[:, self.dim:]
+        fill = self.fill.to(x0.dtype)
+        start = x0 + fill * (z - x0)
+        return solvers.integrate(lambda x, t: self.field(x, t, c), start, 0.0, 1.0, self.steps, self.solver)
+
+
 class DiDi(CFM):
     family = "didi"
     maps_samples = True
+
+    def __init__(self, dim: int, cond_dim: int, cfg):
+        super().__init__(dim, cond_dim, cfg)
+        self.register_buffer("fill", torch.zeros(dim))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.setdefault(prefix + "fill", torch.zeros_like(self.fill))  # runs from before fill noise
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @torch.no_grad()
+    def fit_data(self, x: torch.Tensor) -> None:
+        """Mark the source columns of the training rows ``x`` ``[N, 2D]`` that are constant (fill noise)."""
+        _, x0 = self.split(x)
+        self.fill.copy_((x0.double().std(0) < FILL_STD).to(self.fill.dtype))
 
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training data ``[N, 2D]`` -> (target ``[N, D]``, source ``[N, D]``)."""
@@ -56,10 +101,20 @@ class DiDi(CFM):
 
     def loss(self, x, c):
         x1, x0 = self.split(x)
-        return self.path_loss(self.pair(x0, x1), x1, c)
+        x0 = self.pair(x0, x1)
+        if bool(self.fill.any()):
+            fill = self.fill.to(x0.dtype)
+            x0 = x0 + fill * (torch.randn_like(x0) - x0)
+        return self.path_loss(x0, x1, c)
+
+    def sampler(self, solver: str | None = None, steps: int | None = None) -> nn.Module:
+        return DiDiSampler(self.field, self.fill, solver or self.cfg.cfm.solver, steps or self.cfg.cfm.steps)
+
+    def noise_dim(self, **opts) -> int:
+        return 2 * self.dim
 
     def noise_layout(self, **opts) -> list[str]:
-        return ["source"] * self.dim
+        return ["source"] * self.dim + ["normal"] * self.dim
 
     def draw_noise(self, n: int, generator: torch.Generator | None = None, **opts) -> torch.Tensor:
         raise HepgenError("a didi generator maps source events; give --source FILE")

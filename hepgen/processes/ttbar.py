@@ -17,10 +17,12 @@ in the :mod:`hepgen.dilepton` order:
   ``[N, m + 3]``: the family's ``m`` columns, then three U[0, 1): the global azimuth (the b's
   or the top's, :mod:`hepgen.coords.ttbar`), the W+ and the W- lepton flavour (muon below the
   training sample's muon fraction);
-* a generator that maps events (didi): :class:`TTbarMapPipeline`, input the source events
-  ``[N, 6, 5]`` (pt, eta, phi, mass, pdgId in the same order, float32): each event is
-  encoded, moved by the generator and decoded; its particles keep their species (pdgId, mass)
-  and the event its global azimuth.
+* a generator that maps events (didi): :class:`TTbarMapPipeline`, input ``[N, 30 + m]``: the
+  source event flattened (per particle, in the same order: pt, eta, phi, mass, pdgId; float32),
+  then the generator's own ``m`` N(0, 1) columns (DiDi's fill noise for what the source
+  lacks, e.g. the top and W line shapes of an on-shell source); each event is encoded, moved
+  by the generator and decoded; its particles keep their species (pdgId, mass) and the event
+  its global azimuth.
 
 Selection at generation: events with more energy than the beams are dropped (``acceptance``).
 """
@@ -53,6 +55,7 @@ N_EXTRA = 3  # uniform columns after the family's noise: b azimuth, W+ flavour, 
 N_EXTRA_NAMES = ("global azimuth", "W+ lepton flavour (muon below the training fraction)",
                  "W- lepton flavour (muon below the training fraction)")
 SOURCE_COLUMNS = ("pt", "eta", "phi", "mass", "pdgId")
+SOURCE_WIDTH = 6 * len(SOURCE_COLUMNS)  # a source event, flattened
 
 
 def _masses(table: torch.Tensor, flavour: torch.Tensor) -> torch.Tensor:
@@ -92,14 +95,17 @@ class TTbarPipeline(nn.Module):
 
 
 class TTbarMapPipeline(nn.Module):
-    """source ``[N, 6, 5]`` (pt, eta, phi, mass, pdgId) -> (p ``[N, 6, 4]``, pdg ``[N, 6]``), float32."""
+    """``[N, 30 + m]`` (the source event's 6 x (pt, eta, phi, mass, pdgId), then the generator's
+    m noise columns) -> (p ``[N, 6, 4]``, pdg ``[N, 6]``), float32."""
 
     def __init__(self, sampler: FrozenSampler, coords: TTbarCoords):
         super().__init__()
         self.sampler = sampler.module
         self.encoder, self.inverse = coords.encoder(torch.float32), coords.inverse(torch.float32)
-        self.noise_dim = dilepton.N_PARTICLES * len(SOURCE_COLUMNS)
-        self.noise_layout = ["source"] * self.noise_dim
+        self.dim = coords.dim
+        extra = [k for k in sampler.noise_layout if k != "source"]
+        self.noise_dim = SOURCE_WIDTH + len(extra)
+        self.noise_layout = ["source"] * SOURCE_WIDTH + extra
         self._draw_model_noise = sampler.draw_noise  # raises: a map needs source events
 
     def record(self) -> dict[str, str]:
@@ -108,10 +114,11 @@ class TTbarMapPipeline(nn.Module):
     def draw_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return self._draw_model_noise(n, generator)
 
-    def forward(self, source: torch.Tensor):
+    def forward(self, inputs: torch.Tensor):
+        source = inputs[:, :SOURCE_WIDTH].reshape(-1, dilepton.N_PARTICLES, len(SOURCE_COLUMNS))
         p0 = source[..., :4]
         x0, phi0 = self.encoder(p0)
-        x1 = self.sampler(x0, x0[:, :0])
+        x1 = self.sampler(torch.cat([x0, inputs[:, SOURCE_WIDTH:]], dim=-1), x0[:, :0])
         kin = self.inverse(x1, phi0, p0[..., 3])
         return torch.cat([kin, p0[..., 3:4]], dim=-1), source[..., 4]
 
@@ -171,13 +178,14 @@ class TTbarProcess:
 
     # -- generation ---------------------------------------------------------------------------
     def pipeline(self, run, sampler: FrozenSampler, draw: int | None) -> nn.Module:
-        maps = all(k == "source" for k in sampler.noise_layout)
+        maps = "source" in sampler.noise_layout
         return (TTbarMapPipeline if maps else TTbarPipeline)(sampler, run.coords).eval()
 
     def source_input(self, sample: EventSample, card: Card) -> torch.Tensor:
-        """Source events -> the map pipeline's input ``[N, 6, 5]`` float32 (InputError for other content)."""
+        """Source events -> the map pipeline's source columns ``[N, 30]`` float32 (per particle pt,
+        eta, phi, mass, pdgId; InputError for other content)."""
         p, pdg = dilepton.assign(sample, sample.info.get("source", "the source sample"))
-        return torch.from_numpy(np.concatenate([p, pdg[..., None].astype(np.float64)], axis=-1)).float()
+        return torch.from_numpy(np.concatenate([p, pdg[..., None].astype(np.float64)], axis=-1)).float().reshape(len(p), -1)
 
     def select(self, out: tuple[np.ndarray, ...], card: Card) -> Selection:
         ok = acceptance(out[0], card)
@@ -192,9 +200,10 @@ class TTbarProcess:
         roles = dilepton.ROLES
         layout = pipe.noise_layout
         if isinstance(pipe, TTbarMapPipeline):
-            port = Port("source", (dilepton.N_PARTICLES, len(SOURCE_COLUMNS)),
-                        f"source events: {', '.join(roles)}; per particle {', '.join(SOURCE_COLUMNS)}",
-                        "pt GeV, eta, phi rad, mass GeV, PDG id as float32")
+            port = Port("source", (len(layout),),
+                        f"columns 0..{SOURCE_WIDTH - 1}: the source event ({', '.join(roles)}; per particle "
+                        f"{', '.join(SOURCE_COLUMNS)}); then {len(layout) - SOURCE_WIDTH} N(0,1) columns "
+                        "(the generator's fill noise)", "pt GeV, eta, phi rad, mass GeV, PDG id as float32")
         else:
             m = pipe.model_noise_dim
             port = Port("noise", (len(layout),),
