@@ -121,9 +121,10 @@ def source_card(card: Card) -> Card | None:
 def load_source(card: Card, log: Callable[[str], None] = print):
     """The source sample of a card with ``data.source``: ``process.load_data`` of the card with
     ``data.path = data.source`` (the card's own process, format by the file's suffix), or of
-    ``data.source_card`` (whose simulation makes the file when it is absent)."""
+    ``data.source_card`` (whose simulation makes the file when it is absent); the card's
+    ``data.max_events`` limits the source too."""
     maker = source_card(card) or card
-    data = dataclasses.replace(maker.data, path=card.data.source,
+    data = dataclasses.replace(maker.data, path=card.data.source, max_events=card.data.max_events,
                                format=format_of(card.data.source) or maker.data.format)
     return processes.get(maker.process.name).load_data(dataclasses.replace(maker, data=data), log)
 

@@ -40,7 +40,7 @@ from hepgen.processes.base import Selection, settings_of
 from hepgen.runs import build_for, load_run
 from hepgen.sources import complete, read_source
 from hepgen.train import train
-from tests.toolchain import needs_cpp
+from tests.toolchain import needs_cpp, sofie_outputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -433,18 +433,9 @@ def test_export_feeds_source_events_and_onnx_runtime_matches_torch(bayes_run, fi
 @needs_cpp
 def test_sofie_cpp_maps_the_same_source_events(didi_export, tmp_path):
     out, src, ort = didi_export
-    if not (out / "sofie" / "generator.hxx").exists():
-        pytest.skip("no SOFIE header (the sofie package is not installed)")
-    build = tmp_path / "build"
-    subprocess.run(["make", "-s", "-C", str(REPO / "export/sofie"), f"EXPORT={out}", f"BUILD={build}"],
-                   check=True, capture_output=True)
-    n = len(src)
-    src.tofile(tmp_path / "source.f32")
-    subprocess.run([str(build / "generate_events"), str(out), "-o", str(tmp_path / "ev"), "-n", str(n),
-                    "--noise", str(tmp_path / "source.f32")], check=True, capture_output=True)
-    p = np.fromfile(tmp_path / "ev.out0.f32", dtype=np.float32).reshape(2, n, 2, 4)
+    p = sofie_outputs(out, src, tmp_path, (2, 4))
     for k in range(2):
         assert event_diff([p[k]], [ort[k]]).max() <= SOFIE_RTOL
-    refused = subprocess.run([str(build / "generate_events"), str(out), "-o", str(tmp_path / "x"), "-n", "5"],
+    refused = subprocess.run([str(tmp_path / "build" / "generate_events"), str(out), "-o", str(tmp_path / "x"), "-n", "5"],
                              capture_output=True, text=True)
     assert refused.returncode != 0 and "maps source events" in refused.stderr

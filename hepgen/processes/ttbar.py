@@ -39,7 +39,7 @@ from .. import crosssection as xsec
 from .. import dilepton, selection
 from ..cards import Card, load_card
 from ..coords.ttbar import TTbarCoords, pdg_ids, uniform_azimuth
-from ..errors import InputError
+from ..errors import CardError, InputError
 from ..events import EventSample
 from ..export.manifest import GraphSpec, Port
 from ..io import format_of
@@ -47,7 +47,7 @@ from ..io.lhe import read_lhe
 from ..io.root import read_events
 from ..kinematics import ptetaphim_to_epxpypz
 from ..simulate import produce
-from ..simulate.reference import independent_reference
+from ..simulate.reference import independent_reference, reference_seed
 from ..simulate.ttbar import ttbar_simulation
 from .base import AfterTraining, FrozenSampler, Log, Selection, settings_of
 
@@ -241,7 +241,12 @@ class TTbarProcess:
         """The source events a mapping run is validated on: the independent reference of
         ``data.source_card`` (made when absent), else the training source itself (said in the log)."""
         if card.data.source_card:
-            path = self.validation_reference(load_card(card.data.source_card), log)
+            source_card = load_card(card.data.source_card)
+            if card.validate.reference_events and reference_seed(source_card) == reference_seed(card):
+                raise CardError(f"card {card.name}: its validation reference and that of data.source_card "
+                                f"{card.data.source_card} have the same seed {reference_seed(card)}: Pythia would "
+                                "give both nearly the same events; give the two cards different seeds")
+            path = self.validation_reference(source_card, log)
             if path is not None:
                 return path
         log(f"validation maps the training source {card.data.source} (give data.source_card with a validation "

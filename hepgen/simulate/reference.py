@@ -65,8 +65,11 @@ def _setting_mismatches(info: dict[str, str], card: Card, simulation: Simulation
     if theirs != ours:
         diff = [f"+{s}" for s in ours if s not in theirs] + [f"-{s}" for s in theirs if s not in ours]
         out.append("other Pythia settings (card vs file: " + ", ".join(diff or ["order"]) + ")")
-    theirs = (yaml.safe_load(info["card"]) or {}).get("process", {})
+    theirs = dict((yaml.safe_load(info["card"]) or {}).get("process", {}))
     ours = card_to_dict(card)["process"]
+    # process.settings: only the keys the simulation uses (the others configure the training)
+    theirs["settings"] = {k: v for k, v in (theirs.get("settings") or {}).items() if k in simulation.settings_keys}
+    ours["settings"] = {k: v for k, v in ours["settings"].items() if k in simulation.settings_keys}
     keys = [k for k in ours if theirs.get(k) != ours[k]]
     if keys:
         out.append("another selection (" + ", ".join(f"process.{k}: file {theirs.get(k)}, card {ours[k]}" for k in keys) + ")")

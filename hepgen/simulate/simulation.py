@@ -36,7 +36,9 @@ class Simulation:
     last); ``select``: the module-level batch function; ``provenance(sample, stats)``: the
     process's lines of the file's provenance (generator, process text, versions, its counts),
     beside the ones ``produce`` writes for every process; ``summary(sample, stats)``: the end of
-    the one-line summary; ``give_up_hint``: what to check when no event passes.
+    the one-line summary; ``give_up_hint``: what to check when no event passes;
+    ``settings_keys``: the ``process.settings`` keys that shape the events (a reference sample
+    is compared on these; the others, e.g. tt̄'s network coordinates, are the training's).
     """
 
     settings: tuple[str, ...]
@@ -44,6 +46,7 @@ class Simulation:
     provenance: Provenance
     summary: Callable[[EventSample, Any], str]
     give_up_hint: str
+    settings_keys: tuple[str, ...] = ()
 
 
 @dataclass

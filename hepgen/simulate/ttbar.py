@@ -157,4 +157,5 @@ def ttbar_simulation(card: Card) -> Simulation:
         provenance=partial(_provenance, card),
         summary=partial(_summary, card),
         give_up_hint="the record has no dileptonic tt̄ decays (settings in the card's simulate.pythia?)",
+        settings_keys=("widths", "leptons"),
     )
