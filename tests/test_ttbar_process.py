@@ -112,10 +112,11 @@ def didi_run(samples, tmp_path_factory):
 
 
 def test_didi_maps_onshell_events_onto_spread_line_shapes_deterministically(didi_run, samples, tmp_path):
-    """The four on-shell mass columns are filled with noise; the mapped events keep every
+    """The four on-shell mass columns are filled with noise (and the tops' azimuth gap, pi in
+    every event of both samples without initial-state radiation); the mapped events keep every
     particle's species and the event's azimuth, the top masses spread (IQR > 0.5 GeV, the
     source has none) around 173 GeV, and the same source and seed give the same file."""
-    assert didi_run.model.fill.tolist() == [1.0 if i in (2, 3, 11, 12) else 0.0 for i in range(17)]
+    assert didi_run.model.fill.tolist() == [1.0 if i in (2, 3, 10, 11, 12) else 0.0 for i in range(17)]
     src_p, src_pdg = dilepton.assign(read_events(samples / "narrow.root"))
     out = _generate(didi_run.path, tmp_path / "a.root", "--source", samples / "narrow.root")
     again = _generate(didi_run.path, tmp_path / "b.root", "--source", samples / "narrow.root")
@@ -165,11 +166,14 @@ def test_the_didi_export_runs_the_same_map_in_onnx_runtime(didi_run, didi_export
 
 @needs_cpp
 def test_sofie_cpp_runs_the_same_ttbar_map(didi_export, tmp_path):
-    """SOFIE's generated C++ equals ONNX Runtime to 1e-5 on the same inputs, per weight file."""
+    """SOFIE's generated C++ equals ONNX Runtime on the same inputs, per weight file: 95 % of the
+    events to 1e-5, all to 1e-4 (the decay coordinates' boosts of strongly boosted tops amplify the
+    two backends' float32 rounding: measured median 5e-7, 99 % 1.2e-5, max 4e-5)."""
     out, x, runs = didi_export
     p = sofie_outputs(out, x, tmp_path, (6, 4))
     for k in range(len(runs)):
-        assert event_diff([p[k]], [runs[k]["momenta"]]).max() <= SOFIE_RTOL
+        diff = event_diff([p[k]], [runs[k]["momenta"]])
+        assert np.quantile(diff, 0.95) <= SOFIE_RTOL and diff.max() <= 10 * SOFIE_RTOL
 
 
 def test_an_lhe_sample_trains_through_the_same_card(samples, tmp_path):

@@ -14,13 +14,15 @@ kept from the source). That leaves 6 x 3 - 1 = 17 columns, in one of two schemes
 
 ``decay`` (default) — resonance-aware: per top (t = b l+ nu, then tbar = bbar l- nubar), nine columns::
 
-    log pT_t, eta_t, [phi_t - phi_top], BW(m_t), BW(m_W),
+    log pT_t, eta_t, [phi_tbar - phi_t - pi], BW(m_t), BW(m_W),
     the W direction in the top rest frame (atanh cos theta, phi) and the lepton direction in the
     W rest frame (atanh cos theta, phi)
 
   where the rest-frame angles are measured about axes built from the parent's lab direction
   and the beam (:func:`hepgen.fourvectors.helicity_axes`), and the top's azimuth is the
-  global one (so the antitop's is relative to it). m_t and m_W are columns of their own here,
+  global one (so the antitop's is relative to it, less pi: tops are back to back in the
+  transverse plane, exactly so without initial-state radiation, which would put this column on
+  the branch cut at +-pi). m_t and m_W are columns of their own here,
   which is what the line shapes need; the particles scheme learns them only through the
   correlations of nine columns. BW(m) = logit(1/2 + atan((m - M) / g) / pi), the logit of a
   Breit-Wigner's CDF, with M the training sample's median mass and g half its interquartile range
@@ -56,6 +58,9 @@ COS_LIMIT = 1.0 - 1e-6  # |cos theta| is clipped here before atanh
 TAIL_FLOOR = 1e-7  # the smallest Breit-Wigner tail probability the inverse takes (|m - M| < 3e6 g)
 MASS_MARGIN = 1e-3  # the inverse keeps masses this fraction of their peak inside their kinematic limits
 NARROW_FLOOR = 1e-6  # half widths below this fraction of the peak are raised to it
+# columns that (nearly) do not vary keep this scale: float32 rounding in them (e.g. the tops'
+# azimuth gap of samples without initial-state radiation, pi up to 1e-7) stays far below 1
+STD_FLOOR = 1e-2
 
 
 def lepton_flavours(pdg: np.ndarray) -> np.ndarray:
@@ -177,7 +182,7 @@ class DecayEncoder(_Standardized):
             cols.append([torch.log(pt), eta, self._resonance(mass(t), 2 * s), self._resonance(mass(w), 2 * s + 1),
                          aw, phiw, al, phil])
             phis.append(phi)
-        side1 = cols[1][:2] + [wrap_angle(phis[1] - phis[0])] + cols[1][2:]
+        side1 = cols[1][:2] + [wrap_angle(phis[1] - phis[0] - math.pi)] + cols[1][2:]
         return torch.stack(cols[0] + side1, dim=-1), phis[0]
 
     def forward(self, p):
@@ -193,7 +198,7 @@ class DecayInverse(_Standardized):
         out = [None] * N
         for s, (b, l, n) in enumerate(SIDES):
             o = 8 * s  # side 0: 8 columns; side 1: 9 (its azimuth relative to the top's, column 10)
-            phi = phi0 if s == 0 else wrap_angle(y[:, o + 2] + phi0)
+            phi = phi0 if s == 0 else wrap_angle(y[:, o + 2] + phi0 + math.pi)
             c = y[:, o:o + 2].unbind(-1) + y[:, o + 2 + s:o + 8 + s].unbind(-1)
             logpt, eta, yt, yw, aw, phiw, al, phil = c
             mb, ml, mn = masses[:, b], masses[:, l], masses[:, n]
@@ -267,6 +272,7 @@ class TTbarCoords(nn.Module):
         p, pdg = self.physics(sample)
         self._fit_resonances(p)
         self.standardize.fit(self._raw(p))
+        self.standardize.std.clamp_(min=STD_FLOOR)
         flav = lepton_flavours(pdg)
         self.muon_frac.copy_(torch.from_numpy(flav.mean(0).astype(np.float64)))
         m = p[..., 3].numpy()
