@@ -329,7 +329,10 @@ def test_interrupted_run_leaves_no_file(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "hepgen", "simulate", str(CARD), "-n", "1000000",
                              "-o", str(out), "--jobs", "2"], cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a shell's background job (CI started with `&`) inherits SIGINT ignored,
+                            # and Python keeps an ignored SIGINT: give the run the default, as a terminal does
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         # interrupt once both workers run (a fixed sleep raced the start-up on a cold CI machine:
         # a SIGINT during the parent's imports can be swallowed by an extension module)
