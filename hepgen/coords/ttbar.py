@@ -140,7 +140,18 @@ class _Standardized(nn.Module):
         return m if hi is None else torch.where(m < hi - margin, m, hi - margin)
 
 
-class ParticleEncoder(_Standardized):
+class _Encoder(_Standardized):
+    """p ``[N, 6, 4]`` -> (x ``[N, 17]`` standardised, global azimuth ``[N]``); a scheme gives :meth:`raw`."""
+
+    def raw(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, p):
+        raw, phi0 = self.raw(p)
+        return (raw - self.mean) / self.std, phi0
+
+
+class ParticleEncoder(_Encoder):
     """p ``[N, 6, 4]`` -> (x ``[N, 17]``, phi_b ``[N]``): the particles scheme."""
 
     def raw(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,10 +160,6 @@ class ParticleEncoder(_Standardized):
         for i in range(1, N):
             cols += [torch.log(p[:, i, 0]), p[:, i, 1], wrap_angle(p[:, i, 2] - phi0)]
         return torch.stack(cols, dim=-1), phi0
-
-    def forward(self, p):
-        raw, phi0 = self.raw(p)
-        return (raw - self.mean) / self.std, phi0
 
 
 class ParticleInverse(_Standardized):
@@ -167,7 +174,7 @@ class ParticleInverse(_Standardized):
         return torch.stack(parts, dim=1)
 
 
-class DecayEncoder(_Standardized):
+class DecayEncoder(_Encoder):
     """p ``[N, 6, 4]`` -> (x ``[N, 17]``, phi_top ``[N]``): the decay scheme."""
 
     def raw(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,10 +191,6 @@ class DecayEncoder(_Standardized):
             phis.append(phi)
         side1 = cols[1][:2] + [wrap_angle(phis[1] - phis[0] - math.pi)] + cols[1][2:]
         return torch.stack(cols[0] + side1, dim=-1), phis[0]
-
-    def forward(self, p):
-        raw, phi0 = self.raw(p)
-        return (raw - self.mean) / self.std, phi0
 
 
 class DecayInverse(_Standardized):

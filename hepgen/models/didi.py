@@ -39,8 +39,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from ..errors import HepgenError
-from . import solvers
-from .cfm import CFM
+from .cfm import CFM, CFMSampler
 
 FILL_STD = 1e-2  # a source column with a smaller standard deviation (standardised units) is filled with noise
 
@@ -53,20 +52,18 @@ def ot_pairing(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.argsort(target_of)).to(x0.device)
 
 
-class DiDiSampler(nn.Module):
-    """Exportable: ``[source x0 (D) | noise z (D)]``, c -> x ``[N, D]``; the fill columns start at z."""
+class DiDiSampler(CFMSampler):
+    """Exportable: ``[source x0 (D) | noise z (D)]``, c -> x ``[N, D]``; the fill columns start at
+    z, then CFM's unrolled solver."""
 
     def __init__(self, field, fill: torch.Tensor, solver: str, steps: int):
-        super().__init__()
-        self.field, self.solver, self.steps = field, solver, steps
+        super().__init__(field, solver, steps)
         self.register_buffer("fill", fill.clone())
         self.dim = fill.shape[0]
 
     def forward(self, inputs, c):
         x0, z = inputs[:, :self.dim], inputs[:, self.dim:]
-        fill = self.fill.to(x0.dtype)
-        start = x0 + fill * (z - x0)
-        return solvers.integrate(lambda x, t: self.field(x, t, c), start, 0.0, 1.0, self.steps, self.solver)
+        return super().forward(x0 + self.fill.to(x0.dtype) * (z - x0), c)
 
 
 class DiDi(CFM):

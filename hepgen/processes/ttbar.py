@@ -3,9 +3,9 @@
 Data: the card's sample (``data.path``, ROOT or LHE from any generator); the six decay products
 are assigned by PDG id (:func:`hepgen.dilepton.assign`), so a file with other particles or a
 different number of them is one InputError line. When the file is absent and it is the card's
-``simulate.output``, Pythia 8 makes it first (:func:`hepgen.simulate.ttbar.ttbar_simulation`:
-hard process plus decays; ``process.settings.widths`` narrow = on-shell, breit_wigner =
-Pythia's off-shell line shapes).
+``simulate.output``, Pythia 8 makes it first (:func:`hepgen.simulate.training_file`, with
+:func:`hepgen.simulate.ttbar.ttbar_simulation`: hard process plus decays;
+``process.settings.widths`` narrow = on-shell, breit_wigner = Pythia's off-shell line shapes).
 
 Two pipelines, one exportable module per Bayesian draw, both ending in the same outputs::
 
@@ -39,16 +39,15 @@ from .. import crosssection as xsec
 from .. import dilepton, selection
 from ..cards import Card, load_card
 from ..coords.ttbar import TTbarCoords, pdg_ids, uniform_azimuth
-from ..errors import CardError, InputError
+from ..errors import CardError
 from ..events import EventSample
 from ..export.manifest import GraphSpec, Port
 from ..io import format_of
 from ..io.lhe import read_lhe
 from ..io.root import read_events
 from ..kinematics import ptetaphim_to_epxpypz
-from ..simulate import produce
+from ..simulate import training_file
 from ..simulate.reference import independent_reference, reference_seed
-from ..simulate.ttbar import ttbar_simulation
 from .base import AfterTraining, FrozenSampler, Log, Selection, settings_of
 
 N_EXTRA = 3  # uniform columns after the family's noise: b azimuth, W+ flavour, W- flavour
@@ -102,7 +101,6 @@ class TTbarMapPipeline(nn.Module):
         super().__init__()
         self.sampler = sampler.module
         self.encoder, self.inverse = coords.encoder(torch.float32), coords.inverse(torch.float32)
-        self.dim = coords.dim
         extra = [k for k in sampler.noise_layout if k != "source"]
         self.noise_dim = SOURCE_WIDTH + len(extra)
         self.noise_layout = ["source"] * SOURCE_WIDTH + extra
@@ -157,12 +155,7 @@ class TTbarProcess:
         return dilepton.to_sample(p, pdg, sample.weight, sample.info, sample.variations)
 
     def load_data(self, card: Card, log: Log) -> EventSample:
-        path = Path(card.data.path)
-        if not path.exists():
-            if Path(card.simulate.output) != path:
-                raise InputError(f"data.path {path} does not exist (and is not the card's simulate.output to produce)")
-            log(f"{path} is absent: running the card's simulation first ({card.simulate.events} events)")
-            produce(card, simulation=ttbar_simulation(card))
+        path = training_file(card, log)
         sample = self.read(path, card)
         if card.data.max_events and len(sample) > card.data.max_events:
             w = sample.weight
@@ -171,7 +164,7 @@ class TTbarProcess:
         return sample
 
     def validation_reference(self, card: Card, log: Log, simulate: bool = True) -> Path | None:
-        return independent_reference(card, log, simulate=simulate, simulation=ttbar_simulation(card))
+        return independent_reference(card, log, simulate=simulate)
 
     def coords(self, card: Card) -> TTbarCoords:
         return TTbarCoords(settings_of(self, card).coordinates)

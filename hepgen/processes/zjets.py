@@ -52,7 +52,7 @@ from ..export.manifest import GraphSpec, Port
 from ..io.lhe import read_lhe
 from ..io.root import read_events
 from ..kinematics import ptetaphim_to_epxpypz
-from ..simulate import produce
+from ..simulate import training_file
 from ..simulate.reference import independent_reference
 from .base import AfterTraining, Categories, Category, FrozenSampler, Log, Selection
 
@@ -219,12 +219,7 @@ class ZJetsProcess:
 
     # -- data ---------------------------------------------------------------------------------
     def load_data(self, card: Card, log: Log) -> EventSample:
-        path = Path(card.data.path)
-        if not path.exists():
-            if Path(card.simulate.output) != path:
-                raise InputError(f"data.path {path} does not exist (and is not the card's simulate.output to produce)")
-            log(f"{path} is absent: running the card's simulation first ({card.simulate.events} events)")
-            produce(card)
+        path = training_file(card, log)
         if card.data.format == "lhe":
             sample = read_lhe(path)
         else:

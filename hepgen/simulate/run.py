@@ -38,7 +38,7 @@ import numpy as np
 
 from .. import crosssection as xsec
 from ..cards import Card, ProcessConfig, card_hash, dump_card
-from ..errors import CardError, HepgenError, OutputError
+from ..errors import CardError, HepgenError, InputError, OutputError
 from ..events import EventSample
 from ..io.root import RootWriter
 from ..outputs import atomic_output, check_output
@@ -375,3 +375,16 @@ def produce(
             file=sys.stderr,
         )
     return output
+
+
+def training_file(card: Card, log: Callable[[str], None] = print) -> Path:
+    """The card's training sample ``data.path``; when it is absent and is the card's own
+    ``simulate.output``, the card's simulation (:func:`simulation_for`) makes it first. Any other
+    absent path is a one-line :class:`InputError`."""
+    path = Path(card.data.path)
+    if not path.exists():
+        if Path(card.simulate.output) != path:
+            raise InputError(f"data.path {path} does not exist (and is not the card's simulate.output to produce)")
+        log(f"{path} is absent: running the card's simulation first ({card.simulate.events} events)")
+        produce(card)
+    return path
