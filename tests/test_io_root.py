@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import awkward as ak
@@ -344,3 +345,39 @@ def test_branch_mapping_expressions_and_card_data_section(tmp_path):
     np.testing.assert_array_equal(flat(head["Muon"].pt), flat(plain.select(np.arange(100))["Muon"].pt))
     with pytest.raises(InputError, match="unknown event file format"):
         read_sample(tmp_path / "events.csv")
+
+
+# ---------------------------------------------------------------------------- per-event flags
+
+
+def test_flags_round_trip_as_bool_branches_through_chunks_and_selection(tmp_path):
+    """A paired sample's pass flags are bool branches named in the provenance; they come back
+    per event through streamed chunks, iteration and selection."""
+    rng = np.random.default_rng(4)
+    parts = []
+    for seed in (1, 2):
+        s = random_sample(300, seed)
+        parts.append(replace(s, flags={"pass_gen": rng.random(300) < 0.7, "pass_reco": rng.random(300) < 0.4}))
+    with RootWriter(tmp_path / "f.root", chunk_size=250) as w:
+        for p in parts:
+            w.write(p)
+    whole = EventSample.concatenate(parts)
+    with uproot.open(tmp_path / "f.root") as f:
+        assert f["Events"]["pass_gen"].typename == "bool"
+        assert json.loads(json.loads(str(f["hepgen_info"]))["flag_branches"]) == ["pass_gen", "pass_reco"]
+    back = read_events(tmp_path / "f.root")
+    assert list(back.flags) == ["pass_gen", "pass_reco"]
+    for k in whole.flags:
+        np.testing.assert_array_equal(back.flags[k], whole.flags[k])
+    chunks = list(iterate_events(tmp_path / "f.root", step_size=170))
+    np.testing.assert_array_equal(np.concatenate([c.flags["pass_reco"] for c in chunks]), whole.flags["pass_reco"])
+    sel = back.select(back.flags["pass_gen"])
+    assert sel.flags["pass_gen"].all() and len(sel.flags["pass_reco"]) == len(sel)
+    # a file without flags has none; a chunk with other flags than the first is refused
+    write_events(tmp_path / "plain.root", random_sample(10, 3))
+    assert read_events(tmp_path / "plain.root").flags == {}
+    with pytest.raises(OutputError, match="flags"):
+        with RootWriter(tmp_path / "bad.root") as w:
+            w.write(parts[0])
+            w.write(random_sample(10, 3))
+    assert not (tmp_path / "bad.root").exists()
