@@ -347,36 +347,39 @@ def test_branch_mapping_expressions_and_card_data_section(tmp_path):
         read_sample(tmp_path / "events.csv")
 
 
-# ---------------------------------------------------------------------------- per-event flags
+# ---------------------------------------------------------------------------- per-event scalars
 
 
-def test_flags_round_trip_as_bool_branches_through_chunks_and_selection(tmp_path):
-    """A paired sample's pass flags are bool branches named in the provenance; they come back
+def test_scalars_round_trip_as_bool_and_int64_branches_through_chunks_and_selection(tmp_path):
+    """A paired sample's pass flags and event indices are bool / int64 branches named in the provenance; they come back
     per event through streamed chunks, iteration and selection."""
     rng = np.random.default_rng(4)
     parts = []
     for seed in (1, 2):
         s = random_sample(300, seed)
-        parts.append(replace(s, flags={"pass_gen": rng.random(300) < 0.7, "pass_reco": rng.random(300) < 0.4}))
+        parts.append(replace(s, scalars={"pass_gen": rng.random(300) < 0.7, "pass_reco": rng.random(300) < 0.4,
+                                         "event": np.arange(300, dtype=np.int64) + 10**12 * seed}))
     with RootWriter(tmp_path / "f.root", chunk_size=250) as w:
         for p in parts:
             w.write(p)
     whole = EventSample.concatenate(parts)
     with uproot.open(tmp_path / "f.root") as f:
         assert f["Events"]["pass_gen"].typename == "bool"
-        assert json.loads(json.loads(str(f["hepgen_info"]))["flag_branches"]) == ["pass_gen", "pass_reco"]
+        assert f["Events"]["event"].typename == "int64_t"
+        assert json.loads(json.loads(str(f["hepgen_info"]))["scalar_branches"]) == ["pass_gen", "pass_reco", "event"]
     back = read_events(tmp_path / "f.root")
-    assert list(back.flags) == ["pass_gen", "pass_reco"]
-    for k in whole.flags:
-        np.testing.assert_array_equal(back.flags[k], whole.flags[k])
+    assert list(back.scalars) == ["pass_gen", "pass_reco", "event"]
+    assert back.scalars["event"].dtype == np.int64 and back.scalars["pass_gen"].dtype == bool
+    for k in whole.scalars:
+        np.testing.assert_array_equal(back.scalars[k], whole.scalars[k])
     chunks = list(iterate_events(tmp_path / "f.root", step_size=170))
-    np.testing.assert_array_equal(np.concatenate([c.flags["pass_reco"] for c in chunks]), whole.flags["pass_reco"])
-    sel = back.select(back.flags["pass_gen"])
-    assert sel.flags["pass_gen"].all() and len(sel.flags["pass_reco"]) == len(sel)
-    # a file without flags has none; a chunk with other flags than the first is refused
+    np.testing.assert_array_equal(np.concatenate([c.scalars["pass_reco"] for c in chunks]), whole.scalars["pass_reco"])
+    sel = back.select(back.scalars["pass_gen"])
+    assert sel.scalars["pass_gen"].all() and len(sel.scalars["pass_reco"]) == len(sel)
+    # a file without scalars has none; a chunk with other scalars than the first is refused
     write_events(tmp_path / "plain.root", random_sample(10, 3))
-    assert read_events(tmp_path / "plain.root").flags == {}
-    with pytest.raises(OutputError, match="flags"):
+    assert read_events(tmp_path / "plain.root").scalars == {}
+    with pytest.raises(OutputError, match="scalars"):
         with RootWriter(tmp_path / "bad.root") as w:
             w.write(parts[0])
             w.write(random_sample(10, 3))
