@@ -222,6 +222,25 @@ def generate(run, events, bayes_samples, fmt, output, seed, shard, solver, steps
         click.echo(f"wrote {p}")
 
 
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("reco", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output ROOT file.")
+@click.option("-k", "--samples", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Posterior samples per reco event (a Bayesian run: sample k uses posterior draw k).")
+@click.option("-n", "--events", type=click.IntRange(min=0), default=0, help="Read at most this many reco events (0: all).")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_FORCE
+def unfold(run, reco, output, samples, events, checkpoint, no_progress, force):
+    """Unfold the reco events of RECO with an unfolding run: particle-level posterior samples."""
+    from .runs import load_run
+    from .unfold.posterior import unfold as run_unfold
+
+    run_unfold(load_run(run, checkpoint), reco, output, samples=samples, force=force, max_events=events,
+               log=lambda m: click.echo(m, err=True), progress=not no_progress)
+
+
 @cli.command("export")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Export folder (default: exports/<run name>).")

@@ -1,0 +1,1 @@
+"""Unfolding: generative posterior sampling (:mod:`.posterior`)."""
