@@ -97,13 +97,21 @@ class UnfoldCoords(nn.Module):
         self.reco.fit(level(sample, RECO_NAMES))
         return self
 
-    def condition(self, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        """Reco momenta ``[N, 2 + J, 4]`` and multiplicity ``[N]`` -> c ``[N, C]``, in p's dtype."""
-        x, _ = self.reco(p.double(), n.double().round().long())
-        _, valid = self.reco._raw(p.double(), n.double().round().long())
+    def condition(self, p: torch.Tensor, n: torch.Tensor, relative: bool | None = None) -> torch.Tensor:
+        """Reco momenta ``[N, 2 + J, 4]`` and multiplicity ``[N]`` -> c ``[N, C]``, computed in p's
+        dtype with exportable ops (it runs inside the exported graph, float32); ``relative``:
+        the reco coordinates' jet convention as a bool (:meth:`relative`), read once outside a
+        graph being exported."""
+        n = n.to(p.dtype)
+        raw, valid = self.reco._raw(p, n, self.relative() if relative is None else relative)
+        x, _ = self.reco.chain(raw)
         x = torch.where(valid, x, torch.zeros_like(x))
-        onehot = torch.stack([(n.double() - v).abs().lt(0.5).double() for v in self.n_values], dim=-1)
-        return torch.cat([x, onehot], dim=-1).to(p.dtype)
+        onehot = torch.stack([((n - v).abs() < 0.5).to(p.dtype) for v in self.n_values], dim=-1)
+        return torch.cat([x, onehot], dim=-1)
+
+    def relative(self) -> bool:
+        """The reco coordinates' ``jets_relative`` convention (fitted runs: True)."""
+        return bool(self.reco.azimuth.jets_relative)
 
     def encode(self, sample: EventSample, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Paired sample -> (x ``[N, D + 1]``, c ``[N, C]``) float64; every event must have both
@@ -115,4 +123,4 @@ class UnfoldCoords(nn.Module):
         p, n = self.reco.physics(reco)
         if not torch.isin(n, torch.tensor(self.n_values)).all():
             raise InputError(f"reco events with a jet multiplicity outside process.n_jets {list(self.n_values)}")
-        return x, self.condition(p, n).double()
+        return x, self.condition(p, n)

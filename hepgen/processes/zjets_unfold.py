@@ -36,6 +36,7 @@ from ..coords.unfold import GEN_NAMES, RECO_NAMES, UnfoldCoords, level
 from ..coords.zjets import ZJetsInverse
 from ..errors import InputError
 from ..events import EventSample
+from ..export.manifest import GraphSpec, Port
 from ..io.root import read_events
 from ..simulate import training_file
 from ..simulate.reference import independent_reference
@@ -84,6 +85,7 @@ class UnfoldPipeline(nn.Module):
     def __init__(self, sampler: FrozenSampler, coords: UnfoldCoords):
         super().__init__()
         self.sampler, self.coords = sampler.module, coords
+        self.relative = coords.relative()  # a Python bool: the exported graph cannot read the buffer
         self.inverse = ZJetsInverse(coords.gen, torch.float32)
         self.max_jets = coords.max_jets
         self.source_dim = 4 * (2 + self.max_jets) + 2
@@ -99,9 +101,9 @@ class UnfoldPipeline(nn.Module):
 
     def forward(self, inputs: torch.Tensor):
         s = self.source_dim
-        p_reco = inputs[:, :s - 2].reshape(len(inputs), 2 + self.max_jets, 4)
+        p_reco = inputs[:, :s - 2].reshape(-1, 2 + self.max_jets, 4)
         n_reco, q1 = inputs[:, s - 2], inputs[:, s - 1]
-        c = self.coords.condition(p_reco, n_reco)
+        c = self.coords.condition(p_reco, n_reco, self.relative)
         x = self.sampler(inputs[:, s:], c)
         onehot = self.coords.multiplicity(x[:, -1])
         n_jets = (onehot * self.coords.multiplicity.n_values.to(x.dtype)).sum(-1)
@@ -177,8 +179,32 @@ class ZJetsUnfoldProcess:
     def to_events(self, out, info: dict[str, str] | None = None) -> EventSample:
         return ZJETS.to_events(out, info)
 
-    def export_spec(self, run, pipe, sampler, draw_pipes):
-        raise InputError("exporting an unfolding run to ONNX is not built yet (docs/unfolding.md)")
+    def export_spec(self, run, pipe: UnfoldPipeline, sampler: FrozenSampler, draw_pipes: list) -> tuple[GraphSpec, dict]:
+        cfg = run.card.process
+        layout = pipe.noise_layout
+        s, j = pipe.source_dim, pipe.max_jets
+        objects = ["mu1", "mu2"] + [f"j{i + 1}" for i in range(j)]
+        spec = GraphSpec(
+            inputs=(Port("reco", (len(layout),),
+                         f"columns 0..{s - 1}: the reco event ({', '.join(objects)}: pt, eta, phi, mass each, pT-ordered, "
+                         f"absent jets 0; then the reco jet multiplicity and the charge of mu1); then "
+                         f"{len(layout) - s} N(0,1) columns ({sampler.family} noise)",
+                         "pt GeV, eta, phi rad, mass GeV; multiplicity and charge as float32"),),
+            outputs=(Port("momenta", (len(objects), 4), "particle level: mu1, mu2 (pT-ordered), then jets (pT-ordered; "
+                          "absent jets all zero)", "pt GeV, eta, phi rad in [-pi, pi], mass GeV"),
+                     Port("n_jets", (), "particle-level exclusive jet multiplicity (integer value as float32)"),
+                     Port("charge", (2,), "charges of mu1, mu2 (+1 / -1 as float32)")),
+            noise_layout=tuple(layout), objects=tuple(objects),
+            notes=("One call = one posterior sample per reco event; K samples: K calls with fresh noise "
+                   "(a Bayesian export: weight file k for sample k).",
+                   f"The reco event must pass the reco selection: 2 muons, n_jets in {list(cfg.n_jets)}, jets with "
+                   f"pT > {cfg.jet_pt_min} GeV, |eta| < {cfg.jet_eta_max}, pairs with Delta R > {cfg.jet_dr_min}."),
+        )
+        physics = {"process": self.name, "sqrt_s_GeV": cfg.sqrt_s, "n_jets": [int(v) for v in run.coords.n_values],
+                   "jet_selection": {"pt_min_GeV": cfg.jet_pt_min, "eta_max": cfg.jet_eta_max, "r": cfg.jet_r,
+                                     "dr_min": cfg.jet_dr_min},
+                   "detector": dict(getattr(run.card, "detector", {})), "record": pipe.record()}
+        return spec, physics
 
     # -- after training -----------------------------------------------------------------------
     def after_training(self, run, tools: AfterTraining, log: Log) -> None:
