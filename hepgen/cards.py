@@ -227,6 +227,9 @@ class Card:
     train: TrainConfig = TrainConfig()
     generate: GenerateConfig = GenerateConfig()
     validate: ValidateConfig = ValidateConfig()
+    # the detector stage (hepgen.detector): checked by its owner (hepgen.detector.detector_config);
+    # {} = every default, and then left out of the dump, so cards without one keep their hash
+    detector: Mapping[str, object] = field(default_factory=dict, metadata={"omit_empty": True})
 
 
 # --------------------------------------------------------------------------------------
@@ -409,6 +412,8 @@ def card_to_dict(card) -> dict:
         elif isinstance(v, tuple):
             v = list(v)
         elif isinstance(v, Mapping):
+            if not v and f.metadata.get("omit_empty"):
+                continue
             v = dict(v)
         out[f.name] = v
     return out
