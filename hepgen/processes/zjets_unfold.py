@@ -203,7 +203,7 @@ class ZJetsUnfoldProcess:
         physics = {"process": self.name, "sqrt_s_GeV": cfg.sqrt_s, "n_jets": [int(v) for v in run.coords.n_values],
                    "jet_selection": {"pt_min_GeV": cfg.jet_pt_min, "eta_max": cfg.jet_eta_max, "r": cfg.jet_r,
                                      "dr_min": cfg.jet_dr_min},
-                   "detector": dict(getattr(run.card, "detector", {})), "record": pipe.record()}
+                   "detector": dict(run.card.detector), "record": pipe.record()}
         return spec, physics
 
     # -- after training -----------------------------------------------------------------------

@@ -29,7 +29,7 @@ from functools import partial
 import awkward as ak
 import numpy as np
 
-from ..cards import Card, ProcessConfig
+from ..cards import Card, ProcessConfig, card_to_dict
 from ..detector import DetectorConfig, detector_config, reconstruct
 from ..events import EventSample
 from ..selection import jet_selected, min_pair_dr, separated
@@ -120,7 +120,7 @@ def _provenance(card: Card, sample: EventSample, stats: PairedStats) -> dict[str
         "process": f"pp -> Z/gamma* -> mu+ mu- + jets ({card.simulate.hard_process}), particle and reco level, "
                    f"sqrt(s) = {card.process.sqrt_s:g} GeV",
         **_pythia.versions(),
-        "detector": json.dumps(card.detector, sort_keys=True),
+        "detector": json.dumps(card_to_dict(card).get("detector", {}), sort_keys=True),
         "pass_counts": json.dumps({"tried": stats.tried, "kept": stats.accepted, "pass_gen": stats.pass_gen,
                                    "pass_reco": stats.pass_reco, "pass_both": stats.pass_both}),
     }

@@ -45,6 +45,7 @@ from ..outputs import atomic_output, check_output
 from . import pythia as _pythia
 from .selection import select
 from .simulation import Simulation
+from .paired import paired_simulation
 from .ttbar import ttbar_simulation
 from .zjets import GIVE_UP_HINT, zjets_simulation
 
@@ -52,7 +53,10 @@ MB_TO_PB = 1e9
 NOTHING_PASSES_AFTER = 20_000  # generated events without one selected: the cuts are wrong
 
 # process.name -> the card's simulation; produce() takes this one unless given another
-SIMULATIONS: dict[str, Callable[[Card], Simulation]] = {"zjets": zjets_simulation, "ttbar": ttbar_simulation}
+SIMULATIONS: dict[str, Callable[[Card], Simulation]] = {
+    "zjets": zjets_simulation, "ttbar": ttbar_simulation,
+    "zjets_unfold": paired_simulation,  # the paired particle/reco events unfolding trains on
+}
 
 
 def simulation_for(card: Card) -> Simulation:
