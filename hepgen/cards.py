@@ -153,6 +153,7 @@ class DIDIConfig:
     """Direct Diffusion: how each training batch pairs source events with target events."""
 
     coupling: Literal["independent", "ot"] = "independent"  # random pairs | minibatch optimal transport
+    ot_block: int = _f(128, ge=0)  # ot: solve the assignment in blocks of this many pairs (0: the whole batch)
 
 
 @dataclass(frozen=True)
