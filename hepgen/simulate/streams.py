@@ -2,12 +2,13 @@
 
 A stream hands out ``nextBatch``-layout batches (``next()``; None when it has no more), the
 cross section of the events it has handed out (``cross_section()``, pb, or None when it knows
-none) and its lines of the output's provenance (``provenance()``). :func:`hepmc_copy` is
-where a worker also writes the events it generated, as HepMC3. :func:`open_stream` picks one for a :class:`~hepgen.simulate.run.WorkerTask`: a HepMC
-file when the task names one (``task.input``, read with :func:`hepgen.io.hepmc.read_hepmc`),
-else Pythia with the task's settings and seed. The file's events go through the same
-selection as Pythia's; the file must be unweighted (every event the same nominal weight,
-which need not be 1): its batches are handed on with unit weights.
+none) and its lines of the output's provenance (``provenance()``). :func:`open_stream` picks
+one for a :class:`~hepgen.simulate.run.WorkerTask`: a HepMC file when the task names one
+(``task.input``, read with :func:`hepgen.io.hepmc.read_hepmc`), else Pythia with the task's
+settings and seed. The file's events go through the same selection as Pythia's; the file must
+be unweighted (every event the same nominal weight, which need not be 1): its batches are
+handed on with unit weights. :func:`hepmc_copy` is where a worker also writes the events it
+generated, as HepMC3.
 """
 
 from __future__ import annotations
