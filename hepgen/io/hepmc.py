@@ -71,21 +71,15 @@ _END = {"hepmc3": b"HepMC::Asciiv3-END_EVENT_LISTING", "hepmc2": b"HepMC::IO_Gen
 
 
 def _opener(path: Path):
-    """The function that opens ``path`` as bytes (pyhepmc's choice of compression, by suffix)."""
+    """The function that opens ``path`` as bytes (compressed by its suffix, as pyhepmc does)."""
     suffix = path.suffix.lower()
-    if suffix == ".gz":
-        return gzip.open
-    if suffix == ".bz2":
-        return bz2.open
-    if suffix == ".xz":
-        return lzma.open
     if suffix in (".zst", ".zstd"):
         try:
             from compression import zstd  # Python >= 3.14
         except ImportError:
             from backports import zstd
         return zstd.open
-    return open
+    return {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(suffix, open)
 
 
 def _scan(path: Path) -> tuple[str, int]:
@@ -173,6 +167,10 @@ class HepmcBatches:
 
     def __next__(self) -> ak.Array:
         return next(self._iter)
+
+    def close(self) -> None:
+        """Stop reading (closes the file; HepMC3's messages are its own again)."""
+        self._iter.close()
 
     def _batches(self) -> Iterator[ak.Array]:
         import pyhepmc

@@ -159,8 +159,7 @@ def run_worker(task: WorkerTask, progress=None) -> WorkerResult:
     """
     report = progress or (lambda a, t: _PROGRESS.put((a, t)) if _PROGRESS is not None else None)
     start = time.perf_counter()
-    stream = open_stream(task)
-    with hepmc_copy(task) as (copy, part):
+    with contextlib.closing(open_stream(task)) as stream, hepmc_copy(task) as (copy, part):
         sample, stats = _select_stream(task, stream, copy, report)
     return WorkerResult(index=task.index, sample=sample, stats=stats, sigma_pb=stream.cross_section(),
                         seconds=time.perf_counter() - start, hepmc_part=part, provenance=stream.provenance())

@@ -2,13 +2,13 @@
 
 A stream hands out ``nextBatch``-layout batches (``next()``; None when it has no more), the
 cross section of the events it has handed out (``cross_section()``, pb, or None when it knows
-none) and its lines of the output's provenance (``provenance()``). :func:`open_stream` picks
-one for a :class:`~hepgen.simulate.run.WorkerTask`: a HepMC file when the task names one
-(``task.input``, read with :func:`hepgen.io.hepmc.read_hepmc`), else Pythia with the task's
-settings and seed. The file's events go through the same selection as Pythia's; the file must
-be unweighted (every event the same nominal weight, which need not be 1): its batches are
-handed on with unit weights. :func:`hepmc_copy` is where a worker also writes the events it
-generated, as HepMC3.
+none), its lines of the output's provenance (``provenance()``); ``close()`` ends it.
+:func:`open_stream` picks one for a :class:`~hepgen.simulate.run.WorkerTask`: a HepMC file
+when the task names one (``task.input``, read with :func:`hepgen.io.hepmc.read_hepmc`), else
+Pythia with the task's settings and seed. The file's events go through the same selection as
+Pythia's; the file must be unweighted (every event the same nominal weight, which need not be
+1): its batches are handed on with unit weights. :func:`hepmc_copy` is where a worker also
+writes the events it generated, as HepMC3.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ class PythiaStream:
     def provenance(self) -> dict[str, str]:
         return {}  # produce writes Pythia's
 
+    def close(self) -> None:
+        pass
+
 
 class HepmcStream:
     """The events of a HepMC file, ``batch`` per ``next()``; its ``GenCrossSection``."""
@@ -69,6 +72,9 @@ class HepmcStream:
 
     def cross_section(self) -> tuple[float, float] | None:
         return self.reader.cross_section
+
+    def close(self) -> None:
+        self.reader.close()
 
     def provenance(self) -> dict[str, str]:
         """The output file's lines about the input: the file, its format and generator."""
