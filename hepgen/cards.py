@@ -70,6 +70,7 @@ class SimulateConfig:
     hadronization: bool = True
     mpi: bool = False  # multiparton interactions
     pythia: tuple[str, ...] = ()  # extra "Key = value" Pythia settings, applied last
+    input: str = ""  # a HepMC file whose events are selected instead of Pythia's ("" = Pythia)
 
 
 @dataclass(frozen=True)

@@ -61,14 +61,20 @@ def cli():
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output ROOT file (default: the card's simulate.output).")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), help="Worker processes; 0 = all cores (default: the card's simulate.jobs).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
+@click.option("--input", "input_file", type=click.Path(path_type=Path),
+              help="Select the events of this HepMC file (any generator) instead of Pythia's "
+                   "(default: the card's simulate.input).")
+@click.option("--save-hepmc", type=click.Path(path_type=Path),
+              help="Also write Pythia's generated events as this HepMC3 file (.gz etc. compress).")
 @_FORCE
 @_SET
-def simulate(card, events, seed, output, jobs, quiet, force, overrides):
-    """Produce a reference sample: Pythia 8 events, FastJet jets, the card's selection."""
+def simulate(card, events, seed, output, jobs, quiet, input_file, save_hepmc, force, overrides):
+    """Produce a reference sample: Pythia 8 events (or a HepMC file's), FastJet jets, the card's selection."""
     cfg = _load(card, overrides)
     from .simulate import produce
 
-    path = produce(cfg, events=events, seed=seed, output=output, jobs=jobs, force=force, quiet=quiet)
+    path = produce(cfg, events=events, seed=seed, output=output, jobs=jobs, force=force, quiet=quiet,
+                   input=input_file, save_hepmc=save_hepmc)
     click.echo(f"wrote {path}")
 
 
