@@ -278,13 +278,14 @@ def cross_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, fold: np.ndarray, rng
               label: str = "classifier") -> CrossFit:
     """The one classifier training: cross-fitted, Platt-calibrated logits ``log p1(x)/p0(x)``.
 
-    x: float64 ``[N, F]`` (finite); y: ``[N]`` labels 1 / 0; w: ``[N]`` event weights (each training
-    split is rebalanced to equal class weights, so the logit is the ratio of *normalised* densities);
+    x: float64 ``[N, F]`` (finite); y: ``[N]`` labels 1 / 0; w: ``[N]`` event weights (both classes
+    are rescaled to equal total weight, so the logit is the ratio of *normalised* densities);
     fold: int ``[N]`` in ``0..folds-1`` (rows sharing a fold are never scored by a model that saw
     them: give the copies of one event one fold); rng: draws the calibration splits and seeds.
     Per fold, the model trains on 80% of the other folds and is calibrated on the remaining 20%;
     features are standardised on the training split. ``progress(str)`` is called per fold."""
     folds = int(fold.max()) + 1
+    w = _balanced(y, w)
     logit = np.zeros(len(x))
     extra_sum = None if extra is None else np.zeros(len(extra))
     for f in range(folds):
@@ -354,7 +355,7 @@ def two_sample_test(
         for r in range(runs):
             rng = np.random.default_rng([seed, k, r])
             fold = rng.permutation(np.arange(len(x)) % folds)
-            logit = cross_fit(x, y, wb, fold, rng, epochs=epochs, hidden=hidden, layers=layers, progress=progress,
+            logit = cross_fit(x, y, w * finite, fold, rng, epochs=epochs, hidden=hidden, layers=layers, progress=progress,
                               label=f"classifier: {k} jet(s), run {r + 1}/{runs}").logit
             with np.errstate(over="ignore"):  # a classifier that separates perfectly: exp overflows, D = 0 exactly
                 d = 1.0 / (1.0 + np.exp(-logit))
