@@ -97,7 +97,8 @@ def ibu(gen_values, reco_values, pass_gen, pass_reco, data_values, bins_gen, bin
     pg, pr = _vector(pass_gen, n, "pass_gen", bool), _vector(pass_reco, n, "pass_reco", bool)
     data = _vector(data_values, None, "data_values")
     w, wd = _weights(weights, n, "weights"), _weights(data_weights, len(data), "data_weights")
-    for name, v, ok in (("gen_values", gen, pg), ("reco_values", reco, pr), ("data_values", data, np.ones(len(data), bool))):
+    every = np.ones(len(data), bool)
+    for name, v, ok in (("gen_values", gen, pg), ("reco_values", reco, pr), ("data_values", data, every)):
         bad = ok & ~np.isfinite(v)
         if bad.any():
             raise InputError(f"ibu: {int(bad.sum())} {name} of events passing the selection are not finite")

@@ -51,7 +51,8 @@ def _check(truth, samples) -> tuple[np.ndarray, np.ndarray]:
     truth = np.asarray(truth, dtype=np.float64)
     samples = np.asarray(samples, dtype=np.float64)
     if truth.ndim != 1 or samples.ndim != 2 or samples.shape[0] != truth.shape[0] or not len(truth):
-        raise InputError(f"calibration: need truth [N] and samples [N, K] with N > 0; got {truth.shape} and {samples.shape}")
+        raise InputError(f"calibration: need truth [N] and samples [N, K] with N > 0; got {truth.shape} and "
+                         f"{samples.shape}")
     bad = ~np.isfinite(truth) | ~np.isfinite(samples).all(axis=1)
     if bad.any():
         raise InputError(f"calibration: {int(bad.sum())} of {len(truth)} events have a non-finite truth or sample; "
