@@ -70,6 +70,7 @@ class SimulateConfig:
     hadronization: bool = True
     mpi: bool = False  # multiparton interactions
     pythia: tuple[str, ...] = ()  # extra "Key = value" Pythia settings, applied last
+    input: str = ""  # a HepMC file whose events are selected instead of Pythia's ("" = Pythia)
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ class DIDIConfig:
     """Direct Diffusion: how each training batch pairs source events with target events."""
 
     coupling: Literal["independent", "ot"] = "independent"  # random pairs | minibatch optimal transport
+    ot_block: int = _f(128, ge=0)  # ot: solve the assignment in blocks of this many pairs (0: the whole batch)
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,9 @@ class Card:
     train: TrainConfig = TrainConfig()
     generate: GenerateConfig = GenerateConfig()
     validate: ValidateConfig = ValidateConfig()
+    # the detector stage (hepgen.detector): checked by its owner (hepgen.detector.detector_config);
+    # {} = every default, and then left out of the dump, so cards without one keep their hash
+    detector: Mapping[str, object] = field(default_factory=dict, metadata={"omit_empty": True})
 
 
 # --------------------------------------------------------------------------------------
@@ -409,6 +414,8 @@ def card_to_dict(card) -> dict:
         elif isinstance(v, tuple):
             v = list(v)
         elif isinstance(v, Mapping):
+            if not v and f.metadata.get("omit_empty"):
+                continue
             v = dict(v)
         out[f.name] = v
     return out

@@ -61,14 +61,20 @@ def cli():
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output ROOT file (default: the card's simulate.output).")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), help="Worker processes; 0 = all cores (default: the card's simulate.jobs).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
+@click.option("--input", "input_file", type=click.Path(path_type=Path),
+              help="Select the events of this HepMC file (any generator) instead of Pythia's "
+                   "(default: the card's simulate.input).")
+@click.option("--save-hepmc", type=click.Path(path_type=Path),
+              help="Also write Pythia's generated events as this HepMC3 file (.gz etc. compress).")
 @_FORCE
 @_SET
-def simulate(card, events, seed, output, jobs, quiet, force, overrides):
-    """Produce a reference sample: Pythia 8 events, FastJet jets, the card's selection."""
+def simulate(card, events, seed, output, jobs, quiet, input_file, save_hepmc, force, overrides):
+    """Produce a reference sample: Pythia 8 events (or a HepMC file's), FastJet jets, the card's selection."""
     cfg = _load(card, overrides)
     from .simulate import produce
 
-    path = produce(cfg, events=events, seed=seed, output=output, jobs=jobs, force=force, quiet=quiet)
+    path = produce(cfg, events=events, seed=seed, output=output, jobs=jobs, force=force, quiet=quiet,
+                   input=input_file, save_hepmc=save_hepmc)
     click.echo(f"wrote {path}")
 
 
@@ -220,6 +226,25 @@ def generate(run, events, bayes_samples, fmt, output, seed, shard, solver, steps
                            progress=False if no_progress else None, log=lambda m: click.echo(m, err=True))
     for p in paths:
         click.echo(f"wrote {p}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("reco", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output ROOT file.")
+@click.option("-k", "--samples", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Posterior samples per reco event (a Bayesian run: sample k uses posterior draw k).")
+@click.option("-n", "--events", type=click.IntRange(min=0), default=0, help="Read at most this many reco events (0: all).")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_FORCE
+def unfold(run, reco, output, samples, events, checkpoint, no_progress, force):
+    """Unfold the reco events of RECO with an unfolding run: particle-level posterior samples."""
+    from .runs import load_run
+    from .unfold.posterior import unfold as run_unfold
+
+    run_unfold(load_run(run, checkpoint), reco, output, samples=samples, force=force, max_events=events,
+               log=lambda m: click.echo(m, err=True), progress=not no_progress)
 
 
 @cli.command("export")

@@ -17,7 +17,9 @@ Per-event weights are float64 ``[N]``; ``variations`` are named weight variation
 ``<wgt id=..>``: scale, PDF, ... ; id -> float64 ``[N]``, NaN where an event lacks the id);
 ``info`` is the provenance (hepgen version, card, seed, generator, cross section, beams, the
 variations' groups and descriptions, Bayesian draw, ...), string to string, written into every
-output file.
+output file. ``scalars`` are named per-event values, bool or int64 ``[N]``: flags (``pass_gen``,
+``pass_reco`` of a paired particle/reco sample: which level's selection the event passes) and
+indices (``event``, ``sample`` of unfolded posterior samples).
 """
 
 from __future__ import annotations
@@ -38,6 +40,17 @@ INT_FIELDS = ("charge", "pdgId")
 GIVEN_FIELDS = ("given_E", "given_pz")  # E and pz as a file gave them (NaN: rebuilt from pt, eta, m)
 GENPART = "GenPart"  # generator-level particles in a fixed order (NanoAOD's name)
 RECORD_ORDER = (GENPART,)  # collections in record order, never re-sorted by pT
+
+
+def scalar_array(values) -> np.ndarray:
+    """A per-event scalar as stored: bool stays bool, any integer becomes int64; other types are
+    a ValueError (a float per event is a weight variation or a collection)."""
+    values = np.asarray(values)
+    if values.dtype == bool:
+        return values
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64)
+    raise ValueError(f"a per-event scalar is bool or integer, not {values.dtype}")
 
 
 def reader_order(name: str, coll: ak.Array) -> ak.Array:
@@ -73,12 +86,14 @@ class EventSample:
     weight: float64 ``[N]`` (1.0 for unweighted samples).
     info: provenance, str -> str.
     variations: weight variations, id -> float64 ``[N]`` (NaN: the event lacks that id).
+    scalars: per-event values, name -> bool or int64 ``[N]`` (:func:`scalar_array`).
     """
 
     collections: Mapping[str, ak.Array]
     weight: np.ndarray
     info: Mapping[str, str] = field(default_factory=dict)
     variations: Mapping[str, np.ndarray] = field(default_factory=dict)
+    scalars: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
         n = len(self.weight)
@@ -88,13 +103,18 @@ class EventSample:
         for name, v in self.variations.items():
             if len(v) != n:
                 raise ValueError(f"weight variation {name!r} has {len(v)} events, weights have {n}")
+        for name, v in self.scalars.items():
+            if len(v) != n:
+                raise ValueError(f"scalar {name!r} has {len(v)} events, weights have {n}")
 
     @classmethod
-    def build(cls, collections: Mapping[str, ak.Array], weight=None, info=None, variations=None) -> "EventSample":
+    def build(cls, collections: Mapping[str, ak.Array], weight=None, info=None, variations=None,
+              scalars=None) -> "EventSample":
         n = len(next(iter(collections.values()))) if collections else 0
         w = np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64)
         var = {str(k): np.asarray(v, dtype=np.float64) for k, v in (variations or {}).items()}
-        return cls(dict(collections), w, dict(info or {}), var)
+        per_event = {str(k): scalar_array(v) for k, v in (scalars or {}).items()}
+        return cls(dict(collections), w, dict(info or {}), var, per_event)
 
     def __len__(self) -> int:
         return len(self.weight)
@@ -123,6 +143,7 @@ class EventSample:
             collections={k: v[which] for k, v in self.collections.items()},
             weight=self.weight[which],
             variations={k: v[which] for k, v in self.variations.items()},
+            scalars={k: v[which] for k, v in self.scalars.items()},
         )
 
     def with_info(self, **info: str) -> "EventSample":
@@ -137,11 +158,14 @@ class EventSample:
         for s in samples[1:]:
             if list(s.variations) != ids:
                 raise ValueError(f"weight variations {list(s.variations)} differ from the first sample's {ids}")
+            if list(s.scalars) != list(samples[0].scalars):
+                raise ValueError(f"scalars {list(s.scalars)} differ from the first sample's {list(samples[0].scalars)}")
         return cls(
             {k: ak.concatenate([s.collections[k] for s in samples]) for k in names},
             np.concatenate([s.weight for s in samples]),
             dict(samples[0].info),
             {k: np.concatenate([s.variations[k] for s in samples]) for k in ids},
+            {k: np.concatenate([s.scalars[k] for s in samples]) for k in samples[0].scalars},
         )
 
     def padded(self, name: str, n: int, fields: Sequence[str] = KINEMATIC_FIELDS) -> np.ndarray:

@@ -97,6 +97,14 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
 
 
+def temporary(path: str | os.PathLike, suffix: bool = True) -> Path:
+    """This process's temporary name for ``path`` (what :func:`atomic_output` writes; without
+    the suffix, e.g. no ``.gz``, for ``suffix=False``). A helper process that writes a part of
+    an output there leaves nothing that lasts: once it is dead, the next write of ``path``
+    removes the part (:func:`stale_temporaries`)."""
+    return _temporary(Path(path), Path(path).suffix if suffix else "")
+
+
 def _temporary(path: Path, suffix: str) -> Path:
     """The temporary name of this process for ``path`` (``suffix`` kept for the libraries that
     look at extensions); NAME is hashed when the full name would not fit the file system."""

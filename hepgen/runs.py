@@ -137,8 +137,10 @@ class Run:
 
     @property
     def maps_samples(self) -> bool:
-        """Whether the generator maps source events (``--source``) rather than drawn noise."""
-        return self.model.maps_samples
+        """Whether the generator maps source events (``--source``) rather than drawn noise: a
+        generator that maps samples (DiDi), or a process whose pipeline takes an event
+        (``takes_source``: unfolding conditions on the reco event)."""
+        return self.model.maps_samples or bool(getattr(self.process, "takes_source", False))
 
     def pipeline(self, draw: int | None = None, solver: str | None = None, steps: int | None = None) -> nn.Module:
         return pipeline(self, draw, solver, steps)

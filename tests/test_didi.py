@@ -320,6 +320,12 @@ def test_ot_coupling_pairs_each_batch_at_minimal_cost_and_trains(files):
     cost = lambda perm: float(((x0[list(perm)] - x1) ** 2).sum())
     best = min(cost(p) for p in itertools.permutations(range(6)))
     assert sorted(idx.tolist()) == list(range(6)) and cost(idx.tolist()) == pytest.approx(best, rel=1e-12)
+    # in blocks of 3: each block paired at its own minimal cost, never across blocks
+    idx = ot_pairing(x0, x1, block=3).tolist()
+    assert sorted(idx[:3]) == [0, 1, 2] and sorted(idx[3:]) == [3, 4, 5]
+    for s in (0, 3):
+        part = lambda perm: float(((x0[list(perm)] - x1[s:s + 3]) ** 2).sum())  # noqa: E731
+        assert part(idx[s:s + 3]) == pytest.approx(min(part(p) for p in itertools.permutations(range(s, s + 3))), rel=1e-12)
 
     card = _card(files, didi={"coupling": "ot"})
     card["train"]["epochs"] = 12

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import awkward as ak
@@ -344,3 +345,42 @@ def test_branch_mapping_expressions_and_card_data_section(tmp_path):
     np.testing.assert_array_equal(flat(head["Muon"].pt), flat(plain.select(np.arange(100))["Muon"].pt))
     with pytest.raises(InputError, match="unknown event file format"):
         read_sample(tmp_path / "events.csv")
+
+
+# ---------------------------------------------------------------------------- per-event scalars
+
+
+def test_scalars_round_trip_as_bool_and_int64_branches_through_chunks_and_selection(tmp_path):
+    """A paired sample's pass flags and event indices are bool / int64 branches named in the provenance; they come back
+    per event through streamed chunks, iteration and selection."""
+    rng = np.random.default_rng(4)
+    parts = []
+    for seed in (1, 2):
+        s = random_sample(300, seed)
+        parts.append(replace(s, scalars={"pass_gen": rng.random(300) < 0.7, "pass_reco": rng.random(300) < 0.4,
+                                         "event": np.arange(300, dtype=np.int64) + 10**12 * seed}))
+    with RootWriter(tmp_path / "f.root", chunk_size=250) as w:
+        for p in parts:
+            w.write(p)
+    whole = EventSample.concatenate(parts)
+    with uproot.open(tmp_path / "f.root") as f:
+        assert f["Events"]["pass_gen"].typename == "bool"
+        assert f["Events"]["event"].typename == "int64_t"
+        assert json.loads(json.loads(str(f["hepgen_info"]))["scalar_branches"]) == ["pass_gen", "pass_reco", "event"]
+    back = read_events(tmp_path / "f.root")
+    assert list(back.scalars) == ["pass_gen", "pass_reco", "event"]
+    assert back.scalars["event"].dtype == np.int64 and back.scalars["pass_gen"].dtype == bool
+    for k in whole.scalars:
+        np.testing.assert_array_equal(back.scalars[k], whole.scalars[k])
+    chunks = list(iterate_events(tmp_path / "f.root", step_size=170))
+    np.testing.assert_array_equal(np.concatenate([c.scalars["pass_reco"] for c in chunks]), whole.scalars["pass_reco"])
+    sel = back.select(back.scalars["pass_gen"])
+    assert sel.scalars["pass_gen"].all() and len(sel.scalars["pass_reco"]) == len(sel)
+    # a file without scalars has none; a chunk with other scalars than the first is refused
+    write_events(tmp_path / "plain.root", random_sample(10, 3))
+    assert read_events(tmp_path / "plain.root").scalars == {}
+    with pytest.raises(OutputError, match="scalars"):
+        with RootWriter(tmp_path / "bad.root") as w:
+            w.write(parts[0])
+            w.write(random_sample(10, 3))
+    assert not (tmp_path / "bad.root").exists()

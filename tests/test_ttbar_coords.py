@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.stats
 import torch
 
 from hepgen import dilepton
@@ -54,15 +55,21 @@ def test_coordinates_invert_in_float64(scheme, decays):
 
 
 def test_decay_columns_are_the_resonance_masses(decays):
-    """Columns 2, 3 (top side) and 11, 12 (antitop side) are the Breit-Wigner CDF logits of
-    m_t, m_W+, m_tbar, m_W-: inverted here with numpy, they give the generator's true masses."""
+    """Columns 2, 3 (top side) and 11, 12 (antitop side) are the normal quantiles (probits) of
+    the Breit-Wigner CDFs of m_t, m_W+, m_tbar, m_W-: inverted here with scipy's normal CDF,
+    they give the generator's true masses."""
     coords, p = _fitted("decay", decays)
     raw = coords._raw(p).numpy()
     peak, half = coords.peak.numpy(), coords.half_width.numpy()
     for col, k, key in ((2, 0, "t"), (3, 1, "Wp"), (11, 2, "tbar"), (12, 3, "Wm")):
-        u = 1 / (1 + np.exp(-raw[:, col]))
+        u = scipy.stats.norm.cdf(raw[:, col])
         mass = peak[k] + half[k] * np.tan(math.pi * (u - 0.5))
         assert np.max(np.abs(mass - decays.masses[key])) < 1e-6 * kin.TOP_MASS, key
+    # a Breit-Wigner line shape becomes a standard normal column (the toy's top masses are
+    # Breit-Wigner; mean and std of n events within 5 / sqrt(n) of 0 and 1)
+    n = len(raw)
+    for col in (2, 11):
+        assert abs(raw[:, col].mean()) < 5 / math.sqrt(n) and abs(raw[:, col].std() - 1) < 5 / math.sqrt(n)
     # a Breit-Wigner line shape fits its own width: half the interquartile range ~ Gamma / 2
     assert abs(half[0] - kin.TOP_WIDTH / 2) < 0.1 * kin.TOP_WIDTH
     assert abs(half[1] - kin.W_WIDTH / 2) < 0.1 * kin.W_WIDTH

@@ -32,7 +32,8 @@ from scipy import stats
 
 from hepgen.cards import build_section
 from hepgen.errors import CardError, InputError
-from hepgen.unfold import OmniFoldSettings, ibu, omnifold
+from hepgen.unfold.ibu import ibu
+from hepgen.unfold.omnifold import OmniFoldSettings, omnifold
 from hepgen.validate import calibration
 
 CUT = -1.5

@@ -130,20 +130,25 @@ class RelativeAzimuth(nn.Module):
         state_dict.setdefault(prefix + "pair_phi_offset", torch.tensor(0.0, dtype=torch.float64))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def forward(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, p: torch.Tensor, wrap=wrap_phi, relative: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``wrap``: :func:`~hepgen.kinematics.wrap_phi` for data, the exportable
+        :func:`~hepgen.kinematics.wrap_angle` inside a graph (they differ only at +pi);
+        ``relative``: the ``jets_relative`` convention as a Python bool (None: read the buffer,
+        which a graph being exported cannot)."""
         phi1 = p[:, 0, 2]
-        cols = [p[:, 0, 0], p[:, 0, 1], p[:, 1, 0], p[:, 1, 1], wrap_phi(p[:, 1, 2] - phi1 - math.pi)]
+        cols = [p[:, 0, 0], p[:, 0, 1], p[:, 1, 0], p[:, 1, 1], wrap(p[:, 1, 2] - phi1 - math.pi)]
         lead = p[:, 2]
-        relative = bool(self.jets_relative)
+        relative = bool(self.jets_relative) if relative is None else relative
         for j in range(self.max_jets):
             q = p[:, 2 + j]
             if j == 0 or not relative:
-                cols += [q[:, 0], q[:, 1], wrap_phi(q[:, 2] - phi1 - self.jet_phi_offset), q[:, 3]]
+                cols += [q[:, 0], q[:, 1], wrap(q[:, 2] - phi1 - self.jet_phi_offset.to(p.dtype)), q[:, 3]]
             else:
-                dphi = wrap_phi(q[:, 2] - lead[:, 2])
+                dphi = wrap(q[:, 2] - lead[:, 2])
                 deta = q[:, 1] - lead[:, 1]
-                u = torch.sign(deta) * torch.relu(deta.abs() - pair_gap(dphi, self.pair_r))
-                cols += [q[:, 0], u, wrap_phi(dphi - self.pair_phi_offset), q[:, 3]]
+                shifted = torch.relu(deta.abs() - pair_gap(dphi, self.pair_r.to(p.dtype)))
+                u = torch.where(deta < 0, -shifted, shifted)  # sign(deta) * shifted (0 at deta = 0 either way)
+                cols += [q[:, 0], u, wrap(dphi - self.pair_phi_offset.to(p.dtype)), q[:, 3]]
         return torch.stack(cols, dim=-1), phi1
 
     def inverse(self, raw: torch.Tensor, phi1: torch.Tensor) -> torch.Tensor:
@@ -221,10 +226,12 @@ class ZJetsCoords(nn.Module):
         p = torch.from_numpy(np.nan_to_num(np.concatenate([mu, jet], axis=1), nan=0.0))
         return p, torch.from_numpy(sample.n_jets)
 
-    def _raw(self, p: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _raw(self, p: torch.Tensor, n: torch.Tensor, relative: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw columns ``[N, D]`` (missing jets replaced by harmless placeholders) and the
-        ``[N, D]`` mask of columns that belong to present objects."""
-        raw, _ = self.azimuth(p.double())
+        ``[N, D]`` mask of columns that belong to present objects; float64, or, given the
+        ``relative`` convention as a bool (an encoder inside a graph), in p's dtype with the
+        exportable angle wrap."""
+        raw, _ = self.azimuth(p.double()) if relative is None else self.azimuth(p, wrap_angle, relative)
         cols, valid = [raw[:, :5]], [torch.ones_like(raw[:, :5], dtype=torch.bool)]
         fill = torch.tensor([self.jet_pt_min + 1.0, 0.0, 0.0, 1.0], dtype=raw.dtype)
         for j in range(self.max_jets):

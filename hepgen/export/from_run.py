@@ -67,7 +67,8 @@ def export(run_dir: str | os.PathLike, *, output: str | os.PathLike | None = Non
     if source is not None and not run.maps_samples:
         raise ExportError(f"--source {source}: the {run.family} generator of {run.path} starts from noise")
     if run.maps_samples:
-        path = source or card.data.source
+        # a process whose pipeline takes an event (unfolding) checks on its own training file
+        path = source or card.data.source or (card.data.path if getattr(process, "takes_source", False) else "")
         if not path:
             raise ExportError(f"the {run.family} generator of {run.path} maps source events; give --source FILE")
         src = read_source(path, process, card, max_events=CHECK_EVENTS)

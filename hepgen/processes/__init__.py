@@ -13,6 +13,7 @@ from .base import AfterTraining, Process, Selection, settings_of
 from .toys import TOYS
 from .ttbar import PROCESS as TTBAR
 from .zjets import PROCESS as ZJETS
+from .zjets_unfold import PROCESS as ZJETS_UNFOLD
 
 _REGISTRY: dict[str, Process] = {}
 
@@ -47,7 +48,7 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-for _p in (ZJETS, TTBAR, *TOYS.values()):
+for _p in (ZJETS, ZJETS_UNFOLD, TTBAR, *TOYS.values()):
     register(_p)
 
 __all__ = ["AfterTraining", "Process", "Selection", "get", "names", "register", "settings", "unregister"]

@@ -117,22 +117,29 @@ class ZJetsPipeline(nn.Module):
         onehot = torch.stack([ge[k] - ge[k + 1] for k in range(len(ge) - 1)], dim=-1)
         x = self.sampler(z, onehot)
         p = self.inverse(x, u_phi)
-        n_jets = (onehot * self.n_values).sum(-1)
         q1 = torch.where(u_q < self.charge_frac, torch.ones_like(u_q), -torch.ones_like(u_q))
-        mu1, mu2 = p[:, 0], p[:, 1]
-        q = [q1.unsqueeze(-1), -q1.unsqueeze(-1)]
-        swap = mu1[:, 0] < mu2[:, 0]
-        mu1, mu2 = _swap(mu1, mu2, swap)
-        q[0], q[1] = _swap(q[0], q[1], swap)
-        jets = []
-        for j in range(self.max_jets):
-            present = (n_jets > j + 0.5).unsqueeze(-1)
-            jets.append(torch.where(present, p[:, 2 + j], torch.zeros_like(p[:, 2 + j])))
-        for i in range(self.max_jets):  # bubble-sort network on pT; absent jets (pT 0) sink
-            for j in range(self.max_jets - 1 - i):
-                jets[j], jets[j + 1] = _swap(jets[j], jets[j + 1], jets[j][:, 0] < jets[j + 1][:, 0])
-        out = torch.stack([mu1, mu2] + jets, dim=1)
-        return out, n_jets, torch.cat(q, dim=-1)
+        return assemble(p, (onehot * self.n_values).sum(-1), q1)
+
+
+def assemble(p: torch.Tensor, n_jets: torch.Tensor, q1: torch.Tensor):
+    """Exportable: decoded momenta ``[N, 2 + J, 4]`` (all jet slots), multiplicity ``[N]`` and the
+    charge of the first muon ``[N]`` -> the pipeline outputs (p with the muons and the present
+    jets pT-ordered and absent jets all zero, n_jets, charges ``[N, 2]``)."""
+    max_jets = p.shape[1] - 2
+    mu1, mu2 = p[:, 0], p[:, 1]
+    q = [q1.unsqueeze(-1), -q1.unsqueeze(-1)]
+    swap = mu1[:, 0] < mu2[:, 0]
+    mu1, mu2 = _swap(mu1, mu2, swap)
+    q[0], q[1] = _swap(q[0], q[1], swap)
+    jets = []
+    for j in range(max_jets):
+        present = (n_jets > j + 0.5).unsqueeze(-1)
+        jets.append(torch.where(present, p[:, 2 + j], torch.zeros_like(p[:, 2 + j])))
+    for i in range(max_jets):  # bubble-sort network on pT; absent jets (pT 0) sink
+        for j in range(max_jets - 1 - i):
+            jets[j], jets[j + 1] = _swap(jets[j], jets[j + 1], jets[j][:, 0] < jets[j + 1][:, 0])
+    out = torch.stack([mu1, mu2] + jets, dim=1)
+    return out, n_jets, torch.cat(q, dim=-1)
 
 
 def acceptance(p: np.ndarray, n_jets: np.ndarray, card: Card) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,8 @@ seed, made once and then reused (cached like the training sample).
 :func:`independent_reference` returns the card's ``validate.reference`` file holding
 ``validate.reference_events`` selected events simulated with :func:`reference_seed`:
 
-* ``reference_events: 0`` -> None: validation uses the held-out split only;
+* ``reference_events: 0``, or events read from a file (``simulate.input``) -> None: validation
+  uses the held-out split only;
 * the file is absent -> :func:`hepgen.simulate.produce` writes it (Z+jets: Pythia at about 550
   selected events/s on 2 cores, 100 000 events take about 3 minutes), or, with
   ``simulate=False``, None;
@@ -111,6 +112,9 @@ def independent_reference(card: Card, log: Callable[[str], None] = print, *, sim
     for."""
     vc = card.validate
     if vc.reference_events == 0:
+        return None
+    if card.simulate.input:  # the events come from a file: there is no second stream to draw from
+        log(f"simulate.input {card.simulate.input}: no independent reference can be simulated; the held-out split only")
         return None
     simulation = simulation or simulation_for(card)
     path, seed, events = Path(vc.reference), reference_seed(card), vc.reference_events

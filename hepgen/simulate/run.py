@@ -10,6 +10,12 @@ keeps the first ``N // J (+1 for i < N % J)`` selected events of its own event s
 output is worker 0's events, then worker 1's, ... . Pythia's event stream does not depend on
 the batch size, so the file is a function of (card, seed, jobs) only: bit-reproducible.
 
+The events may come from a HepMC file instead (``input``, the card's ``simulate.input``; one
+worker, :mod:`.streams`): the same selection and output, with the file's generator and cross
+section in the provenance. ``save_hepmc`` also writes the generated events (all tried events
+up to the last one kept) as a HepMC3 file, one part per worker merged in worker order:
+``input`` on it gives the same selected events.
+
 Nothing is written until every worker is done; the file then appears atomically (see
 :class:`hepgen.io.root.RootWriter`), with the resolved card beside it. Workers die with their
 parent (a parent-death signal and a watchdog thread), so a SIGKILL of hepgen leaves no orphan
@@ -40,19 +46,24 @@ from .. import crosssection as xsec
 from ..cards import Card, ProcessConfig, card_hash, dump_card
 from ..errors import CardError, HepgenError, InputError, OutputError
 from ..events import EventSample
+from ..io.hepmc import HepmcWriter, merge_hepmc
 from ..io.root import RootWriter
-from ..outputs import atomic_output, check_output
+from ..outputs import atomic_output, check_output, stale_temporaries
 from . import pythia as _pythia
 from .selection import select
 from .simulation import Simulation
+from .paired import paired_simulation
+from .streams import hepmc_copy, open_stream
 from .ttbar import ttbar_simulation
 from .zjets import GIVE_UP_HINT, zjets_simulation
 
-MB_TO_PB = 1e9
 NOTHING_PASSES_AFTER = 20_000  # generated events without one selected: the cuts are wrong
 
 # process.name -> the card's simulation; produce() takes this one unless given another
-SIMULATIONS: dict[str, Callable[[Card], Simulation]] = {"zjets": zjets_simulation, "ttbar": ttbar_simulation}
+SIMULATIONS: dict[str, Callable[[Card], Simulation]] = {
+    "zjets": zjets_simulation, "ttbar": ttbar_simulation,
+    "zjets_unfold": paired_simulation,  # the paired particle/reco events unfolding trains on
+}
 
 
 def simulation_for(card: Card) -> Simulation:
@@ -80,6 +91,10 @@ class WorkerTask:
     give_up_after: int = NOTHING_PASSES_AFTER  # generated events without a selected one
     select: Callable = select  # the Z+jets selection unless a simulation gives its own
     give_up_hint: str = GIVE_UP_HINT
+    input: str = ""  # a HepMC file whose events are selected instead of Pythia's
+    save_hepmc: str = ""  # the generated events as HepMC3 ("": not written; streams.hepmc_copy)
+    hepmc_info: tuple[tuple[str, str], ...] = ()  # the HepMC file's run attributes
+    jobs: int = 1  # workers in the run (the step of the HepMC event numbers)
 
 
 @dataclass
@@ -87,9 +102,10 @@ class WorkerResult:
     index: int
     sample: EventSample
     stats: Any  # the batch function's counts (tried, accepted, ...)
-    sigma_mb: float  # Pythia's sigmaGen over the tried events, mb
-    sigma_err_mb: float
+    sigma_pb: tuple[float, float] | None  # the stream's cross section and error (Pythia's sigmaGen), pb
     seconds: float
+    hepmc_part: str = ""  # the worker's HepMC part (save_hepmc), to merge
+    provenance: dict = dataclasses.field(default_factory=dict)  # the stream's lines (a HepMC file's)
 
 
 # progress messages from workers: (accepted, tried) increments, through this queue
@@ -147,12 +163,22 @@ def run_worker(task: WorkerTask, progress=None) -> WorkerResult:
     """
     report = progress or (lambda a, t: _PROGRESS.put((a, t)) if _PROGRESS is not None else None)
     start = time.perf_counter()
-    pythia = _pythia.make_pythia(list(task.settings), task.seed)
+    with contextlib.closing(open_stream(task)) as stream, hepmc_copy(task) as (copy, part):
+        sample, stats = _select_stream(task, stream, copy, report)
+    return WorkerResult(index=task.index, sample=sample, stats=stats, sigma_pb=stream.cross_section(),
+                        seconds=time.perf_counter() - start, hepmc_part=part, provenance=stream.provenance())
+
+
+def _select_stream(task: WorkerTask, stream, copy: HepmcWriter | None, report):
+    """(kept events, counts) of ``stream`` until ``task.events`` are kept or it ends."""
     samples: list[EventSample] = []
     stats = None
     accepted = tried = 0
     while accepted < task.events:
-        sample, flags = select_batch(pythia.nextBatch(task.batch), task.process, task.select)
+        batch = stream.next()
+        if batch is None:  # a file has ended
+            break
+        sample, flags = select_batch(batch, task.process, task.select)
         need = task.events - accepted
         if len(sample) > need:  # keep the first `need`; count tried events up to the last one
             stop = int(np.flatnonzero(flags.keep)[need - 1]) + 1
@@ -166,18 +192,12 @@ def run_worker(task: WorkerTask, progress=None) -> WorkerResult:
             stats += batch_stats
         accepted, tried = accepted + batch_stats.accepted, tried + batch_stats.tried
         samples.append(sample)
+        if copy is not None:
+            copy.write(batch if stop is None else batch[:stop], stream.cross_section())
         report(batch_stats.accepted, batch_stats.tried)
         if accepted == 0 and tried >= task.give_up_after:
             raise HepgenError(f"no event passed the selection in {tried} generated events; {task.give_up_hint}")
-    info = pythia.infoPython()
-    return WorkerResult(
-        index=task.index,
-        sample=EventSample.concatenate(samples),
-        stats=stats,
-        sigma_mb=float(info.sigmaGen()),
-        sigma_err_mb=float(info.sigmaErr()),
-        seconds=time.perf_counter() - start,
-    )
+    return EventSample.concatenate(samples), stats
 
 
 def _worker_entry(task: WorkerTask) -> WorkerResult:
@@ -273,11 +293,13 @@ def _run_pool(tasks: list[WorkerTask], jobs: int, update) -> list[WorkerResult]:
     return sorted(results, key=lambda r: r.index)
 
 
-def _combine_sigma(results: list[WorkerResult]) -> tuple[float, float]:
-    """Tried-event-weighted mean of the workers' sigmaGen and its error, in pb."""
+def _combine_sigma(results: list[WorkerResult]) -> tuple[float, float] | None:
+    """Tried-event-weighted mean of the workers' cross sections and its error, in pb (None
+    when a stream knows none: a HepMC file without ``GenCrossSection``)."""
+    if any(r.sigma_pb is None for r in results):
+        return None
     n = np.array([r.stats.tried for r in results], dtype=np.float64)
-    s = np.array([r.sigma_mb for r in results]) * MB_TO_PB
-    e = np.array([r.sigma_err_mb for r in results]) * MB_TO_PB
+    s, e = np.array([r.sigma_pb for r in results]).T
     w = n / n.sum()
     return float(np.sum(w * s)), float(np.sqrt(np.sum((w * e) ** 2)))
 
@@ -292,75 +314,106 @@ def produce(
     force: bool = False,
     quiet: bool = False,
     simulation: Simulation | None = None,
+    input: Path | str | None = None,
+    save_hepmc: Path | str | None = None,
 ) -> Path:
     """Simulate ``events`` selected events and write them as a ROOT file.
 
     ``simulation``: what to simulate (None: :func:`simulation_for` the card, e.g. Z -> mu mu +
     jets for ``process.name: zjets``). ``None`` for the others takes the card's value
-    (``simulate.events``, ``seed``, ``simulate.output``, ``simulate.jobs``); ``jobs = 0`` means
-    one worker per CPU core. Returns the output path. The file holds the simulation's
+    (``simulate.events``, ``seed``, ``simulate.output``, ``simulate.jobs``, ``simulate.input``); ``jobs
+    = 0`` means one worker per CPU core. Returns the output path. The file holds the simulation's
     collections (Z+jets: "Muon", 2 per event, and "Jet"; tt̄: "GenPart", the six decay
     products), unit weights, and the provenance (the selected events' cross section as
     ``cross_section_pb`` / ``cross_section_error_pb``, :mod:`hepgen.crosssection`; sigmaGen as
     ``sigma_gen_pb``; counts, seeds, settings, versions, the simulation's own lines, the resolved
     card); the resolved card is also written beside it as ``<output stem>.card.yaml``.
+
+    ``input``: a HepMC file whose events are selected instead of Pythia's ("" = Pythia), in one
+    worker, until ``events`` are kept or the file ends; the cross section is the file's
+    ``GenCrossSection``, absent without one. ``save_hepmc``: the generated events also as HepMC3.
     """
     sim = card.simulate
     events = sim.events if events is None else int(events)
     seed = card.seed if seed is None else int(seed)
     output = Path(sim.output if output is None else output)
-    jobs = sim.jobs if jobs is None else int(jobs)
+    source = str(sim.input if input is None else input)
+    jobs = 1 if source else sim.jobs if jobs is None else int(jobs)
     if jobs == 0:
         jobs = os.cpu_count() or 1
     jobs = max(1, min(jobs, events))
     simulation = simulation or simulation_for(card)
+    if source and save_hepmc:
+        raise HepgenError("--save-hepmc writes the events Pythia generates; with --input there are none")
     check_output(output, force)  # fail now, not after minutes of simulation
     card_path = output.with_name(output.stem + ".card.yaml")
     if card_path.is_dir():
         raise OutputError(f"{card_path} is a directory; it is where the resolved card goes")
+    if save_hepmc:
+        check_output(save_hepmc, force)
 
     resolved = dataclasses.replace(
         card, seed=seed,
-        simulate=dataclasses.replace(sim, events=events, output=str(output), jobs=jobs),
+        simulate=dataclasses.replace(sim, events=events, output=str(output), jobs=jobs, input=source),
     )
     lines = simulation.settings
-    _pythia.make_pythia(list(lines), 1, source="card")  # bad settings: fail before spawning
+    if not source:
+        _pythia.make_pythia(list(lines), 1, source="card")  # bad settings: fail before spawning
     seeds = [_pythia.worker_seed(seed, i) for i in range(jobs)]
+    pythia_info = {"seed": str(seed), "jobs": str(jobs), "worker_seeds": json.dumps(seeds),
+                   "pythia_settings": json.dumps(list(lines))}
     # the process section travels to spawned workers: its settings as a plain dict (a card's
     # read-only mapping, types.MappingProxyType, does not pickle)
     process = dataclasses.replace(resolved.process, settings=dict(resolved.process.settings))
-    tasks = [
-        WorkerTask(i, n, s, lines, process, sim.batch, select=simulation.select,
-                   give_up_hint=simulation.give_up_hint)
-        for i, (n, s) in enumerate(zip(_shares(events, jobs), seeds))
-    ]
-    start = time.perf_counter()
-    results = [r for r in _run_all(tasks, jobs, quiet) if len(r.sample)]
-    seconds = time.perf_counter() - start
+    with contextlib.ExitStack() as stack:
+        hepmc = stack.enter_context(atomic_output(save_hepmc, force)) if save_hepmc else None
+        if hepmc and jobs > 1:  # the workers' parts, merged below; none outlives the run
+            stack.callback(lambda: [p.unlink(missing_ok=True) for p in stale_temporaries(save_hepmc)])
+        hepmc_info = tuple({"generator": "Pythia", "generator_version": _pythia.versions(False)["pythia8mc_version"],
+                            **pythia_info, "card": dump_card(resolved), "card_hash": card_hash(resolved)}.items())
+        tasks = [
+            WorkerTask(i, n, s, lines, process, sim.batch, select=simulation.select,
+                       give_up_hint=simulation.give_up_hint, input=source, jobs=jobs, hepmc_info=hepmc_info,
+                       save_hepmc=str(hepmc if jobs == 1 else save_hepmc) if hepmc else "")
+            for i, (n, s) in enumerate(zip(_shares(events, jobs), seeds))
+        ]
+        start = time.perf_counter()
+        everything = _run_all(tasks, jobs, quiet)
+        seconds = time.perf_counter() - start
+        if hepmc and jobs > 1:
+            merge_hepmc([r.hepmc_part for r in everything], hepmc)
+        results = [r for r in everything if len(r.sample)]
+        if not results:
+            raise InputError(f"{source}: none of its {everything[0].stats.tried} events passed the selection; "
+                             f"{simulation.give_up_hint}")
+        _write(output, force, resolved, card_path, simulation, results, source, pythia_info, seconds, quiet)
+    return output
 
+
+def _write(output, force, resolved, card_path, simulation, results, source, pythia_info, seconds, quiet) -> None:
+    """The ROOT file (provenance included), the resolved card and the summary line."""
     stats = results[0].stats
     for r in results[1:]:
         stats += r.stats
-    sigma, sigma_err = _combine_sigma(results)
+    sigma = _combine_sigma(results)
     eff = stats.accepted / stats.tried
     sample = EventSample.concatenate([r.sample for r in results])
     info = {
-        "seed": str(seed),
-        "jobs": str(jobs),
-        "worker_seeds": json.dumps(seeds),
-        "pythia_settings": json.dumps(list(lines)),
+        **(pythia_info if not source else {"seed": pythia_info["seed"], "jobs": "1"}),
         "events": str(len(sample)),
         "events_tried": str(stats.tried),
         "efficiency": repr(eff),
-        "sigma_gen_pb": repr(sigma),
-        "sigma_gen_err_pb": repr(sigma_err),
-        **xsec.record(*xsec.scaled(sigma, sigma_err, stats.accepted, stats.tried)),  # the selected events'
+        **({"sigma_gen_pb": repr(sigma[0]), "sigma_gen_err_pb": repr(sigma[1]),
+            **xsec.record(*xsec.scaled(*sigma, stats.accepted, stats.tried))} if sigma else {}),  # the selected events'
         "weights": "unweighted (1 per event)",
         "seconds": f"{seconds:.1f}",
         "card": dump_card(resolved),
         "card_hash": card_hash(resolved),
         **simulation.provenance(sample, stats),
+        **results[0].provenance,  # a HepMC input: the file, its generator
     }
+    if source:
+        info.pop("pythia8mc_version", None)  # not Pythia's events
     with RootWriter(output, force=force, info=info) as writer:
         chunk = 100_000
         for lo in range(0, len(sample), chunk):
@@ -368,13 +421,16 @@ def produce(
     with atomic_output(card_path, force=True) as tmp:
         tmp.write_text(dump_card(resolved))
     if not quiet:
+        if sigma is None:
+            print(f"simulate: {source} carries no cross section (GenCrossSection): {output} names none", file=sys.stderr)
+        jobs = int(info["jobs"])
         print(
-            f"simulate: {len(sample)} events from {stats.tried} generated ({eff:.1%}) in "
-            f"{seconds:.0f} s with {jobs} worker{'s' if jobs > 1 else ''}; sigma_gen = {sigma:.4g} +- {sigma_err:.2g} pb; "
+            f"simulate: {len(sample)} events from {stats.tried} {'read' if source else 'generated'} ({eff:.1%}) in "
+            f"{seconds:.0f} s with {jobs} worker{'s' if jobs > 1 else ''}; "
+            f"{f'sigma_gen = {sigma[0]:.4g} +- {sigma[1]:.2g} pb' if sigma else 'no cross section'}; "
             f"{simulation.summary(sample, stats)}",
             file=sys.stderr,
         )
-    return output
 
 
 def training_file(card: Card, log: Callable[[str], None] = print) -> Path:

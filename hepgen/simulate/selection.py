@@ -38,6 +38,7 @@ import numpy as np
 
 from ..cards import ProcessConfig
 from ..events import EventSample
+from ..jets import cluster, field_reader, jagged
 from ..kinematics import MUON_MASS, delta_r, epxpypz_to_ptetaphim
 from ..selection import jet_selected, separated
 
@@ -75,47 +76,12 @@ class FlatRecord:
         offsets = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         event = np.repeat(np.arange(len(counts)), counts)
-        get = _field_reader(prt)
+        get = field_reader(prt)
         return cls(
             n_events=len(counts), offsets=offsets, event=event,
             pid=get("id"), status=get("status"), mother=get("mother1") + offsets[:-1][event],
             px=get("p", "px"), py=get("p", "py"), pz=get("p", "pz"), e=get("p", "e"), m=get("m"),
         )
-
-
-def _field_reader(prt: ak.Array):
-    """A function (field path) -> flat numpy array of a ``[N, var]`` record field.
-
-    Reads the buffers of Pythia's layout (a list-offset array of plain records) without
-    copying through awkward; any other layout goes the general way (``ak.flatten``).
-    """
-    layout = prt.layout
-    if isinstance(layout, ak.contents.ListOffsetArray):
-        offsets = np.asarray(layout.offsets)
-        lo, hi = int(offsets[0]), int(offsets[-1])
-
-        def get(*path):
-            node = layout.content
-            for name in path:
-                if not isinstance(node, ak.contents.RecordArray):
-                    break
-                node = node.content(name)
-            else:
-                if isinstance(node, ak.contents.NumpyArray) and node.data.ndim == 1:
-                    data = np.asarray(node.data)[lo:hi]
-                    return data.astype(np.int64) if data.dtype.kind == "i" else data
-            return _generic(*path)
-    else:
-        get = None
-
-    def _generic(*path):
-        x = prt
-        for name in path:
-            x = x[name]
-        data = ak.to_numpy(ak.flatten(x, axis=1))
-        return data.astype(np.int64) if data.dtype.kind == "i" else data
-
-    return get or _generic
 
 
 def _walk_up(mother: np.ndarray, start: np.ndarray, through: np.ndarray) -> np.ndarray:
@@ -213,60 +179,14 @@ class SelectionStats:
         return self
 
 
-def _jagged(values: dict[str, np.ndarray], counts: np.ndarray, record: str | None = None) -> ak.Array:
-    """``[N, var]`` records from flat field arrays [sum(counts)], built from the buffers.
-
-    With ``record="Momentum4D"`` this is exactly what :func:`hepgen.events.make_collection`
-    builds (tested), without its per-field ``ak.unflatten`` (a few % of Pythia's time here).
-    """
-    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    content = ak.contents.RecordArray(
-        [ak.contents.NumpyArray(np.ascontiguousarray(v)) for v in values.values()], list(values),
-        length=int(offsets[-1]), parameters={"__record__": record} if record else None,
-    )
-    return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), content))
-
-
-_JETDEFS: dict[float, object] = {}
-
-
-def _jet_definition(r: float):
-    import fastjet
-
-    if r not in _JETDEFS:
-        fastjet._swig.ClusterSequence.set_fastjet_banner_stream(None)  # no banner on stdout
-        _JETDEFS[r] = fastjet.JetDefinition(fastjet.antikt_algorithm, r)
-    return _JETDEFS[r]
-
-
 def cluster_jets(rec: FlatRecord, inputs: np.ndarray, cfg: ProcessConfig):
-    """Anti-kT jets of the particles ``inputs`` (global indices), with pT > jet_pt_min.
+    """Anti-kT jets of the particles ``inputs`` (global indices, ascending), with pT > jet_pt_min.
 
     Returns flat jet arrays (pt, eta, phi, mass), float64 [J], and counts [N], before the eta
-    cut. Events whose scalar sum of input pT is below jet_pt_min cannot have such a jet (a
-    jet's pT is at most the scalar sum of its constituents' pT), so they are not clustered:
-    an exact shortcut, not an approximation.
+    cut: :func:`hepgen.jets.cluster` (the FastJet call the detector's jets share) of the inputs.
     """
-    import fastjet
-
-    ev = rec.event[inputs]
-    px, py = rec.px[inputs], rec.py[inputs]
-    ht = np.bincount(ev, weights=np.sqrt(px * px + py * py), minlength=rec.n_events)
-    busy = ht >= cfg.jet_pt_min
-    sel = inputs[busy[ev]]
-    counts_in = np.bincount(rec.event[sel], minlength=rec.n_events)[busy]
-    counts = np.zeros(rec.n_events, dtype=np.int64)
-    if len(counts_in) == 0:
-        empty = np.zeros(0)
-        return (empty, empty, empty, empty), counts
-    particles = _jagged({"px": rec.px[sel], "py": rec.py[sel], "pz": rec.pz[sel], "E": rec.e[sel]}, counts_in)
-    jets = fastjet.ClusterSequence(particles, _jet_definition(cfg.jet_r)).inclusive_jets(
-        min_pt=cfg.jet_pt_min
-    )
-    counts[busy] = ak.to_numpy(ak.num(jets, axis=1))
-    get = _field_reader(jets)
-    return epxpypz_to_ptetaphim(get("E"), get("px"), get("py"), get("pz")), counts
+    return cluster(rec.event[inputs], rec.px[inputs], rec.py[inputs], rec.pz[inputs], rec.e[inputs],
+                   rec.n_events, cfg.jet_r, cfg.jet_pt_min)
 
 
 def jet_inputs(rec: FlatRecord, products: np.ndarray, cfg: ProcessConfig) -> np.ndarray:
@@ -316,7 +236,7 @@ def select(batch: ak.Array, cfg: ProcessConfig) -> tuple[EventSample, BatchFlags
     pairs = wanted & (jcounts >= 2)
     if cfg.jet_dr_min > 0 and pairs.any():
         jin = pairs[np.repeat(np.arange(n), jcounts)]
-        jets_ak = _jagged({"eta": jeta[jin], "phi": jphi[jin]}, jcounts[pairs])
+        jets_ak = jagged({"eta": jeta[jin], "phi": jphi[jin]}, jcounts[pairs])
         a, b = ak.unzip(ak.combinations(jets_ak, 2, axis=1))
         dr = delta_r(a["eta"], a["phi"], b["eta"], b["phi"])
         too_close[pairs] = ak.to_numpy(ak.any(~separated(dr, cfg.jet_dr_min), axis=1))
@@ -326,7 +246,7 @@ def select(batch: ak.Array, cfg: ProcessConfig) -> tuple[EventSample, BatchFlags
 
     # --- build the collections of the kept events
     jkeep = keep[np.repeat(np.arange(n), jcounts)]
-    jets = _jagged(
+    jets = jagged(
         {"pt": jpt[jkeep], "eta": jeta[jkeep], "phi": jphi[jkeep], "mass": jm[jkeep]},
         jcounts[keep], record="Momentum4D",
     )
@@ -336,7 +256,7 @@ def select(batch: ak.Array, cfg: ProcessConfig) -> tuple[EventSample, BatchFlags
     mevent = rec.event[mu_idx]
     morder = np.lexsort((-mpt, mevent))
     charge = np.where(rec.pid[mu_idx] > 0, -1, 1).astype(np.int32)  # PDG 13 is mu-
-    muons = _jagged(
+    muons = jagged(
         {"pt": mpt[morder], "eta": meta[morder], "phi": mphi[morder],
          "mass": np.full(len(mu_idx), MUON_MASS), "charge": charge[morder]},
         np.full(n_kept, 2), record="Momentum4D",

@@ -24,6 +24,7 @@ from ...errors import InputError
 from ...events import EventSample
 from .branch_map import arrays_to_sample, branch_columns, column_names, plan_collections
 from .layout import INFO_KEY, default_mapping
+from .scalar_branches import read_scalars
 from .weight_branches import read_variations
 
 RNTUPLE_CLASS = "ROOT::RNTuple"
@@ -159,9 +160,11 @@ def read_events(
 
 
 def with_variations(tree, sample: EventSample, start, stop, path) -> EventSample:
-    """``sample`` with the weight variations of entries [start, stop) (:mod:`.weight_branches`)."""
+    """``sample`` with the weight variations (:mod:`.weight_branches`) and the scalars
+    (:mod:`.scalar_branches`) of entries [start, stop)."""
     variations = read_variations(tree, sample.info, start, stop, str(path))
-    return replace(sample, variations=variations) if variations else sample
+    scalars = read_scalars(tree, sample.info, start, stop, str(path))
+    return replace(sample, variations=variations or sample.variations, scalars=scalars or sample.scalars)
 
 
 def iterate_events(

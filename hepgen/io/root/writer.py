@@ -10,7 +10,8 @@ int32 counts and integer fields, float32 ``weight [N]``) with the provenance as 
 :data:`hepgen.events.GIVEN_FIELDS`) get branches ``C_E`` / ``C_pz``; a chunk without them
 before the tree is made widens the layout (NaN where nothing is kept), but once the tree holds
 events, a chunk that brings new ones is an :class:`OutputError`. Weight variations (``EventSample.variations``) become NanoAOD-style
-float32 branches (:mod:`hepgen.io.root.weight_branches`) with their groups, descriptions and
+float32 branches (:mod:`hepgen.io.root.weight_branches`), scalars (``EventSample.scalars``) bool or int64
+branches (:mod:`hepgen.io.root.scalar_branches`), with their groups, descriptions and
 branch names in the provenance; beams and cross section travel in the provenance too. Every
 write goes through :func:`hepgen.outputs.atomic_output`: an
 existing file is refused without ``force``, and an exception in the middle of writing leaves
@@ -30,6 +31,7 @@ from ...events import EventSample
 from ...outputs import atomic_output
 from ..variations import GROUPS, complete_groups, groups_of, groups_record
 from .layout import DEFAULT_CHUNK, INFO_KEY, with_given_fields, branch_types, chunk_data, describe_layout, merged_layout
+from .scalar_branches import SCALARS, scalar_arrays, scalar_types, scalars_record
 from .weight_branches import BRANCHES, branch_plan, chunk_arrays
 from .weight_branches import branch_types as weight_types
 
@@ -68,6 +70,8 @@ class RootWriter:
         self._layout: dict[str, object] | None = None
         self._wplan: dict[str, list[str]] = {}
         self._wids: list[str] = []
+        self._scalars: list[str] = []
+        self._scalar_types: dict[str, str] = {}
         self._groups_info: dict[str, str] = {}
         self._buffer: list[EventSample] = []
         self._buffered = 0
@@ -116,6 +120,8 @@ class RootWriter:
         info = {"hepgen_version": __version__, **(self._info or {}), **self._extra_info}
         info.pop(GROUPS, None)
         info.pop(BRANCHES, None)
+        info.pop(SCALARS, None)
+        info.update(scalars_record(self._scalars))
         if self._wids:
             info.update(groups_record(complete_groups(groups_of(self._groups_info, str(self.path)), self._wids)))
             info[BRANCHES] = json.dumps(self._wplan)
@@ -140,6 +146,8 @@ class RootWriter:
             self._groups_info = {k: v for k, v in {**self._info, **self._extra_info}.items() if k == GROUPS}
             self._wids = list(sample.variations)
             self._wplan = branch_plan(groups_of(self._groups_info, str(self.path)), self._wids)
+            self._scalars = list(sample.scalars)
+            self._scalar_types = scalar_types(sample.scalars, layout, str(self.path))
         elif layout != self._layout:
             merged = merged_layout(self._layout, layout)
             if merged is None:
@@ -152,6 +160,8 @@ class RootWriter:
         elif list(sample.variations) != self._wids:
             raise OutputError(f"{self.path}: chunk has weight variations {list(sample.variations)}, "
                               f"the first chunk had {self._wids}")
+        if scalar_types(sample.scalars, {}, str(self.path)) != self._scalar_types:
+            raise OutputError(f"{self.path}: chunk has scalars {list(sample.scalars)}, the first chunk had {self._scalars}")
         try:
             sample.check_finite(str(self.path))
         except InputError as err:  # never write a file that hepgen would refuse to read
@@ -171,8 +181,10 @@ class RootWriter:
         self._buffer, self._buffered = [], 0
         data = chunk_data(sample, self._layout)
         data.update(chunk_arrays(sample.variations, self._wplan, len(sample)))
+        data.update(scalar_arrays(sample.scalars, self._scalars))
         if self._tree is None:
-            self._tree = self._file.mktree(self.tree_name, {**self._layout, **weight_types(self._wplan)})
+            types = {**self._layout, **weight_types(self._wplan)}
+            self._tree = self._file.mktree(self.tree_name, {**types, **self._scalar_types})
         self._tree.extend(data)
         self.n_written += len(sample)
 

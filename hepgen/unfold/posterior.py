@@ -1,0 +1,87 @@
+"""``hepgen unfold RUN reco.root -o unfolded.root --samples K``: K posterior samples of the
+particle-level event for every reco event, from a run whose pipeline takes a reco event
+(``process.name: zjets_unfold``, docs/unfolding.md).
+
+Sample k of every event uses its own noise and, for a Bayesian run, posterior draw k of the
+network weights (k = 0 .. K-1, so K must not exceed what the Bayesian draws can index: any K
+works, each draw is seeded by the card's seed), so the spread of the K samples holds both the
+detector's smearing and the training uncertainty; a plain run uses its weights for all K.
+The output holds one entry per (event, sample), event-major, with the int64 scalars ``event``
+(the reco event's index in its file) and ``sample`` (k); deterministic for a given reco file,
+run and K. Events the run does not unfold (``Process.source_events``: outside the reco
+selection) are left out, counted in the provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..errors import HepgenError, InputError
+from ..events import EventSample
+from ..io import format_of, read_sample
+from ..io.root import RootWriter
+from ..sources import complete
+
+BLOCK = 4096  # reco events per block (all K samples of a block are written together)
+
+
+def _noise_seed(seed: int, sample: int, block: int) -> int:
+    digest = hashlib.sha256(f"hepgen-unfold/{seed}/{sample}/{block}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def unfold(run, reco: str | os.PathLike, output: str | os.PathLike, *, samples: int = 1, force: bool = False,
+           max_events: int = 0, log: Callable[[str], None] = print, progress: bool = True) -> Path:
+    """Write ``samples`` unfolded particle-level events per reco event of ``reco`` to ``output``
+    (ROOT); see the module docstring. One-line errors for a run that does not unfold, a file
+    that is not a reco sample of the run's kind, or an existing output without ``force``."""
+    process, card = run.process, run.card
+    if not getattr(process, "takes_source", False) or not hasattr(process, "source_events"):
+        raise HepgenError(f"{run.path}: the {card.process.name} run does not unfold reco events "
+                          "(train a card with process.name: zjets_unfold)")
+    if samples < 1:
+        raise HepgenError(f"--samples {samples}: at least 1")
+    reco = Path(reco)
+    if not reco.is_file():
+        raise InputError(f"{reco}: no such file")
+    if format_of(reco) != "root":
+        raise InputError(f"{reco}: unfold reads ROOT files (.root)")
+    sample = read_sample(reco, max_events=max_events)
+    if len(sample) == 0:
+        raise InputError(f"{reco}: no events")
+    keep = np.flatnonzero(process.source_events(sample))
+    x = process.source_input(sample, card)  # the rows of `keep`, checked against the run's reco selection
+    pipes = {}
+    draws = [k if run.bayesian else None for k in range(samples)]
+    info = {**run.record(), "unfolded_file": str(reco), "unfolded_events": str(len(keep)),
+            "unfold_skipped_events": str(len(sample) - len(keep)), "unfold_samples": str(samples)}
+    log(f"unfolding {len(keep)} reco events of {reco} ({len(sample) - len(keep)} outside the selection), "
+        f"{samples} sample{'s' if samples > 1 else ''} each")
+    bar = tqdm(total=len(keep) * samples, unit="ev", disable=not progress, desc="unfold")
+    with RootWriter(output, force=force, info=info) as writer:
+        for b, start in enumerate(range(0, len(keep), BLOCK)):
+            rows = x[start:start + BLOCK]
+            parts = []
+            for k, draw in enumerate(draws):
+                if draw not in pipes:
+                    pipes[draw] = run.pipeline(draw)
+                gen = torch.Generator().manual_seed(_noise_seed(card.seed, k, b))
+                with torch.no_grad():
+                    out = pipes[draw](complete(rows, pipes[draw].noise_layout, gen))
+                events = process.to_events(out)
+                parts.append(EventSample.build(events.collections, events.weight, scalars={
+                    "event": keep[start:start + len(rows)], "sample": np.full(len(rows), k)}))
+                bar.update(len(rows))
+            block = EventSample.concatenate(parts)
+            order = np.lexsort((block.scalars["sample"], block.scalars["event"]))
+            writer.write(block.select(order))
+    bar.close()
+    log(f"wrote {output}: {len(keep) * samples} unfolded events")
+    return Path(output)

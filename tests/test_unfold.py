@@ -1,0 +1,178 @@
+"""Unfolding by generation (hepgen/coords/unfold.py, hepgen/processes/zjets_unfold.py,
+hepgen/unfold/posterior.py): the coordinates decode what they encode, and a short training on
+a real paired sample learns p(particle | reco) (the posterior follows the reco event)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import replace
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hepgen.cards import load_card
+from hepgen.cli import main
+from hepgen.io.root import read_events, write_events
+from hepgen.runs import load_run
+from hepgen.simulate import produce
+from hepgen.train import train
+
+from hepgen.coords.unfold import GEN_NAMES, Multiplicity, UnfoldCoords, level
+from hepgen.errors import InputError
+from hepgen.events import EventSample
+from hepgen.pipeline import FrozenSampler
+from hepgen.processes.zjets_unfold import PROCESS, UnfoldPipeline, reco_rows
+
+from zjets_like import zjets_like
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _hepgen(*argv) -> int:
+    with pytest.raises(SystemExit) as exit_:
+        main([str(a) for a in argv])
+    return exit_.value.code
+
+
+def paired_identity(n: int, seed: int) -> EventSample:
+    """A paired sample whose reco level is its particle level (every event passes both)."""
+    s = zjets_like(n, seed)
+    return EventSample.build({"GenMuon": s["Muon"], "GenJet": s["Jet"], "Muon": s["Muon"], "Jet": s["Jet"]},
+                             scalars={"pass_gen": np.ones(n, bool), "pass_reco": np.ones(n, bool)})
+
+
+def test_multiplicity_column_decodes_to_the_encoded_multiplicity_everywhere_in_its_interval():
+    mult = Multiplicity((1, 2, 3))
+    k = torch.arange(3).repeat_interleave(1001)
+    u = torch.linspace(1e-4, 1 - 1e-4, 1001).repeat(3)  # float32 decoding: not on the edges themselves
+    col = mult.encode(k, u)
+    assert abs(float(col.mean())) < 0.01 and abs(float(col.std()) - 1) < 0.01  # standardised
+    np.testing.assert_array_equal(mult(col.float()).argmax(-1).numpy(), k.numpy())
+    # outside the training range the outer multiplicities take over, no event lost
+    far = mult(torch.tensor([-10.0, 10.0]))
+    assert far[0].tolist() == [1, 0, 0] and far[1].tolist() == [0, 0, 1]
+
+
+class _Fixed(nn.Module):
+    """A 'sampler' that returns given coordinates: isolates the pipeline's decoding."""
+
+    def __init__(self, x):
+        super().__init__()
+        self.register_buffer("x", x)
+
+    def forward(self, z, c):
+        return self.x[: len(z)]
+
+
+def test_pipeline_decodes_the_encoded_particle_level_event_with_the_reco_azimuth():
+    """encode (particle level) -> the pipeline's inverse gives the particle-level momenta back
+    when the reco leading muon has the particle-level azimuth (here: reco = particle level)."""
+    sample = paired_identity(2000, 3)
+    coords = UnfoldCoords((1, 2, 3), 20.0, 0.0).fit(sample)  # zjets_like has jet pairs closer than 0.4
+    x, c = coords.encode(sample, torch.Generator().manual_seed(0))
+    assert x.shape == (2000, coords.dim) and c.shape == (2000, coords.cond_dim)
+    sampler = FrozenSampler(_Fixed(x.float()), 4, None, ["normal"] * 4, "fixed")
+    pipe = UnfoldPipeline(sampler, coords)
+    rows = reco_rows(sample, (1, 2, 3), "test").float()
+    p, n_jets, charge = pipe(torch.cat([rows, torch.zeros(len(rows), 4)], dim=-1))
+    gen = level(sample, GEN_NAMES)
+    np.testing.assert_array_equal(n_jets.numpy().astype(int), gen.n_jets)
+    want = np.nan_to_num(np.concatenate([gen.padded("Muon", 2), gen.padded("Jet", 3)], axis=1))
+    got = p.double().numpy()
+    present = want[..., 0] > 0
+    np.testing.assert_allclose(got[..., 0][present], want[..., 0][present], rtol=2e-4)  # pT, float32 decoding
+    np.testing.assert_allclose(got[..., 1][present], want[..., 1][present], atol=2e-4)  # eta
+    dphi = np.remainder(got[..., 2] - want[..., 2] + np.pi, 2 * np.pi) - np.pi
+    assert np.abs(dphi[present]).max() < 2e-4
+    assert (got[..., 0][~present] == 0).all()
+
+
+def test_reco_rows_refuse_events_outside_the_reco_selection_and_non_paired_samples():
+    sample = paired_identity(50, 4)
+    sample = replace(sample, collections={**sample.collections, "Jet": sample["Jet"][:, :0]})  # no reco jets
+    with pytest.raises(InputError, match="outside the reco selection"):
+        reco_rows(sample, (1, 2, 3), "f.root")
+    plain = zjets_like(20, 1)
+    with pytest.raises(InputError, match="not a paired"):
+        PROCESS.validation_sample(replace(plain, collections={"GenMuon": plain["Muon"], "GenJet": plain["Jet"]}, scalars={
+            "pass_gen": np.ones(20, bool)}), "f.root", print)
+
+
+# ------------------------------------------------------------- training on a real paired sample
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small unfolding CFM trained on 3000 real paired events (Pythia + the detector stage)."""
+    base = tmp_path_factory.mktemp("unfold")
+    card = load_card(ROOT / "cards" / "zjets_detector.yaml")
+    paired_file = base / "paired.root"
+    produce(dataclasses.replace(card, simulate=dataclasses.replace(card.simulate, batch=1000)),
+            events=3000, seed=21, output=paired_file, jobs=1, quiet=True)
+    test_file = base / "test.root"
+    produce(dataclasses.replace(card, simulate=dataclasses.replace(card.simulate, batch=1000)),
+            events=1500, seed=22, output=test_file, jobs=1, quiet=True)
+    ucard = load_card(ROOT / "cards" / "zjets_unfold.yaml", overrides=[
+        f"data.path={paired_file}", "train.epochs=40", "train.batch_size=128", "model.network.hidden=128",
+        "model.network.layers=3", "validate.reference_events=0", "train.threads=1"])
+    run = load_run(train(ucard, progress=False, after=False, run_dir=base / "run"))
+    return run, test_file, base
+
+
+def _ptll(mu) -> np.ndarray:
+    return ak.to_numpy((mu[:, 0] + mu[:, 1]).pt)
+
+
+def test_unfolded_events_follow_their_reco_event(trained):
+    """Unfolded on an independent paired sample, each event's pT(mu mu) sits near its own
+    particle-level truth (the reco muons measure it to about 2 %): the median relative
+    deviation is below a third of the prior's (the truth of another event; measured: 0.12
+    against 0.48 after this short training of 1000 events), and the unfolded jet multiplicity
+    agrees with the truth in most events (measured: 76 %; 60 % asked)."""
+    run, test_file, base = trained
+    out = base / "once.root"
+    assert _hepgen("unfold", run.path, test_file, "-o", out, "--samples", "1", "--no-progress") == 0
+    unf = read_events(out)
+    truth = read_events(test_file)
+    truth = truth.select(truth.scalars["pass_gen"] & truth.scalars["pass_reco"])
+    assert len(unf) == len(truth)
+    t = _ptll(truth["GenMuon"])
+    dev = np.median(np.abs(_ptll(unf["Muon"]) / t - 1))
+    prior = np.median(np.abs(np.roll(t, 1) / t - 1))
+    assert dev < prior / 3, (dev, prior)
+    assert np.mean(unf.n_jets == ak.to_numpy(ak.num(truth["GenJet"], axis=1))) > 0.6
+
+
+def test_unfold_writes_k_samples_per_event_deterministically(trained):
+    run, test_file, base = trained
+    a, b = base / "k3a.root", base / "k3b.root"
+    for out in (a, b):
+        assert _hepgen("unfold", run.path, test_file, "-o", out, "-k", "3", "-n", "200", "--no-progress") == 0
+    s, s2 = read_events(a), read_events(b)
+    src = read_events(test_file, entry_stop=200)
+    both = np.flatnonzero(src.scalars["pass_gen"] & src.scalars["pass_reco"])
+    np.testing.assert_array_equal(s.scalars["event"], np.repeat(both, 3))  # event-major, the file's indices
+    np.testing.assert_array_equal(s.scalars["sample"], np.tile(np.arange(3), len(both)))
+    np.testing.assert_array_equal(ak.to_numpy(ak.flatten(s["Muon"].pt)), ak.to_numpy(ak.flatten(s2["Muon"].pt)))
+    # the K samples of an event differ (posterior samples, not copies)
+    pt = _ptll(s["Muon"]).reshape(-1, 3)
+    assert np.mean(np.ptp(pt, axis=1) > 0) > 0.99
+
+
+def test_unfold_refuses_files_without_the_reco_level(trained, tmp_path, capsys):
+    run, test_file, _ = trained
+    s = read_events(test_file, entry_stop=50)
+    gen_only = tmp_path / "gen_only.root"
+    write_events(gen_only, EventSample.build({"GenMuon": s["GenMuon"], "GenJet": s["GenJet"]}))
+    no_jets = tmp_path / "no_jets.root"
+    write_events(no_jets, EventSample.build({"Muon": s["Muon"]}))
+    for bad in (gen_only, no_jets):
+        out = tmp_path / "out.root"
+        assert _hepgen("unfold", run.path, bad, "-o", out, "--no-progress") == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "no " in err[0] and "collection" in err[0], err
+        assert not out.exists()
