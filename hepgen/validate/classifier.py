@@ -16,6 +16,9 @@ Honesty by construction:
 * the AUC is computed on those out-of-fold scores; its spread over ``runs`` trainings (new fold
   assignment and initialisation) is reported, and so is the width of the AUC's null
   distribution for the sample sizes, ``sqrt((n1 + n2 + 1) / (12 n1 n2))`` (Mann-Whitney).
+
+:func:`cross_fit` is that training on arrays (cross-fitted, Platt-calibrated logits); the
+two-sample test and OmniFold (:mod:`hepgen.unfold.omnifold`) both train through it.
 """
 
 from __future__ import annotations
@@ -260,6 +263,51 @@ def _run_mean(a: np.ndarray) -> np.ndarray:
     return np.where(n > 0, s / np.maximum(n, 1), np.nan)
 
 
+@dataclass(frozen=True)
+class CrossFit:
+    """Calibrated classifier logits. ``logit``: float64 ``[N]``, out of fold (each event scored by
+    the model that never saw its fold); ``extra``: float64 ``[M]`` on points outside the training
+    set, the mean over the fold models (None when no extra points were given)."""
+
+    logit: np.ndarray
+    extra: np.ndarray | None = None
+
+
+def cross_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, fold: np.ndarray, rng: np.random.Generator, *,
+              epochs: int, hidden: int, layers: int, extra: np.ndarray | None = None, progress=None,
+              label: str = "classifier") -> CrossFit:
+    """The one classifier training: cross-fitted, Platt-calibrated logits ``log p1(x)/p0(x)``.
+
+    x: float64 ``[N, F]`` (finite); y: ``[N]`` labels 1 / 0; w: ``[N]`` event weights (both classes
+    are rescaled to equal total weight, so the logit is the ratio of *normalised* densities);
+    fold: int ``[N]`` in ``0..folds-1`` (rows sharing a fold are never scored by a model that saw
+    them: give the copies of one event one fold); rng: draws the calibration splits and seeds.
+    Per fold, the model trains on 80% of the other folds and is calibrated on the remaining 20%;
+    features are standardised on the training split. ``progress(str)`` is called per fold."""
+    folds = int(fold.max()) + 1
+    w = _balanced(y, w)
+    logit = np.zeros(len(x))
+    extra_sum = None if extra is None else np.zeros(len(extra))
+    for f in range(folds):
+        if progress:
+            progress(f"{label}, fold {f + 1}/{folds}")
+        test = fold == f
+        rest = np.flatnonzero(~test)
+        rest = rest[rng.permutation(len(rest))]
+        n_cal = max(1, len(rest) // 5)
+        cal, train = rest[:n_cal], rest[n_cal:]
+        mu, sd = x[train].mean(axis=0), x[train].std(axis=0) + 1e-9
+        z = (x - mu) / sd
+        points = [z[cal], z[test]] + ([] if extra is None else [(extra - mu) / sd])
+        l_cal, l_test, *l_extra = _fit(z[train], y[train], _balanced(y[train], w[train]), points,
+                                       seed=int(rng.integers(2**31)), epochs=epochs, hidden=hidden, layers=layers)
+        a, b = _platt(l_cal, y[cal], w[cal])
+        logit[test] = a * l_test + b
+        if extra_sum is not None:
+            extra_sum += a * l_extra[0] + b
+    return CrossFit(logit, None if extra_sum is None else extra_sum / folds)
+
+
 def two_sample_test(
     reference: EventSample,
     generated: EventSample,
@@ -307,21 +355,8 @@ def two_sample_test(
         for r in range(runs):
             rng = np.random.default_rng([seed, k, r])
             fold = rng.permutation(np.arange(len(x)) % folds)
-            logit = np.zeros(len(x))
-            for f in range(folds):
-                if progress:
-                    progress(f"classifier: {k} jet(s), run {r + 1}/{runs}, fold {f + 1}/{folds}")
-                test = fold == f
-                rest = np.flatnonzero(~test)
-                rest = rest[rng.permutation(len(rest))]
-                n_cal = max(1, len(rest) // 5)
-                cal, train = rest[:n_cal], rest[n_cal:]
-                mu, sd = x[train].mean(axis=0), x[train].std(axis=0) + 1e-9
-                z = (x - mu) / sd
-                l_cal, l_test = _fit(z[train], y[train], _balanced(y[train], wb[train]), [z[cal], z[test]],
-                                     seed=int(rng.integers(2**31)), epochs=epochs, hidden=hidden, layers=layers)
-                a, b = _platt(l_cal, y[cal], wb[cal])
-                logit[test] = a * l_test + b
+            logit = cross_fit(x, y, w * finite, fold, rng, epochs=epochs, hidden=hidden, layers=layers, progress=progress,
+                              label=f"classifier: {k} jet(s), run {r + 1}/{runs}").logit
             with np.errstate(over="ignore"):  # a classifier that separates perfectly: exp overflows, D = 0 exactly
                 d = 1.0 / (1.0 + np.exp(-logit))
             aucs.append(auc(logit, y, wb))

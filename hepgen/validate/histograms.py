@@ -80,3 +80,14 @@ def to_hist(values: np.ndarray, edges: np.ndarray, weights: np.ndarray | None, l
     h = hist.Hist(hist.axis.Variable(edges, label=label), storage=hist.storage.Weight())
     h.fill(values[ok], weight=w[ok])
     return h
+
+
+def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """int64 ``[N]``: the bin of each value as :func:`numpy.histogram` fills it (the last bin
+    closed on the right); -1 below, above or NaN."""
+    values = np.asarray(values, dtype=np.float64)
+    edges = np.asarray(edges, dtype=np.float64)
+    idx = np.searchsorted(edges, values, side="right") - 1
+    idx[values == edges[-1]] = len(edges) - 2
+    ok = np.isfinite(values) & (idx >= 0) & (idx < len(edges) - 1)
+    return np.where(ok, idx, -1)
