@@ -105,7 +105,7 @@ class UnfoldPipeline(nn.Module):
         p_reco = inputs[:, :s - 2].reshape(-1, 2 + self.max_jets, 4)
         n_reco, q1 = inputs[:, s - 2], inputs[:, s - 1]
         c = self.coords.condition(p_reco, n_reco, self.relative)
-        x = self.sampler(inputs[:, s:], c)
+        x = self.coords.absolute(self.sampler(inputs[:, s:], c), p_reco, n_reco, self.relative)
         onehot = self.coords.multiplicity(x[:, -1])
         n_jets = (onehot * self.coords.multiplicity.n_values.to(x.dtype)).sum(-1)
         u_phi = (p_reco[:, 0, 2] + math.pi) / (2 * math.pi)  # the reco leading muon's azimuth
