@@ -5,6 +5,7 @@ a real paired sample learns p(particle | reco) (the posterior follows the reco e
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +16,9 @@ import torch
 from torch import nn
 
 from hepgen.cards import load_card
+from hepgen.export.bundle import TORCH_RTOL, event_diff, torch_outputs
+from hepgen.export.runtime import OnnxSampler
+from hepgen.sources import complete, read_source
 from hepgen.cli import main
 from hepgen.io.root import read_events, write_events
 from hepgen.runs import load_run
@@ -30,6 +34,7 @@ from hepgen.events import EventSample
 from hepgen.pipeline import FrozenSampler
 from hepgen.processes.zjets_unfold import PROCESS, UnfoldPipeline, reco_rows
 
+from tests.toolchain import needs_cpp, sofie_outputs
 from zjets_like import zjets_like
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,3 +205,20 @@ def test_calibration_report_compares_each_event_with_its_own_truth(trained):
     s = observables.compute(post, ["m_mumu"])["m_mumu"].reshape(400, 20)
     lo, hi = calibration.central_interval(s, 0.68)
     assert np.mean((t >= lo) & (t <= hi)) < m["coverage"][1] - 0.25
+
+
+@needs_cpp
+def test_export_takes_the_reco_event_and_sofie_matches_onnx_runtime(trained, tmp_path):
+    """The ONNX export's input is the reco event (+ noise): ONNX Runtime reproduces torch and
+    the SOFIE C++ consumer reproduces ONNX Runtime on real reco events."""
+    run, test_file, _ = trained
+    out = tmp_path / "exp"
+    assert _hepgen("export", run.path, "-o", out, "--source", test_file) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [p["name"] for p in manifest["inputs"]] == ["reco"] and manifest["noise_layout"][:22] == ["source"] * 22
+    rows = read_source(test_file, run.process, run.card, max_events=300).x
+    x = complete(rows, run.pipeline().noise_layout, torch.Generator().manual_seed(0)).numpy()
+    ort = OnnxSampler(out).run(x)  # momenta, n_jets, charge
+    assert event_diff(list(ort.values()), torch_outputs(run.pipeline(), {"reco": x})).max() <= TORCH_RTOL
+    sofie = sofie_outputs(out, x, tmp_path, (5, 4))
+    assert event_diff([sofie[0]], [ort["momenta"]]).max() <= 1e-5
