@@ -5,7 +5,8 @@
 run folder themselves. The best model's process decides what the report is
 (:meth:`hepgen.processes.base.Process.after_training`): for Z+jets ``generated.root`` (and one
 file per Bayesian draw) and ``validation/`` when ``train.validate`` is on; for the toys
-``generated.npz`` and ``toy.png``. The process gets generation and validation handed in
+``generated.npz`` and ``toy.png``; for unfolding also the posterior calibration. The process
+gets generation, validation and the calibration report handed in
 (:class:`hepgen.processes.AfterTraining`), so it does not import the layers above it.
 """
 
@@ -17,13 +18,14 @@ from typing import Callable
 from .generate import generate
 from .processes import AfterTraining
 from .runs import load_run
+from .unfold.report import calibration_report
 from .validate import validate_run
 
 
 def finish_run(path: Path, log: Callable[[str], None] = print) -> None:
     """After training: the best model's report into the run folder (see the module docstring)."""
     run = load_run(path, "best")
-    run.process.after_training(run, AfterTraining(generate, validate_after_training), log)
+    run.process.after_training(run, AfterTraining(generate, validate_after_training, calibration_report), log)
 
 
 def validate_after_training(path: Path, log: Callable[[str], None] = print, source: Path | None = None) -> None:

@@ -20,6 +20,9 @@ from hepgen.io.root import read_events, write_events
 from hepgen.runs import load_run
 from hepgen.simulate import produce
 from hepgen.train import train
+from hepgen import observables
+from hepgen.unfold.report import calibration_report
+from hepgen.validate import calibration
 
 from hepgen.coords.unfold import GEN_NAMES, Multiplicity, UnfoldCoords, level
 from hepgen.errors import InputError
@@ -176,3 +179,24 @@ def test_unfold_refuses_files_without_the_reco_level(trained, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "no " in err[0] and "collection" in err[0], err
         assert not out.exists()
+
+
+def test_calibration_report_compares_each_event_with_its_own_truth(trained):
+    """The report's coverage pairs every event's posterior samples with that event's truth: the
+    68 % intervals of m_mumu (about 1 GeV wide, the muon resolution) hold the truth of most
+    events, while the truth of another event (the spread of the Z line shape) mostly falls
+    outside them (measured after this short training: 0.84 against 0.39)."""
+    run, test_file, _ = trained
+    result = calibration_report(run, test_file, samples=20, events=400, log=lambda m: None)
+    out = run.path / "validation" / "calibration"
+    assert (out / "calibration.md").exists() and (out / "coverage.png").exists()
+    post = read_events(out / "posterior.root")
+    np.testing.assert_array_equal(np.unique(post.scalars["sample"]), np.arange(20))
+    m = result["observables"]["m_mumu"]
+    assert m["events"] == 400 and m["coverage"][1] > 0.6, m
+    truth = read_events(test_file)
+    truth = level(truth.select(truth.scalars["pass_gen"] & truth.scalars["pass_reco"]), GEN_NAMES)
+    t = np.roll(observables.compute(truth, ["m_mumu"])["m_mumu"][:400], 1)
+    s = observables.compute(post, ["m_mumu"])["m_mumu"].reshape(400, 20)
+    lo, hi = calibration.central_interval(s, 0.68)
+    assert np.mean((t >= lo) & (t <= hi)) < m["coverage"][1] - 0.25

@@ -78,11 +78,14 @@ class AfterTraining:
     ``generate(run, n, bayes_samples=0, output=..., force=True, log=..., source=None) -> [Path]``
     (``source``: the source event file, required for a run whose generator maps samples),
     ``validate(run_path, log, source=None) -> Path | None`` (``source``: the file a mapping run's
-    generated events are the images of, compared with the same reference side by side).
+    generated events are the images of, compared with the same reference side by side),
+    ``calibrate(run, reference, samples=K, events=N, log=...)`` (an unfolding run's posterior
+    calibration on a paired reference, :func:`hepgen.unfold.report.calibration_report`).
     """
 
     generate: Callable[..., list]
     validate: Callable[..., Any]
+    calibrate: Callable[..., Any] | None = None
 
 
 def settings_of(process, card) -> Any | None:

@@ -45,6 +45,7 @@ from .zjets import PROCESS as ZJETS
 from .zjets import assemble
 
 PASS_FLAGS = ("pass_gen", "pass_reco")
+CALIBRATION_SAMPLES, CALIBRATION_EVENTS = 20, 3000  # the after-training calibration: K samples of the first events
 
 
 def paired_events(sample: EventSample, source: str) -> np.ndarray:
@@ -209,7 +210,8 @@ class ZJetsUnfoldProcess:
     # -- after training -----------------------------------------------------------------------
     def after_training(self, run, tools: AfterTraining, log: Log) -> None:
         """Unfold the reco events of the independent paired reference once each (weight means,
-        and one file per Bayesian draw), then validate against their particle level."""
+        and one file per Bayesian draw), validate against their particle level, and check the
+        posterior calibration (:mod:`hepgen.unfold.report`: 20 samples of 3000 events)."""
         card = run.card
         reference = self.validation_reference(card, log)
         if reference is None:
@@ -221,6 +223,8 @@ class ZJetsUnfoldProcess:
                            force=True, log=log, source=reference)
         if card.train.validate:
             tools.validate(run.path, log)
+            if tools.calibrate is not None:
+                tools.calibrate(run, reference, samples=CALIBRATION_SAMPLES, events=CALIBRATION_EVENTS, log=log)
 
 
 PROCESS = ZJetsUnfoldProcess()
