@@ -18,10 +18,11 @@ mu1, mu2, j1, j2; m_mumu, pT_mumu, n_jets, dR_j1j2, as ``hepgen.observables`` de
 method, against that truth (histograms normalised to all events, ``hepgen.validate.histograms``):
 the bulk max |ratio - 1| (bins holding the central 90 % of the truth with >= 100 truth events,
 ``hepgen.validate.acceptance.bulk``) and chi2/ndf over the bins with >= 100 truth events
-(statistical errors of both; IBU: pyunfold's errors), next to the raw reco-level distribution.
-Also the classifier two-sample AUC against the truth per jet multiplicity (the run card's
-classifier settings, ``validation/zjets.yaml`` features) of the network, of OmniFold's weighted
-simulation and of the raw reco events. For the nominal sample: ``--samples`` K posterior samples
+(statistical errors of both; IBU: pyunfold's errors), next to the raw reco-level distribution
+and the prior (the simulation's particle level, not reweighted). Also the classifier two-sample
+AUC against the truth per jet multiplicity (the run card's classifier settings,
+``validation/zjets.yaml`` features) of the network, OmniFold's weighted simulation, the raw reco
+events and the prior. For the nominal sample: ``--samples`` K posterior samples
 for the first ``--calib-events`` events, the coverage of central intervals, rank histograms and
 migration matrices (truth vs reco and network vs reco). The network's truth and its unfolded
 events are the same events (correlated), so its chi2/ndf runs below 1 for a perfect posterior.
@@ -79,12 +80,13 @@ BINNING = {
     "pt_j1": (20, 20.0, 220.0), "eta_j1": (20, -5.0, 5.0), "pt_j2": (20, 20.0, 140.0), "eta_j2": (20, -5.0, 5.0),
     "m_mumu": (20, 70.0, 110.0), "pt_mumu": (20, 0.0, 200.0), "n_jets": (3, 0.5, 3.5), "dR_j1j2": (20, 0.4, 6.4),
 }
-LOGY = {"pt_mu1", "pt_mu2", "pt_j1", "pt_j2", "m_mumu", "pt_mumu", "n_jets"}
+LOGY = {"pt_mu1", "pt_mu2", "pt_j1", "pt_j2", "pt_mumu", "n_jets"}
 CALIBRATED = ("pt_j1", "pt_mumu", "m_mumu")
 MIGRATION = {"pt_j1": np.linspace(20.0, 220.0, 11), "pt_mumu": np.linspace(0.0, 200.0, 11)}
-METHODS = ("reco", "network", "OmniFold", "IBU")
-STYLE = {"reco": dict(color=TRAIN_COLOR, ls="--"), "network": dict(color=GEN_COLOR, ls="-"),
-         "OmniFold": dict(color=REW_COLOR, ls=":"), "IBU": dict(color="#2a9d3f", ls="-.")}
+METHODS = ("reco", "prior", "network", "OmniFold", "IBU")
+STYLE = {"reco": dict(color=TRAIN_COLOR, ls="--"), "prior": dict(color="#b9ac70", ls="--"),
+         "network": dict(color=GEN_COLOR, ls="-"), "OmniFold": dict(color=REW_COLOR, ls=":"),
+         "IBU": dict(color="#2a9d3f", ls="-.")}
 
 
 def log(msg: str) -> None:
@@ -231,7 +233,7 @@ def study_sample(tag: str, path: Path, args, run, sim: dict, out: Path) -> dict:
     for name in names:
         e = edges(name)
         truth = binned(v_gen[name], e)
-        hists = {"reco": binned(v_reco[name], e), "network": binned(v_net[name], e),
+        hists = {"reco": binned(v_reco[name], e), "prior": binned(sim["values"][name], e), "network": binned(v_net[name], e),
                  "OmniFold": binned(sim["values"][name], e, w)}
         try:
             g, r = sim["values"][name], sim["reco_values"][name]  # NaN: the event lacks the object (outside the domain)
@@ -248,7 +250,7 @@ def study_sample(tag: str, path: Path, args, run, sim: dict, out: Path) -> dict:
     t0 = time.perf_counter()
     obs = obsset.for_card(run.card)
     weighted = dataclasses.replace(sim["gen"], weight=w)
-    clf = classifier(gen, {"network": u, "OmniFold": weighted, "reco": reco}, run.card, obs)
+    clf = classifier(gen, {"network": u, "OmniFold": weighted, "reco": reco, "prior": sim["gen"]}, run.card, obs)
     times["classifier"] = time.perf_counter() - t0
     return {"file": str(path), "events": n, "observables": rows, "ibu": ibu_info, "classifier": clf,
             "omnifold_auc_reco": of.auc_reco.tolist(), "seconds": {k: round(v, 1) for k, v in times.items()},
