@@ -23,16 +23,16 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
+from .cardfields import ranged
 from .errors import CardError
+from .modelcards import (BayesConfig, CFMConfig, DDPMConfig, DIDIConfig, INNConfig, JetGPTConfig, ModelConfig,
+                         NetworkConfig)
 
-
-def _range(**limits) -> dict:
-    """Field metadata for range checks: ge, gt, le, lt."""
-    return {"range": limits}
-
-
-def _f(default, **limits):
-    return field(default=default, metadata=_range(**limits))
+__all__ = ["ProcessConfig", "SimulateConfig", "DataConfig", "TrainConfig", "GenerateConfig", "ValidateConfig", "Card",
+           "build_section", "card_from_dict", "load_card", "card_to_dict", "dump_card", "card_hash",
+           # the model section's dataclasses live in hepgen.modelcards
+           "ModelConfig", "NetworkConfig", "BayesConfig", "CFMConfig", "DDPMConfig", "JetGPTConfig", "INNConfig",
+           "DIDIConfig"]
 
 
 # --------------------------------------------------------------------------------------
@@ -44,13 +44,13 @@ class ProcessConfig:
     """The physics process and the object selection shared by simulation and generation."""
 
     name: str = "zjets"  # a registered process (hepgen.processes): zjets, toy_ramp, toy_ring
-    sqrt_s: float = _f(13000.0, gt=0)  # GeV
+    sqrt_s: float = ranged(13000.0, gt=0)  # GeV
     n_jets: tuple[int, ...] = (1, 2, 3)  # exclusive jet multiplicities kept
-    jet_r: float = _f(0.4, gt=0, le=2)  # anti-kT radius
-    jet_pt_min: float = _f(20.0, ge=0)  # GeV
-    jet_eta_max: float = _f(5.0, gt=0)
-    jet_dr_min: float = _f(0.4, ge=0)  # minimal Delta R between selected jets
-    jet_input_eta_max: float = _f(6.0, gt=0)  # jet inputs: visible particles with |eta| below
+    jet_r: float = ranged(0.4, gt=0, le=2)  # anti-kT radius
+    jet_pt_min: float = ranged(20.0, ge=0)  # GeV
+    jet_eta_max: float = ranged(5.0, gt=0)
+    jet_dr_min: float = ranged(0.4, ge=0)  # minimal Delta R between selected jets
+    jet_input_eta_max: float = ranged(6.0, gt=0)  # jet inputs: visible particles with |eta| below
     # the process's own keys, checked by the process's settings section (hepgen.processes.settings);
     # {} for zjets and the toys, which have none
     settings: Mapping[str, object] = field(default_factory=dict)
@@ -60,13 +60,13 @@ class ProcessConfig:
 class SimulateConfig:
     """Reference-sample production with Pythia 8 + FastJet."""
 
-    events: int = _f(20000, ge=1)  # selected events to produce
+    events: int = ranged(20000, ge=1)  # selected events to produce
     output: str = "data/zjets_reference.root"
-    jobs: int = _f(0, ge=0)  # worker processes; 0 = all cores
-    batch: int = _f(1000, ge=1)  # Pythia nextBatch size
+    jobs: int = ranged(0, ge=0)  # worker processes; 0 = all cores
+    batch: int = ranged(1000, ge=1)  # Pythia nextBatch size
     hard_process: Literal["drell_yan", "z_jet"] = "drell_yan"  # ffbar2gmZ + shower | Z + 1 parton
-    mhat_min: float = _f(50.0, ge=0)  # GeV, lower bound of the Z/gamma* mass
-    pthat_min: float = _f(10.0, gt=0)  # GeV, PhaseSpace:pTHatMin (hard_process z_jet only)
+    mhat_min: float = ranged(50.0, ge=0)  # GeV, lower bound of the Z/gamma* mass
+    pthat_min: float = ranged(10.0, gt=0)  # GeV, PhaseSpace:pTHatMin (hard_process z_jet only)
     hadronization: bool = True
     mpi: bool = False  # multiparton interactions
     pythia: tuple[str, ...] = ()  # extra "Key = value" Pythia settings, applied last
@@ -82,7 +82,7 @@ class DataConfig:
     tree: str = "Events"
     branches: Mapping[str, str] = field(default_factory=dict)  # hepgen name -> file branch/expr (or [flat, ...])
     split: tuple[float, ...] = (0.8, 0.1, 0.1)  # train / validation / held-out test
-    max_events: int = _f(0, ge=0)  # 0 = all
+    max_events: int = ranged(0, ge=0)  # 0 = all
     # generators that map samples (model.family didi): the source events file ("" = none), read by the
     # same process as path, and a card whose simulation makes it when absent ("" = none)
     source: str = ""
@@ -90,130 +90,50 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class BayesConfig:
-    """Variational (mean-field Gaussian) weights."""
-
-    enabled: bool = False
-    layers: Literal["all", "last"] = "all"
-    prior_sigma: float = _f(1.0, gt=0)
-    kl_scale: float = _f(1.0, ge=0)  # multiplies KL / N_train
-    init_log_sigma: float = -9.0
-    draws: int = _f(10, ge=1)  # posterior draws K used at generation and export
-
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    backbone: Literal["mlp", "transformer"] = "mlp"
-    hidden: int = _f(256, ge=1)
-    layers: int = _f(4, ge=1)  # residual blocks / transformer layers
-    heads: int = _f(4, ge=1)  # transformer only
-    dropout: float = _f(0.0, ge=0, lt=1)
-    activation: Literal["silu", "gelu", "relu"] = "silu"
-    condition: Literal["input", "blocks"] = "input"  # mlp: condition at the input only, or in every block too
-    # mlp: random Fourier features per input column (sin/cos of `fourier` fixed frequencies drawn
-    # from N(0, fourier_scale^2), in standardised units) beside the raw input; 0 = off
-    fourier: int = _f(0, ge=0)
-    fourier_scale: float = _f(3.0, gt=0)
-    fourier_columns: tuple[int, ...] = ()  # the network coordinates that get features; () = all
-
-
-@dataclass(frozen=True)
-class CFMConfig:
-    solver: Literal["euler", "midpoint", "rk4"] = "rk4"
-    steps: int = _f(20, ge=1)
-    time_embedding: int = _f(16, ge=1)
-    absent: Literal["frozen", "learned"] = "frozen"
-
-
-@dataclass(frozen=True)
-class DDPMConfig:
-    timesteps: int = _f(1000, ge=2)
-    beta_schedule: Literal["linear", "cosine"] = "cosine"
-    sampler: Literal["ancestral", "ddim"] = "ddim"
-    ddim_steps: int = _f(50, ge=1)
-    time_embedding: int = _f(16, ge=1)
-
-
-@dataclass(frozen=True)
-class JetGPTConfig:
-    components: int = _f(10, ge=1)  # mixture components per conditional
-    periodic: tuple[int, ...] = ()  # 0-based components that are angles (von Mises mixtures)
-
-
-@dataclass(frozen=True)
-class INNConfig:
-    blocks: int = _f(8, ge=1)
-    coupling: Literal["affine", "spline"] = "spline"
-    bins: int = _f(8, ge=2)
-    bound: float = _f(5.0, gt=0)  # spline domain [-bound, bound]
-    clamp: float = _f(2.0, gt=0)  # soft clamp of the affine log-scale
-
-
-@dataclass(frozen=True)
-class DIDIConfig:
-    """Direct Diffusion: how each training batch pairs source events with target events."""
-
-    coupling: Literal["independent", "ot"] = "independent"  # random pairs | minibatch optimal transport
-    ot_block: int = _f(128, ge=0)  # ot: solve the assignment in blocks of this many pairs (0: the whole batch)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    family: Literal["cfm", "ddpm", "jetgpt", "inn", "didi"] = "cfm"
-    network: NetworkConfig = NetworkConfig()
-    bayes: BayesConfig = BayesConfig()
-    cfm: CFMConfig = CFMConfig()
-    ddpm: DDPMConfig = DDPMConfig()
-    jetgpt: JetGPTConfig = JetGPTConfig()
-    inn: INNConfig = INNConfig()
-    didi: DIDIConfig = DIDIConfig()  # didi also uses cfm (solver, steps, time embedding)
-
-
-@dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = _f(20, ge=1)
-    batch_size: int = _f(1024, ge=1)
-    lr: float = _f(1e-3, gt=0)
-    weight_decay: float = _f(0.0, ge=0)
+    epochs: int = ranged(20, ge=1)
+    batch_size: int = ranged(1024, ge=1)
+    lr: float = ranged(1e-3, gt=0)
+    weight_decay: float = ranged(0.0, ge=0)
     optimizer: Literal["adam", "adamw"] = "adamw"
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
-    patience: int = _f(0, ge=0)  # early stopping on validation loss; 0 = off
-    grad_clip: float = _f(0.0, ge=0)  # 0 = off
+    patience: int = ranged(0, ge=0)  # early stopping on validation loss; 0 = off
+    grad_clip: float = ranged(0.0, ge=0)  # 0 = off
     # draw training events with weight f_c ** -balance (f_c: the fraction of their condition, e.g. the
     # jet multiplicity): 0 = plain shuffling, 0.5 = rare multiplicities sqrt-boosted, 1 = equal shares
-    balance: float = _f(0.0, ge=0, le=1)
+    balance: float = ranged(0.0, ge=0, le=1)
     # exponential moving average of the weights (decay per step; 0 = off): validation, best.pt and
     # generation use the average, training continues on the raw weights
-    ema: float = _f(0.0, ge=0, lt=1)
+    ema: float = ranged(0.0, ge=0, lt=1)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int = _f(0, ge=0)  # torch CPU threads; 0 = all cores
+    threads: int = ranged(0, ge=0)  # torch CPU threads; 0 = all cores
     runs_dir: str = "runs"
     validate: bool = True  # after training: generate, then run hepgen.validate on the held-out split
 
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    events: int = _f(100000, ge=1)
+    events: int = ranged(100000, ge=1)
     format: Literal["root", "lhe"] = "root"
-    chunk: int = _f(100000, ge=1)  # events in memory at once
-    calibration_events: int = _f(1000, ge=0)  # per multiplicity, for the cut-corrected fractions (0: off)
+    chunk: int = ranged(100000, ge=1)  # events in memory at once
+    calibration_events: int = ranged(1000, ge=0)  # per multiplicity, for the cut-corrected fractions (0: off)
 
 
 @dataclass(frozen=True)
 class ValidateConfig:
     observables: str = ""  # observable-set YAML; "" = the process's own (validation/<process>.yaml)
-    classifier_epochs: int = _f(30, ge=1)
-    classifier_runs: int = _f(3, ge=1)
+    classifier_epochs: int = ranged(30, ge=1)
+    classifier_runs: int = ranged(3, ge=1)
     style: Literal["CMS", "ATLAS", "ROOT"] = "CMS"
-    min_bin_events: int = _f(100, ge=1)  # a histogram bin is trusted with at least this many events
-    classifier_folds: int = _f(3, ge=2)  # cross-fitting folds: every event scored by a model that never saw it
-    quantiles: int = _f(20, ge=2)  # quantiles of the amplification estimate (arXiv:2008.06545)
+    min_bin_events: int = ranged(100, ge=1)  # a histogram bin is trusted with at least this many events
+    classifier_folds: int = ranged(3, ge=2)  # cross-fitting folds: every event scored by a model that never saw it
+    quantiles: int = ranged(20, ge=2)  # quantiles of the amplification estimate (arXiv:2008.06545)
     # independent reference (hepgen.simulate.reference): a Z+jets sample simulated with the card's
     # simulate and process settings but its own seed, never trained on; the run's validation compares
     # with it first and with the held-out split second. Absent -> simulated after training.
     reference: str = "data/zjets_validation.root"
-    reference_events: int = _f(0, ge=0)  # selected events; 0 = none (the held-out split only)
-    reference_seed: int = _f(0, ge=0)  # simulation seed; 0 = the card's seed + 1 000 000; never the card's seed
+    reference_events: int = ranged(0, ge=0)  # selected events; 0 = none (the held-out split only)
+    reference_seed: int = ranged(0, ge=0)  # simulation seed; 0 = the card's seed + 1 000 000; never the card's seed
 
 
 @dataclass(frozen=True)
@@ -221,7 +141,7 @@ class Card:
     """A whole run card. ``name`` labels run folders and outputs; ``seed`` drives everything."""
 
     name: str = "run"
-    seed: int = _f(1, ge=0)
+    seed: int = ranged(1, ge=0)
     process: ProcessConfig = ProcessConfig()
     simulate: SimulateConfig = SimulateConfig()
     data: DataConfig = DataConfig()

@@ -181,5 +181,6 @@ def load_run(path: str | os.PathLike, checkpoint: str = "best") -> Run:
         first = str(err).strip().splitlines()[0]
         raise InputError(f"{ckpt_path} does not match the model/coordinates of this hepgen version "
                          f"(made by an older version?): {first}") from None
+    model.attach_coords(coords)
     return Run(path, card, model.eval(), coords, int(ckpt.epoch), read_data_info(path))
 

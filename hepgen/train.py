@@ -124,6 +124,7 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     log(f"events: {n_train} train, {len(data.x_val)} validation, {len(data.split['test'])} held-out test; "
         f"{data.coords.dim} coordinates, {data.coords.cond_dim} conditions")
 
+    model.attach_coords(data.coords)
     if resume is None:
         model.fit_data(data.x_train)  # e.g. DiDi's fill columns (a resumed run loads them)
     model = model.to(device)

@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping
 
+from ..cardfields import ranged
 from ..cards import Card, build_section
 from ..errors import CardError
 
-
-def _f(default, **limits):
-    return field(default=default, metadata={"range": limits})
 
 
 @dataclass(frozen=True)
@@ -64,8 +62,8 @@ class CaloResolution:
     b: tuple[float, ...]  # stochastic term, sqrt(GeV)
     c: tuple[float, ...]  # noise term, GeV
     shape: tuple[tuple[float, ...], ...]  # [region] = (c0, c2, eta0)
-    energy_min: float = _f(0.0, ge=0)  # GeV
-    significance_min: float = _f(0.0, ge=0)  # E / sigma(E)
+    energy_min: float = ranged(0.0, ge=0)  # GeV
+    significance_min: float = ranged(0.0, ge=0)  # E / sigma(E)
 
 
 @dataclass(frozen=True)
@@ -74,9 +72,9 @@ class Isolation:
     pT > pt_min within Delta R <= dr_max of a candidate (itself excluded), divided by the
     candidate's pT, must be <= pt_ratio_max."""
 
-    dr_max: float = _f(0.5, gt=0)  # MuonIsolation DeltaRMax
-    pt_min: float = _f(0.5, ge=0)  # MuonIsolation PTMin, GeV
-    pt_ratio_max: float = _f(0.25, ge=0)  # MuonIsolation PTRatioMax
+    dr_max: float = ranged(0.5, gt=0)  # MuonIsolation DeltaRMax
+    pt_min: float = ranged(0.5, ge=0)  # MuonIsolation PTMin, GeV
+    pt_ratio_max: float = ranged(0.25, ge=0)  # MuonIsolation PTRatioMax
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,13 @@ class Generator(nn.Module):
         """Optional hook: called once with the encoded training rows ``x`` before a new training
         starts (DiDi marks the source columns it fills with noise); a no-op by default."""
 
+    def attach_coords(self, coords: nn.Module) -> None:
+        """Optional hook: the run's fitted coordinates (physics <-> network, :mod:`hepgen.coords`),
+        given once they are fitted (training) or loaded (:func:`hepgen.runs.load_run`), before the
+        first ``loss`` or ``sample``. Families that compute physics inside the network or the loss
+        (an MMD on m_mumu, a Lorentz-equivariant backbone on four-momenta) keep a reference, never
+        a submodule (the coordinates are saved apart); a no-op by default."""
+
     def noise_dim(self, **opts) -> int:
         """Noise columns per event that ``sampler(**opts)`` consumes (default: D)."""
         return self.dim

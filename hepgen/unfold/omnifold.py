@@ -38,17 +38,15 @@ pass the gen selection, those lost by the reco selection included. Each log rati
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from ..cardfields import ranged
 from ..errors import InputError
 from ..validate.classifier import MIN_EVENTS, auc, cross_fit
 
-
-def _r(default, **limits):
-    return field(default=default, metadata={"range": limits})
 
 
 @dataclass(frozen=True)
@@ -56,12 +54,12 @@ class OmniFoldSettings:
     """The classifiers of :func:`omnifold` (a card section: check a mapping with
     ``hepgen.cards.build_section(OmniFoldSettings, data, prefix, src)``). CPU-fast defaults."""
 
-    folds: int = _r(2, ge=2)  # cross-fitting folds per classifier
-    epochs: int = _r(10, ge=1)
-    hidden: int = _r(64, ge=1)
-    layers: int = _r(3, ge=1)
-    max_log_weight: float = _r(5.0, gt=0)  # each step's log ratio is clipped to +- this
-    seed: int = _r(1, ge=0)
+    folds: int = ranged(2, ge=2)  # cross-fitting folds per classifier
+    epochs: int = ranged(10, ge=1)
+    hidden: int = ranged(64, ge=1)
+    layers: int = ranged(3, ge=1)
+    max_log_weight: float = ranged(5.0, gt=0)  # each step's log ratio is clipped to +- this
+    seed: int = ranged(1, ge=0)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,93 @@
+"""The ``model`` section of a card: the family, its network and each family's own settings.
+
+Frozen dataclasses like every card section (:mod:`hepgen.cards` loads and checks them; the
+names are re-exported there). A family's own keys live in a sub-section named after it
+(``model.cfm``, ``model.inn``, ...), which the families that do not use it ignore.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .cardfields import ranged
+
+
+@dataclass(frozen=True)
+class BayesConfig:
+    """Variational (mean-field Gaussian) weights."""
+
+    enabled: bool = False
+    layers: Literal["all", "last"] = "all"
+    prior_sigma: float = ranged(1.0, gt=0)
+    kl_scale: float = ranged(1.0, ge=0)  # multiplies KL / N_train
+    init_log_sigma: float = -9.0
+    draws: int = ranged(10, ge=1)  # posterior draws K used at generation and export
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    backbone: Literal["mlp", "transformer"] = "mlp"
+    hidden: int = ranged(256, ge=1)
+    layers: int = ranged(4, ge=1)  # residual blocks / transformer layers
+    heads: int = ranged(4, ge=1)  # transformer only
+    dropout: float = ranged(0.0, ge=0, lt=1)
+    activation: Literal["silu", "gelu", "relu"] = "silu"
+    condition: Literal["input", "blocks"] = "input"  # mlp: condition at the input only, or in every block too
+    # mlp: random Fourier features per input column (sin/cos of `fourier` fixed frequencies drawn
+    # from N(0, fourier_scale^2), in standardised units) beside the raw input; 0 = off
+    fourier: int = ranged(0, ge=0)
+    fourier_scale: float = ranged(3.0, gt=0)
+    fourier_columns: tuple[int, ...] = ()  # the network coordinates that get features; () = all
+
+
+@dataclass(frozen=True)
+class CFMConfig:
+    solver: Literal["euler", "midpoint", "rk4"] = "rk4"
+    steps: int = ranged(20, ge=1)
+    time_embedding: int = ranged(16, ge=1)
+    absent: Literal["frozen", "learned"] = "frozen"
+
+
+@dataclass(frozen=True)
+class DDPMConfig:
+    timesteps: int = ranged(1000, ge=2)
+    beta_schedule: Literal["linear", "cosine"] = "cosine"
+    sampler: Literal["ancestral", "ddim"] = "ddim"
+    ddim_steps: int = ranged(50, ge=1)
+    time_embedding: int = ranged(16, ge=1)
+
+
+@dataclass(frozen=True)
+class JetGPTConfig:
+    components: int = ranged(10, ge=1)  # mixture components per conditional
+    periodic: tuple[int, ...] = ()  # 0-based components that are angles (von Mises mixtures)
+
+
+@dataclass(frozen=True)
+class INNConfig:
+    blocks: int = ranged(8, ge=1)
+    coupling: Literal["affine", "spline"] = "spline"
+    bins: int = ranged(8, ge=2)
+    bound: float = ranged(5.0, gt=0)  # spline domain [-bound, bound]
+    clamp: float = ranged(2.0, gt=0)  # soft clamp of the affine log-scale
+
+
+@dataclass(frozen=True)
+class DIDIConfig:
+    """Direct Diffusion: how each training batch pairs source events with target events."""
+
+    coupling: Literal["independent", "ot"] = "independent"  # random pairs | minibatch optimal transport
+    ot_block: int = ranged(128, ge=0)  # ot: solve the assignment in blocks of this many pairs (0: the whole batch)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    family: Literal["cfm", "ddpm", "jetgpt", "inn", "didi"] = "cfm"
+    network: NetworkConfig = NetworkConfig()
+    bayes: BayesConfig = BayesConfig()
+    cfm: CFMConfig = CFMConfig()
+    ddpm: DDPMConfig = DDPMConfig()
+    jetgpt: JetGPTConfig = JetGPTConfig()
+    inn: INNConfig = INNConfig()
+    didi: DIDIConfig = DIDIConfig()  # didi also uses cfm (solver, steps, time embedding)
