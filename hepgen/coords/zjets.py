@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..fourvectors import fourvector, mass
 from ..kinematics import MUON_MASS, wrap_angle, wrap_phi
 from .chain import Chain, LogShift, Standardize, Transform
 
@@ -290,6 +291,26 @@ class ZJetsCoords(nn.Module):
     def inverse(self, x: torch.Tensor, phi_noise: torch.Tensor) -> torch.Tensor:
         """x ``[N, D]``, uniform ``phi_noise`` ``[N]`` in [0, 1) -> p ``[N, 2 + J, 4]`` (all jets)."""
         return ZJetsInverse(self, x.dtype)(x, phi_noise)
+
+    # -- physics inside a network or a loss ------------------------------------------------------
+    # observables a loss can ask for by name (:meth:`observable`), e.g. the GAN's MMD term
+    differentiable_observables = ("m_mumu",)
+
+    def momenta(self, x: torch.Tensor) -> torch.Tensor:
+        """x ``[N, D]`` -> four-momenta ``[N, 2 + J, 4]`` (E, px, py, pz; GeV) in x's dtype,
+        differentiable and exportable, with the leading muon at azimuth 0 (the global azimuth is
+        not learned). Absent jets decode from their fill columns: mask them with the condition."""
+        p = self.inverse(x, torch.full_like(x[:, 0], 0.5))
+        return fourvector(p[..., 0], p[..., 1], p[..., 2], p[..., 3])
+
+    def observable(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """The observable ``name`` (one of :attr:`differentiable_observables`) of x ``[N, D]``,
+        ``[N]``, differentiable; m_mumu in GeV (muon masses included)."""
+        if name != "m_mumu":
+            raise InputError(f"{name!r} is not a differentiable Z+jets observable; choose from "
+                             f"{', '.join(self.differentiable_observables)}")
+        p = self.momenta(x)
+        return mass(p[:, 0] + p[:, 1])
 
 
 class ZJetsInverse(nn.Module):
