@@ -85,15 +85,24 @@ def _solver_error(run, solver: str, steps: int, n: int = 2000) -> tuple[float, f
     return float(np.median(d)), float(np.quantile(d, 0.99))
 
 
-def _sofie_rate(out: Path, build: Path, events: int, batch: int, cxxflags: str) -> tuple[float, float]:
+def _sofie_rate(out: Path, build: Path, events: int, batch: int, cxxflags: str) -> tuple[float | None, float | None, str]:
+    """(events per CPU second, compile seconds, "") or (None, None, why SOFIE was skipped)."""
+    if not (out / "sofie" / "generator.hxx").exists():
+        return None, None, "the export has no SOFIE header (pip install 'hepgen[sofie]')"
     t0 = time.perf_counter()
-    subprocess.run(["make", "-s", "-C", str(ROOT / "export/sofie"), f"EXPORT={out}", f"BUILD={build}",
-                    f"CXXFLAGS={cxxflags}"], check=True, capture_output=True)
+    try:
+        make = subprocess.run(["make", "-s", "-C", str(ROOT / "export/sofie"), f"EXPORT={out}", f"BUILD={build}",
+                               f"CXXFLAGS={cxxflags}"], capture_output=True, text=True)
+        failed = make.returncode != 0 and (make.stderr.strip().splitlines() or ["make failed"])[-1]
+    except OSError as err:  # no make
+        failed = str(err)
+    if failed:
+        return None, None, f"the SOFIE C++ build failed (needs g++, make, libopenblas-dev): {failed}"
     compile_s = time.perf_counter() - t0
     run = subprocess.run([str(build / "generate_events"), str(out), "-o", str(build / "ev"), "-n", str(events),
                           "--batch", str(batch)], check=True, capture_output=True, text=True)
     rate = float(re.search(r"([0-9.]+) events per CPU second", run.stdout).group(1))
-    return rate, compile_s
+    return rate, compile_s, ""
 
 
 def _simulation_rate(events: int, tmp: Path) -> float | None:
@@ -123,7 +132,7 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # SOFIE's OpenBLAS: one thread too
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     configs = [(s.split(":")[0], int(s.split(":")[1])) for s in args.configs.split(",")]
-    rows = []
+    rows, sofie_skipped = [], ""
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         runs = [args.run] if args.run else [_train(tmp, 256, 4)]
@@ -144,7 +153,8 @@ def main() -> None:
             with torch.no_grad():
                 r_torch = _rate(pipe, noise_t, args.batch)
             r_ort = _rate(sampler.run, noise_t.numpy(), args.batch)
-            r_sofie, compile_s = _sofie_rate(out, tmp / f"build-{out.name}", args.events, args.batch, args.cxxflags)
+            r_sofie, compile_s, why = _sofie_rate(out, tmp / f"build-{out.name}", args.events, args.batch, args.cxxflags)
+            sofie_skipped = sofie_skipped or why
             med, q99 = _solver_error(run, solver, steps)
             rows.append((net, solver, steps, r_torch, r_ort, r_sofie, med, q99, export_s, compile_s))
             print(f"done {net} {solver}/{steps}", file=sys.stderr)
@@ -152,15 +162,21 @@ def main() -> None:
     print(f"events per CPU second, 1 thread, batch {args.batch}; solver error vs RK4 x 64 (median / 99% of events)")
     print(f"{'network':>8} {'solver':>9} {'steps':>5} {'torch':>9} {'ORT':>9} {'SOFIE':>9} {'ORT/torch':>9} "
           f"{'SOFIE/ORT':>9} {'err med':>9} {'err 99%':>9} {'export s':>8} {'g++ s':>6}")
+    def num(v, fmt):
+        return "n/a" if v is None else format(v, fmt)
+
     for net, solver, steps, rt, ro, rs, med, q99, es, cs in rows:
-        print(f"{net:>8} {solver:>9} {steps:>5} {rt:9.0f} {ro:9.0f} {rs:9.0f} {ro / rt:9.2f} {rs / ro:9.2f} "
-              f"{med:9.2e} {q99:9.2e} {es:8.1f} {cs:6.1f}")
+        print(f"{net:>8} {solver:>9} {steps:>5} {rt:9.0f} {ro:9.0f} {num(rs, '.0f'):>9} {ro / rt:9.2f} "
+              f"{num(rs and rs / ro, '.2f'):>9} {med:9.2e} {q99:9.2e} {es:8.1f} {num(cs, '.1f'):>6}")
+    if sofie_skipped:
+        print(f"SOFIE skipped: {sofie_skipped}")
     if sim is None:
-        print("Pythia 8 + FastJet: hepgen.simulate not available in this checkout (merge the sim branch)")
+        print("Pythia 8 + FastJet: skipped (pythia8mc is not installed)")
     else:
         print(f"Pythia 8 + FastJet (hepgen.simulate, cards/zjets.yaml): {sim:.0f} selected events per CPU second")
         for net, solver, steps, rt, ro, rs, *_ in rows:
-            print(f"  {net} {solver}/{steps}: ORT {ro / sim:.0f}x, SOFIE {rs / sim:.0f}x, torch {rt / sim:.0f}x the simulation")
+            print(f"  {net} {solver}/{steps}: ORT {ro / sim:.0f}x, SOFIE {num(rs and rs / sim, '.0f')}x, "
+                  f"torch {rt / sim:.0f}x the simulation")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ pipeline built like the Z+jets one (tests/_export_toy.py). Tolerances (relative,
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from hepgen.export.bundle import TORCH_RTOL, event_diff, torch_outputs, write_ex
 from hepgen.export.graph import ExportError, to_onnx  # noqa: E402
 from hepgen.export.runtime import OnnxPipeline, OnnxSampler, draw_noise_torch  # noqa: E402
 from hepgen.export.weights import read_weights  # noqa: E402
-from tests.toolchain import needs_cpp  # noqa: E402
+from tests.toolchain import needs_cpp, onnxruntime_root  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DRAWS = 2
@@ -233,29 +232,33 @@ def test_a_graph_sofie_cannot_generate_is_refused_with_a_hint(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------
-# ONNX Runtime C++ (needs ONNX Runtime headers: the pip wheel has none)
-
-ORT_ROOT = os.environ.get("ONNXRUNTIME_ROOT")
+# ONNX Runtime C++: the vendored API headers + the wheel's library (tests/toolchain.py)
 
 
-@pytest.mark.skipif(not ORT_ROOT or shutil.which("cmake") is None,
-                    reason="set ONNXRUNTIME_ROOT to an ONNX Runtime install with include/ and lib/ "
-                           "(the onnxruntime pip wheel ships libonnxruntime.so but no C++ headers)")
-def test_onnxruntime_cpp_matches_python(tmp_path_factory, tmp_path):
+def test_onnxruntime_cpp_matches_python_bit_for_bit(tmp_path_factory, tmp_path):
+    """export/onnxruntime built with CMake runs every weight file of a Bayesian export and gives
+    the Python ONNX Runtime session's events exactly (same graph, same single-threaded options)."""
     out, _, _, spec = _export(tmp_path_factory, "cfm", True)
+    root = onnxruntime_root(tmp_path)
+    assert shutil.which("cmake"), "cmake is needed to build export/onnxruntime (.ci/run installs it)"
     build = tmp_path / "build"
-    subprocess.run(["cmake", "-S", str(REPO / "export/onnxruntime"), "-B", str(build),
-                    f"-DONNXRUNTIME_ROOT={ORT_ROOT}"], check=True, capture_output=True)
-    subprocess.run(["cmake", "--build", str(build)], check=True, capture_output=True)
+    for cmd in (["cmake", "-S", str(REPO / "export/onnxruntime"), "-B", str(build), f"-DONNXRUNTIME_ROOT={root}"],
+                ["cmake", "--build", str(build)]):
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     n = 150
     noise = _noise(spec, n, seed=8)
     noise.tofile(tmp_path / "noise.f32")
-    subprocess.run([str(build / "generate_events"), str(out), "-o", str(tmp_path / "ev"), "-n", str(n),
-                    "--batch", "64", "--noise", str(tmp_path / "noise.f32")], check=True, capture_output=True)
+    run = subprocess.run([str(build / "generate_events"), str(out), "-o", str(tmp_path / "ev"), "-n", str(n),
+                          "--batch", "64", "--noise", str(tmp_path / "noise.f32")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
     sampler = OnnxSampler(out)
+    assert len(sampler) == DRAWS
     p = np.fromfile(tmp_path / "ev.out0.f32", dtype=np.float32).reshape(len(sampler), n, 2, 4)
     for d in range(len(sampler)):
-        assert event_diff([p[d]], [sampler.run(noise, draw=d)["momenta"]]).max() <= SOFIE_RTOL
+        want = np.concatenate([sampler.run(noise[i:i + 64], draw=d)["momenta"] for i in range(0, n, 64)])
+        assert np.array_equal(p[d], want), f"weight file {d}: C++ and Python ONNX Runtime differ"
+    assert not np.array_equal(p[0], p[1]), "two weight files gave the same events"
 
 
 # ------------------------------------------------------------------------------------------

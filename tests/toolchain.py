@@ -41,3 +41,27 @@ def sofie_outputs(export_dir: Path, inputs: np.ndarray, tmp: Path, shape: tuple[
     subprocess.run([str(build / "generate_events"), str(export_dir), "-o", str(tmp / "ev"), "-n", str(n),
                     "--noise", str(tmp / "inputs.f32")], check=True, capture_output=True)
     return np.fromfile(tmp / "ev.out0.f32", dtype=np.float32).reshape(-1, n, *shape)
+
+
+VENDORED_ORT = REPO.parent / "shared" / "vendor" / "onnxruntime-1.23.2"
+
+
+def onnxruntime_root(tmp: Path) -> Path:
+    """An ``ONNXRUNTIME_ROOT`` for building the ONNX Runtime C++ consumer (export/onnxruntime):
+    ``$ONNXRUNTIME_ROOT`` when set, else a layout in ``tmp`` made of the vendored C/C++ API headers
+    (../shared/vendor/onnxruntime-1.23.2, see its README) and the onnxruntime wheel's library
+    under both names the build and the loader ask for. Skips the test only when neither exists."""
+    if os.environ.get("ONNXRUNTIME_ROOT"):
+        return Path(os.environ["ONNXRUNTIME_ROOT"])
+    if not (VENDORED_ORT / "include" / "onnxruntime_cxx_api.h").is_file():
+        pytest.skip(f"no ONNX Runtime C++ headers: {VENDORED_ORT} is absent and ONNXRUNTIME_ROOT is not set")
+    import onnxruntime
+
+    libs = sorted((Path(onnxruntime.__file__).parent / "capi").glob("libonnxruntime.so.1*"))
+    assert libs, "the onnxruntime wheel has no capi/libonnxruntime.so.1*"
+    root = tmp / "onnxruntime"
+    (root / "lib").mkdir(parents=True)
+    (root / "include").symlink_to(VENDORED_ORT / "include")
+    for name in ("libonnxruntime.so", "libonnxruntime.so.1"):
+        (root / "lib" / name).symlink_to(libs[0])
+    return root
