@@ -39,13 +39,18 @@ SETTINGS = [  # (label, family, sampler options, network evaluations per event)
     ("INN spline 8 blocks", "inn", {}, 8),
     ("INN affine 8 blocks", "inn-affine", {}, 8),
     ("JetGPT (13 AR steps)", "jetgpt", {}, 13),
+    ("VAE gaussian prior", "vae", {}, 1),
+    ("VAE flow prior 4 affine blocks", "vae-flow", {}, 5),
 ]
 
 
 def make(family: str, net: NetworkConfig, device: str):
-    cfg = ModelConfig(family="inn" if family == "inn-affine" else family, network=net)
-    if family == "inn-affine":
+    cfg = ModelConfig(family=family.split("-")[0], network=net)
+    if family in ("inn-affine", "vae-flow"):
         cfg = dataclasses.replace(cfg, inn=dataclasses.replace(cfg.inn, coupling="affine"))
+    if family == "vae-flow":  # as cards/zjets_vae.yaml's flow option
+        cfg = dataclasses.replace(cfg, vae=dataclasses.replace(cfg.vae, prior="flow"),
+                                  inn=dataclasses.replace(cfg.inn, blocks=4))
     torch.manual_seed(0)
     return build_model(cfg, DIM, COND).to(device).eval()
 

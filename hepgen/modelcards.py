@@ -82,8 +82,19 @@ class DIDIConfig:
 
 
 @dataclass(frozen=True)
+class VAEConfig:
+    """beta-VAE (hepgen/models/vae.py): loss = reconstruction NLL + beta KL(q(z | x, c) || prior)."""
+
+    latent: int = ranged(0, ge=0)  # latent dimensions; 0 = as many as network coordinates (D)
+    beta: float = ranged(1.0, ge=0)  # KL weight; 1 = the ELBO (a bound on -log p), < 1 sharper reconstructions
+    prior: Literal["gaussian", "flow"] = "gaussian"  # N(0, 1), or a conditional INN over z (model.inn settings)
+    decoder_noise: Literal["learned", "fixed"] = "learned"  # sigma(z, c) per column from the decoder | decoder_sigma
+    decoder_sigma: float = ranged(0.1, gt=0)  # the decoder's sigma with decoder_noise fixed (network units)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    family: Literal["cfm", "ddpm", "jetgpt", "inn", "didi"] = "cfm"
+    family: Literal["cfm", "ddpm", "jetgpt", "inn", "didi", "vae"] = "cfm"
     network: NetworkConfig = NetworkConfig()
     bayes: BayesConfig = BayesConfig()
     cfm: CFMConfig = CFMConfig()
@@ -91,3 +102,4 @@ class ModelConfig:
     jetgpt: JetGPTConfig = JetGPTConfig()
     inn: INNConfig = INNConfig()
     didi: DIDIConfig = DIDIConfig()  # didi also uses cfm (solver, steps, time embedding)
+    vae: VAEConfig = VAEConfig()  # vae with prior flow also uses inn (the prior's coupling blocks)

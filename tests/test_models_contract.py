@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from hepgen.cards import (BayesConfig, CFMConfig, DDPMConfig, INNConfig, JetGPTConfig, ModelConfig,
-                          NetworkConfig)
+                          NetworkConfig, VAEConfig)
 from hepgen.errors import HepgenError
 from hepgen.models import FAMILIES, build_model
 from hepgen.nn.bayesian import bayesian_layers, is_bayesian, materialize, set_draw, unfreeze
@@ -31,6 +31,7 @@ SAMPLER_OPTS = {
     "ddpm": [{"sampler": "ancestral"}, {"sampler": "ddim"}],
     "inn": [{}],
     "jetgpt": [{}],
+    "vae": [{}],
 }
 
 
@@ -42,7 +43,7 @@ CASES = [(family, bayes) for family in sorted(SAMPLER_OPTS) for bayes in (False,
 
 
 def test_every_family_is_covered():
-    assert set(FAMILIES) == {"cfm", "ddpm", "inn", "jetgpt", "didi"} == set(SAMPLER_OPTS) | {"didi"}
+    assert set(FAMILIES) == {"cfm", "ddpm", "inn", "jetgpt", "didi", "vae"} == set(SAMPLER_OPTS) | {"didi"}
 
 
 def tiny_cfg(family: str, bayes: bool = False, layers: str = "all", **sections) -> ModelConfig:
@@ -153,10 +154,11 @@ def test_bayes_last_makes_only_the_output_layers_bayesian(family):
     every = bayesian_layers(build(family, True, layers="all"))
     last = bayesian_layers(build(family, True, layers="last"))
     plain = build(family, False)
-    n_linear = sum(isinstance(m, torch.nn.Linear) for m in plain.modules())
+    bayesian_part = plain.decoder if family == "vae" else plain  # the VAE's encoder stays plain
+    n_linear = sum(isinstance(m, torch.nn.Linear) for m in bayesian_part.modules())
     assert len(every) == n_linear
     assert 0 < len(last) < len(every)
-    n_outputs = {"cfm": 1, "ddpm": 1, "didi": 1, "inn": 2, "jetgpt": 1}[family]  # INN: one subnet per block
+    n_outputs = {"cfm": 1, "ddpm": 1, "didi": 1, "inn": 2, "jetgpt": 1, "vae": 1}[family]  # INN: one subnet per block
     assert len(last) == n_outputs
 
 
@@ -344,6 +346,7 @@ FIT = {  # family: (extra card sections, sampler options, training steps)
     "ddpm": ({"ddpm": DDPMConfig(timesteps=100, beta_schedule="cosine")}, {"sampler": "ancestral"}, 600),
     "inn": ({"inn": INNConfig(blocks=4, bins=6, coupling="spline")}, {}, 300),
     "jetgpt": ({"jetgpt": JetGPTConfig(components=3)}, {}, 300),
+    "vae": ({"vae": VAEConfig(latent=2)}, {}, 300),
 }
 
 
@@ -451,7 +454,7 @@ def test_sampler_options(family):
     model = build(family)
     assert model.noise_dim(solver=None, steps=None) == model.noise_dim()
     model.sampler(solver=None, steps=None)
-    if family in ("inn", "jetgpt"):
+    if family in ("inn", "jetgpt", "vae"):
         with pytest.raises(HepgenError, match="no settings"):
             model.sampler(steps=5)
     if family == "ddpm":

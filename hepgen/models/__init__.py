@@ -14,6 +14,7 @@ FAMILIES = {
     "didi": "hepgen.models.didi:DiDi",
     "inn": "hepgen.models.inn:INN",
     "jetgpt": "hepgen.models.jetgpt:JetGPT",
+    "vae": "hepgen.models.vae:VAE",
 }
 
 
