@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from hepgen.cards import (BayesConfig, CFMConfig, DDPMConfig, INNConfig, JetGPTConfig, ModelConfig,
+from hepgen.cards import (BayesConfig, CFMConfig, DDPMConfig, GANConfig, INNConfig, JetGPTConfig, ModelConfig,
                           NetworkConfig)
 from hepgen.errors import HepgenError
 from hepgen.models import FAMILIES, build_model
@@ -29,6 +29,7 @@ DIM, COND, N = 3, 2, 64
 SAMPLER_OPTS = {
     "cfm": [{"solver": "rk4", "steps": 3}, {"solver": "euler", "steps": 4}],
     "ddpm": [{"sampler": "ancestral"}, {"sampler": "ddim"}],
+    "gan": [{}],
     "inn": [{}],
     "jetgpt": [{}],
 }
@@ -42,7 +43,7 @@ CASES = [(family, bayes) for family in sorted(SAMPLER_OPTS) for bayes in (False,
 
 
 def test_every_family_is_covered():
-    assert set(FAMILIES) == {"cfm", "ddpm", "inn", "jetgpt", "didi"} == set(SAMPLER_OPTS) | {"didi"}
+    assert set(FAMILIES) == {"cfm", "ddpm", "inn", "jetgpt", "didi", "gan"} == set(SAMPLER_OPTS) | {"didi"}
 
 
 def tiny_cfg(family: str, bayes: bool = False, layers: str = "all", **sections) -> ModelConfig:
@@ -54,6 +55,7 @@ def tiny_cfg(family: str, bayes: bool = False, layers: str = "all", **sections) 
         ddpm=DDPMConfig(timesteps=8, ddim_steps=3),
         jetgpt=JetGPTConfig(components=3, periodic=(1,)),
         inn=INNConfig(blocks=2, bins=4, bound=4.0),
+        gan=GANConfig(disc_hidden=16, disc_layers=2),
     )
     return dataclasses.replace(cfg, **sections)
 
@@ -156,7 +158,7 @@ def test_bayes_last_makes_only_the_output_layers_bayesian(family):
     n_linear = sum(isinstance(m, torch.nn.Linear) for m in plain.modules())
     assert len(every) == n_linear
     assert 0 < len(last) < len(every)
-    n_outputs = {"cfm": 1, "ddpm": 1, "didi": 1, "inn": 2, "jetgpt": 1}[family]  # INN: one subnet per block
+    n_outputs = {"cfm": 1, "ddpm": 1, "didi": 1, "gan": 1, "inn": 2, "jetgpt": 1}[family]  # INN: one subnet per block
     assert len(last) == n_outputs
 
 
@@ -344,6 +346,7 @@ FIT = {  # family: (extra card sections, sampler options, training steps)
     "ddpm": ({"ddpm": DDPMConfig(timesteps=100, beta_schedule="cosine")}, {"sampler": "ancestral"}, 600),
     "inn": ({"inn": INNConfig(blocks=4, bins=6, coupling="spline")}, {}, 300),
     "jetgpt": ({"jetgpt": JetGPTConfig(components=3)}, {}, 300),
+    "gan": ({"gan": GANConfig(disc_hidden=32, disc_layers=2)}, {}, 600),
 }
 
 
@@ -451,7 +454,7 @@ def test_sampler_options(family):
     model = build(family)
     assert model.noise_dim(solver=None, steps=None) == model.noise_dim()
     model.sampler(solver=None, steps=None)
-    if family in ("inn", "jetgpt"):
+    if family in ("gan", "inn", "jetgpt"):
         with pytest.raises(HepgenError, match="no settings"):
             model.sampler(steps=5)
     if family == "ddpm":
