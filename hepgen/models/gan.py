@@ -155,14 +155,17 @@ class GAN(Generator):
         self.__dict__["_coords_at"] = None  # a copy on the device the loss runs on
 
     # -- protocol ---------------------------------------------------------------------------
-    def attach_coords(self, coords: nn.Module) -> None:
-        """Keep the run's fitted coordinates for the MMD observables; a name in ``model.gan.mmd``
-        they do not offer is a one-line :class:`CardError`."""
+    def check_coords(self, coords: nn.Module) -> None:
+        """A name in ``model.gan.mmd`` the coordinates do not offer is a one-line :class:`CardError`."""
         offered = tuple(getattr(coords, "differentiable_observables", ()))
         for name in self.cfg.gan.mmd:
             if name not in offered:
                 choices = ", ".join(offered) if offered else "none (this process has no differentiable observables)"
                 raise CardError(f"model.gan.mmd: {name!r} is not an observable of this process; choose from {choices}")
+
+    def attach_coords(self, coords: nn.Module) -> None:
+        """Keep the run's fitted coordinates for the MMD observables (checked as :meth:`check_coords`)."""
+        self.check_coords(coords)
         self.__dict__["_coords"] = coords
         self.__dict__["_coords_at"] = None
 
