@@ -214,9 +214,13 @@ class GAN(Generator):
         if not gan.mmd or gan.mmd_weight == 0:
             return total
         coords = self._coords_on(x.device)
+        # observables in float64 (float32 four-momenta of forward muons, E ~ TeV, lose m² to
+        # cancellation, and sqrt at m² = 0 has an infinite gradient); the kernels in x's dtype
+        # (float64 pairwise kernels cost 4x the time)
+        fake64, x64 = fake.double(), x.double()
         for name in gan.mmd:
-            total = total + mmd2(coords.observable(name, fake), coords.observable(name, x), gan.mmd_kernel,
-                                 gan.mmd_widths)
+            obs_fake, obs_true = coords.observable(name, fake64), coords.observable(name, x64)
+            total = total + mmd2(obs_fake.to(x.dtype), obs_true.to(x.dtype), gan.mmd_kernel, gan.mmd_widths)
         return gan.mmd_weight * total
 
     def _coords_on(self, device: torch.device) -> nn.Module:
