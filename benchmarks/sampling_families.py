@@ -39,6 +39,7 @@ SETTINGS = [  # (label, family, sampler options, network evaluations per event)
     ("INN spline 8 blocks", "inn", {}, 8),
     ("INN affine 8 blocks", "inn-affine", {}, 8),
     ("JetGPT (13 AR steps)", "jetgpt", {}, 13),
+    ("GAN (one pass)", "gan", {}, 1),
 ]
 
 
