@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from hepgen.cards import BayesConfig, GANConfig, ModelConfig, NetworkConfig
+from hepgen.coords.ttbar import TTbarCoords
 from hepgen.coords.zjets import ZJetsCoords
 from hepgen.errors import CardError, HepgenError
 from hepgen.models import build_model
@@ -159,6 +160,10 @@ def test_an_observable_the_process_lacks_is_a_one_line_card_error():
     assert "\n" not in msg and "model.gan.mmd" in msg and "'m_jj'" in msg and "m_mumu" in msg
     with pytest.raises(CardError, match="none"):
         model.attach_coords(nn.Module())
+    top = gan(mmd=("m_t", "m_Wp"))
+    top.check_coords(TTbarCoords("decay"))  # the decay scheme holds the resonance masses
+    with pytest.raises(CardError, match="'m_t' is not an observable"):
+        top.check_coords(TTbarCoords("particles"))
     unattached = gan(dim=2, cond=0, mmd=("r",))
     with pytest.raises(HepgenError, match="needs the run's coordinates"):
         unattached.loss(torch.randn(8, 2, dtype=torch.float64), torch.zeros(8, 0, dtype=torch.float64))
