@@ -8,8 +8,11 @@ x = z + MLP(z, c), so a fresh generator already samples N(0, 1), the standardise
 Its sampler is that network alone (Gemm, LayerNorm, activations, Add: ONNX Runtime and SOFIE).
 
 Discriminator D(x, c) -> logit ``[N]``: an MLP (LeakyReLU 0.2) whose linear layers are
-:class:`SNLinear`, W / sigma(W) with sigma from one power-iteration step per training step
-(Miyato et al. 2018). It is plain (never Bayesian) and never exported.
+:class:`SNLinear`, W / sigma(W) with sigma from power iteration (Miyato et al. 2018): 20 steps
+at construction, then one step in the first training loss call after the weights moved in place
+(an optimiser step or a loaded state; tracked by the tensors' version counters), i.e. one per
+training step, while loss calls on unchanged weights leave the state alone. It is plain (never
+Bayesian) and never exported.
 
 One loss, one optimiser step over both networks (the training loop of :mod:`hepgen.train`),
 with non-saturating softplus losses (s = D's logit):
