@@ -41,6 +41,7 @@ SETTINGS = [  # (label, family, sampler options, network evaluations per event)
     ("JetGPT (13 AR steps)", "jetgpt", {}, 13),
     ("VAE gaussian prior", "vae", {}, 1),
     ("VAE flow prior 4 affine blocks", "vae-flow", {}, 5),
+    ("GAN (one pass)", "gan", {}, 1),
 ]
 
 

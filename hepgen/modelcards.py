@@ -93,8 +93,27 @@ class VAEConfig:
 
 
 @dataclass(frozen=True)
+class GANConfig:
+    """MMD-regularised GAN (hepgen.models.gan): generator = model.network (+ model.bayes), and a
+    discriminator of its own that is never exported."""
+
+    latent: int = ranged(0, ge=0)  # noise columns of the generator; 0 = D (then x = noise + MLP)
+    disc_hidden: int = ranged(128, ge=1)  # discriminator width
+    disc_layers: int = ranged(3, ge=1)  # discriminator hidden layers
+    spectral_norm: bool = True  # divide each discriminator weight by its largest singular value
+    # observables with an MMD term between generated and true events (names the process's
+    # coordinates offer, e.g. m_mumu for Z+jets); () = off
+    mmd: tuple[str, ...] = ()
+    mmd_kernel: Literal["gaussian", "breit_wigner"] = "breit_wigner"
+    # kernel widths in the observable's units (GeV for masses); several = a sum of kernels. For the
+    # Z peak (Gamma = 2.5 GeV): one width at the half width and one at a few widths
+    mmd_widths: tuple[float, ...] = (1.25, 5.0)
+    mmd_weight: float = ranged(1.0, ge=0)  # multiplies the MMD² in the generator's loss
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    family: Literal["cfm", "ddpm", "jetgpt", "inn", "didi", "vae"] = "cfm"
+    family: Literal["cfm", "ddpm", "jetgpt", "inn", "didi", "vae", "gan"] = "cfm"
     network: NetworkConfig = NetworkConfig()
     bayes: BayesConfig = BayesConfig()
     cfm: CFMConfig = CFMConfig()
@@ -103,3 +122,4 @@ class ModelConfig:
     inn: INNConfig = INNConfig()
     didi: DIDIConfig = DIDIConfig()  # didi also uses cfm (solver, steps, time embedding)
     vae: VAEConfig = VAEConfig()  # vae with prior flow also uses inn (the prior's coupling blocks)
+    gan: GANConfig = GANConfig()

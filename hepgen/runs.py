@@ -89,6 +89,7 @@ def build_for(card: Card):
     processes.settings(card)  # the process's own keys: a typo is a card error before any work
     coords = processes.get(card.process.name).coords(card)
     model = build_model(card.model, coords.dim, coords.cond_dim)
+    model.check_coords(coords)
     if model.maps_samples and not card.data.source:
         raise CardError(f"card {card.name}: model.family {model.family} maps source events onto the data; "
                         "name the source sample in data.source")

@@ -45,7 +45,7 @@ def test_exponent_without_a_dot_is_a_number():
         ({"train": {"epoch": 3}}, r"unknown key 'train\.epoch'; allowed here: epochs, batch_size"),
         ({"train": {"epochs": "ten"}}, r"train\.epochs = 'ten' is not an integer"),
         ({"train": {"epochs": 0}}, r"train\.epochs = 0 is out of range \(must be >= 1\)"),
-        ({"model": {"family": "gan"}}, r"model\.family = 'gan' is not one of 'cfm'"),
+        ({"model": {"family": "flow"}}, r"model\.family = 'flow' is not one of 'cfm'"),
         ({"model": {"bayes": {"enabled": "yes"}}}, r"model\.bayes\.enabled = 'yes' is not true or false"),
         ({"model": {"network": {"dropout": 1.0}}}, r"dropout = 1\.0 is out of range \(must be >= 0 and < 1\)"),
         ({"process": {"n_jets": ["one"]}}, r"process\.n_jets\[0\] = 'one' is not an integer"),

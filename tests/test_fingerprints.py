@@ -35,6 +35,7 @@ FAMILIES = {  # toy_ramp, one epoch: (weights, samples)
     "ddpm": ("7a7faac914adec37", "e9ab4e0f58f9b34f"),
     "inn": ("9649f547f3b3256d", "fcc1379121df3225"),
     "jetgpt": ("012173be83345424", "e3e56d902659e9f9"),
+    "gan": ("542aeb7435a8f38b", "72a5278b4f798117"),
 }
 
 

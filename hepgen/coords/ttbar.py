@@ -241,6 +241,8 @@ class DecayInverse(_Standardized):
 
 
 SCHEMES = {"particles": (ParticleEncoder, ParticleInverse), "decay": (DecayEncoder, DecayInverse)}
+# the decay scheme's mass columns: observable -> (network column, resonance index of peak / half_width)
+MASS_COLUMNS = {"m_t": (2, 0), "m_Wp": (3, 1), "m_tbar": (11, 2), "m_Wm": (12, 3)}
 
 
 class TTbarCoords(nn.Module):
@@ -326,6 +328,26 @@ class TTbarCoords(nn.Module):
 
     def encoder(self, dtype: torch.dtype = torch.float32) -> nn.Module:
         return self._encoder_class(self._fitted(), dtype)
+
+    # -- physics inside a loss -----------------------------------------------------------------
+    @property
+    def differentiable_observables(self) -> tuple[str, ...]:
+        """Observables a loss can ask for by name (:meth:`observable`, e.g. the GAN's MMD term):
+        the resonance masses, which the decay scheme holds as columns of their own (none for
+        the particles scheme)."""
+        return tuple(MASS_COLUMNS) if self.scheme == "decay" else ()
+
+    def observable(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """The resonance mass ``name`` (m_t, m_tbar, m_Wp, m_Wm; GeV) ``[N]`` of x ``[N, 17]`` in
+        x's dtype, differentiable: the inverse of its probit column (above 0.1 % of the peak;
+        the full inverse also caps it at the kinematic limits of the event's daughters)."""
+        if name not in self.differentiable_observables:
+            raise HepgenError(f"{name!r} is not a differentiable tt̄ observable of the {self.scheme} scheme; choose "
+                              f"from {', '.join(self.differentiable_observables) or 'none'}")
+        col, k = MASS_COLUMNS[name]
+        fitted = _Standardized(self._fitted(), x.dtype).to(x.device)
+        y = x[:, col] * fitted.std[col] + fitted.mean[col]
+        return fitted._mass(y, k, torch.zeros_like(y))
 
     def inverse(self, dtype: torch.dtype = torch.float32) -> nn.Module:
         return self._inverse_class(self._fitted(), dtype)

@@ -12,6 +12,7 @@ FAMILIES = {
     "cfm": "hepgen.models.cfm:CFM",
     "ddpm": "hepgen.models.ddpm:DDPM",
     "didi": "hepgen.models.didi:DiDi",
+    "gan": "hepgen.models.gan:GAN",
     "inn": "hepgen.models.inn:INN",
     "jetgpt": "hepgen.models.jetgpt:JetGPT",
     "vae": "hepgen.models.vae:VAE",

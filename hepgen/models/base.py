@@ -66,6 +66,12 @@ class Generator(nn.Module):
         (an MMD on m_mumu, a Lorentz-equivariant backbone on four-momenta) keep a reference, never
         a submodule (the coordinates are saved apart); a no-op by default."""
 
+    def check_coords(self, coords: nn.Module) -> None:
+        """Optional hook: the process's coordinates (not yet fitted) when the model is built from a
+        card (:func:`hepgen.runs.build_for`), so that card settings they cannot serve (an MMD on an
+        observable the process does not offer) fail with a one-line ``CardError`` before any work
+        or output; a no-op by default."""
+
     def noise_dim(self, **opts) -> int:
         """Noise columns per event that ``sampler(**opts)`` consumes (default: D)."""
         return self.dim
