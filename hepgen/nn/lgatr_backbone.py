@@ -131,9 +131,10 @@ class LGATrBackbone(nn.Module):
         if present is not None:
             present = present.to(dt)
             p, xt = p * present.unsqueeze(-1), xt * present.unsqueeze(-1)
-        vectors = torch.cat([p.unsqueeze(2), s.expand(n, self.tokens, -1, -1)], 2)  # [N, P, 1 + S, 4]
-        scalars = torch.cat([cond.unsqueeze(1).expand(-1, self.tokens, -1),
-                             self.types.to(dt).expand(n, -1, -1), xt], -1)
+        # broadcasts by adding zeros rather than Expand (no shape arithmetic in the exported graph)
+        zero = torch.zeros_like(xt[..., :1])  # [N, P, 1]
+        vectors = torch.cat([p.unsqueeze(2), s + zero.unsqueeze(-1)], 2)  # [N, P, 1 + S, 4]
+        scalars = torch.cat([cond.unsqueeze(1) + zero, self.types.to(dt) + zero, xt], -1)
         kw = {}
         if present is not None:  # keys of absent tokens are masked out: [N, 1 (heads), 1 (queries), P]
             kw["attn_mask"] = (present > 0.5).unsqueeze(1).unsqueeze(1)
