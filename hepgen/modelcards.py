@@ -27,7 +27,7 @@ class BayesConfig:
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    backbone: Literal["mlp", "transformer"] = "mlp"
+    backbone: Literal["mlp", "transformer", "lgatr"] = "mlp"  # lgatr: cfm / didi on Z+jets (model.lgatr)
     hidden: int = ranged(256, ge=1)
     layers: int = ranged(4, ge=1)  # residual blocks / transformer layers
     heads: int = ranged(4, ge=1)  # transformer only
@@ -112,6 +112,23 @@ class GANConfig:
 
 
 @dataclass(frozen=True)
+class LGATrConfig:
+    """The Lorentz-equivariant L-GATr backbone (``network.backbone: lgatr``; ``lgatr.LGATrSlim``):
+    one token per particle, its four-momentum a Lorentz vector (docs/families.md "L-GATr")."""
+
+    blocks: int = ranged(2, ge=1)  # L-GATr blocks (attention + MLP)
+    vectors: int = ranged(8, ge=1)  # hidden Lorentz-vector channels per token
+    scalars: int = ranged(32, ge=1)  # hidden scalar channels per token
+    heads: int = ranged(4, ge=1)
+    # symmetry-breaking reference vectors (lgatr.get_spurions): the beam axis (1, 0, 0, +-1)
+    # "lightlike", (0, 0, 0, +-1) "spacelike", (sqrt 2, 0, 0, +-1) "timelike", or "none"; and the
+    # time direction (1, 0, 0, 0) of the lab frame
+    beam: Literal["lightlike", "spacelike", "timelike", "none"] = "lightlike"
+    time_reference: bool = True
+    momentum_scale: float = ranged(100.0, gt=0)  # GeV: four-momenta enter the network as p / scale
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     family: Literal["cfm", "ddpm", "jetgpt", "inn", "didi", "vae", "gan"] = "cfm"
     network: NetworkConfig = NetworkConfig()
@@ -123,3 +140,4 @@ class ModelConfig:
     didi: DIDIConfig = DIDIConfig()  # didi also uses cfm (solver, steps, time embedding)
     vae: VAEConfig = VAEConfig()  # vae with prior flow also uses inn (the prior's coupling blocks)
     gan: GANConfig = GANConfig()
+    lgatr: LGATrConfig = LGATrConfig()  # network.backbone lgatr only

@@ -18,12 +18,18 @@ FAMILIES = {
     "vae": "hepgen.models.vae:VAE",
 }
 
+# the families whose network is CFM's velocity field, the one place the L-GATr backbone plugs in
+LGATR_FAMILIES = ("cfm", "didi")
+
 
 def build_model(cfg: ModelConfig, dim: int, cond_dim: int = 0) -> Generator:
     """The generator of family ``cfg.family`` for ``dim`` coordinates and ``cond_dim`` conditions."""
     if cfg.family not in FAMILIES:
         raise CardError(f"model.family {cfg.family!r} is not available; choose from {', '.join(FAMILIES)}")
-    if cfg.network.fourier and (cfg.family == "jetgpt" or cfg.network.backbone == "transformer"):
+    if cfg.network.backbone == "lgatr" and cfg.family not in LGATR_FAMILIES:
+        raise CardError(f"model.network.backbone lgatr needs a family whose network is a velocity field on the "
+                        f"event's four-momenta ({', '.join(LGATR_FAMILIES)}); model.family {cfg.family} has none")
+    if cfg.network.fourier and (cfg.family == "jetgpt" or cfg.network.backbone != "mlp"):
         raise CardError("model.network.fourier needs the mlp backbone (families cfm, ddpm, inn); set it to 0")
     bad = [i for i in cfg.network.fourier_columns if not 0 <= i < dim]
     if bad:

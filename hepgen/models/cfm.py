@@ -4,8 +4,11 @@ x_t = (1 - t) x0 + t x1 with x0 ~ N(0, 1) and x1 the data; the network v(x_t, t,
 regresses the constant velocity x1 - x0. Sampling integrates dx/dt = v from t = 0 (noise)
 to t = 1 with a fixed-step solver (:mod:`hepgen.models.solvers`).
 
-Backbones (``model.network.backbone``): ``mlp`` (:class:`~hepgen.nn.blocks.ResidualMLP`) or
-``transformer`` (:class:`~hepgen.nn.coord_transformer.CoordinateTransformer`, one token per coordinate).
+Backbones (``model.network.backbone``): ``mlp`` (:class:`~hepgen.nn.blocks.ResidualMLP`),
+``transformer`` (:class:`~hepgen.nn.coord_transformer.CoordinateTransformer`, one token per coordinate)
+or ``lgatr`` (:class:`~hepgen.nn.lgatr_backbone.LGATrBackbone`, the Lorentz-equivariant L-GATr with one
+token per particle, on the four-momenta of the state x; it needs the run's fitted coordinates,
+given by :meth:`CFM.attach_coords`).
 
 Exact likelihood (:meth:`CFM.log_prob`): integrate x and the log-density backwards from t = 1
 to t = 0, d log p(x_t)/dt = -div v, so log p1(x) = log N(x(0)) - int_0^1 div v dt; the
@@ -24,6 +27,7 @@ import math
 
 from ..nn.blocks import ResidualMLP, TimeEmbedding
 from ..nn.coord_transformer import CoordinateTransformer
+from ..nn.lgatr_backbone import LGATrBackbone
 from . import solvers
 from .base import Generator
 
@@ -47,8 +51,12 @@ class VelocityField(nn.Module):
     def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig):
         super().__init__()
         self.embed = TimeEmbedding(cfg.cfm.time_embedding, max_freq=TIME_MAX_FREQ)
-        backbone = CoordinateTransformer if cfg.network.backbone == "transformer" else ResidualMLP
-        self.net = backbone(dim, dim, cfg.network, cfg.bayes, cond_dim=self.embed.dim + cond_dim)
+        if cfg.network.backbone == "lgatr":
+            self.net = LGATrBackbone(dim, cfg, cond_dim=self.embed.dim + cond_dim)
+        else:
+            backbone = CoordinateTransformer if cfg.network.backbone == "transformer" else ResidualMLP
+            self.net = backbone(dim, dim, cfg.network, cfg.bayes, cond_dim=self.embed.dim + cond_dim)
+        self.takes_mask = getattr(self.net, "takes_mask", False)  # lgatr: absent particles leave the attention
         self.register_buffer("active", torch.ones(cond_dim, dim))
         self.frozen = False
 
@@ -64,12 +72,20 @@ class VelocityField(nn.Module):
             return None
         return c.to(self.active.dtype) @ self.active
 
+    def attach_coords(self, coords: nn.Module) -> None:
+        """Hand the fitted coordinates to a backbone that needs them (lgatr); others ignore them."""
+        if hasattr(self.net, "attach_coords"):
+            self.net.attach_coords(coords)
+
     def forward(self, x, t, c):
         m = self.mask(c)
+        cond = torch.cat([self.embed(t), c], dim=-1)
         if m is None:
-            return self.net(x, torch.cat([self.embed(t), c], dim=-1))
+            return self.net(x, cond)
         m = m.to(x.dtype)
-        return self.net(x * m, torch.cat([self.embed(t), c], dim=-1)) * m
+        if self.takes_mask:
+            return self.net(x * m, cond, m) * m
+        return self.net(x * m, cond) * m
 
 
 class CFMSampler(nn.Module):
@@ -89,6 +105,9 @@ class CFM(Generator):
     def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig):
         super().__init__(dim, cond_dim, cfg)
         self.field = VelocityField(dim, cond_dim, cfg)
+
+    def attach_coords(self, coords: nn.Module) -> None:
+        self.field.attach_coords(coords)
 
     def set_active_columns(self, active: torch.Tensor | None) -> None:
         """Freeze the columns of absent objects: ``active`` ``[C, D]`` bool, row k = the columns
