@@ -266,7 +266,7 @@ def test_short_training_lowers_the_loss(zjets):
 
 def test_bad_combinations_are_one_line_card_errors(zjets):
     coords, _, _ = zjets
-    with pytest.raises(CardError, match="needs a family whose network .* model.family inn has none"):
+    with pytest.raises(CardError, match="backbone lgatr does not apply to model.family inn .*; lgatr serves cfm, didi$"):
         build_model(tiny_cfg(family="inn"), coords.dim, coords.cond_dim)
     with pytest.raises(CardError, match="Z\\+jets layout"):
         build_model(tiny_cfg(), 3, 2)
@@ -333,5 +333,5 @@ def test_lgatr_with_another_family_exits_2_with_one_line_and_no_run(tmp_path, ca
     with pytest.raises(SystemExit) as exit_:
         main(["train", str(tmp_path / "c.yaml")])
     err = capsys.readouterr().err
-    assert exit_.value.code == 2 and "backbone lgatr needs a family" in err and len(err.strip().splitlines()) == 1
+    assert exit_.value.code == 2 and "backbone lgatr does not apply to model.family inn" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()

@@ -606,6 +606,30 @@ def test_inn_fourier_columns_follow_the_permutations():
     assert torch.isfinite(y).all()
 
 
+def test_a_backbone_the_family_does_not_build_is_refused_not_ignored():
+    """Every family x backbone: the ones a family declares build (and the network is that
+    backbone); every other one is a one-line CardError naming the families it serves, never a
+    silently ignored key (DDPM and the INN once built their mlp under ``backbone: transformer``)."""
+    from hepgen.models import family_class
+    from hepgen.nn.blocks import ResidualMLP
+    from hepgen.nn.coord_transformer import CoordinateTransformer
+
+    kinds = {"mlp": ResidualMLP, "transformer": CoordinateTransformer}
+    declared = {name: family_class(name).backbones for name in FAMILIES}
+    assert declared["cfm"] == declared["didi"] == ("mlp", "transformer", "lgatr")
+    assert all(declared[f] == ("mlp",) for f in ("ddpm", "inn", "gan", "vae", "jetgpt"))
+    for family in FAMILIES:
+        for backbone in kinds:
+            cfg = ModelConfig(family=family, network=NetworkConfig(hidden=16, layers=1, heads=2, backbone=backbone))
+            if backbone in declared[family]:
+                if family in ("cfm", "didi"):
+                    assert isinstance(build_model(cfg, 4, 0).field.net, kinds[backbone])
+            else:
+                with pytest.raises(HepgenError, match=f"backbone {backbone} does not apply to model.family {family}") as err:
+                    build_model(cfg, 4, 0)
+                assert "\n" not in str(err.value) and str(err.value).endswith(f"{backbone} serves cfm, didi")
+
+
 def test_fourier_features_need_the_mlp_backbone():
     with pytest.raises(HepgenError, match="mlp backbone"):
         build("jetgpt", network=NetworkConfig(hidden=16, layers=1, heads=2, fourier=2))

@@ -272,7 +272,7 @@ def test_bad_settings_are_one_line_errors_and_write_nothing(tmp_path):
                      "split the latent space); it is 1"], r.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
     for overrides, message in [
-        (["model.network.backbone=transformer"], "model.family vae is built from the mlp backbone"),
+        (["model.network.backbone=transformer"], "backbone transformer does not apply to model.family vae"),
         (["model.vae.prior=normal"], "model.vae.prior"),
         (["model.vae.beta=-1"], "model.vae.beta"),
         (["model.vae.decoder_sigma=0"], "model.vae.decoder_sigma"),

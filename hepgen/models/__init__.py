@@ -18,21 +18,29 @@ FAMILIES = {
     "vae": "hepgen.models.vae:VAE",
 }
 
-# the families whose network is CFM's velocity field, the one place the L-GATr backbone plugs in
-LGATR_FAMILIES = ("cfm", "didi")
+
+
+def family_class(name: str) -> type[Generator]:
+    """The class of family ``name`` (imported on first use)."""
+    if name not in FAMILIES:
+        raise CardError(f"model.family {name!r} is not available; choose from {', '.join(FAMILIES)}")
+    module, cls = FAMILIES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def build_model(cfg: ModelConfig, dim: int, cond_dim: int = 0) -> Generator:
     """The generator of family ``cfg.family`` for ``dim`` coordinates and ``cond_dim`` conditions."""
-    if cfg.family not in FAMILIES:
-        raise CardError(f"model.family {cfg.family!r} is not available; choose from {', '.join(FAMILIES)}")
-    if cfg.network.backbone == "lgatr" and cfg.family not in LGATR_FAMILIES:
-        raise CardError(f"model.network.backbone lgatr needs a family whose network is a velocity field on the "
-                        f"event's four-momenta ({', '.join(LGATR_FAMILIES)}); model.family {cfg.family} has none")
-    if cfg.network.fourier and (cfg.family == "jetgpt" or cfg.network.backbone != "mlp"):
-        raise CardError("model.network.fourier needs the mlp backbone (families cfm, ddpm, inn); set it to 0")
+    family = family_class(cfg.family)
+    backbone = cfg.network.backbone
+    if backbone not in family.backbones:
+        serves = [name for name in FAMILIES if backbone in family_class(name).backbones]
+        raise CardError(f"model.network.backbone {backbone} does not apply to model.family {cfg.family} (its network "
+                        f"is built from: {', '.join(family.backbones)}); {backbone} serves {', '.join(serves)}")
+    if cfg.network.fourier and not (family.fourier_features and backbone == "mlp"):
+        serves = [name for name in FAMILIES if family_class(name).fourier_features]
+        raise CardError(f"model.network.fourier needs the mlp backbone of a family whose input it serves "
+                        f"({', '.join(serves)}); set it to 0")
     bad = [i for i in cfg.network.fourier_columns if not 0 <= i < dim]
     if bad:
         raise CardError(f"model.network.fourier_columns: {bad[0]} is not a column (0..{dim - 1})")
-    module, cls = FAMILIES[cfg.family].split(":")
-    return getattr(importlib.import_module(module), cls)(dim, cond_dim, cfg)
+    return family(dim, cond_dim, cfg)

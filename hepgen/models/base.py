@@ -42,6 +42,11 @@ class Generator(nn.Module):
     # network coordinates; training data are ``[target | source]``, ``[N, 2D]``, and the card names
     # the source sample (``data.source``)
     maps_samples: ClassVar[bool] = False
+    # the values of ``model.network.backbone`` the family's network is built from (checked once,
+    # in :func:`hepgen.models.build_model`, before anything is built)
+    backbones: ClassVar[tuple[str, ...]] = ("mlp",)
+    # whether ``model.network.fourier`` (random Fourier features of the mlp's input) serves the family
+    fourier_features: ClassVar[bool] = True
 
     def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig):
         super().__init__()

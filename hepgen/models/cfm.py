@@ -100,6 +100,7 @@ class CFMSampler(nn.Module):
 
 
 class CFM(Generator):
+    backbones = ("mlp", "transformer", "lgatr")
     family = "cfm"
 
     def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig):

@@ -137,15 +137,11 @@ class GANSampler(nn.Module):
 
 class GAN(Generator):
     family = "gan"
+    fourier_features = False  # the generator's input is noise: features of it have no use
 
     def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig):
         super().__init__(dim, cond_dim, cfg)
         gan = cfg.gan
-        if cfg.network.backbone != "mlp":
-            raise ModelSettingError(f"model.network.backbone {cfg.network.backbone!r}: the gan generator is an mlp")
-        if cfg.network.fourier:
-            raise ModelSettingError("model.network.fourier: the gan generator's input is noise, features of it "
-                                    "have no use; set it to 0")
         if gan.mmd and not gan.mmd_widths:
             raise CardError("model.gan.mmd_widths: give at least one kernel width for the MMD term")
         if any(w <= 0 for w in gan.mmd_widths):

@@ -94,6 +94,9 @@ def wrapped_normal_sigma2(kappa: torch.Tensor) -> torch.Tensor:
 
 class JetGPT(Generator):
     family = "jetgpt"
+    # its network is its own autoregressive transformer (model.network's hidden / layers / heads);
+    # the backbone key keeps its default and Fourier features of the input have no place in it
+    fourier_features = False
 
     def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig, periodic: tuple[int, ...] | None = None):
         super().__init__(dim, cond_dim, cfg)

@@ -93,9 +93,6 @@ class VAE(Generator):
     def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig):
         super().__init__(dim, cond_dim, cfg)
         vae = cfg.vae
-        if cfg.network.backbone != "mlp":
-            raise ModelSettingError(f"model.family vae is built from the mlp backbone; model.network.backbone "
-                                    f"{cfg.network.backbone!r} does not apply (set it to mlp)")
         self.latent = vae.latent or dim
         if vae.prior == "flow" and self.latent < 2:
             raise ModelSettingError(f"model.vae.prior flow needs model.vae.latent >= 2 (the INN's coupling blocks "
