@@ -1,31 +1,41 @@
-"""Events/s of an exported Z+jets generator: ONNX Runtime, torch eager, SOFIE C++, vs simulation.
+"""Events per CPU second of an exported Z+jets generator (torch, ONNX Runtime, ONNX Runtime C++,
+SOFIE C++) at the batch sizes a framework uses, against Pythia 8 + FastJet, with the precision.
 
-In one run on one machine, for each configuration (solver, steps, network size), in events per
+In one run on one machine, for each configuration (solver, steps, network size) and each batch
+size in ``--batches`` (1000: a production job; 1: a framework's per-event call), in events per
 CPU second of one thread (robust against other load on a shared machine):
 
-- torch eager: ``hepgen.generate.pipeline`` in float32, 1 thread, batches of ``--batch``;
-- ONNX Runtime (Python API), 1 intra- and 1 inter-op thread, no spinning, same batches;
+- torch eager: ``hepgen.generate.pipeline`` in float32, 1 thread;
+- ONNX Runtime (Python API), 1 intra- and 1 inter-op thread, no spinning;
+- ONNX Runtime C++: ``export/onnxruntime/generate_events`` built with CMake against the vendored
+  headers (../shared/vendor, as tests/test_export.py builds it), inference CPU time only;
 - SOFIE C++: ``export/sofie/generate_events`` compiled with ``--cxxflags`` (noise drawn in C++,
-  inference time only, same batches);
+  inference time only);
 - the solver error of the configuration: median and 99% quantile over events of the largest
   |delta p| / max(|p|, 1) of the four-momenta against the same network integrated with RK4 x 64
   steps (same noise), i.e. what fewer steps / a cheaper solver cost in precision;
+- with ``--reference FILE`` (an independent sample, another seed, >= 100 000 events) and a trained
+  ``--run``: the classifier AUC per jet multiplicity of ``--auc-events`` events generated with
+  the configuration (``hepgen validate``), so every speed carries its precision;
 
 and once, Pythia 8 + FastJet through ``hepgen.simulate`` with cards/zjets.yaml (selected events
-per CPU second, one process). All generator numbers are single-threaded.
+per CPU second, one process), with the reference settings (MPI off) and with MPI on.
 
-    python benchmarks/onnx_throughput.py [--run RUN] [--events 20000] [--batch 1000]
+    python benchmarks/onnx_throughput.py [--run RUN] [--events 20000] [--batches 1000,1]
         [--configs rk4:20,midpoint:10,euler:10,rk4:4] [--small] [--sim-events 2000]
+        [--reference data/zjets_validation.root --auc-events 100000]
 
 Without ``--run`` a run with the card's default network (256 x 4 residual blocks; ``--small``
 adds a 64 x 2 run) is trained for one epoch on synthetic Z+jets-like events: throughput does
-not depend on how well the network is trained.
+not depend on how well the network is trained (no AUC then).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import re
 import subprocess
 import sys
@@ -105,7 +115,50 @@ def _sofie_rate(out: Path, build: Path, events: int, batch: int, cxxflags: str) 
     return rate, compile_s, ""
 
 
-def _simulation_rate(events: int, tmp: Path) -> float | None:
+def _ort_cpp_build(tmp: Path) -> tuple[Path | None, str]:
+    """(the built ONNX Runtime C++ consumer, "") or (None, why it was skipped)."""
+    import pytest
+
+    from tests.toolchain import onnxruntime_root
+
+    if shutil.which("cmake") is None:
+        return None, "no cmake"
+    try:
+        root = onnxruntime_root(tmp)
+    except pytest.skip.Exception as why:
+        return None, str(why)
+    build = tmp / "ort-cpp"
+    for cmd in (["cmake", "-S", str(ROOT / "export/onnxruntime"), "-B", str(build), f"-DONNXRUNTIME_ROOT={root}",
+                 "-DCMAKE_BUILD_TYPE=Release"], ["cmake", "--build", str(build)]):
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        if run.returncode != 0:
+            return None, f"the ONNX Runtime C++ build failed: {(run.stderr.strip().splitlines() or ['?'])[-1]}"
+    return build / "generate_events", ""
+
+
+def _ort_cpp_rate(exe: Path, out: Path, tmp: Path, events: int, batch: int) -> float:
+    run = subprocess.run([str(exe), str(out), "-o", str(tmp / "ortcpp"), "-n", str(events), "--batch", str(batch),
+                          "--weights", str(out / (out / "weights.txt").read_text().split()[0])],
+                         check=True, capture_output=True, text=True)
+    return float(re.search(r"([0-9.]+) events per CPU second", run.stdout).group(1))
+
+
+def _auc(run_dir: Path, solver: str, steps: int, reference: Path, events: int, tmp: Path) -> dict[str, float]:
+    """Classifier AUC per jet multiplicity of ``events`` generated with (solver, steps) vs ``reference``."""
+    from hepgen.generate import generate
+    from hepgen.validate.report import validate
+
+    run = load_run(run_dir)
+    gen = tmp / f"auc-{solver}{steps}.root"
+    generate(run, events, output=gen, force=True, progress=False, solver=solver, steps=steps)
+    report = validate(gen, reference=reference, output=tmp / f"auc-{solver}{steps}", force=True, card=run.card,
+                      progress=False)
+    per = json.loads((report / "metrics.json").read_text())["classifier"]["per_multiplicity"]
+    gen.unlink()
+    return {k: v["auc"] for k, v in sorted(per.items())}
+
+
+def _simulation_rate(events: int, tmp: Path, mpi: bool = False) -> float | None:
     try:
         from hepgen.simulate import produce
     except ImportError:
@@ -113,8 +166,8 @@ def _simulation_rate(events: int, tmp: Path) -> float | None:
     from hepgen.cards import load_card
 
     c0 = time.process_time()  # jobs=1 runs Pythia in this process
-    produce(load_card(ROOT / "cards/zjets.yaml"), events=events, seed=1, output=tmp / "sim.root", jobs=1, force=True,
-            quiet=True)
+    card = load_card(ROOT / "cards/zjets.yaml", [f"simulate.mpi={str(mpi).lower()}"])
+    produce(card, events=events, seed=1, output=tmp / "sim.root", jobs=1, force=True, quiet=True)
     return events / (time.process_time() - c0)  # selected events per CPU second
 
 
@@ -122,17 +175,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, help="a trained Z+jets run (default: train a 1-epoch one)")
     ap.add_argument("--events", type=int, default=20000)
-    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--batches", default="1000,1", help="batch sizes, comma-separated")
     ap.add_argument("--configs", default="rk4:20,midpoint:10,euler:10,rk4:4", help="solver:steps,...")
     ap.add_argument("--small", action="store_true", help="also a 64 x 2 network at the first config")
     ap.add_argument("--sim-events", type=int, default=2000)
     ap.add_argument("--cxxflags", default="-O2")
+    ap.add_argument("--reference", type=Path, help="independent reference for the AUC per multiplicity (needs --run)")
+    ap.add_argument("--auc-events", type=int, default=100000)
+    ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args()
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # SOFIE's OpenBLAS: one thread too
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     configs = [(s.split(":")[0], int(s.split(":")[1])) for s in args.configs.split(",")]
-    rows, sofie_skipped = [], ""
+    batches = [int(b) for b in args.batches.split(",")]
+    rows, skipped = [], {}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         runs = [args.run] if args.run else [_train(tmp, 256, 4)]
@@ -140,43 +197,56 @@ def main() -> None:
         if args.small:
             small = _train(tmp, 64, 2)
             jobs.append((small, *configs[0]))
+        ort_cpp, why = _ort_cpp_build(tmp)
+        if why:
+            skipped["ORT C++"] = why
         for run_dir, solver, steps in jobs:
             run = load_run(run_dir)
             net = f"{run.card.model.network.hidden}x{run.card.model.network.layers}"
             out = tmp / f"exp-{net}-{solver}{steps}"
-            t0 = time.perf_counter()
             export(run_dir, output=out, solver=solver, steps=steps)
-            export_s = time.perf_counter() - t0
             pipe = pipeline(run, None, solver=solver, steps=steps)
             noise_t = pipe.draw_noise(args.events, torch.Generator().manual_seed(7))
             sampler = OnnxSampler(out, threads=1)
-            with torch.no_grad():
-                r_torch = _rate(pipe, noise_t, args.batch)
-            r_ort = _rate(sampler.run, noise_t.numpy(), args.batch)
-            r_sofie, compile_s, why = _sofie_rate(out, tmp / f"build-{out.name}", args.events, args.batch, args.cxxflags)
-            sofie_skipped = sofie_skipped or why
             med, q99 = _solver_error(run, solver, steps)
-            rows.append((net, solver, steps, r_torch, r_ort, r_sofie, med, q99, export_s, compile_s))
-            print(f"done {net} {solver}/{steps}", file=sys.stderr)
-        sim = _simulation_rate(args.sim_events, tmp)
-    print(f"events per CPU second, 1 thread, batch {args.batch}; solver error vs RK4 x 64 (median / 99% of events)")
-    print(f"{'network':>8} {'solver':>9} {'steps':>5} {'torch':>9} {'ORT':>9} {'SOFIE':>9} {'ORT/torch':>9} "
-          f"{'SOFIE/ORT':>9} {'err med':>9} {'err 99%':>9} {'export s':>8} {'g++ s':>6}")
-    def num(v, fmt):
+            auc = (_auc(run_dir, solver, steps, args.reference, args.auc_events, tmp)
+                   if args.reference and args.run and run_dir == args.run else {})
+            for batch in batches:
+                n = min(args.events, max(batch * 200, 2000))  # batch 1: fewer events, as many calls
+                with torch.no_grad():
+                    r_torch = _rate(pipe, noise_t[:n], batch)
+                r_ort = _rate(sampler.run, noise_t[:n].numpy(), batch)
+                r_cpp = _ort_cpp_rate(ort_cpp, out, tmp, n, batch) if ort_cpp else None
+                r_sofie, _, why = _sofie_rate(out, tmp / f"build-{out.name}", n, batch, args.cxxflags)
+                if why:
+                    skipped["SOFIE"] = why
+                rows.append({"network": net, "solver": solver, "steps": steps, "batch": batch, "torch": r_torch,
+                             "ort": r_ort, "ort_cpp": r_cpp, "sofie": r_sofie, "err_median": med, "err_q99": q99,
+                             "auc": auc})
+                print(f"done {net} {solver}/{steps} batch {batch}", file=sys.stderr)
+        sim = {"MPI off": _simulation_rate(args.sim_events, tmp), "MPI on": _simulation_rate(args.sim_events, tmp, True)}
+
+    def num(v, fmt=".0f"):
         return "n/a" if v is None else format(v, fmt)
 
-    for net, solver, steps, rt, ro, rs, med, q99, es, cs in rows:
-        print(f"{net:>8} {solver:>9} {steps:>5} {rt:9.0f} {ro:9.0f} {num(rs, '.0f'):>9} {ro / rt:9.2f} "
-              f"{num(rs and rs / ro, '.2f'):>9} {med:9.2e} {q99:9.2e} {es:8.1f} {num(cs, '.1f'):>6}")
-    if sofie_skipped:
-        print(f"SOFIE skipped: {sofie_skipped}")
-    if sim is None:
-        print("Pythia 8 + FastJet: skipped (pythia8mc is not installed)")
-    else:
-        print(f"Pythia 8 + FastJet (hepgen.simulate, cards/zjets.yaml): {sim:.0f} selected events per CPU second")
-        for net, solver, steps, rt, ro, rs, *_ in rows:
-            print(f"  {net} {solver}/{steps}: ORT {ro / sim:.0f}x, SOFIE {num(rs and rs / sim, '.0f')}x, "
-                  f"torch {rt / sim:.0f}x the simulation")
+    print("events per CPU second, 1 thread; solver error vs RK4 x 64 (median / 99% of events); "
+          "AUC per multiplicity vs the reference")
+    print("| network | solver × steps | batch | torch | ORT | ORT C++ | SOFIE C++ | ORT / Pythia (MPI off) | "
+          "err median / 99% | AUC 1 / 2 / 3 jets |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|---|")
+    ref = sim["MPI off"]
+    for r in rows:
+        auc = " / ".join(f"{v:.3f}" for v in r["auc"].values()) or "n/a"
+        print(f"| {r['network']} | {r['solver']} × {r['steps']} | {r['batch']} | {num(r['torch'])} | {num(r['ort'])} | "
+              f"{num(r['ort_cpp'])} | {num(r['sofie'])} | {num(ref and r['ort'] / ref, '.1f')}× | "
+              f"{r['err_median']:.1e} / {r['err_q99']:.1e} | {auc} |")
+    for what, why in skipped.items():
+        print(f"{what} skipped: {why}")
+    for setting, rate in sim.items():
+        print(f"Pythia 8 + FastJet (hepgen.simulate, cards/zjets.yaml, {setting}): "
+              f"{num(rate)} selected events per CPU second" if rate else "Pythia 8 + FastJet: skipped (no pythia8mc)")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "simulation": sim, "skipped": skipped}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
