@@ -40,6 +40,7 @@ class IntegrateConfig:
     madnis_buffered_steps: int = ranged(3, ge=0)  # steps on buffered samples after each online step
     madnis_lr: float = ranged(1e-3, gt=0.0)
     madnis_layers: int = ranged(3, ge=1)  # coupling blocks of the flow
+    weighted_events: int = ranged(100_000, ge=1)  # MadNIS events written to weighted.lhe / .root
     unweighted_events: int = ranged(10_000, ge=0)  # at most this many unweighted events (0: none)
     pythia_events: int = ranged(0, ge=0)  # Pythia 8 cross-check: events for sigmaGen (0: off)
     output: str = "integrate/dy_lo"  # output folder

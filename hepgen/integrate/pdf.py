@@ -30,6 +30,8 @@ import torch
 from ..errors import CardError, InputError
 
 PYTHIA_DEFAULT_SET = "NNPDF23_lo_as_0130_qed_0000.dat"  # PDF:pSet = 13, NNPDF2.3 QCD+QED LO
+# LHAPDF ids of the LO sets Pythia ships (the LHE header's PDFSUP), by set name
+LHAPDF_IDS = {"NNPDF23_lo_as_0130_qed": 247000, "NNPDF31_lo_as_0118": 315000, "NNPDF31_lo_as_0130": 315200}
 
 
 def pythia_data_folder() -> Path:
@@ -55,6 +57,12 @@ def pythia_pdf_path(name: str) -> Path:
     if not found.is_file():
         raise CardError(f"PDF grid {name!r} is neither a file nor in Pythia's data folder {found.parent}")
     return found
+
+
+def lhapdf_id(name: str) -> int:
+    """The LHAPDF id of a grid file's set (member 0), -1 when not known here."""
+    stem = Path(name).name.removesuffix(".dat")
+    return LHAPDF_IDS.get(stem.removesuffix("_0000"), -1) if stem.endswith("_0000") else -1
 
 
 class _Subgrid:
