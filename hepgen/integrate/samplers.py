@@ -9,15 +9,21 @@ stratified one, ``sqrt(sum_c var_c(e) / N_c)``.
 * :func:`run_vegas`: one ``vegas.Integrator`` per channel on ``alpha_c f_c`` (the prior channel
   weights of :meth:`DrellYan.prior_weights`), ``vegas_iterations`` adaptive iterations with the
   calls split evenly over channels and iterations; then its adapted map (``AdaptiveMap``) turns
-  uniform points into the sample, ``N_c`` split in proportion to the channels' standard
-  deviations from the training (variance-optimal stratification, as MadNIS does). Plain
-  importance sampling through the map, without VEGAS's hypercube stratification, so every
-  event has a weight of its own.
+  uniform points into the sample, ``N_c`` in proportion to the channels' integrals from the
+  training. Plain importance sampling through the map, without VEGAS's hypercube
+  stratification, so every event has a weight of its own.
 * :func:`run_madnis`: ``madnis.integrator.Integrator`` with a normalizing flow per channel
   (rational-quadratic splines on the unit hypercube), learned channel weights on top of the
   prior ones, the stratified-variance loss and buffered training
   (``madnis_buffered_steps`` steps on stored samples after each online step, which call no
-  integrand); the sample is ``Integrator.sample`` with channels drawn by their variance.
+  integrand); the sample is ``Integrator.sample(n_c, channel=c)`` per channel, with ``N_c`` in
+  proportion to the channel integrals of its training history (madnis's own
+  ``channel_weight_mode="mean"`` draws ``N_c`` in proportion to their square roots).
+
+Drawing ``N_c`` in proportion to the channel's integral gives every channel the same mean weight,
+so the weights of the whole sample are as flat as each channel's, which is what unweighting
+needs (a variance-optimal split would make the error of sigma a little smaller and the spread
+of the event weights larger).
 
 The integrand counts its calls (:attr:`DrellYan.calls`), so the equal budget is measured.
 """
@@ -88,7 +94,7 @@ def run_vegas(dy: DrellYan, cfg: IntegrateConfig, seed: int, tick: Callable[[int
     rng = np.random.default_rng(seed)
     count = dy.channel_count
     start, calls0 = time.perf_counter(), dy.calls
-    maps, sdevs = [], []
+    maps, means = [], []
     per_iteration = max((training_calls or cfg.training_calls) // (cfg.vegas_iterations * count), 2)
     for c in range(count):
         def channel(x, c=c):
@@ -100,14 +106,14 @@ def run_vegas(dy: DrellYan, cfg: IntegrateConfig, seed: int, tick: Callable[[int
         integ = vegas.Integrator(DIM * [[0.0, 1.0]], ran_array_generator=lambda size: rng.random(size))
         result = integ(vegas.lbatchintegrand(channel), nitn=cfg.vegas_iterations, neval=per_iteration)
         maps.append(integ.map)
-        sdevs.append(result.sdev * math.sqrt(per_iteration * cfg.vegas_iterations))
+        means.append(result.mean)
     budget, training_calls, training_seconds = training_calls, dy.calls - calls0, time.perf_counter() - start
     # VEGAS spends about neval calls per iteration: what it spent less in training it draws more here
     n_sample = cfg.sample_calls + max((budget or cfg.training_calls) - training_calls, 0)
 
     start, calls0 = time.perf_counter(), dy.calls
     rs, estimates, channels = [], [], []
-    for c, n_c in enumerate(_split(n_sample, np.array(sdevs))):
+    for c, n_c in enumerate(_split(n_sample, np.array(means))):
         for lo in range(0, n_c, 100_000):
             y = rng.random((min(100_000, n_c - lo), DIM))
             x, jac = np.empty_like(y), np.empty(len(y))
@@ -150,11 +156,16 @@ def run_madnis(dy: DrellYan, cfg: IntegrateConfig, seed: int, tick: Callable[[in
     training_calls, training_seconds = dy.calls - calls0, time.perf_counter() - start
 
     start, calls0 = time.perf_counter(), dy.calls
-    with torch.no_grad():
-        samples = integrator.sample(cfg.sample_calls, batch_size=100_000, channel_weight_mode="variance")
-    ch = samples.channels.numpy()
-    n_c = np.bincount(ch, minlength=count).astype(np.float64)
-    weights = samples.weights.double().numpy()  # madnis's alpha f / q * N / N_c
-    sigma, error = stratified_estimate(weights * n_c[ch] / len(ch), ch, count)
-    return WeightedRun("madnis", samples.x.double(), samples.channels, weights, sigma, error,
+    mean_hist, _, count_hist = integrator.integration_history  # the channels' integrals while training
+    integrals = (torch.nansum(mean_hist * count_hist, dim=0) / count_hist.sum(dim=0)).numpy()
+    rs, estimates, channels = [], [], []
+    for c, n_c in enumerate(_split(cfg.sample_calls, integrals)):
+        with torch.no_grad():  # one channel at a time: madnis's weights are then alpha_c f_c / q_c
+            batch = integrator.sample(n_c, batch_size=100_000, channel=c)
+        rs.append(batch.x.double())
+        estimates.append(batch.weights.double().numpy())
+        channels.append(np.full(n_c, c))
+    e, ch = np.concatenate(estimates), np.concatenate(channels)
+    sigma, error = stratified_estimate(e, ch, count)
+    return WeightedRun("madnis", torch.cat(rs), torch.from_numpy(ch), event_weights(e, ch, count), sigma, error,
                        training_calls, dy.calls - calls0, training_seconds, time.perf_counter() - start)
