@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import awkward as ak
 import numpy as np
@@ -13,7 +14,10 @@ import pytest
 import uproot
 import yaml
 
+from hepgen.cards import load_card
 from hepgen.cli import main
+from hepgen.integrate.config import integrate_config
+from hepgen.integrate.pdf import pythia_pdf_path
 from hepgen.io import read_sample
 from hepgen.kinematics import invariant_mass
 
@@ -148,3 +152,10 @@ def test_existing_output_is_refused(result, capsys):
     code, _, err = run_cli(["integrate", str(result.parent / "card.yaml"), "-o", str(result)], capsys)
     assert code == 2 and "exists; use --force" in err
     assert (result / "metrics.json").read_bytes() == before
+
+
+def test_shipped_card_section_is_valid():
+    card = load_card(Path(__file__).resolve().parents[1] / "cards" / "dy_lo.yaml")
+    cfg = integrate_config(card)
+    assert (cfg.m_min, cfg.m_max, cfg.channels) == (60.0, 120.0, ("photon", "z"))
+    assert pythia_pdf_path(cfg.pdf).is_file()
