@@ -152,6 +152,9 @@ class Card:
     # the detector stage (hepgen.detector): checked by its owner (hepgen.detector.detector_config);
     # {} = every default, and then left out of the dump, so cards without one keep their hash
     detector: Mapping[str, object] = field(default_factory=dict, metadata={"omit_empty": True})
+    # hepgen integrate (hepgen.integrate.config): checked by its owner; {} = every default, left out of
+    # the dump like the detector's
+    integrate: Mapping[str, object] = field(default_factory=dict, metadata={"omit_empty": True})
 
 
 # --------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ def cli():
       hepgen generate runs/<run> -n 1000000   # new events as ROOT or LHE
       hepgen validate runs/<run>              # plots, classifier test, precision table
       hepgen export runs/<run>                # ONNX generator for C++ frameworks
+      hepgen integrate cards/dy_lo.yaml       # LO Drell-Yan cross section + events, MadNIS vs VEGAS
     """
 
 
@@ -284,6 +285,22 @@ def convert(source, target, tree, branches, sqrt_s, force):
     mapping = parse_mapping(branches, "--branches") if branches else None
     path, n = run(source, target, force=force, tree=tree, branches=mapping, sqrt_s=sqrt_s)
     click.echo(f"wrote {path} ({n} events)")
+
+
+@cli.command("integrate")
+@click.argument("card", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output folder (default: the card's integrate.output).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_FORCE
+@_SET
+def integrate_cmd(card, output, no_progress, force, overrides):
+    """Cross section and weighted/unweighted events of pp -> gamma*/Z -> mu mu at LO: MadNIS vs VEGAS (docs/integrate.md)."""
+    cfg = _load(card, overrides)
+    from .integrate.run import integrate
+
+    path = integrate(cfg, output=output, force=force, progress=False if no_progress else None,
+                     log=lambda m: click.echo(m, err=True))
+    click.echo(f"wrote {path}")
 
 
 class Terminated(BaseException):

@@ -10,7 +10,7 @@
     Muon_E           float32  [N, var]     GeV, when the collection has given_E
     Muon_pz          float32  [N, var]     GeV, when the collection has given_pz
     nJet, Jet_pt, ...                      the same for every collection
-    weight           float32  [N]
+    weight           float32  [N]          (or genWeight, float64: RootWriter's weight_branch)
 
 ``C_E`` / ``C_pz`` hold the energy and pz as a source file gave them where (pt, eta, phi, mass)
 cannot rebuild them (:data:`hepgen.events.GIVEN_FIELDS`: pT = 0 along the beam, E < 0, ...),

@@ -23,7 +23,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Literal, Mapping
+
+import numpy as np
 
 from ... import __version__
 from ...errors import InputError, OutputError
@@ -50,6 +52,9 @@ class RootWriter:
     have the same collections. Chunks are buffered and written in ``chunk_size`` events per
     ``extend`` (large baskets read fast). Provenance: ``info`` merged over the first chunk's
     ``sample.info`` (``info`` wins) plus ``hepgen_version``, stored as JSON in ``hepgen_info``.
+    ``weight_branch="genWeight"`` stores the event weight as NanoAOD names it, in float64 (a
+    weighted sample's weights at full precision) instead of the float32 ``weight``; the reader
+    takes either.
     """
 
     def __init__(
@@ -60,8 +65,10 @@ class RootWriter:
         info: Mapping[str, str] | None = None,
         tree: str = "Events",
         chunk_size: int = DEFAULT_CHUNK,
+        weight_branch: Literal["weight", "genWeight"] = "weight",
     ):
         self.path = Path(path)
+        self.weight_branch = weight_branch
         self.force = force
         self.tree_name = tree
         self.chunk_size = int(chunk_size)
@@ -116,7 +123,7 @@ class RootWriter:
     def _finish(self) -> None:
         self._flush()
         if self._tree is None:  # no events at all: still a valid, empty tree
-            self._file.mktree(self.tree_name, {"weight": "float32"})
+            self._file.mktree(self.tree_name, self._renamed({"weight": "float32"}))
         info = {"hepgen_version": __version__, **(self._info or {}), **self._extra_info}
         info.pop(GROUPS, None)
         info.pop(BRANCHES, None)
@@ -179,14 +186,23 @@ class RootWriter:
         buffer = [with_given_fields(s, self._layout) for s in self._buffer]
         sample = buffer[0] if len(buffer) == 1 else EventSample.concatenate(buffer)
         self._buffer, self._buffered = [], 0
-        data = chunk_data(sample, self._layout)
+        data = self._renamed(chunk_data(sample, self._layout), sample)
         data.update(chunk_arrays(sample.variations, self._wplan, len(sample)))
         data.update(scalar_arrays(sample.scalars, self._scalars))
         if self._tree is None:
-            types = {**self._layout, **weight_types(self._wplan)}
+            types = {**self._renamed(self._layout), **weight_types(self._wplan)}
             self._tree = self._file.mktree(self.tree_name, {**types, **self._scalar_types})
         self._tree.extend(data)
         self.n_written += len(sample)
+
+    def _renamed(self, columns: dict, sample: EventSample | None = None) -> dict:
+        """``columns`` with the event weight as ``genWeight``, float64 (full precision), when asked
+        (types without ``sample``, the chunk's arrays with it)."""
+        if self.weight_branch == "weight":
+            return columns
+        out = {k: v for k, v in columns.items() if k != "weight"}
+        out["genWeight"] = "float64" if sample is None else np.asarray(sample.weight, dtype=np.float64)
+        return out
 
 
 def write_events(
@@ -196,11 +212,12 @@ def write_events(
     force: bool = False,
     info: Mapping[str, str] | None = None,
     tree: str = "Events",
+    weight_branch: Literal["weight", "genWeight"] = "weight",
 ) -> Path:
     """Write one sample or an iterable of chunks to ``path`` (see :class:`RootWriter`)."""
     if isinstance(samples, EventSample):
         samples = [samples]
-    with RootWriter(path, force=force, info=info, tree=tree) as writer:
+    with RootWriter(path, force=force, info=info, tree=tree, weight_branch=weight_branch) as writer:
         for sample in samples:
             writer.write(sample)
     return Path(path)
