@@ -149,9 +149,9 @@ def _auc(run_dir: Path, solver: str, steps: int, reference: Path, events: int, t
     from hepgen.validate.report import validate
 
     run = load_run(run_dir)
-    gen = tmp / f"auc-{solver}{steps}.root"
+    gen = tmp / "auc.root"
     generate(run, events, output=gen, force=True, progress=False, solver=solver, steps=steps)
-    report = validate(gen, reference=reference, output=tmp / f"auc-{solver}{steps}", force=True, card=run.card,
+    report = validate(gen, reference=reference, output=tmp / "auc", force=True, card=run.card,
                       progress=False)
     per = json.loads((report / "metrics.json").read_text())["classifier"]["per_multiplicity"]
     gen.unlink()
@@ -173,7 +173,9 @@ def _simulation_rate(events: int, tmp: Path, mpi: bool = False) -> float | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", type=Path, help="a trained Z+jets run (default: train a 1-epoch one)")
+    ap.add_argument("--run", type=Path, action="append", default=[],
+                    help="a trained Z+jets run, repeatable (default: train a 1-epoch one); a CFM run is measured at "
+                         "every --configs solver, any other family (gan, vae, ...) with its own one-pass sampler")
     ap.add_argument("--events", type=int, default=20000)
     ap.add_argument("--batches", default="1000,1", help="batch sizes, comma-separated")
     ap.add_argument("--configs", default="rk4:20,midpoint:10,euler:10,rk4:4", help="solver:steps,...")
@@ -192,8 +194,9 @@ def main() -> None:
     rows, skipped = [], {}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        runs = [args.run] if args.run else [_train(tmp, 256, 4)]
-        jobs = [(runs[0], solver, steps) for solver, steps in configs]
+        runs = args.run or [_train(tmp, 256, 4)]
+        jobs = [(r, solver, steps) for r in runs
+                for solver, steps in (configs if load_run(r).card.model.family == "cfm" else [(None, None)])]
         if args.small:
             small = _train(tmp, 64, 2)
             jobs.append((small, *configs[0]))
@@ -202,15 +205,14 @@ def main() -> None:
             skipped["ORT C++"] = why
         for run_dir, solver, steps in jobs:
             run = load_run(run_dir)
-            net = f"{run.card.model.network.hidden}x{run.card.model.network.layers}"
-            out = tmp / f"exp-{net}-{solver}{steps}"
+            net = f"{run.card.model.family} {run.card.model.network.hidden}x{run.card.model.network.layers}"
+            out = tmp / f"exp-{len(rows)}"
             export(run_dir, output=out, solver=solver, steps=steps)
             pipe = pipeline(run, None, solver=solver, steps=steps)
             noise_t = pipe.draw_noise(args.events, torch.Generator().manual_seed(7))
             sampler = OnnxSampler(out, threads=1)
-            med, q99 = _solver_error(run, solver, steps)
-            auc = (_auc(run_dir, solver, steps, args.reference, args.auc_events, tmp)
-                   if args.reference and args.run and run_dir == args.run else {})
+            med, q99 = _solver_error(run, solver, steps) if solver else (None, None)
+            auc = _auc(run_dir, solver, steps, args.reference, args.auc_events, tmp) if args.reference and args.run else {}
             for batch in batches:
                 n = min(args.events, max(batch * 200, 2000))  # batch 1: fewer events, as many calls
                 with torch.no_grad():
@@ -223,7 +225,7 @@ def main() -> None:
                 rows.append({"network": net, "solver": solver, "steps": steps, "batch": batch, "torch": r_torch,
                              "ort": r_ort, "ort_cpp": r_cpp, "sofie": r_sofie, "err_median": med, "err_q99": q99,
                              "auc": auc})
-                print(f"done {net} {solver}/{steps} batch {batch}", file=sys.stderr)
+                print(f"done {net} {solver}/{steps} batch {batch}", file=sys.stderr, flush=True)
         sim = {"MPI off": _simulation_rate(args.sim_events, tmp), "MPI on": _simulation_rate(args.sim_events, tmp, True)}
 
     def num(v, fmt=".0f"):
@@ -237,9 +239,11 @@ def main() -> None:
     ref = sim["MPI off"]
     for r in rows:
         auc = " / ".join(f"{v:.3f}" for v in r["auc"].values()) or "n/a"
-        print(f"| {r['network']} | {r['solver']} × {r['steps']} | {r['batch']} | {num(r['torch'])} | {num(r['ort'])} | "
+        config = f"{r['solver']} × {r['steps']}" if r["solver"] else "one pass"
+        err = f"{r['err_median']:.1e} / {r['err_q99']:.1e}" if r["solver"] else "n/a"
+        print(f"| {r['network']} | {config} | {r['batch']} | {num(r['torch'])} | {num(r['ort'])} | "
               f"{num(r['ort_cpp'])} | {num(r['sofie'])} | {num(ref and r['ort'] / ref, '.1f')}× | "
-              f"{r['err_median']:.1e} / {r['err_q99']:.1e} | {auc} |")
+              f"{err} | {auc} |")
     for what, why in skipped.items():
         print(f"{what} skipped: {why}")
     for setting, rate in sim.items():
