@@ -63,8 +63,9 @@ def check_distill_card(card: Card, teacher: Run) -> None:
     _, model = build_for(card)
     wanted = METHODS[card.distill.method]
     if model.family != wanted["family"] or not model.learns_from_teacher:
-        raise CardError(f"distill.method {card.distill.method} trains model.family {wanted['family']} on the teacher's "
-                        f"pairs; the card has model.family {model.family} (model.cfm.coupling {card.model.cfm.coupling})")
+        raise CardError(f"distill.method {card.distill.method} trains model.family {wanted['family']} on the "
+                        f"teacher's pairs; the card has model.family {model.family} "
+                        f"(model.cfm.coupling {card.model.cfm.coupling})")
     if card.distill.init == "teacher":
         try:
             model.load_state_dict(teacher.model.state_dict())

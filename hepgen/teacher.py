@@ -113,7 +113,8 @@ def teacher_data(card: Card, log: Callable[[str], None] = print, progress: bool 
                          f"{spec.checkpoint} this run was made from")
     solver = spec.solver or teacher.card.model.cfm.solver
     steps = spec.steps or teacher.card.model.cfm.steps
-    log(f"teacher {teacher.path} (best.pt {found}, epoch {teacher.epoch + 1}): {spec.pairs} pairs with {solver} x {steps}")
+    log(f"teacher {teacher.path} (best.pt {found}, epoch {teacher.epoch + 1}): "
+        f"{spec.pairs} pairs with {solver} x {steps}")
     x, c = teacher_pairs(teacher, spec.pairs, card.seed, solver, steps, log, progress)
     train_frac, val_frac = card.data.split[0], card.data.split[1]
     n_val = min(int(round(spec.pairs * val_frac / (train_frac + val_frac))), spec.pairs - 2)

@@ -7,8 +7,8 @@ with the optimiser and per-batch schedule of :mod:`hepgen.optim`. Each epoch end
 validation loss (on a fixed random stream, so it does not disturb training), a line in
 ``train.log``, ``last.pt`` and, on improvement, ``best.pt`` (:class:`hepgen.runs.Checkpoint`).
 ``train.patience`` > 0 stops early. With ``train.ema`` > 0 the weight average is what is
-validated, saved as ``model`` and generates; ``last.pt`` also keeps the raw weights. A ``distill.teacher`` card trains on its teacher's
-pairs (:func:`hepgen.teacher.teacher_data`), from the weights ``Data.start`` names.
+validated, saved as ``model`` and generates; ``last.pt`` also keeps the raw weights. A card with
+``distill.teacher`` trains on its teacher's pairs, from its weights (:mod:`hepgen.teacher`).
 
 ``train(resume=RUN)`` continues from ``RUN/last.pt`` and reaches the same parameters, bit for
 bit, as an uninterrupted run: shuffling uses its own ``torch.Generator``, the model's noise the
@@ -116,7 +116,7 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     log(f"{'resuming' if resume else 'training'} {card.model.family}{' (Bayesian)' if card.model.bayes.enabled else ''} "
         f"on {card.process.name} -> {path} (device {device}, {torch.get_num_threads()} threads"
         f"{f', {dist.world} ranks' if dist.on else ''})")
-    quiet = log if dist.main else (lambda m: None)  # noqa: E731
+    quiet = log if dist.main else (lambda m: None)
     data = teacher_data(card, quiet, progress) if card.distill.teacher else prepare_data(card, quiet)
     if dist.main:
         write_split(data.split, path / "split.npz")
