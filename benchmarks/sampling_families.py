@@ -32,6 +32,9 @@ SETTINGS = [  # (label, family, sampler options, network evaluations per event)
     ("CFM midpoint 10", "cfm", {"solver": "midpoint", "steps": 10}, 20),
     ("CFM rk4 5", "cfm", {"solver": "rk4", "steps": 5}, 20),
     ("CFM rk4 20", "cfm", {"solver": "rk4", "steps": 20}, 80),
+    ("CFM rk4 10 (zjets card)", "cfm", {"solver": "rk4", "steps": 10}, 40),
+    ("CFM reflow euler 2 (hepgen distill)", "cfm", {"solver": "euler", "steps": 2}, 2),
+    ("CFM reflow euler 1 (hepgen distill)", "cfm", {"solver": "euler", "steps": 1}, 1),
     ("DDPM ancestral 1000", "ddpm", {"sampler": "ancestral"}, 1000),
     ("DDPM ancestral 100", "ddpm", {"sampler": "ancestral", "steps": 100}, 100),
     ("DDPM ddim 50", "ddpm", {"sampler": "ddim", "steps": 50}, 50),
@@ -42,6 +45,7 @@ SETTINGS = [  # (label, family, sampler options, network evaluations per event)
     ("VAE gaussian prior", "vae", {}, 1),
     ("VAE flow prior 4 affine blocks", "vae-flow", {}, 5),
     ("GAN (one pass)", "gan", {}, 1),
+    ("Student (one pass, hepgen distill)", "student", {}, 1),
 ]
 
 

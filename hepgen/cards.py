@@ -26,13 +26,14 @@ import yaml
 from .cardfields import ranged
 from .errors import CardError
 from .modelcards import (BayesConfig, CFMConfig, DDPMConfig, DIDIConfig, INNConfig, JetGPTConfig, ModelConfig,
-                         NetworkConfig, VAEConfig, GANConfig, LGATrConfig)
+                         NetworkConfig, VAEConfig, GANConfig, LGATrConfig, StudentConfig)
 
-__all__ = ["ProcessConfig", "SimulateConfig", "DataConfig", "TrainConfig", "GenerateConfig", "ValidateConfig", "Card",
+__all__ = ["ProcessConfig", "SimulateConfig", "DataConfig", "TrainConfig", "GenerateConfig", "ValidateConfig",
+           "DistillConfig", "Card",
            "build_section", "card_from_dict", "load_card", "card_to_dict", "dump_card", "card_hash",
            # the model section's dataclasses live in hepgen.modelcards
            "ModelConfig", "NetworkConfig", "BayesConfig", "CFMConfig", "DDPMConfig", "JetGPTConfig", "INNConfig",
-           "DIDIConfig", "VAEConfig", "GANConfig", "LGATrConfig"]
+           "DIDIConfig", "VAEConfig", "GANConfig", "LGATrConfig", "StudentConfig"]
 
 
 # --------------------------------------------------------------------------------------
@@ -137,6 +138,21 @@ class ValidateConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """Where a distilled run came from (written by ``hepgen distill``, :mod:`hepgen.distill`): its
+    training rows are ``pairs`` (x_T, z) of the teacher run's ODE, integrated with ``solver`` x
+    ``steps`` (empty / 0: the teacher card's). ``teacher`` "" = an ordinary run."""
+
+    teacher: str = ""  # the teacher run folder
+    checkpoint: str = ""  # sha256 (16 hex) of the teacher's best.pt; checked before the pairs are made
+    method: Literal["reflow", "student"] = "reflow"
+    pairs: int = ranged(200000, ge=2)
+    solver: Literal["", "euler", "midpoint", "rk4"] = ""
+    steps: int = ranged(0, ge=0)
+    init: Literal["teacher", "scratch"] = "teacher"  # start from the teacher's weights, or from the card's init
+
+
+@dataclass(frozen=True)
 class Card:
     """A whole run card. ``name`` labels run folders and outputs; ``seed`` drives everything."""
 
@@ -149,6 +165,7 @@ class Card:
     train: TrainConfig = TrainConfig()
     generate: GenerateConfig = GenerateConfig()
     validate: ValidateConfig = ValidateConfig()
+    distill: DistillConfig = DistillConfig()
     # the detector stage (hepgen.detector): checked by its owner (hepgen.detector.detector_config);
     # {} = every default, and then left out of the dump, so cards without one keep their hash
     detector: Mapping[str, object] = field(default_factory=dict, metadata={"omit_empty": True})

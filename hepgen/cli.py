@@ -191,6 +191,31 @@ def train(card, resume, no_progress, overrides):
 
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
+@click.option("--method", type=click.Choice(["reflow", "student"]), default="reflow", show_default=True,
+              help="reflow: a CFM on the teacher's (noise, event) pairs, straight paths, Euler x 1-2; "
+                   "student: a one-step network regressed on the teacher's events.")
+@click.option("--pairs", type=click.IntRange(min=2), help="Teacher (noise, event) pairs to train on (default: 200000).")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="The new run folder (default: <runs_dir>/<teacher name>_<method>-<time>).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_SET
+def distill(run, method, pairs, output, no_progress, overrides):
+    """Distil the CFM run RUN (the teacher) into a new run that samples in very few steps.
+
+    The new run is trained on the teacher's ODE (noise, event) pairs, keeps its coordinates, records
+    the teacher in its card (distill section) and, when trained, generates and validates like
+    'hepgen train'. Resume it with 'hepgen train --resume NEW_RUN'.
+    """
+    from .distill import distill as run_distill
+    from .workflow import finish_run
+
+    path = run_distill(run, method=method, pairs=pairs, overrides=overrides, run_dir=output,
+                       progress=False if no_progress else None, after=finish_run)
+    click.echo(f"run {path}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
 @click.option("-n", "--events", type=click.IntRange(min=1),
               help="Events to generate (default: the card's generate.events; with --source: every source event).")
 @click.option("--bayes-samples", type=click.IntRange(min=0), default=0, show_default=True,

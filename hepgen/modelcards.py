@@ -47,6 +47,9 @@ class CFMConfig:
     steps: int = ranged(20, ge=1)
     time_embedding: int = ranged(16, ge=1)
     absent: Literal["frozen", "learned"] = "frozen"
+    # independent: noise and data drawn apart (plain CFM); paired: training rows [x_T | z] of a teacher
+    # run's ODE (rectified flow, made by hepgen distill --method reflow)
+    coupling: Literal["independent", "paired"] = "independent"
 
 
 @dataclass(frozen=True)
@@ -129,8 +132,16 @@ class LGATrConfig:
 
 
 @dataclass(frozen=True)
+class StudentConfig:
+    """One-step student of a CFM teacher (hepgen.models.student, made by ``hepgen distill --method student``)."""
+
+    loss: Literal["mse", "huber"] = "mse"  # squared error | pseudo-Huber sqrt(|d|^2 + a^2) - a per event
+    huber: float = ranged(0.01, gt=0)  # a = huber * sqrt(D) (network units)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    family: Literal["cfm", "ddpm", "jetgpt", "inn", "didi", "vae", "gan"] = "cfm"
+    family: Literal["cfm", "ddpm", "jetgpt", "inn", "didi", "vae", "gan", "student"] = "cfm"
     network: NetworkConfig = NetworkConfig()
     bayes: BayesConfig = BayesConfig()
     cfm: CFMConfig = CFMConfig()
@@ -141,3 +152,4 @@ class ModelConfig:
     vae: VAEConfig = VAEConfig()  # vae with prior flow also uses inn (the prior's coupling blocks)
     gan: GANConfig = GANConfig()
     lgatr: LGATrConfig = LGATrConfig()  # network.backbone lgatr only
+    student: StudentConfig = StudentConfig()  # student also uses cfm (time embedding) and the network

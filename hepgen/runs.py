@@ -96,6 +96,12 @@ def build_for(card: Card):
     if card.data.source and not model.maps_samples:
         raise CardError(f"card {card.name}: data.source {card.data.source!r}: model.family {model.family} starts "
                         "from noise, not from source events (use a family that maps samples, e.g. didi)")
+    if model.learns_from_teacher and not card.distill.teacher:
+        raise CardError(f"card {card.name}: model.family {model.family} (model.cfm.coupling {card.model.cfm.coupling}) "
+                        "trains on a teacher run's pairs; make the run with hepgen distill RUN")
+    if card.distill.teacher and not model.learns_from_teacher:
+        raise CardError(f"card {card.name}: distill.teacher is set but model.family {model.family} "
+                        f"(model.cfm.coupling {card.model.cfm.coupling}) does not train on a teacher's pairs")
     if card.model.cfm.absent == "frozen":  # a no-op for the families without frozen columns
         model.set_active_columns(coords.active_columns())
     return coords, model

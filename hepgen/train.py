@@ -7,7 +7,8 @@ with the optimiser and per-batch schedule of :mod:`hepgen.optim`. Each epoch end
 validation loss (on a fixed random stream, so it does not disturb training), a line in
 ``train.log``, ``last.pt`` and, on improvement, ``best.pt`` (:class:`hepgen.runs.Checkpoint`).
 ``train.patience`` > 0 stops early. With ``train.ema`` > 0 the weight average is what is
-validated, saved as ``model`` and generates; ``last.pt`` also keeps the raw weights.
+validated, saved as ``model`` and generates; ``last.pt`` also keeps the raw weights. A card with
+``distill.teacher`` trains on its teacher's pairs, from its weights (:mod:`hepgen.teacher`).
 
 ``train(resume=RUN)`` continues from ``RUN/last.pt`` and reaches the same parameters, bit for
 bit, as an uninterrupted run: shuffling uses its own ``torch.Generator``, the model's noise the
@@ -44,6 +45,7 @@ from .outputs import atomic_output
 from .rngstate import rng_state, set_rng_state
 from .runlog import RunLog, new_run_dir, plot_history, write_data_info, write_history, write_text
 from .runs import Checkpoint, build_for
+from .teacher import teacher_data
 from .trainingdata import balance_weights, prepare_data, source_card, write_split
 
 Log = Callable[[str], None]
@@ -114,7 +116,8 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     log(f"{'resuming' if resume else 'training'} {card.model.family}{' (Bayesian)' if card.model.bayes.enabled else ''} "
         f"on {card.process.name} -> {path} (device {device}, {torch.get_num_threads()} threads"
         f"{f', {dist.world} ranks' if dist.on else ''})")
-    data = prepare_data(card, log if dist.main else (lambda m: None))
+    quiet = log if dist.main else (lambda m: None)
+    data = teacher_data(card, quiet, progress) if card.distill.teacher else prepare_data(card, quiet)
     if dist.main:
         write_split(data.split, path / "split.npz")
         write_data_info(data.info, path / "data.json")
@@ -126,6 +129,8 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
 
     model.attach_coords(data.coords)
     if resume is None:
+        if data.start is not None:  # a distilled run: the teacher's weights
+            model.load_state_dict(data.start)
         model.fit_data(data.x_train)  # e.g. DiDi's fill columns (a resumed run loads them)
     model = model.to(device)
     bayes = is_bayesian(model)

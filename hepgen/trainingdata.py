@@ -44,6 +44,7 @@ class Data:
     split: dict[str, np.ndarray]  # train / val / test: sorted indices into the card's data
     coords: nn.Module
     info: dict[str, str]  # the training data's file, events and cross section (data.json of the run)
+    start: dict[str, torch.Tensor] | None = None  # weights a new run starts from (a distilled run: the teacher's)
 
 
 def split_indices(n: int, fractions: tuple[float, ...], seed: int, stream: int = 7) -> dict[str, np.ndarray]:

@@ -33,6 +33,7 @@ SAMPLER_OPTS = {
     "inn": [{}],
     "jetgpt": [{}],
     "vae": [{}],
+    "student": [{}],
 }
 
 
@@ -44,7 +45,7 @@ CASES = [(family, bayes) for family in sorted(SAMPLER_OPTS) for bayes in (False,
 
 
 def test_every_family_is_covered():
-    assert set(FAMILIES) == {"cfm", "ddpm", "inn", "jetgpt", "didi", "vae", "gan"} == set(SAMPLER_OPTS) | {"didi"}
+    assert set(FAMILIES) == {"cfm", "ddpm", "inn", "jetgpt", "didi", "vae", "gan", "student"} == set(SAMPLER_OPTS) | {"didi"}
 
 
 def tiny_cfg(family: str, bayes: bool = False, layers: str = "all", **sections) -> ModelConfig:
@@ -73,6 +74,13 @@ def data(n=N, dim=DIM, cond=COND, seed=1):
     return x, torch.randn(n, cond, generator=g, dtype=torch.float64)
 
 
+def rows_for(model, x, seed=6):
+    """Training rows of ``model``: x, or ``[x | z]`` teacher pairs (a model that learns from a teacher)."""
+    if not model.learns_from_teacher:
+        return x
+    return torch.cat([x, torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)], -1)
+
+
 def noise_for(model, n, opts, seed=2):
     return model.draw_noise(n, torch.Generator().manual_seed(seed), **opts).double()
 
@@ -90,6 +98,7 @@ def test_generator_contract(family, bayes):
 
     # loss finite; gradients reach every parameter (the Bayesian logsig2 ones included)
     model.train()
+    x = rows_for(model, x)
     loss = model.loss(x, c)
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
@@ -160,7 +169,7 @@ def test_bayes_last_makes_only_the_output_layers_bayesian(family):
     n_linear = sum(isinstance(m, torch.nn.Linear) for m in bayesian_part.modules())
     assert len(every) == n_linear
     assert 0 < len(last) < len(every)
-    n_outputs = {"cfm": 1, "ddpm": 1, "didi": 1, "inn": 2, "jetgpt": 1, "vae": 1, "gan": 1}[family]  # INN: one subnet per block
+    n_outputs = {"cfm": 1, "ddpm": 1, "didi": 1, "inn": 2, "jetgpt": 1, "vae": 1, "gan": 1, "student": 1}[family]  # INN: one subnet per block
     assert len(last) == n_outputs
 
 
@@ -459,7 +468,7 @@ def test_sampler_options(family):
     model = build(family)
     assert model.noise_dim(solver=None, steps=None) == model.noise_dim()
     model.sampler(solver=None, steps=None)
-    if family in ("gan", "inn", "jetgpt", "vae"):
+    if family in ("gan", "inn", "jetgpt", "vae", "student"):
         with pytest.raises(HepgenError, match="no settings"):
             model.sampler(steps=5)
     if family == "ddpm":
@@ -616,18 +625,18 @@ def test_a_backbone_the_family_does_not_build_is_refused_not_ignored():
 
     kinds = {"mlp": ResidualMLP, "transformer": CoordinateTransformer}
     declared = {name: family_class(name).backbones for name in FAMILIES}
-    assert declared["cfm"] == declared["didi"] == ("mlp", "transformer", "lgatr")
+    assert declared["cfm"] == declared["didi"] == declared["student"] == ("mlp", "transformer", "lgatr")
     assert all(declared[f] == ("mlp",) for f in ("ddpm", "inn", "gan", "vae", "jetgpt"))
     for family in FAMILIES:
         for backbone in kinds:
             cfg = ModelConfig(family=family, network=NetworkConfig(hidden=16, layers=1, heads=2, backbone=backbone))
             if backbone in declared[family]:
-                if family in ("cfm", "didi"):
+                if family in ("cfm", "didi", "student"):
                     assert isinstance(build_model(cfg, 4, 0).field.net, kinds[backbone])
             else:
                 with pytest.raises(HepgenError, match=f"backbone {backbone} does not apply to model.family {family}") as err:
                     build_model(cfg, 4, 0)
-                assert "\n" not in str(err.value) and str(err.value).endswith(f"{backbone} serves cfm, didi")
+                assert "\n" not in str(err.value) and str(err.value).endswith(f"{backbone} serves cfm, didi, student")
 
 
 def test_fourier_features_need_the_mlp_backbone():

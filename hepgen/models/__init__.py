@@ -15,6 +15,7 @@ FAMILIES = {
     "gan": "hepgen.models.gan:GAN",
     "inn": "hepgen.models.inn:INN",
     "jetgpt": "hepgen.models.jetgpt:JetGPT",
+    "student": "hepgen.models.student:Student",
     "vae": "hepgen.models.vae:VAE",
 }
 

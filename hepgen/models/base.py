@@ -47,6 +47,13 @@ class Generator(nn.Module):
     backbones: ClassVar[tuple[str, ...]] = ("mlp",)
     # whether ``model.network.fourier`` (random Fourier features of the mlp's input) serves the family
     fourier_features: ClassVar[bool] = True
+    # whether a run of the family can teach ``hepgen distill`` (:mod:`hepgen.distill`): a deterministic
+    # map from Gaussian noise whose network the distilled models start from (CFM)
+    teaches: ClassVar[bool] = False
+    # True: the training rows are ``[x_T | z]`` ``[N, 2D]``, a teacher's sample and the noise it came
+    # from (made by ``hepgen distill``, :func:`split_pairs`); set per instance where a card key
+    # decides (CFM: ``model.cfm.coupling: paired``)
+    learns_from_teacher: bool = False
 
     def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig):
         super().__init__()
@@ -111,6 +118,14 @@ def check_no_options(family: str, opts: dict) -> None:
     given = {k: v for k, v in opts.items() if v is not None}
     if given:
         raise ModelSettingError(f"the {family} sampler has no settings; got {', '.join(f'{k}={v!r}' for k, v in given.items())}")
+
+
+def split_pairs(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher pairs ``[x_T | z]`` ``[N, 2D]`` -> (x_T ``[N, D]``, z ``[N, D]``); one-line error otherwise."""
+    if x.shape[-1] != 2 * dim:
+        raise ModelSettingError(f"a model that learns from a teacher trains on [x_T | z] rows of {2 * dim} columns; "
+                                f"got {x.shape[-1]} (make the run with hepgen distill)")
+    return x[:, :dim], x[:, dim:]
 
 
 def empty_condition(n: int, like: torch.Tensor | None = None) -> torch.Tensor:

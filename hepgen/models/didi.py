@@ -77,9 +77,11 @@ class DiDiSampler(CFMSampler):
 class DiDi(CFM):
     family = "didi"
     maps_samples = True
+    teaches = False
 
     def __init__(self, dim: int, cond_dim: int, cfg):
         super().__init__(dim, cond_dim, cfg)
+        self.learns_from_teacher = False  # its pairs are [target | source] (model.didi.coupling)
         self.register_buffer("fill", torch.zeros(dim))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

@@ -1,0 +1,102 @@
+"""A tiny Z+jets CFM distilled into a one-step student and a reflow run: the teacher pairs carry the
+training data's multiplicities, and the new runs generate and export like any other run (ONNX
+Runtime reproduces torch to 1e-4, the SOFIE C++ generator reproduces ONNX Runtime to 1e-5)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hepgen.cards import card_from_dict
+from hepgen.distill import distill
+from hepgen.export.bundle import TORCH_RTOL, event_diff, torch_outputs
+from hepgen.export.runtime import OnnxSampler
+from hepgen.io.root import read_events, write_events
+from hepgen.pipeline import pipeline
+from hepgen.runs import load_run
+from hepgen.teacher import teacher_pairs, teacher_run
+from hepgen.train import train
+from tests.toolchain import needs_cpp, sofie_outputs
+from tests.zjets_like import zjets_like
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+REPO = Path(__file__).resolve().parents[1]
+SOFIE_RTOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("distill_zjets")
+    write_events(tmp / "ref.root", zjets_like(1500, seed=11))
+    card = card_from_dict({
+        "name": "zj", "seed": 2, "data": {"path": str(tmp / "ref.root"), "split": [0.8, 0.1, 0.1]},
+        "model": {"family": "cfm", "network": {"hidden": 16, "layers": 1}, "cfm": {"solver": "rk4", "steps": 3}},
+        "train": {"epochs": 1, "batch_size": 256, "threads": 1, "runs_dir": str(tmp / "runs")},
+    })
+    teacher = train(card, progress=False, after=False, run_dir=tmp / "teacher")
+    made = {method: distill(teacher, method, pairs=1500, overrides=["train.epochs=1"], run_dir=tmp / method,
+                            progress=False, after=False) for method in ("student", "reflow")}
+    return tmp, teacher, made
+
+
+def test_teacher_pairs_carry_the_training_multiplicities_and_leave_absent_jets_at_their_noise(runs):
+    tmp, teacher, _ = runs
+    t = teacher_run(teacher)
+    n = 4000
+    rows, c = teacher_pairs(t, n, seed=4, solver="rk4", steps=3, progress=False)
+    with np.load(teacher / "split.npz") as split:
+        n_jets = read_events(tmp / "ref.root").multiplicity("Jet")[split["train"]]
+    want = np.array([np.mean(n_jets == k) for k in (1, 2, 3)])
+    got = c.double().mean(0).numpy()
+    # resampled with replacement from the training events: binomial error sqrt(p (1 - p) / n) <= 0.008; 5 sigma
+    assert np.all(np.abs(got - want) <= 5 * np.sqrt(want * (1 - want) / n)), (got, want)
+    x, z = rows[:, :t.coords.dim], rows[:, t.coords.dim:]
+    absent = ~(c @ t.model.field.active).bool()  # model.cfm.absent frozen: the ODE leaves these columns alone
+    assert absent.any() and torch.equal(x[absent], z[absent])
+    assert not torch.equal(x[~absent], z[~absent])
+
+
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
+@pytest.mark.filterwarnings("ignore:.*axis name.*:UserWarning")
+@pytest.mark.parametrize("method", ["student", "reflow"])
+def test_the_distilled_run_exports_and_onnx_runtime_matches_torch(runs, method, tmp_path):
+    _, _, made = runs
+    out = tmp_path / "export"
+    cli = subprocess.run([sys.executable, "-m", "hepgen", "export", str(made[method]), "-o", str(out)],
+                         capture_output=True, text=True, cwd=REPO)
+    assert cli.returncode == 0, cli.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    run = load_run(made[method])
+    assert manifest["generator"]["family"] == run.family
+    pipe = pipeline(run)
+    noise = pipe.draw_noise(400, torch.Generator().manual_seed(9))
+    sampler = OnnxSampler(out)
+    got = list(sampler.run(noise.numpy(), draw=0).values())
+    assert event_diff(got, torch_outputs(pipe, {"noise": noise.numpy()})).max() <= TORCH_RTOL
+    if method == "reflow" or needs_cpp.args[0]:
+        return  # SOFIE once (the reflow graph is the CFM's, tested in tests/test_export_run.py)
+    noise = sampler.draw_noise(300, seed=3)
+    got = sofie_outputs(out, noise, tmp_path, (5, 4))
+    assert event_diff([got[0]], [sampler.run(noise, draw=0)["momenta"]]).max() <= SOFIE_RTOL
+
+
+def test_the_distilled_runs_generate_and_record_their_sampler(runs, tmp_path):
+    _, _, made = runs
+    for method, solver in (("student", None), ("reflow", "euler/2")):
+        cli = subprocess.run([sys.executable, "-m", "hepgen", "generate", str(made[method]), "-n", "300",
+                              "-o", str(tmp_path / f"{method}.root"), "--no-progress"], capture_output=True, text=True,
+                             cwd=REPO)
+        assert cli.returncode == 0, cli.stderr
+        events = read_events(tmp_path / f"{method}.root")
+        assert 0 < len(events) <= 300 and events.info["model_family"] == load_run(made[method]).family
+        assert events.info.get("solver") == solver
+    bad = subprocess.run([sys.executable, "-m", "hepgen", "generate", str(made["student"]), "-n", "10", "--steps", "2",
+                          "-o", str(tmp_path / "x.root")], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "no settings" in bad.stderr and not (tmp_path / "x.root").exists()
