@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from hepgen.cards import card_from_dict, card_to_dict, dump_card
-from hepgen.errors import CardError, HepgenError, InputError
+from hepgen.errors import CardError, InputError
 from hepgen.io.root import read_events, write_events
 from hepgen.models import FAMILIES, build_model, family_class
 from hepgen.train import train, validation_loss
@@ -57,12 +57,15 @@ def no_runs(tmp: Path) -> bool:
 
 
 def test_weighted_sample_trains_to_the_weighted_density(tmp_path):
-    """4000 events with eta_mu1 ~ N(0, 1.2), weighted by exp(0.5 eta_mu1): the weighted density of
-    eta_mu1 has mean ~0.72, the unweighted one ~0. A CFM trained with data.weights: file must
-    generate mean eta_mu1 within 0.2 of the weighted truth and at least 0.45 away from the
-    unweighted one. The tolerance: the effective sample size is ~2800 of 3200 training events, so
-    the truth's statistical error is ~0.025 and the generated 3000 events' ~0.025 (together
-    < 0.04, 5 sigma = 0.2); the rest of the 0.2 is the bias of a 2x32 network after 12 epochs."""
+    """4000 events with eta_mu1 ~ N(0, 1.2), weighted by exp(0.5 eta_mu1): inside the muon
+    acceptance |eta| < 2.4 the weighted mean of eta_mu1 is ~0.56, the unweighted one ~0. A CFM
+    trained with data.weights: file must generate mean eta_mu1 within 0.15 of the weighted truth
+    (hence at least 0.35 from the unweighted one). The tolerance: the effective sample size is
+    ~2300 of 3200 training events (~2900 of the 4000 in the truth), so the weighted truth's
+    statistical error is ~0.022, the model's (trained on ESS ~2300) ~0.025 and that of the ~2900
+    generated events ~0.022 (together ~0.04; 0.15 is ~4 sigma), which leaves room for the bias of
+    a 2x32 network after 12 epochs (measured: 0.572 vs 0.558). A loss that ignored the weights
+    lands near 0 and fails."""
     torch.set_num_threads(1)
     data = weighted_file(tmp_path / "w.root", 4000, seed=21)
     run = train(card(tmp_path, data, epochs=12), progress=False, run_dir=tmp_path / "run", after=finish_run)
@@ -71,11 +74,12 @@ def test_weighted_sample_trains_to_the_weighted_density(tmp_path):
     inside = np.abs(eta) < 2.4  # the generated events pass the muon acceptance
     weighted_truth = np.average(eta[inside], weights=w[inside])
     unweighted_truth = eta[inside].mean()
-    assert weighted_truth - unweighted_truth > 0.6  # the test's premise: the two differ clearly
+    assert weighted_truth - unweighted_truth > 0.5  # the test's premise: the two differ clearly
     gen = lead_eta(read_events(run / "generated.root"))
     assert len(gen) > 2000
-    assert abs(gen.mean() - weighted_truth) < 0.2, (gen.mean(), weighted_truth, unweighted_truth)
-    assert abs(gen.mean() - unweighted_truth) > 0.45
+    print("generated", gen.mean(), "weighted truth", weighted_truth, "unweighted truth", unweighted_truth)
+    assert abs(gen.mean() - weighted_truth) < 0.15, (gen.mean(), weighted_truth, unweighted_truth)
+    assert abs(gen.mean() - unweighted_truth) > 0.35
     log = (run / "train.log").read_text()
     assert "effective sample size" in log and "0 negative" in log
 
@@ -155,45 +159,64 @@ def test_vae_refuses_negative_weights_and_takes_positive_ones(tmp_path):
     assert "negative" in (run / "train.log").read_text() and (run / "best.pt").is_file()
 
 
-@pytest.mark.parametrize("case, message", [
-    ("zero", "all 300 event weights are zero"),
-    ("nan", "non-finite event weights"),
-    ("missing", "has no event weight branch (weight or genWeight)"),
-    ("toy", "process toy_ring makes its events in code"),
-    ("negative_sum", "the training events' weights sum to"),
-])
-def test_bad_weights_are_one_line_and_leave_nothing(case, message, tmp_path):
-    if case == "missing":  # a file without any weight branch: the reader would give every event 1
-        data = tmp_path / "w.root"
-        write_events(data, zjets_like(300, seed=1, fractions=(1.0, 0.0, 0.0)))
-        cfg = card(tmp_path, _copy_without_weight(data, tmp_path / "no_weight.root"))
-    elif case == "toy":
-        cfg = card_from_dict({**card_to_dict(card(tmp_path, tmp_path / "x.root")),
-                              "process": {"name": "toy_ring"}, "simulate": {"events": 300}})
-    else:
-        weight = {"zero": lambda s: np.zeros(len(s)), "nan": lambda s: np.where(np.arange(len(s)) == 5, np.nan, 1.0),
-                  "negative_sum": lambda s: -np.ones(len(s))}[case]
-        cfg = card(tmp_path, weighted_file(tmp_path / "w.root", 300, seed=1, weight=weight))
-    cfg_path = tmp_path / "card.yaml"
-    cfg_path.write_text(dump_card(cfg))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "hepgen", "train", str(cfg_path), "--no-progress"],
-                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
-    assert r.returncode == 2, r.stderr[-2000:]
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("hepgen: error: ") and message in lines[0], r.stderr
-    assert no_runs(tmp_path)
-
-
-def _copy_without_weight(src: Path, dst: Path) -> Path:
-    """The Muon and Jet collections of ``src`` (written by hepgen) into ``dst`` with uproot, no weight branch."""
+def _rewrite(src: Path, dst: Path, weight: np.ndarray | None) -> Path:
+    """The Muon and Jet collections of ``src`` (written by hepgen) into ``dst`` with uproot, with a
+    ``weight`` branch of ``weight`` (None: no weight branch). hepgen's writer refuses NaN weights."""
     import uproot
     with uproot.open(src) as f:
         arrays = f["Events"].arrays(library="ak")
     colls = {}
     for name in ("Muon", "Jet"):
-        fields = [k for k in arrays.fields if k.startswith(name + "_")]
-        colls[name] = ak.zip({k[len(name) + 1:]: arrays[k] for k in fields})
+        colls[name] = ak.zip({k[len(name) + 1:]: arrays[k] for k in arrays.fields if k.startswith(name + "_")})
+    if weight is not None:
+        colls["weight"] = np.asarray(weight, dtype=np.float64)
     with uproot.recreate(dst) as out:
-        out["Events"] = colls
+        out.mktree("Events", {k: (v.type if k != "weight" else np.float64) for k, v in colls.items()})
+        out["Events"].extend(colls)
     return dst
+
+
+def _plain_file(tmp: Path) -> Path:
+    return write_events(tmp / "plain.root", zjets_like(300, seed=1, fractions=(1.0, 0.0, 0.0)))
+
+
+BAD = {
+    "zero": (lambda tmp: weighted_file(tmp / "w.root", 300, 1, lambda s: np.zeros(len(s))), InputError,
+             "all 300 event weights are zero"),
+    "nan": (lambda tmp: _rewrite(_plain_file(tmp), tmp / "nan.root", np.where(np.arange(300) == 5, np.nan, 1.0)),
+            InputError, "non-finite event weights"),
+    "negative_sum": (lambda tmp: weighted_file(tmp / "w.root", 300, 1, lambda s: -np.ones(len(s))), InputError,
+                     "the training events' weights sum to"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_weights_are_one_line_and_leave_nothing(case, tmp_path):
+    make, kind, message = BAD[case]
+    with pytest.raises(kind) as err:
+        train(card(tmp_path, make(tmp_path)), progress=False, after=False)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert no_runs(tmp_path)
+
+
+def test_toy_has_no_weights_to_train_on(tmp_path):
+    cfg = card_from_dict({**card_to_dict(card(tmp_path, tmp_path / "x.root")),
+                          "process": {"name": "toy_ring"}, "simulate": {"events": 300}})
+    with pytest.raises(CardError, match="process toy_ring makes its events in code"):
+        train(cfg, progress=False, after=False)
+    assert no_runs(tmp_path)
+
+
+def test_cli_missing_weight_branch_is_one_line_exit_2_and_no_run_folder(tmp_path):
+    """A ROOT file without weight / genWeight (the reader would give every event weight 1)."""
+    data = _rewrite(_plain_file(tmp_path), tmp_path / "no_weight.root", None)
+    cfg_path = tmp_path / "card.yaml"
+    cfg_path.write_text(dump_card(card(tmp_path, data)))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "hepgen", "train", str(cfg_path), "--no-progress"],
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hepgen: error: "), r.stderr
+    assert "has no event weight branch (weight or genWeight)" in lines[0]
+    assert no_runs(tmp_path)
