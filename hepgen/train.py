@@ -45,7 +45,7 @@ from .outputs import atomic_output
 from .rngstate import rng_state, set_rng_state
 from .runlog import HeldLog, RunLog, new_run_dir, plot_history, write_data_info, write_history, write_text
 from .runs import Checkpoint, build_for
-from .trainingdata import balance_weights, check_weighting, prepare_data, source_card, write_split
+from .trainingdata import balance_weights, prepare_data, source_card, write_split
 
 Log = Callable[[str], None]
 
@@ -101,8 +101,7 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     torch.manual_seed(card.seed)
     _, model = build_for(card)
     source_card(card)  # a didi card's data.source_card must make data.source
-    data = prepare_data(card, early := HeldLog(dist.main))  # before the run folder: bad data leave none
-    check_weighting(card, model, data.w_train)
+    data = prepare_data(card, early := HeldLog(dist.main), model)  # before the run folder: bad data leave none
 
     # run folder (rank 0 decides)
     if dist.main:

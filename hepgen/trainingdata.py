@@ -73,8 +73,11 @@ def write_split(split: dict[str, np.ndarray], path: Path) -> None:
         np.savez(tmp, **split)
 
 
-def prepare_data(card: Card, log: Callable[[str], None] = print) -> Data:
-    """Load, split, fit the coordinates on the training part, encode (float32 tensors)."""
+def prepare_data(card: Card, log: Callable[[str], None] = print, model=None) -> Data:
+    """Load, split, fit the coordinates on the training part, encode (float32 tensors); with the
+    card's ``model``, :func:`check_weighting` before loading and on the training weights."""
+    if model is not None:
+        check_weighting(card, model)
     process = processes.get(card.process.name)
     data = process.load_data(card, log)
     n = len(data)
@@ -99,6 +102,8 @@ def prepare_data(card: Card, log: Callable[[str], None] = print) -> Data:
         log(f"{card.data.path}: event weights (data.weights: file): effective sample size {ess:.1f} of "
             f"{len(w_tr)} training events, {int((w_tr < 0).sum())} negative")
         info.update(weights="file", effective_train_events=f"{ess:.1f}")
+        if model is not None:
+            check_weighting(card, model, w_tr)
     if card.data.source:
         source = load_source(card, log)
         s_split = split_indices(len(source), card.data.split, card.seed, SOURCE_STREAM)
