@@ -88,6 +88,9 @@ class DataConfig:
     # same process as path, and a card whose simulation makes it when absent ("" = none)
     source: str = ""
     source_card: str = ""
+    # per-event weights of the training loss: "none" = every event counts once (unweighted samples),
+    # "file" = the file's event weight (LHE event weight, ROOT weight / genWeight branch); see docs/training.md
+    weights: Literal["none", "file"] = "none"
 
 
 @dataclass(frozen=True)

@@ -93,14 +93,14 @@ def gather(obj, dist: Dist) -> list:
 
 
 class _LossModule(nn.Module):
-    """forward(x, c) = model.loss(x, c): the call DistributedDataParallel wraps."""
+    """forward(x, c, weight) = model.loss(x, c[, weight]): the call DistributedDataParallel wraps."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x, c):
-        return self.model.loss(x, c)
+    def forward(self, x, c, weight=None):
+        return self.model.loss(x, c) if weight is None else self.model.loss(x, c, weight)
 
 
 def loss_module(model: nn.Module, dist: Dist) -> nn.Module:

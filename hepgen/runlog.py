@@ -54,6 +54,23 @@ class RunLog:
                 print(msg, file=sys.stderr, flush=True)
 
 
+class HeldLog:
+    """Lines logged before the run folder exists: echoed to stderr now (``echo``: rank 0), kept
+    for :meth:`write_to` the run's ``train.log`` once it does (silent without echo)."""
+
+    def __init__(self, echo: bool = True):
+        self.echo, self.lines = echo, []
+
+    def __call__(self, msg: str) -> None:
+        if self.echo:
+            print(msg, file=sys.stderr, flush=True)
+            self.lines.append(msg)
+
+    def write_to(self, path: Path) -> None:
+        for msg in self.lines:
+            RunLog(path, echo=False)(msg)
+
+
 def write_text(path: Path, text: str) -> None:
     """``text`` into ``path``, replacing an existing file."""
     with atomic_output(path, force=True) as tmp:

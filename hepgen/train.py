@@ -1,26 +1,23 @@
 """One training loop for every generator family.
 
-``train(card)`` prepares the card's data (:func:`hepgen.trainingdata.prepare_data`: load, split
-into train / validation / held-out test, fit the coordinates on the training part) and
-minimises ``model.loss(x, c) + kl_scale * KL / N_train`` (the KL term only for Bayesian models)
-with the optimiser and per-batch schedule of :mod:`hepgen.optim`. Each epoch ends with a
-validation loss (on a fixed random stream, so it does not disturb training), a line in
-``train.log``, ``last.pt`` and, on improvement, ``best.pt`` (:class:`hepgen.runs.Checkpoint`).
-``train.patience`` > 0 stops early. With ``train.ema`` > 0 the weight average is what is
-validated, saved as ``model`` and generates; ``last.pt`` also keeps the raw weights. A card with
-``distill.teacher`` trains on its teacher's pairs, from its weights (:mod:`hepgen.teacher`).
+``train(card)`` prepares the card's data (:func:`hepgen.trainingdata.prepare_data`: load, split into train /
+validation / held-out test, fit the coordinates on the training part) and minimises ``model.loss(x, c) +
+kl_scale * KL / N_train`` (the KL term only for Bayesian models) with the optimiser and per-batch schedule of
+:mod:`hepgen.optim` (``data.weights: file``: ``model.loss(x, c, w)``, each event's loss times its file weight,
+mean 1). Each epoch ends with a validation loss (on a fixed random stream, so it does not disturb training), a
+line in ``train.log``, ``last.pt`` and, on improvement, ``best.pt`` (:class:`hepgen.runs.Checkpoint`).
+``train.patience`` > 0 stops early. With ``train.ema`` > 0 the weight average is what is validated, saved as
+``model`` and generates; ``last.pt`` also keeps the raw weights. A card with ``distill.teacher`` trains on its
+teacher's pairs, from its weights (:mod:`hepgen.teacher`).
 
-``train(resume=RUN)`` continues from ``RUN/last.pt`` and reaches the same parameters, bit for
-bit, as an uninterrupted run: shuffling uses its own ``torch.Generator``, the model's noise the
-global torch RNG, and both are saved with the schedule (:mod:`hepgen.rngstate`). A non-finite
-loss stops with :class:`HepgenError`; ``last.pt`` stays the last good one.
+``train(resume=RUN)`` continues from ``RUN/last.pt`` and reaches the same parameters, bit for bit, as an
+uninterrupted run: shuffling uses its own ``torch.Generator``, the model's noise the global torch RNG, and
+both are saved with the schedule (:mod:`hepgen.rngstate`). A non-finite loss stops with :class:`HepgenError`;
+``last.pt`` stays the last good one.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) the same loop runs with DistributedDataParallel
-(:mod:`hepgen.distributed`): every rank sees a disjoint 1/world of each epoch's permutation,
-the gradients are averaged, rank 0 writes the run folder.
-
-``after(path, log)`` runs on rank 0 when the run has finished (``hepgen train`` passes
-:func:`hepgen.workflow.finish_run`: generate, then validate).
+(:mod:`hepgen.distributed`): every rank sees a disjoint 1/world of each epoch's permutation, the gradients are
+averaged, rank 0 writes the run folder and runs ``after`` (``hepgen train``: :func:`hepgen.workflow.finish_run`).
 """
 
 from __future__ import annotations
@@ -43,7 +40,7 @@ from .nn.bayesian import is_bayesian, kl_divergence
 from .optim import WeightAverage, make_optimizer, make_scheduler
 from .outputs import atomic_output
 from .rngstate import rng_state, set_rng_state
-from .runlog import RunLog, new_run_dir, plot_history, write_data_info, write_history, write_text
+from .runlog import HeldLog, RunLog, new_run_dir, plot_history, write_data_info, write_history, write_text
 from .runs import Checkpoint, build_for
 from .teacher import teacher_data
 from .trainingdata import balance_weights, prepare_data, source_card, write_split
@@ -52,8 +49,8 @@ Log = Callable[[str], None]
 
 
 @torch.no_grad()
-def validation_loss(model: nn.Module, x: torch.Tensor, c: torch.Tensor, batch: int, seed: int) -> float | None:
-    """Mean loss over (x, c) on a fixed random stream (the training RNG is left untouched)."""
+def validation_loss(model: nn.Module, x: torch.Tensor, c: torch.Tensor, batch: int, seed: int, w=None) -> float | None:
+    """Mean loss over (x, c) (with weights w [N]: sum w loss / sum w) on a fixed random stream (training RNG untouched)."""
     if len(x) == 0:
         return None
     was = model.training
@@ -63,9 +60,10 @@ def validation_loss(model: nn.Module, x: torch.Tensor, c: torch.Tensor, batch: i
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed + 1_000_003)
         for i in range(0, len(x), batch):
-            total += float(model.loss(x[i:i + batch], c[i:i + batch])) * len(x[i:i + batch])
+            part = (x[i:i + batch], c[i:i + batch]) + (() if w is None else (w[i:i + batch],))
+            total += float(model.loss(*part)) * len(part[0])
     model.train(was)
-    return total / len(x)
+    return total / (len(x) if w is None else float(w.double().sum()))
 
 
 def _resume_card(resume: Path) -> Card:
@@ -96,11 +94,12 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     dist = init_dist(device)
     device = dist.place(device)
 
-    # the model before the run folder: settings it rejects leave nothing behind (it is built from
-    # the card alone; the data only fit the coordinates)
+    # model and data before the run folder: settings or data it rejects leave nothing behind
     torch.manual_seed(card.seed)
     _, model = build_for(card)
     source_card(card)  # a didi card's data.source_card must make data.source
+    early = HeldLog(dist.main)
+    data = teacher_data(card, early, progress) if card.distill.teacher else prepare_data(card, early, model)
 
     # run folder (rank 0 decides)
     if dist.main:
@@ -116,9 +115,8 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     log(f"{'resuming' if resume else 'training'} {card.model.family}{' (Bayesian)' if card.model.bayes.enabled else ''} "
         f"on {card.process.name} -> {path} (device {device}, {torch.get_num_threads()} threads"
         f"{f', {dist.world} ranks' if dist.on else ''})")
-    quiet = log if dist.main else (lambda m: None)
-    data = teacher_data(card, quiet, progress) if card.distill.teacher else prepare_data(card, quiet)
     if dist.main:
+        early.write_to(path / "train.log")
         write_split(data.split, path / "split.npz")
         write_data_info(data.info, path / "data.json")
         with atomic_output(path / "coords.pt", force=True) as tmp:
@@ -164,6 +162,7 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
         start_epoch = card.train.epochs if ckpt.stopped_early else ckpt.epoch + 1
     xtr, ctr = data.x_train.to(device), data.c_train.to(device)
     xva, cva = data.x_val.to(device), data.c_val.to(device)
+    wtr, wva = [None if w is None else w.to(device) for w in (data.w_train, data.w_val)]
     kl_weight = card.model.bayes.kl_scale / n_train
     show = progress if progress is not None else (os.isatty(2) and dist.main)
 
@@ -186,7 +185,7 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
                   leave=False, file=sys.stderr) as bar:
             for step in range(steps_per_epoch):
                 idx = perm[step * batch:(step + 1) * batch]
-                loss = lossmod(xtr[idx], ctr[idx])
+                loss = lossmod(xtr[idx], ctr[idx]) if wtr is None else lossmod(xtr[idx], ctr[idx], wtr[idx])
                 total = loss
                 if bayes:
                     kl = kl_divergence(model) * kl_weight
@@ -208,7 +207,7 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
                 sum_loss += loss.detach()
                 bar.update(1)
         train_loss = float(sum_loss) / steps_per_epoch
-        val = validation_loss(kept, xva, cva, max(batch, 4096), card.seed) if dist.main else None
+        val = validation_loss(kept, xva, cva, max(batch, 4096), card.seed, wva) if dist.main else None
         entry = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val,
                  "kl": sum_kl / steps_per_epoch if bayes else None, "lr": opt.param_groups[0]["lr"],
                  "seconds": time.perf_counter() - t0}

@@ -6,6 +6,12 @@ coordinates on the training part only and encodes train and validation into floa
 ``x`` ``[N, F]`` and ``c`` ``[N, K]`` (:class:`Data`), and records what the run keeps of its data
 (:func:`data_info`: file, events, cross section).
 
+With ``data.weights: file`` the events' weights from the file (:func:`event_weights`: the LHE
+event weight, the ROOT ``weight`` / ``genWeight`` branch) go through the split next to x and c
+(``w_train`` / ``w_val``, divided by the mean training weight so that they average 1); the
+one training loop weights each event's loss with them (:func:`check_weighting`: whether the
+family's loss takes them).
+
 A card with ``data.source`` (a generator that maps samples, DiDi) also loads the source sample
 (:func:`load_source`), splits it on its own stream (``source_train`` / ``source_val`` /
 ``source_test`` in the split), encodes it with the coordinates fitted on the TARGET training part
@@ -29,6 +35,7 @@ from .cards import Card, load_card
 from .errors import CardError, HepgenError, InputError
 from .events import EventSample
 from .io import format_of
+from .io.root import weight_branch
 from .outputs import atomic_output
 from . import processes
 
@@ -45,6 +52,9 @@ class Data:
     coords: nn.Module
     info: dict[str, str]  # the training data's file, events and cross section (data.json of the run)
     start: dict[str, torch.Tensor] | None = None  # weights a new run starts from (a distilled run: the teacher's)
+    # data.weights: file: per-event loss weights [N_train] / [N_val] float32, mean 1 over training (else None)
+    w_train: torch.Tensor | None = None
+    w_val: torch.Tensor | None = None
 
 
 def split_indices(n: int, fractions: tuple[float, ...], seed: int, stream: int = 7) -> dict[str, np.ndarray]:
@@ -64,8 +74,11 @@ def write_split(split: dict[str, np.ndarray], path: Path) -> None:
         np.savez(tmp, **split)
 
 
-def prepare_data(card: Card, log: Callable[[str], None] = print) -> Data:
-    """Load, split, fit the coordinates on the training part, encode (float32 tensors)."""
+def prepare_data(card: Card, log: Callable[[str], None] = print, model=None) -> Data:
+    """Load, split, fit the coordinates on the training part, encode (float32 tensors); with the
+    card's ``model``, :func:`check_weighting` before loading and on the training weights."""
+    if model is not None:
+        check_weighting(card, model)
     process = processes.get(card.process.name)
     data = process.load_data(card, log)
     n = len(data)
@@ -83,6 +96,15 @@ def prepare_data(card: Card, log: Callable[[str], None] = print) -> Data:
     else:
         x_va, c_va = x_tr[:0], c_tr[:0]
     info = data_info(card, data)
+    weights = event_weights(card, data)
+    w_tr = w_va = None
+    if weights is not None:
+        w_tr, w_va, ess = split_weights(weights, split, str(card.data.path))
+        log(f"{card.data.path}: event weights (data.weights: file): effective sample size {ess:.1f} of "
+            f"{len(w_tr)} training events, {int((w_tr < 0).sum())} negative")
+        info.update(weights="file", effective_train_events=f"{ess:.1f}")
+        if model is not None:
+            check_weighting(card, model, w_tr)
     if card.data.source:
         source = load_source(card, log)
         s_split = split_indices(len(source), card.data.split, card.seed, SOURCE_STREAM)
@@ -91,12 +113,69 @@ def prepare_data(card: Card, log: Callable[[str], None] = print) -> Data:
         s_take = take_rows(source)
         s_tr = coords.encode(s_take(s_split["train"]), gen)[0]
         s_va = coords.encode(s_take(s_split["val"]), gen)[0] if len(s_split["val"]) else s_tr[:0]
+        n_tr, n_va = len(x_tr), len(x_va)
         x_tr, c_tr = pair_rows(x_tr, c_tr, s_tr, card.seed)
         x_va, c_va = pair_rows(x_va, c_va, s_va, card.seed + 1) if len(x_va) and len(s_va) else (
             torch.zeros(0, 2 * coords.dim, dtype=x_tr.dtype), c_tr[:0])
+        if w_tr is not None:  # pair_rows cycles the target rows: their weights cycle with them
+            w_tr, w_va = w_tr[torch.arange(len(x_tr)) % n_tr], w_va[torch.arange(len(x_va)) % max(n_va, 1)]
         split.update({f"source_{k}": v for k, v in s_split.items()})
         info.update(source=str(card.data.source), source_events=str(len(source)))
-    return Data(x_tr.float(), c_tr.float(), x_va.float(), c_va.float(), split, coords, info)
+    return Data(x_tr.float(), c_tr.float(), x_va.float(), c_va.float(), split, coords, info, w_tr, w_va)
+
+
+def event_weights(card: Card, data) -> np.ndarray | None:
+    """The events' weights float64 ``[N]`` with ``data.weights: file`` (None with ``none``). A
+    process that makes its events in code (a toy) is a one-line :class:`CardError`; a ROOT file
+    without a weight branch (``weight``, ``genWeight`` or ``data.branches`` ``weight``), NaN or
+    infinite weights and weights that are all zero are one-line :class:`InputError`."""
+    if card.data.weights == "none":
+        return None
+    if not isinstance(data, EventSample):
+        raise CardError(f"data.weights: file: process {card.process.name} makes its events in code and they carry "
+                        "no weights; set data.weights: none")
+    path = card.data.path
+    if card.data.format == "root" and weight_branch(path, card.data.tree, dict(card.data.branches) or None) is None:
+        raise InputError(f"{path}: tree {card.data.tree!r} has no event weight branch (weight or genWeight) for "
+                         "data.weights: file; map one in data.branches (weight: BRANCH) or set data.weights: none")
+    w = np.asarray(data.weight, dtype=np.float64)
+    bad = ~np.isfinite(w)
+    if bad.any():
+        raise InputError(f"{path}: {int(bad.sum())} of {len(w)} event weights are NaN or infinite")
+    if not np.any(w != 0):
+        raise InputError(f"{path}: all {len(w)} event weights are zero; there is no density to learn")
+    return w
+
+
+def split_weights(w: np.ndarray, split: dict[str, np.ndarray], where: str
+                  ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(train, validation) weights float32, divided by the mean training weight, and the
+    effective sample size (sum w)² / sum w² of the training part. Training (or a
+    non-empty validation) part whose weights do not sum to > 0 is a one-line :class:`InputError`."""
+    w_tr, w_va = w[split["train"]], w[split["val"]]
+    total = w_tr.sum()
+    if not total > 0 or len(w_va) and not w_va.sum() > 0:
+        part, s = ("training", total) if not total > 0 else ("validation", w_va.sum())
+        raise InputError(f"{where}: the {part} events' weights sum to {s:.6g}, not > 0; no density to learn")
+    mean = total / len(w_tr)
+    ess = float(total**2 / np.sum(w_tr**2))
+    return torch.from_numpy(w_tr / mean).float(), torch.from_numpy(w_va / mean).float(), ess
+
+
+def check_weighting(card: Card, model, weights: torch.Tensor | None = None) -> None:
+    """A one-line :class:`CardError` when the card's ``data.weights: file`` meets a family whose
+    loss takes no weights (``event_weights`` "none"), or training ``weights`` with negative entries
+    a family that takes only w >= 0 ("positive")."""
+    if card.data.weights == "none":
+        return
+    takes = type(model).event_weights
+    if takes == "none":
+        raise CardError(f"data.weights: file: model.family {card.model.family} cannot train on weighted events (its "
+                        "loss has no per-event form); unweight the sample or choose another family")
+    if takes == "positive" and weights is not None and bool((weights < 0).any()):
+        raise CardError(f"data.weights: file: {int((weights < 0).sum())} training events have negative weights, which "
+                        f"model.family {card.model.family} cannot take (its loss is a bound that negative weights "
+                        "would loosen without limit); choose a family with a likelihood or regression loss")
 
 
 def take_rows(data) -> Callable[[np.ndarray], object]:

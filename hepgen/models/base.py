@@ -6,8 +6,10 @@ one-hot jet multiplicity). It is a *pure function of explicit noise*: everything
 generation time is drawn outside and passed in, so torch, ONNX Runtime and C++ give the same
 events for the same noise, and a framework keeps control of its random numbers.
 
-    loss(x, c)         -> scalar training loss (mean over events; the KL term of Bayesian
-                          layers is added by the training loop, not here)
+    loss(x, c, weight) -> scalar training loss (mean over events, or with ``weight`` ``[N]`` the
+                          mean of weight x per-event loss; the KL term of Bayesian layers is
+                          added by the training loop, not here). ``event_weights`` says which
+                          weights the family's loss takes ("signed", "positive" or "none")
     noise_dim()        -> noise columns ``sample`` consumes per event
     noise_layout()     -> per noise column "normal" (N(0, 1)), "uniform" (U[0, 1)) or "source"
                           (a source event's network coordinates, for families that map samples)
@@ -54,12 +56,15 @@ class Generator(nn.Module):
     # from (made by ``hepgen distill``, :func:`split_pairs`); set per instance where a card key
     # decides (CFM: ``model.cfm.coupling: paired``)
     learns_from_teacher: bool = False
+    # the per-event weights ``loss(x, c, weight)`` takes (``data.weights: file``): "signed" (a weighted
+    # likelihood or regression: negative weights allowed), "positive" (only w >= 0) or "none"
+    event_weights: ClassVar[str] = "signed"
 
     def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig):
         super().__init__()
         self.dim, self.cond_dim, self.cfg = dim, cond_dim, cfg
 
-    def loss(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def loss(self, x: torch.Tensor, c: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
     def set_active_columns(self, active: torch.Tensor | None) -> None:
@@ -132,3 +137,10 @@ def empty_condition(n: int, like: torch.Tensor | None = None) -> torch.Tensor:
     """A ``[n, 0]`` condition for unconditional models."""
     kw = {} if like is None else {"dtype": like.dtype, "device": like.device}
     return torch.zeros(n, 0, **kw)
+
+
+def weighted_mean(per_event: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """mean over events of ``per_event`` ``[N]``, each times its ``weight`` ``[N]`` (None: the plain
+    mean). The training data's weights have mean 1 (:func:`hepgen.trainingdata.prepare_data`),
+    so this is an unbiased estimate of the weighted expectation, also with negative weights."""
+    return per_event.mean() if weight is None else (per_event * weight.to(per_event.dtype)).mean()

@@ -34,7 +34,7 @@ from ..nn.blocks import ResidualMLP, TimeEmbedding
 from ..nn.coord_transformer import CoordinateTransformer
 from ..nn.lgatr_backbone import LGATrBackbone
 from . import solvers
-from .base import Generator, split_pairs
+from .base import Generator, split_pairs, weighted_mean
 
 
 # cycles per unit time of the fastest time feature: the field must vary slowly in t, or a
@@ -127,24 +127,32 @@ class CFM(Generator):
             self.field.active.copy_(active.to(self.field.active.dtype))
             self.field.frozen = not bool(active.all())
 
-    def loss(self, x, c):
+    def loss(self, x, c, weight=None):
         if self.learns_from_teacher:  # reflow: z's path ends at its teacher sample x_T
             x1, z = split_pairs(x, self.dim)
-            return self.path_loss(z, x1, c)
-        return self.path_loss(torch.randn_like(x), x, c)
+            return self.path_loss(z, x1, c, weight)
+        return self.path_loss(torch.randn_like(x), x, c, weight)
 
-    def path_loss(self, x0: torch.Tensor, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def path_loss(self, x0: torch.Tensor, x: torch.Tensor, c: torch.Tensor,
+                  weight: torch.Tensor | None = None) -> torch.Tensor:
         """Flow-matching loss of the straight paths from x0 ``[N, D]`` (t = 0) to x ``[N, D]``
-        (t = 1), t ~ U[0, 1) per event; frozen columns (:meth:`set_active_columns`) stay at x0."""
+        (t = 1), t ~ U[0, 1) per event; frozen columns (:meth:`set_active_columns`) stay at x0.
+        With ``weight`` ``[N]`` each event's squared error counts ``weight`` times (a weighted
+        regression: the field learns the weighted conditional mean velocity, so the flow carries
+        the weighted density)."""
         t = torch.rand(x.shape[0], 1, dtype=x.dtype, device=x.device)
         m = self.field.mask(c)
         if m is None:
             xt = (1 - t) * x0 + t * x
-            return ((self.field(xt, t, c) - (x - x0)) ** 2).mean()
+            sq = (self.field(xt, t, c) - (x - x0)) ** 2
+            return sq.mean() if weight is None else weighted_mean(sq.mean(-1), weight)
         m = m.to(x.dtype)
         x1 = m * x + (1 - m) * x0
         xt = (1 - t) * x0 + t * x1
-        return (((self.field(xt, t, c) - (x1 - x0)) ** 2) * m).sum() / m.sum()
+        sq = ((self.field(xt, t, c) - (x1 - x0)) ** 2) * m
+        if weight is None:
+            return sq.sum() / m.sum()
+        return (sq.sum(-1) * weight.to(sq.dtype)).sum() / m.sum()
 
     def sampler(self, solver: str | None = None, steps: int | None = None) -> nn.Module:
         return CFMSampler(self.field, solver or self.cfg.cfm.solver, steps or self.cfg.cfm.steps)

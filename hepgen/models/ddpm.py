@@ -34,7 +34,7 @@ from torch import nn
 
 from ..cards import ModelConfig
 from ..nn.blocks import ResidualMLP, TimeEmbedding
-from .base import Generator, ModelSettingError
+from .base import Generator, ModelSettingError, weighted_mean
 
 
 def beta_schedule(kind: str, steps: int) -> torch.Tensor:
@@ -107,13 +107,14 @@ class DDPM(Generator):
         betas = beta_schedule(self.cfg.ddpm.beta_schedule, self.T)
         return torch.cumprod(1 - betas, 0).tolist()
 
-    def loss(self, x, c):
+    def loss(self, x, c, weight=None):
         t = torch.randint(0, self.T, (x.shape[0],), device=x.device)
         a = self.abar.to(x.dtype)[t].unsqueeze(-1)
         eps = torch.randn_like(x)
         xt = a.sqrt() * x + (1 - a).sqrt() * eps
         tin = ((t + 1).to(x.dtype) / self.T).unsqueeze(-1)
-        return (((1 - a).sqrt() * xt + self.eps(xt, tin, c) - eps) ** 2).mean()
+        sq = ((1 - a).sqrt() * xt + self.eps(xt, tin, c) - eps) ** 2
+        return sq.mean() if weight is None else weighted_mean(sq.mean(-1), weight)  # a weighted regression
 
     def _steps(self, sampler: str | None, steps: int | None, solver: str | None = None) -> tuple[str, int]:
         if solver is not None and sampler is not None and solver != sampler:

@@ -106,13 +106,15 @@ class DiDi(CFM):
             return x0[ot_pairing(x0, x1, self.cfg.didi.ot_block)]
         return x0[torch.randperm(len(x0), device=x0.device)]
 
-    def loss(self, x, c):
+    def loss(self, x, c, weight=None):
+        """Flow matching from source to target rows; ``weight`` ``[N]`` weights the target events
+        (the source sample stays unweighted)."""
         x1, x0 = self.split(x)
         x0 = self.pair(x0, x1)
         if bool(self.fill.any()):
             fill = self.fill.to(x0.dtype)
             x0 = x0 + fill * (torch.randn_like(x0) - x0)
-        return self.path_loss(x0, x1, c)
+        return self.path_loss(x0, x1, c, weight)
 
     def sampler(self, solver: str | None = None, steps: int | None = None) -> nn.Module:
         return DiDiSampler(self.field, self.fill, solver or self.cfg.cfm.solver, steps or self.cfg.cfm.steps)

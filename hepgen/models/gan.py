@@ -137,6 +137,7 @@ class GANSampler(nn.Module):
 
 class GAN(Generator):
     family = "gan"
+    event_weights = "none"  # the adversarial and MMD terms have no per-event form
     fourier_features = False  # the generator's input is noise: features of it have no use
 
     def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig):
@@ -193,7 +194,10 @@ class GAN(Generator):
         l_g = F.softplus(-self.disc(fake, c, frozen=True)).mean()
         return {"d": l_d, "g": l_g, "mmd": self.observable_mmd(fake, x)}
 
-    def loss(self, x, c):
+    def loss(self, x, c, weight=None):
+        if weight is not None:
+            raise ModelSettingError("the gan cannot train on weighted events (data.weights: file): its adversarial "
+                                    "and MMD terms have no per-event form; unweight the sample or choose another family")
         if not self.training:
             return self.quality(x, c)
         parts = self.losses(x, c)

@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from ..cards import ModelConfig
 from ..nn.blocks import ResidualMLP
-from .base import Generator, ModelSettingError, check_no_options
+from .base import Generator, ModelSettingError, check_no_options, weighted_mean
 
 MIN_BIN = 1e-3  # minimal bin width / height, as a fraction of the domain
 MIN_DERIV = 1e-3
@@ -173,8 +173,10 @@ class INN(Generator):
         z, logdet = self.forward_flow(x, c)
         return -0.5 * (z**2).sum(-1) - 0.5 * self.dim * math.log(2 * math.pi) + logdet
 
-    def loss(self, x, c):
-        return -self.log_prob(x, c).mean()
+    def loss(self, x, c, weight=None):
+        if weight is None:
+            return -self.log_prob(x, c).mean()
+        return weighted_mean(-self.log_prob(x, c), weight)  # a weighted likelihood
 
     def sampler(self, **opts) -> nn.Module:
         check_no_options(self.family, opts)

@@ -39,7 +39,7 @@ from ..cards import ModelConfig
 from ..kinematics import wrap_angle
 from ..nn.blocks import linear
 from ..nn.transformer import TransformerBlock
-from .base import Generator, ModelSettingError, check_no_options
+from .base import Generator, ModelSettingError, check_no_options, weighted_mean
 
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -9.0, 4.0
 _LOG_2PI = math.log(2 * math.pi)
@@ -175,8 +175,10 @@ class JetGPT(Generator):
             comp = gauss
         return torch.logsumexp(torch.log_softmax(logits, -1) + comp, -1).sum(-1)
 
-    def loss(self, x, c):
-        return -self.log_prob(x, c).mean()
+    def loss(self, x, c, weight=None):
+        if weight is None:
+            return -self.log_prob(x, c).mean()
+        return weighted_mean(-self.log_prob(x, c), weight)  # a weighted likelihood
 
     def noise_dim(self, **opts) -> int:
         check_no_options(self.family, opts)

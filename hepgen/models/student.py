@@ -31,6 +31,7 @@ from .cfm import CFM, CFMSampler
 class Student(CFM):
     family = "student"
     teaches = False
+    event_weights = "none"  # it learns a teacher's map from its pairs, not weighted events
 
     def __init__(self, dim: int, cond_dim: int, cfg):
         super().__init__(dim, cond_dim, cfg)
@@ -40,7 +41,7 @@ class Student(CFM):
         """G(z, c) ``[N, D]``."""
         return z + self.field(z, torch.zeros_like(z[:, :1]), c)
 
-    def loss(self, x, c):
+    def loss(self, x, c, weight=None):
         target, z = split_pairs(x, self.dim)
         diff = self.predict(z, c) - target
         m = self.field.mask(c)

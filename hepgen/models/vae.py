@@ -42,7 +42,7 @@ from torch import nn
 
 from ..cards import ModelConfig
 from ..nn.blocks import ResidualMLP
-from .base import Generator, ModelSettingError, check_no_options
+from .base import Generator, ModelSettingError, check_no_options, weighted_mean
 from .inn import INN, INNSampler
 
 LOG_SIGMA_BOUND = 7.0  # soft clamp of the encoder's and decoder's log sigma
@@ -89,6 +89,7 @@ class VAESampler(nn.Module):
 
 class VAE(Generator):
     family = "vae"
+    event_weights = "positive"  # the ELBO is a bound: with w < 0 the encoder could loosen it without limit
 
     def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig):
         super().__init__(dim, cond_dim, cfg)
@@ -129,9 +130,13 @@ class VAE(Generator):
             kl = log_q - self.prior.log_prob(z, c)
         return nll, kl
 
-    def loss(self, x, c):
+    def loss(self, x, c, weight=None):
+        """The negative ELBO per event, averaged (with ``weight`` ``[N]``: weighted; the family takes
+        only w >= 0, ``event_weights``: with w < 0 the encoder could loosen the bound without limit)."""
         nll, kl = self.elbo_terms(x, c)
-        return nll.mean() + self.beta * kl.mean()
+        if weight is None:
+            return nll.mean() + self.beta * kl.mean()
+        return weighted_mean(nll + self.beta * kl, weight)
 
     def noise_dim(self, **opts) -> int:
         check_no_options(self.family, opts)

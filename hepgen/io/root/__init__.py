@@ -14,10 +14,10 @@ or any ntuple through a branch mapping (:mod:`.branch_map`) into float64 EventSa
 
 from .branch_map import CARTESIAN_FIELDS
 from .layout import DEFAULT_CHUNK, INFO_KEY
-from .reader import iterate_events, read_events, read_histograms
+from .reader import iterate_events, read_events, read_histograms, weight_branch
 from .writer import RootWriter, write_events, write_histograms
 
 __all__ = [
     "CARTESIAN_FIELDS", "DEFAULT_CHUNK", "INFO_KEY",
-    "RootWriter", "iterate_events", "read_events", "read_histograms", "write_events", "write_histograms",
+    "RootWriter", "iterate_events", "read_events", "read_histograms", "weight_branch", "write_events", "write_histograms",
 ]

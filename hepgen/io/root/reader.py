@@ -23,7 +23,7 @@ from typing import Iterator, Mapping
 from ...errors import InputError
 from ...events import EventSample
 from .branch_map import arrays_to_sample, branch_columns, column_names, plan_collections
-from .layout import INFO_KEY, default_mapping
+from .layout import INFO_KEY, WEIGHT_BRANCHES, default_mapping
 from .scalar_branches import read_scalars
 from .weight_branches import read_variations
 
@@ -201,3 +201,17 @@ def read_histograms(path: str | os.PathLike) -> dict[str, object]:
             return {k: f[k].to_hist() for k, c in f.classnames(cycle=False).items() if c.startswith("TH1")}
         except Exception as err:
             raise InputError(f"{path}: cannot read histograms (truncated or corrupt? {_one_line(err)})") from None
+
+
+def weight_branch(path: str | os.PathLike, tree: str, branches: Mapping[str, str] | None = None) -> str | None:
+    """The branch (or expression) :func:`read_events` reads the event weight from: the mapping's
+    ``weight``, else ``weight`` or ``genWeight`` of the tree; None when there is none (the reader
+    then gives every event weight 1). A file or tree that cannot be read is a one-line :class:`InputError`."""
+    if branches and "weight" in branches:
+        return branches["weight"]
+    f, t = _open_tree(path, tree)
+    try:
+        names = set(t.keys())
+    finally:
+        f.close()
+    return next((w for w in WEIGHT_BRANCHES if w in names), None)
