@@ -37,7 +37,7 @@ from ..events import EventSample
 from ..io.root import write_histograms
 from ..outputs import atomic_directory
 from ..processes.base import categories_of, cut_violations_of
-from . import acceptance, amplification, histograms, mapping, metrics, plots, tables
+from . import acceptance, amplification, coverage, histograms, mapping, metrics, plots, tables
 from .classifier import ClassifierResult, two_sample_test
 from .inputs import Generated, ReadAs, read_generated, read_run, read_sample
 from .obsset import ObservableSet, for_card
@@ -218,6 +218,17 @@ def run_report(
             if obsset.acceptance is not None:
                 m["acceptance"] = acceptance.evaluate(obsset.acceptance, m["observables"], binned, min_bin_events)
                 sections += acceptance.markdown(m["acceptance"])
+            if generated.draw is not None:
+                cat_gen = categories_of(process, gen, card)
+                hist_names = list(dict.fromkeys(h.name for h in obsset.hists))
+                cov = coverage.evaluate({n: v_ref[n] for n in hist_names}, reference.weight, split.labels,
+                                        {n: v_gen[n] for n in hist_names}, gen.weight, cat_gen.labels, generated.draw,
+                                        split.members, generated.shared_noise, min_bin_events)
+                (tmp / "coverage").mkdir()
+                plots.pull_histograms(tmp / "coverage" / "pulls", cov.pop("pulls"), style=style)
+                entries.append(("Coverage", "pulls per category", "coverage/pulls.png"))
+                m["coverage"] = cov
+                sections += coverage.markdown(cov, split.heading)
             if source is not None:
                 v_src = mapping.source_values(source, index, obsset.migration, observables.compute)
                 m["source"] = mapping.source_metrics(source, clf_source, index, v_src, v_gen, obsset.migration)
