@@ -25,14 +25,14 @@ import yaml
 
 from .cardfields import ranged
 from .errors import CardError
-from .modelcards import (BayesConfig, CFMConfig, DDPMConfig, DIDIConfig, INNConfig, JetGPTConfig, ModelConfig,
-                         NetworkConfig, VAEConfig, GANConfig, LGATrConfig)
+from .modelcards import (BayesConfig, CFMConfig, DDPMConfig, DIDIConfig, EnsembleConfig, INNConfig, JetGPTConfig,
+                         ModelConfig, NetworkConfig, VAEConfig, GANConfig, LGATrConfig)
 
 __all__ = ["ProcessConfig", "SimulateConfig", "DataConfig", "TrainConfig", "GenerateConfig", "ValidateConfig", "Card",
            "build_section", "card_from_dict", "load_card", "card_to_dict", "dump_card", "card_hash",
            # the model section's dataclasses live in hepgen.modelcards
            "ModelConfig", "NetworkConfig", "BayesConfig", "CFMConfig", "DDPMConfig", "JetGPTConfig", "INNConfig",
-           "DIDIConfig", "VAEConfig", "GANConfig", "LGATrConfig"]
+           "DIDIConfig", "VAEConfig", "GANConfig", "LGATrConfig", "EnsembleConfig"]
 
 
 # --------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..cards import card_hash, dump_card
+from ..modelcards import draws
 from ..errors import ExportError
 from ..pipeline import frozen_sampler
 from ..runs import load_run
@@ -53,7 +54,7 @@ def export(run_dir: str | os.PathLike, *, output: str | os.PathLike | None = Non
     card, process, bayes = run.card, run.process, run.bayesian
     if bayes_samples is not None and not bayes:
         raise ExportError(f"--bayes-samples {bayes_samples}: the model of {run.path} is not Bayesian")
-    k = (bayes_samples if bayes_samples is not None else card.model.bayes.draws) if bayes else 0
+    k = (bayes_samples if bayes_samples is not None else draws(card.model)) if bayes else 0
     if bayes and k < 1:
         raise ExportError("--bayes-samples must be at least 1 for a Bayesian run")
     output = Path(output) if output is not None else Path("exports") / run.path.name

@@ -7,6 +7,7 @@ import importlib
 from ..cards import ModelConfig
 from ..errors import CardError
 from .base import Generator
+from .ensemble import Ensemble
 
 FAMILIES = {
     "cfm": "hepgen.models.cfm:CFM",
@@ -35,4 +36,11 @@ def build_model(cfg: ModelConfig, dim: int, cond_dim: int = 0) -> Generator:
     if bad:
         raise CardError(f"model.network.fourier_columns: {bad[0]} is not a column (0..{dim - 1})")
     module, cls = FAMILIES[cfg.family].split(":")
-    return getattr(importlib.import_module(module), cls)(dim, cond_dim, cfg)
+    family = getattr(importlib.import_module(module), cls)
+    k = cfg.ensemble.members
+    if k == 1:
+        return family(dim, cond_dim, cfg)
+    if cfg.bayes.enabled:
+        raise CardError(f"model.ensemble.members {k} with model.bayes.enabled: the draws are either ensemble members "
+                        "or posterior draws; choose one")
+    return Ensemble([family(dim, cond_dim, cfg) for _ in range(k)], cfg)
