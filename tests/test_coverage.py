@@ -120,7 +120,30 @@ def test_evaluate_reports_per_category_and_skips_undefined_observables():
 
 
 def test_events_per_draw_puts_the_noise_below_the_band():
-    n = coverage.events_per_draw(band_rel=0.01, bin_fraction=0.05, noise_over_band=0.3)
-    assert n == pytest.approx(1 / (0.05 * 0.003**2), rel=1e-6)
-    # one draw's Poisson error in that bin is then 0.3 % = 0.3 x the 1 % band
-    assert np.sqrt(n * 0.05) / (n * 0.05) == pytest.approx(0.003, rel=1e-3)
+    f, b, r = 0.045 * 0.73, 0.01, 0.5  # one of 20 bins over 90 % of the 1-jet events; 1 % band
+    for n_ref in (None, 5e6):
+        n = coverage.events_per_draw(b, f, r, n_ref)
+        n_r = n if n_ref is None else n_ref
+        # the noise of one draw and of the reference, over the band, is then r
+        assert np.sqrt(1 / (n * f) + 1 / (n_r * f)) / b == pytest.approx(r, rel=1e-9)
+    # a 100k-event reference alone is noisier than a 1 % band here: no N per draw helps
+    assert coverage.events_per_draw(b, f, r, 1e5) == np.inf
+
+
+def test_draw_files_of_one_generate_call_are_read_as_sharing_their_noise(tmp_path):
+    """``hepgen generate --bayes-samples K`` writes K files with the same seed, event range and
+    noise blocks: shared noise. Files that differ in seed (or do not say) are independent."""
+    from hepgen.io.root import write_events
+    from hepgen.validate.inputs import read_generated
+    from tests.zjets_toy import toy_zjets
+
+    same = {"seed": "7", "event_range": "0:300", "noise_block": "4096"}
+    shared, other = [], []
+    for k in range(2):
+        shared.append(tmp_path / f"s.draw{k}.root")
+        write_events(shared[-1], toy_zjets(300, 1), info={**same, "bayes_draw": str(k)})
+        other.append(tmp_path / f"o.draw{k}.root")
+        write_events(other[-1], toy_zjets(300, 1 + k), info={**same, "seed": str(7 + k), "bayes_draw": str(k)})
+    assert read_generated(shared).shared_noise is True
+    assert read_generated(other).shared_noise is False
+    assert read_generated(shared[:1]).shared_noise is False  # one file: no draws

@@ -140,11 +140,18 @@ def warning(title: str, cat: dict) -> str | None:
             "is not measurable here; generate more events per draw (docs/validation.md, 'Coverage')")
 
 
-def events_per_draw(band_rel: float, bin_fraction: float, noise_over_band: float = 0.3) -> int:
-    """Events per draw so that one draw's Poisson error in a bin holding ``bin_fraction`` of the
-    events is ``noise_over_band`` times a band of relative width ``band_rel``:
-    N = 1 / (bin_fraction (noise_over_band band_rel)^2)."""
-    return int(math.ceil(1.0 / (bin_fraction * (noise_over_band * band_rel) ** 2)))
+def events_per_draw(band_rel: float, bin_fraction: float, noise_over_band: float = 0.5,
+                    n_reference: float | None = None) -> float:
+    """Events per draw so that the sampling noise in a bin holding ``bin_fraction`` of the events
+    is ``noise_over_band`` times a band of relative width ``band_rel`` (shared draw noise: one
+    draw's Poisson error counts). The relative noise is sqrt(1/(N f) + 1/(N_ref f)); with
+    ``n_reference`` None the reference is as large as a draw: N = 2 / (f (r b)^2); else
+    N = 1 / (f (r b)^2 - 1 / N_ref), infinite when the reference alone is too noisy."""
+    need = bin_fraction * (noise_over_band * band_rel) ** 2
+    if n_reference is None:
+        return 2.0 / need
+    rest = need - 1.0 / n_reference
+    return 1.0 / rest if rest > 0 else math.inf
 
 
 def expected_pull_width(draws: int) -> float:

@@ -13,6 +13,7 @@ Output folder (written atomically: it appears complete or not at all)::
     maps/<map>.png|pdf
     classifier/calibration.png|pdf, logw_<category>.png|pdf, extreme_events.md
     migration/<observable>.png|pdf   with a source sample (a map, :mod:`.mapping`)
+    coverage/pulls.png|pdf   with K >= 2 draws: the pulls of the band per category (:mod:`.coverage`)
 
 The classifier test and the fraction table split the events as the card's process says
 (:func:`~hepgen.processes.base.categories_of`: Z+jets by jet multiplicity, files ``logw_1j``...;
@@ -333,7 +334,7 @@ def validate(
             n_train = int(gen.sample.info[key])
     if n_train is None and train_sample is not None:
         n_train = len(train_sample)
-    return run_report(
+    out = run_report(
         Path(output) if output else default_out, gen, ref_sample, obsset=obsset, card=card, training=train_sample,
         heldout=heldout, source=source_sample, style=style or vc.style, min_bin_events=vc.min_bin_events,
         classifier=classifier, classifier_runs=vc.classifier_runs, classifier_epochs=vc.classifier_epochs,
@@ -342,6 +343,9 @@ def validate(
                 **({"source": str(source)} if source is not None else {})},
         force=force, progress=progress,
     )
+    for line in json.loads((out / "metrics.json").read_text()).get("coverage", {}).get("warnings", []):
+        log(f"warning: {line}")
+    return out
 
 
 def validate_run(path: str | os.PathLike, log=print, force: bool = True,
