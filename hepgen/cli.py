@@ -250,7 +250,7 @@ def unfold(run, reco, output, samples, events, checkpoint, no_progress, force):
 @cli.command("export")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Export folder (default: exports/<run name>).")
-@click.option("--bayes-samples", type=click.IntRange(min=1), help="Posterior draws K, one weight file each (Bayesian runs; default: the card's model.bayes.draws).")
+@click.option("--bayes-samples", type=click.IntRange(min=1), help="Posterior draws K, one weight file each (Bayesian runs; default: the card's model.bayes.draws; an ensemble: its members).")
 @click.option("--steps", type=click.IntRange(min=1), help="Fixed sampler steps unrolled into the graph (CFM, DDPM; default: the card's).")
 @click.option("--solver", type=click.Choice(["rk4", "midpoint", "euler"]), help="ODE solver unrolled into the graph (CFM; default: the card's).")
 @click.option("--no-sofie", is_flag=True, help="Skip the SOFIE C++ header (ONNX Runtime only).")

@@ -42,7 +42,7 @@ def export(run_dir: str | os.PathLike, *, output: str | os.PathLike | None = Non
     """Export the trained run ``run_dir`` to the folder ``output`` (default ``exports/<run name>``).
 
     ``bayes_samples``: posterior draws K written as weight files (Bayesian runs; default the
-    card's ``model.bayes.draws``). ``steps`` / ``solver``: the fixed sampler of the graph
+    card's ``model.bayes.draws``; a repulsive ensemble: member k is draw k, default all members). ``steps`` / ``solver``: the fixed sampler of the graph
     (default the card's; a family without such settings rejects them). ``sofie=False`` skips the
     SOFIE C++ header. Returns the folder.
 
