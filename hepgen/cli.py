@@ -193,7 +193,7 @@ def train(card, resume, no_progress, overrides):
 @click.option("-n", "--events", type=click.IntRange(min=1),
               help="Events to generate (default: the card's generate.events; with --source: every source event).")
 @click.option("--bayes-samples", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Posterior draws K of a Bayesian model: one file per draw (<stem>.draw<k>.<ext>); 0 = weight means.")
+              help="Posterior draws K of a Bayesian model (or members of an ensemble): one file per draw (<stem>.draw<k>.<ext>), all from the same noise; 0 = weight means (ensemble: member 0).")
 @click.option("--format", "fmt", type=click.Choice(["root", "lhe"]), help="Output format (default: from the -o suffix, else the card's generate.format).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (default: RUN/generated.<format>).")
 @click.option("--seed", type=click.IntRange(min=0), help="Random seed (default: the run card's seed).")
