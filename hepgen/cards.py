@@ -26,14 +26,16 @@ import yaml
 from .cardfields import ranged
 from .errors import CardError
 from .modelcards import (BayesConfig, CFMConfig, DDPMConfig, DIDIConfig, INNConfig, JetGPTConfig, ModelConfig,
-                         NetworkConfig, VAEConfig, GANConfig, LGATrConfig, StudentConfig)
+                         NetworkConfig, VAEConfig, GANConfig, LGATrConfig, StudentConfig,
+                         EnsembleConfig)
 
 __all__ = ["ProcessConfig", "SimulateConfig", "DataConfig", "TrainConfig", "GenerateConfig", "ValidateConfig",
            "DistillConfig", "Card",
            "build_section", "card_from_dict", "load_card", "card_to_dict", "dump_card", "card_hash",
            # the model section's dataclasses live in hepgen.modelcards
            "ModelConfig", "NetworkConfig", "BayesConfig", "CFMConfig", "DDPMConfig", "JetGPTConfig", "INNConfig",
-           "DIDIConfig", "VAEConfig", "GANConfig", "LGATrConfig", "StudentConfig"]
+           "DIDIConfig", "VAEConfig", "GANConfig", "LGATrConfig", "StudentConfig",
+           "EnsembleConfig"]
 
 
 # --------------------------------------------------------------------------------------

@@ -219,7 +219,7 @@ def distill(run, method, pairs, output, no_progress, overrides):
 @click.option("-n", "--events", type=click.IntRange(min=1),
               help="Events to generate (default: the card's generate.events; with --source: every source event).")
 @click.option("--bayes-samples", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Posterior draws K of a Bayesian model: one file per draw (<stem>.draw<k>.<ext>); 0 = weight means.")
+              help="Posterior draws K of a Bayesian model (or members of an ensemble): one file per draw (<stem>.draw<k>.<ext>), all from the same noise; 0 = weight means (ensemble: member 0).")
 @click.option("--format", "fmt", type=click.Choice(["root", "lhe"]), help="Output format (default: from the -o suffix, else the card's generate.format).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (default: RUN/generated.<format>).")
 @click.option("--seed", type=click.IntRange(min=0), help="Random seed (default: the run card's seed).")
@@ -276,7 +276,7 @@ def unfold(run, reco, output, samples, events, checkpoint, no_progress, force):
 @cli.command("export")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Export folder (default: exports/<run name>).")
-@click.option("--bayes-samples", type=click.IntRange(min=1), help="Posterior draws K, one weight file each (Bayesian runs; default: the card's model.bayes.draws).")
+@click.option("--bayes-samples", type=click.IntRange(min=1), help="Posterior draws K, one weight file each (Bayesian runs; default: the card's model.bayes.draws; an ensemble: its members).")
 @click.option("--steps", type=click.IntRange(min=1), help="Fixed sampler steps unrolled into the graph (CFM, DDPM; default: the card's).")
 @click.option("--solver", type=click.Choice(["rk4", "midpoint", "euler"]), help="ODE solver unrolled into the graph (CFM; default: the card's).")
 @click.option("--no-sofie", is_flag=True, help="Skip the SOFIE C++ header (ONNX Runtime only).")

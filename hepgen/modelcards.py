@@ -26,6 +26,20 @@ class BayesConfig:
 
 
 @dataclass(frozen=True)
+class EnsembleConfig:
+    """Repulsive deep ensemble (hepgen/models/ensemble.py): K members of the family in one loss."""
+
+    members: int = ranged(1, ge=1)  # K; 1 = off. Its members are the draws of generate and export
+    repulsion: float = ranged(1.0, ge=0)  # strength of the repulsive term (x 1/N_train); 0 = a plain deep ensemble
+    kernel: Literal["weight", "function"] = "weight"  # compare flat parameters, or samples on shared noise
+
+
+def draws(cfg: "ModelConfig") -> int:
+    """The draws a run generates and exports by default: ensemble members, else Bayesian draws."""
+    return cfg.ensemble.members if cfg.ensemble.members > 1 else cfg.bayes.draws
+
+
+@dataclass(frozen=True)
 class NetworkConfig:
     backbone: Literal["mlp", "transformer", "lgatr"] = "mlp"  # lgatr: cfm / didi on Z+jets (model.lgatr)
     hidden: int = ranged(256, ge=1)
@@ -153,3 +167,4 @@ class ModelConfig:
     gan: GANConfig = GANConfig()
     lgatr: LGATrConfig = LGATrConfig()  # network.backbone lgatr only
     student: StudentConfig = StudentConfig()  # student also uses cfm (time embedding) and the network
+    ensemble: EnsembleConfig = EnsembleConfig()  # members > 1: a repulsive ensemble of this family

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .models.ensemble import member_of
 from .nn.bayesian import is_bayesian, materialize
 
 
@@ -57,7 +58,9 @@ def sampler_options(solver: str | None, steps: int | None) -> dict:
 
 def frozen_sampler(model: nn.Module, seed: int, draw: int | None = None, solver: str | None = None,
                    steps: int | None = None) -> FrozenSampler:
-    """``model`` frozen for Bayesian draw ``draw`` (weights seeded by ``seed``), with its sampler."""
+    """``model`` frozen for Bayesian draw ``draw`` (weights seeded by ``seed``; an ensemble: member
+    ``draw``, None = member 0), with its sampler."""
+    model = member_of(model, draw)
     frozen = materialize(model, draw, seed=seed) if is_bayesian(model) else copy.deepcopy(model).eval()
     frozen = frozen.float().eval()
     for prm in frozen.parameters():

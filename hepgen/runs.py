@@ -30,6 +30,7 @@ from . import processes
 from .cards import Card, load_card
 from .errors import CardError, InputError
 from .models import build_model
+from .models.ensemble import is_ensemble
 from .nn.bayesian import is_bayesian
 from .outputs import atomic_output
 from .pipeline import pipeline, sampler_options
@@ -140,7 +141,8 @@ class Run:
 
     @property
     def bayesian(self) -> bool:
-        return is_bayesian(self.model)
+        """Whether the run has draws: a Bayesian model, or a repulsive ensemble (draw k = member k)."""
+        return is_bayesian(self.model) or is_ensemble(self.model)
 
     @property
     def maps_samples(self) -> bool:

@@ -112,7 +112,9 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     if dist.main and resume is None:
         write_text(path / "card.yaml", dump_card(card))
 
-    log(f"{'resuming' if resume else 'training'} {card.model.family}{' (Bayesian)' if card.model.bayes.enabled else ''} "
+    kind = " (Bayesian)" if card.model.bayes.enabled else ""
+    kind += f" (repulsive ensemble of {card.model.ensemble.members})" if card.model.ensemble.members > 1 else ""
+    log(f"{'resuming' if resume else 'training'} {card.model.family}{kind} "
         f"on {card.process.name} -> {path} (device {device}, {torch.get_num_threads()} threads"
         f"{f', {dist.world} ranks' if dist.on else ''})")
     if dist.main:

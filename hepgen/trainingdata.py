@@ -168,7 +168,7 @@ def check_weighting(card: Card, model, weights: torch.Tensor | None = None) -> N
     a family that takes only w >= 0 ("positive")."""
     if card.data.weights == "none":
         return
-    takes = type(model).event_weights
+    takes = model.event_weights  # an ensemble answers for its members' family
     if takes == "none":
         raise CardError(f"data.weights: file: model.family {card.model.family} cannot train on weighted events (its "
                         "loss has no per-event form); unweight the sample or choose another family")

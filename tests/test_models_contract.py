@@ -675,3 +675,73 @@ def test_fourier_features_resolve_a_narrow_core():
             s = model.sample(torch.randn(n, 2, generator=torch.Generator().manual_seed(3)), torch.zeros(n, 0))
         ratio[features] = (s.norm(dim=1) < 0.2).double().mean().item() / truth
     assert ratio[8] > 0.55 and ratio[8] > ratio[0] + 0.2, ratio
+
+
+# --------------------------------------------------------------------------------------
+# repulsive ensembles (model.ensemble): K members of every family, the draws of export
+
+
+ENSEMBLE_CASES = [(f, k) for f in sorted(SAMPLER_OPTS) for k in ("weight", "function")]
+
+
+@pytest.mark.parametrize("family,kernel", ENSEMBLE_CASES, ids=[f"{f}-{k}" for f, k in ENSEMBLE_CASES])
+def test_ensemble_contract(family, kernel):
+    from hepgen.cards import EnsembleConfig
+    from hepgen.models.ensemble import is_ensemble, member_of
+    from hepgen.pipeline import frozen_sampler
+
+    ens = EnsembleConfig(members=3, repulsion=1.0, kernel=kernel)
+    model = build(family, ensemble=ens)
+    assert is_ensemble(model) and model.family == family and len(model.members) == 3
+    x, c = data()
+    model.fit_data(x)
+    assert float(model.n_train) == N  # the repulsion's 1/N_train, kept in the state_dict
+    model.train()
+    loss = model.loss(x, c)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    # one graph, K weight sets: every member has the same parameter names and shapes
+    names = [[(n, p.shape) for n, p in m.named_parameters()] for m in model.members]
+    assert names[0] == names[1] == names[2]
+    # the repulsive term pushes the members apart: a gradient step on it alone grows every distance
+    model.zero_grad()
+    for m in model.members:
+        _randomise_outputs(m, 0.1)  # output layers start at zero: give the function kernel something to see
+    torch.manual_seed(3)  # the function kernel's shared noise: the same for every evaluation here
+    f0 = model.features(x, c).detach()
+    torch.manual_seed(3)
+    model.repulsive_term(x, c).backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.grad is not None:
+                p -= 1e-3 * p.grad / p.grad.abs().max().clamp_min(1e-30)
+    torch.manual_seed(3)
+    f1 = model.features(x, c).detach()
+    assert (torch.pdist(f1) > torch.pdist(f0)).all(), (torch.pdist(f0), torch.pdist(f1))
+    # draw k = member k, in the exportable frozen sampler as in the model; draw None = member 0
+    model.eval()
+    opts = SAMPLER_OPTS[family][0]
+    noise = noise_for(model, N, opts)
+    outs = []
+    for k in range(3):
+        outs.append(member_of(model, k).sample(noise, c, **opts))
+        # the frozen (float32, card's sampler settings) module of draw k is member k's
+        frozen = frozen_sampler(model, 0, k)
+        z = frozen.draw_noise(N, torch.Generator().manual_seed(4))
+        with torch.no_grad():
+            got = frozen.module(z.float(), c.float())
+        want = member_of(model, k).sample(z.double(), c)
+        assert (got.double() - want).abs().max() <= ONNX_RTOL * want.abs().max()  # float32 vs float64
+    assert (outs[0] - outs[1]).abs().max() > DIFFERENT, "members 0 and 1 give the same samples"
+    torch.testing.assert_close(member_of(model, None).sample(noise, c, **opts), outs[0], rtol=0, atol=0)
+    with pytest.raises(HepgenError, match="3 members"):
+        member_of(model, 3)
+
+
+def test_ensemble_with_bayesian_layers_is_one_card_error():
+    from hepgen.cards import EnsembleConfig
+
+    with pytest.raises(HepgenError, match="choose one"):
+        build("cfm", bayes=True, ensemble=EnsembleConfig(members=2))

@@ -1,58 +1,75 @@
-"""The Bayesian CFM's band on the toy ring covers the exact truth in roughly the expected fraction
-of bins, and the same check rejects the band shrunk 3x (so it can fail).
+"""The Bayesian CFM's band on the toy ring covers the exact truth over 5 training seeds.
 
-Measured (benchmarks/toy_coverage.py, docs/validation.md): with model.bayes.kl_scale 0.1 and 40
-epochs on 16k events the radius coverage over the 12 bins with truth density > 0.05 was 0.83,
-0.83, 0.50 for seeds 1, 2, 3 (pull widths 0.88, 0.94, 1.35); with kl_scale 1 (the shipped card)
-it was 0.50 with a coherent bias (ring too wide), so the card below sets kl_scale 0.1. With only
-12 bins the test cannot tell the two apart (kl_scale 1, seed 1 here: coverage 0.58, width 1.20,
-also accepted); it guards against a band that is badly too narrow or too wide, and against the
-band losing its growth where data are sparse.
+Setup = the shipped ``cards/toy_ring.yaml`` (16k training events, 64x2 network, kl_scale 0.1, 40
+epochs, 1 thread) for seeds 1-5; K = 20 posterior draws of 30k events each, all with the same
+noise; the radius in 12 bins on [0.7, 1.3] (exact truth); pulls from
+:func:`hepgen.validate.coverage.pulls` with the band and one draw's Poisson error (shared noise).
+``benchmarks/toy_coverage_seeds.py`` runs the same (docs/validation.md, "Coverage across seeds").
+
+Tolerances. A calibrated band read with K = 20 draws gives pulls ~ Student t(19): pull width
+(RMS) 1.06, coverage 0.68. One seed has 12 correlated bins, so its width scatters by about
++-0.2 (1/sqrt(2 x 12) relative, more with correlations): asserting 0.8-1.2 per seed would fail
+about a third of calibrated trainings on another machine's numerics, so per seed the test asks
+0.7-1.35 and pooled over the 60 bins of the 5 seeds (scatter ~0.09) 0.8-1.2, coverage 0.55-0.85
+(binomial 1 sigma 0.06 over 60 bins, wider for correlated bins). Measured with the benchmark,
+which computes exactly this (same card, seeds, noise seeds; torch 2.13 CPU, 1 thread): widths
+1.04, 0.93, 1.19, 0.98, 0.99, pooled 1.03, coverage 0.70; band / one draw's noise 5.7-8.0 (median
+per seed); the same pulls with the band halved: pooled width 1.95 (asserted > 1.5); relative band
+in the outermost bins / at the peak 3.3-4.6 (asserted > 2: the band grows where data are sparse).
 """
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hepgen.cards import card_from_dict
-from hepgen.runs import load_run
+from hepgen.cards import load_card
 from hepgen.processes.toys import TOY_RING, draw_histograms
+from hepgen.runs import load_run
 from hepgen.train import train
-from hepgen.validate.metrics import band_coverage
+from hepgen.validate.coverage import pulls, summarise_pulls
+
+CARD = Path(__file__).resolve().parents[1] / "cards" / "toy_ring.yaml"
+SEEDS, DRAWS, EVENTS = (1, 2, 3, 4, 5), 20, 30_000
+EDGES = np.linspace(0.7, 1.3, 13)  # the 12 bins with truth density > 0.05
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def ring_run(tmp_path_factory):
+def seed_histograms(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ring")
-    card = card_from_dict({
-        "name": "ring", "seed": 1, "process": {"name": "toy_ring"}, "simulate": {"events": 20000},
-        "data": {"split": [0.8, 0.2, 0.0]},
-        "model": {"network": {"hidden": 64, "layers": 2}, "cfm": {"solver": "rk4", "steps": 10},
-                  "bayes": {"enabled": True, "draws": 8, "init_log_sigma": -4.0, "kl_scale": 0.1}},
-        "train": {"epochs": 40, "batch_size": 512, "lr": 3e-3, "threads": 1, "runs_dir": str(tmp)},
-    })
-    return load_run(train(card, progress=False, after=False, run_dir=tmp / "run"))
+    out = {}
+    for seed in SEEDS:
+        card = load_card(CARD, [f"seed={seed}", "train.threads=1", f"train.runs_dir={tmp}"])
+        run = load_run(train(card, progress=False, after=False, run_dir=tmp / f"seed{seed}"))
+        out[seed] = draw_histograms(run, EVENTS, DRAWS, EDGES, seed=seed + 1000)
+    return out
 
 
-def test_bayesian_band_covers_the_ring(ring_run):
-    n = 30_000
-    edges = np.linspace(0.7, 1.3, 13)  # the 12 bins with truth density > 0.05
-    h = draw_histograms(ring_run, n, 8, edges, seed=7)
-    truth = TOY_RING.truth_in_bins(edges)
-    # the draws share their noise, so the band mean carries the Poisson error of one sample
-    stat = np.sqrt(h.mean / (n * np.diff(edges)))
-    assert np.median(h.std / stat) > 2.5, "band should dominate the sample noise"
-    cov, width = band_coverage(truth, stat, h.mean, h.std)
-    shrunk_cov, shrunk_width = band_coverage(truth, stat, h.mean, h.std / 3)
-    # calibrated: coverage 0.68 +- 0.13 (binomial, 12 bins, one training), so 5/12 = 0.42 is
-    # ~2 sigma low; a conservative band (up to 1.0) is accepted. Pull width 1; accepted 0.5-1.6.
-    # This test's setup measured coverage 0.75 / 0.58 and width 0.91 / 1.40 (seeds 1 / 3).
-    def honest(c, w):
-        return 0.4 <= c <= 1.0 and 0.5 < w < 1.6
+def _pulls(h, band_scale=1.0):
+    truth = TOY_RING.truth_in_bins(EDGES)
+    stat = np.sqrt(h.mean / (EVENTS * np.diff(EDGES)))  # shared noise: one draw's Poisson error
+    return pulls(h.mean, band_scale * h.std, truth, stat, np.zeros_like(truth)), stat
 
-    assert honest(cov, width), (cov, width)
-    # the same check rejects the band shrunk 3x (pull width ~3x larger, coverage lower)
-    assert not honest(shrunk_cov, shrunk_width), (shrunk_cov, shrunk_width)
-    assert shrunk_cov < cov and shrunk_width > 2.0, (shrunk_cov, shrunk_width)
-    # sparse data -> wider band: relative width in the tails > 2x that at the peak
-    rel = h.std / h.mean
-    assert rel[[0, -1]].mean() > 2 * rel[5:7].mean(), rel
+
+def test_bayesian_band_covers_the_ring_over_five_seeds(seed_histograms):
+    per_seed, all_pulls = {}, []
+    for seed, h in seed_histograms.items():
+        p, stat = _pulls(h)
+        assert np.median(h.std / stat) > 2.5, "the band should dominate the sample noise"
+        per_seed[seed] = summarise_pulls(p)["pull_width"]
+        all_pulls.append(p)
+    pooled = summarise_pulls(np.concatenate(all_pulls))
+    print(f"pull widths per seed {per_seed}, pooled {pooled}")
+    assert all(0.7 <= w <= 1.35 for w in per_seed.values()), per_seed
+    assert 0.8 <= pooled["pull_width"] <= 1.2 and 0.55 <= pooled["coverage"] <= 0.85, (pooled, per_seed)
+    halved = summarise_pulls(np.concatenate([_pulls(h, 0.5)[0] for h in seed_histograms.values()]))
+    assert halved["pull_width"] > 1.5, halved
+
+
+def test_band_grows_where_data_are_sparse(seed_histograms):
+    # relative width in the outermost bins (truth density ~0.1 of the peak) > 2x that at the peak
+    for seed, h in seed_histograms.items():
+        rel = h.std / h.mean
+        assert rel[[0, -1]].mean() > 2 * rel[5:7].mean(), (seed, rel)

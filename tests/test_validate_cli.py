@@ -75,7 +75,15 @@ def test_validate_writes_a_complete_report(files, capsys):
     assert abs(sum(m["multiplicity"]["generated"].values()) - 1) < 1e-9
     html = (out / "index.html").read_text()
     pngs = re.findall(r"src='([^']+\.png)'", html)
-    assert len(pngs) == 3 + 1 + 1 + 3  # histograms, map, calibration, log w per multiplicity
+    assert len(pngs) == 3 + 1 + 1 + 3 + 1  # histograms, map, calibration, log w per multiplicity, pulls
+    assert "coverage/pulls.png" in pngs
+    # three independent 1000-event draws of one generator: no band beyond their own noise, so the
+    # coverage section says the noise dominates (the draws' noise is independent: no shared seed)
+    cov = m["coverage"]
+    assert cov["draws"] == 3 and cov["noise"] == "independent" and set(cov["categories"]) == {"1", "2", "3"}
+    assert cov["categories"]["1"]["bins"] > 0 and cov["categories"]["1"]["noise_dominated"]
+    assert "warning: 1 jet: the sampling noise is" in err
+    assert "## Coverage of the uncertainty band" in (out / "metrics.md").read_text()
     for png in pngs:
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (out / png).with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"

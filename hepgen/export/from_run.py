@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..cards import card_hash, dump_card
+from ..modelcards import draws
 from ..errors import ExportError
 from ..pipeline import frozen_sampler
 from ..runs import load_run
@@ -41,7 +42,7 @@ def export(run_dir: str | os.PathLike, *, output: str | os.PathLike | None = Non
     """Export the trained run ``run_dir`` to the folder ``output`` (default ``exports/<run name>``).
 
     ``bayes_samples``: posterior draws K written as weight files (Bayesian runs; default the
-    card's ``model.bayes.draws``). ``steps`` / ``solver``: the fixed sampler of the graph
+    card's ``model.bayes.draws``; a repulsive ensemble: member k is draw k, default all members). ``steps`` / ``solver``: the fixed sampler of the graph
     (default the card's; a family without such settings rejects them). ``sofie=False`` skips the
     SOFIE C++ header. Returns the folder.
 
@@ -53,7 +54,7 @@ def export(run_dir: str | os.PathLike, *, output: str | os.PathLike | None = Non
     card, process, bayes = run.card, run.process, run.bayesian
     if bayes_samples is not None and not bayes:
         raise ExportError(f"--bayes-samples {bayes_samples}: the model of {run.path} is not Bayesian")
-    k = (bayes_samples if bayes_samples is not None else card.model.bayes.draws) if bayes else 0
+    k = (bayes_samples if bayes_samples is not None else draws(card.model)) if bayes else 0
     if bayes and k < 1:
         raise ExportError("--bayes-samples must be at least 1 for a Bayesian run")
     output = Path(output) if output is not None else Path("exports") / run.path.name

@@ -7,6 +7,7 @@ import importlib
 from ..cards import ModelConfig
 from ..errors import CardError
 from .base import Generator
+from .ensemble import Ensemble
 
 FAMILIES = {
     "cfm": "hepgen.models.cfm:CFM",
@@ -18,7 +19,6 @@ FAMILIES = {
     "student": "hepgen.models.student:Student",
     "vae": "hepgen.models.vae:VAE",
 }
-
 
 
 def family_class(name: str) -> type[Generator]:
@@ -44,4 +44,10 @@ def build_model(cfg: ModelConfig, dim: int, cond_dim: int = 0) -> Generator:
     bad = [i for i in cfg.network.fourier_columns if not 0 <= i < dim]
     if bad:
         raise CardError(f"model.network.fourier_columns: {bad[0]} is not a column (0..{dim - 1})")
-    return family(dim, cond_dim, cfg)
+    k = cfg.ensemble.members
+    if k == 1:
+        return family(dim, cond_dim, cfg)
+    if cfg.bayes.enabled:
+        raise CardError(f"model.ensemble.members {k} with model.bayes.enabled: the draws are either ensemble members "
+                        "or posterior draws; choose one")
+    return Ensemble([family(dim, cond_dim, cfg) for _ in range(k)], cfg)

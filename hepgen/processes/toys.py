@@ -26,7 +26,7 @@ from torch import nn
 from ..cards import Card
 from ..coords import ToyCoords, ToyInverse
 from ..errors import HepgenError
-from ..nn.bayesian import is_bayesian
+from ..modelcards import draws as default_draws
 from ..outputs import atomic_output
 from ..pipeline import FrozenSampler, pipeline
 from .base import AfterTraining, Log, Selection
@@ -163,7 +163,7 @@ def sample_toy(run, n: int, draw: int | None, seed: int) -> np.ndarray:
 def draw_histograms(run, n: int, draws: int, edges: np.ndarray | None = None, seed: int = 0) -> ToyHistograms:
     toy = TOYS[run.card.process.name]
     edges = toy.default_edges() if edges is None else edges
-    which = list(range(draws)) if is_bayesian(run.model) else [None]
+    which = list(range(draws)) if run.bayesian else [None]
     dens = []
     for d in which:
         obs = toy.observable(sample_toy(run, n, d, seed))
@@ -203,7 +203,7 @@ def toy_report(run, n: int | None = None, draws: int | None = None, log: Callabl
     """generated.npz (samples of every draw) + toy.png (density, truth, Bayesian band) in the run folder."""
     toy = TOYS[run.card.process.name]
     n = n or run.card.generate.events
-    draws = draws or run.card.model.bayes.draws
+    draws = draws or default_draws(run.card.model)
     h = draw_histograms(run, n, draws, seed=run.card.seed)
     samples = sample_toy(run, n, None, run.card.seed)
     with atomic_output(run.path / "generated.npz", force=True) as tmp:

@@ -38,6 +38,7 @@ from torch import nn
 from .. import crosssection as xsec
 from .. import dilepton, selection
 from ..cards import Card, load_card
+from ..modelcards import draws
 from ..coords.ttbar import TTbarCoords, pdg_ids, uniform_azimuth
 from ..errors import CardError
 from ..events import EventSample
@@ -224,8 +225,8 @@ class TTbarProcess:
         card = run.card
         kw = {"source": self.mapping_source(card, log)} if run.maps_samples else {}
         tools.generate(run, card.generate.events, output=run.path / "generated.root", force=True, log=log, **kw)
-        if run.bayesian and card.model.bayes.draws > 1:
-            tools.generate(run, card.generate.events, bayes_samples=card.model.bayes.draws,
+        if run.bayesian and draws(card.model) > 1:
+            tools.generate(run, card.generate.events, bayes_samples=draws(card.model),
                            output=run.path / "generated.root", force=True, log=log, **kw)
         if card.train.validate:
             tools.validate(run.path, log, **kw)

@@ -45,6 +45,7 @@ from torch import nn
 from .. import crosssection as xsec
 from .. import selection
 from ..cards import Card
+from ..modelcards import draws
 from ..coords import ZJetsCoords, ZJetsInverse
 from ..errors import InputError
 from ..events import EventSample, make_collection
@@ -332,8 +333,8 @@ class ZJetsProcess:
         model with ``bayes.draws`` > 1, one file per draw (the validation's bands); then validate."""
         card = run.card
         tools.generate(run, card.generate.events, output=run.path / "generated.root", force=True, log=log)
-        if run.bayesian and card.model.bayes.draws > 1:
-            tools.generate(run, card.generate.events, bayes_samples=card.model.bayes.draws,
+        if run.bayesian and draws(card.model) > 1:
+            tools.generate(run, card.generate.events, bayes_samples=draws(card.model),
                            output=run.path / "generated.root", force=True, log=log)
         if card.train.validate:
             tools.validate(run.path, log)

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ..cards import Card
+from ..modelcards import draws
 from ..coords.unfold import GEN_NAMES, RECO_NAMES, UnfoldCoords, level
 from ..coords.zjets import ZJetsInverse
 from ..errors import InputError
@@ -218,8 +219,8 @@ class ZJetsUnfoldProcess:
             log("no validation reference (validate.reference_events = 0): nothing unfolded after training")
             return
         tools.generate(run, None, output=run.path / "generated.root", force=True, log=log, source=reference)
-        if run.bayesian and card.model.bayes.draws > 1:
-            tools.generate(run, None, bayes_samples=card.model.bayes.draws, output=run.path / "generated.root",
+        if run.bayesian and draws(card.model) > 1:
+            tools.generate(run, None, bayes_samples=draws(card.model), output=run.path / "generated.root",
                            force=True, log=log, source=reference)
         if card.train.validate:
             tools.validate(run.path, log)

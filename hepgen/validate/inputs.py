@@ -36,11 +36,14 @@ RUN_REFERENCE = ("test.root", "heldout.root")
 
 @dataclass(frozen=True)
 class Generated:
-    """A generated sample; ``draw`` int ``[N]`` (posterior draw per event) or None."""
+    """A generated sample; ``draw`` int ``[N]`` (posterior draw per event) or None;
+    ``shared_noise``: whether every draw was generated from the same noise (K files of one
+    ``hepgen generate --bayes-samples K``: same seed, event range and noise blocks)."""
 
     sample: EventSample
     draw: np.ndarray | None
     sources: tuple[Path, ...]
+    shared_noise: bool = False
 
     @property
     def n_draws(self) -> int:
@@ -123,7 +126,9 @@ def read_generated(paths: Sequence[str | Path], read: ReadAs | None = None, proc
     draw = None if draws[0] is None else np.concatenate(draws)
     if draw is not None and len(np.unique(draw)) < 2:
         draw = None
-    return Generated(sample, draw, tuple(paths))
+    keys = {(s.info.get("seed"), s.info.get("event_range"), s.info.get("noise_block")) for s in samples}
+    shared = len(samples) > 1 and len(keys) == 1 and None not in next(iter(keys))
+    return Generated(sample, draw, tuple(paths), shared)
 
 
 def _first(folder: Path, patterns: Sequence[str]) -> list[Path]:

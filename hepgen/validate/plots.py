@@ -5,6 +5,7 @@
   generated / reference with statistical errors and the band.
 * :func:`map_2d`: reference, generated and their ratio as three 2-D panels.
 * :func:`calibration_curve`, :func:`log_weights`: the classifier test.
+* :func:`pull_histograms`: the coverage test's pulls per category, with N(0, 1).
 * :func:`migration`: a map from a source sample, source vs mapped value per event and the shift.
 
 The label is experiment-*style* (``--style CMS|ATLAS|ROOT`` picks fonts and placement) with
@@ -187,6 +188,29 @@ def calibration_curve(stem: Path, curves: dict[str, tuple[np.ndarray, np.ndarray
     ax.legend(loc="lower right", fontsize="small", frameon=False)
     _label(ax, style)
     fig.subplots_adjust(left=0.16, right=0.95, top=0.92, bottom=0.12)
+    return save(fig, stem)
+
+
+def pull_histograms(stem: Path, pulls: dict[str, np.ndarray], *, style: str = "CMS") -> list[Path]:
+    """One panel per category: the histogram of its pulls (all used bins of all observables),
+    normalised, with the N(0, 1) density of a calibrated band."""
+    use_style(style)
+    n = max(len(pulls), 1)
+    fig, axes = plt.subplots(1, n, figsize=(6 * n, 5.5), squeeze=False)
+    edges = np.linspace(-5, 5, 41)
+    grid = np.linspace(-5, 5, 201)
+    for ax, (title, p) in zip(axes[0], pulls.items()):
+        p = np.asarray(p)[np.isfinite(p)]
+        if p.size:
+            ax.hist(np.clip(p, -4.999, 4.999), bins=edges, density=True, histtype="stepfilled", color=BAND_COLOR,
+                    edgecolor=GEN_COLOR, label=f"pulls ({p.size} bins; |pull| < 1: {np.mean(np.abs(p) < 1):.2f}, "
+                                               f"RMS {np.sqrt(np.mean(p**2)):.2f})")
+        ax.plot(grid, np.exp(-0.5 * grid**2) / np.sqrt(2 * np.pi), color="k", lw=1.5, label="N(0, 1)")
+        ax.set_xlabel("pull (last bins: overflow)")
+        ax.set_ylabel("density")
+        ax.set_title(title, fontsize="medium")
+        ax.legend(loc="upper right", fontsize="x-small", frameon=False)
+    fig.tight_layout()
     return save(fig, stem)
 
 

@@ -13,6 +13,7 @@ Output folder (written atomically: it appears complete or not at all)::
     maps/<map>.png|pdf
     classifier/calibration.png|pdf, logw_<category>.png|pdf, extreme_events.md
     migration/<observable>.png|pdf   with a source sample (a map, :mod:`.mapping`)
+    coverage/pulls.png|pdf   with K >= 2 draws: the pulls of the band per category (:mod:`.coverage`)
 
 The classifier test and the fraction table split the events as the card's process says
 (:func:`~hepgen.processes.base.categories_of`: Z+jets by jet multiplicity, files ``logw_1j``...;
@@ -37,7 +38,7 @@ from ..events import EventSample
 from ..io.root import write_histograms
 from ..outputs import atomic_directory
 from ..processes.base import categories_of, cut_violations_of
-from . import acceptance, amplification, histograms, mapping, metrics, plots, tables
+from . import acceptance, amplification, coverage, histograms, mapping, metrics, plots, tables
 from .classifier import ClassifierResult, two_sample_test
 from .inputs import Generated, ReadAs, read_generated, read_run, read_sample
 from .obsset import ObservableSet, for_card
@@ -218,6 +219,17 @@ def run_report(
             if obsset.acceptance is not None:
                 m["acceptance"] = acceptance.evaluate(obsset.acceptance, m["observables"], binned, min_bin_events)
                 sections += acceptance.markdown(m["acceptance"])
+            if generated.draw is not None:
+                cat_gen = categories_of(process, gen, card)
+                hist_names = list(dict.fromkeys(h.name for h in obsset.hists))
+                cov = coverage.evaluate({n: v_ref[n] for n in hist_names}, reference.weight, split.labels,
+                                        {n: v_gen[n] for n in hist_names}, gen.weight, cat_gen.labels, generated.draw,
+                                        split.members, generated.shared_noise, min_bin_events)
+                (tmp / "coverage").mkdir()
+                plots.pull_histograms(tmp / "coverage" / "pulls", cov.pop("pulls"), style=style)
+                entries.append(("Coverage", "pulls per category", "coverage/pulls.png"))
+                m["coverage"] = cov
+                sections += coverage.markdown(cov, split.heading)
             if source is not None:
                 v_src = mapping.source_values(source, index, obsset.migration, observables.compute)
                 m["source"] = mapping.source_metrics(source, clf_source, index, v_src, v_gen, obsset.migration)
@@ -322,7 +334,7 @@ def validate(
             n_train = int(gen.sample.info[key])
     if n_train is None and train_sample is not None:
         n_train = len(train_sample)
-    return run_report(
+    out = run_report(
         Path(output) if output else default_out, gen, ref_sample, obsset=obsset, card=card, training=train_sample,
         heldout=heldout, source=source_sample, style=style or vc.style, min_bin_events=vc.min_bin_events,
         classifier=classifier, classifier_runs=vc.classifier_runs, classifier_epochs=vc.classifier_epochs,
@@ -331,6 +343,9 @@ def validate(
                 **({"source": str(source)} if source is not None else {})},
         force=force, progress=progress,
     )
+    for line in json.loads((out / "metrics.json").read_text()).get("coverage", {}).get("warnings", []):
+        log(f"warning: {line}")
+    return out
 
 
 def validate_run(path: str | os.PathLike, log=print, force: bool = True,
