@@ -111,7 +111,6 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     log = RunLog(path / "train.log" if dist.main else None)
     if dist.main and resume is None:
         write_text(path / "card.yaml", dump_card(card))
-
     kind = " (Bayesian)" if card.model.bayes.enabled else ""
     kind += f" (repulsive ensemble of {card.model.ensemble.members})" if card.model.ensemble.members > 1 else ""
     log(f"{'resuming' if resume else 'training'} {card.model.family}{kind} "

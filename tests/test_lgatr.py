@@ -266,7 +266,7 @@ def test_short_training_lowers_the_loss(zjets):
 
 def test_bad_combinations_are_one_line_card_errors(zjets):
     coords, _, _ = zjets
-    with pytest.raises(CardError, match="backbone lgatr does not apply to model.family inn .*; lgatr serves cfm, didi$"):
+    with pytest.raises(CardError, match="backbone lgatr does not apply to model.family inn .*; lgatr serves cfm, didi, student$"):
         build_model(tiny_cfg(family="inn"), coords.dim, coords.cond_dim)
     with pytest.raises(CardError, match="Z\\+jets layout"):
         build_model(tiny_cfg(), 3, 2)

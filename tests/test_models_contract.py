@@ -681,7 +681,16 @@ def test_fourier_features_resolve_a_narrow_core():
 # repulsive ensembles (model.ensemble): K members of every family, the draws of export
 
 
-ENSEMBLE_CASES = [(f, k) for f in sorted(SAMPLER_OPTS) for k in ("weight", "function")]
+# the student learns a teacher's pairs (hepgen distill); ensembles of it are refused (test below)
+ENSEMBLE_CASES = [(f, k) for f in sorted(SAMPLER_OPTS) if f != "student" for k in ("weight", "function")]
+
+
+def test_an_ensemble_of_a_distilled_model_is_refused():
+    from hepgen.cards import EnsembleConfig
+
+    with pytest.raises(HepgenError, match="distilled from a teacher") as err:
+        build_model(ModelConfig(family="student", ensemble=EnsembleConfig(members=2)), 3, 0)
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("family,kernel", ENSEMBLE_CASES, ids=[f"{f}-{k}" for f, k in ENSEMBLE_CASES])

@@ -48,6 +48,9 @@ class Ensemble(Generator):
         first = members[0]
         super().__init__(first.dim, first.cond_dim, cfg)
         ens = cfg.ensemble
+        if first.learns_from_teacher:
+            raise CardError(f"model.ensemble.members {len(members)}: a model distilled from a teacher (hepgen distill: "
+                            f"student, reflow) learns the teacher's one map; ensembles of it are not supported")
         if ens.kernel == "function" and first.maps_samples:
             raise CardError(f"model.ensemble.kernel function compares the members' samples from noise; the "
                             f"{first.family} generator maps source events: use kernel weight")
