@@ -29,7 +29,7 @@ from typing import Callable
 from .cards import Card, card_from_dict, card_to_dict
 from .errors import CardError, OutputError
 from .runs import Run, build_for
-from .teacher import checkpoint_hash, teacher_run
+from .teacher import check_unweighted, checkpoint_hash, teacher_run
 from .train import train
 
 # the model settings each method sets on the teacher's card; a reflow run generates with Euler x 2
@@ -60,6 +60,7 @@ def distill_card(teacher: Run, method: str = "reflow", pairs: int | None = None,
 
 def check_distill_card(card: Card, teacher: Run) -> None:
     """The card's model is its method's and can start from the teacher's weights (one-line CardError)."""
+    check_unweighted(card)
     _, model = build_for(card)
     wanted = METHODS[card.distill.method]
     if model.family != wanted["family"] or not model.learns_from_teacher:

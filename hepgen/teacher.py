@@ -36,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 from .cards import Card
-from .errors import InputError
+from .errors import CardError, InputError
 from .runs import Run, load_run
 from .trainingdata import Data, take_rows
 
@@ -103,8 +103,17 @@ def teacher_pairs(teacher: Run, n: int, seed: int, solver: str, steps: int, log:
     return torch.cat([x, z], dim=-1), c
 
 
+def check_unweighted(card: Card) -> None:
+    """A distilled run learns its teacher's map from the teacher's pairs, which carry no event
+    weights: ``data.weights: file`` is a one-line :class:`CardError`, never silently ignored."""
+    if card.data.weights != "none":
+        raise CardError(f"data.weights: {card.data.weights}: a distilled run trains on its teacher's pairs, which carry "
+                        "no event weights (train the teacher on the weighted sample instead); set it to none")
+
+
 def teacher_data(card: Card, log: Callable[[str], None] = print, progress: bool | None = None) -> Data:
     """The training rows of a distilled card (see the module docstring)."""
+    check_unweighted(card)
     spec = card.distill
     teacher = teacher_run(spec.teacher)
     found = checkpoint_hash(teacher.path / "best.pt")

@@ -146,6 +146,7 @@ def test_resume_reaches_the_same_parameters(ring):
     (["{teacher}", "--method", "student", "--set", "model.family=cfm"], "does not train on a teacher's pairs"),
     (["{teacher}", "--set", "model.family=student"], "distill.method reflow trains model.family cfm"),
     (["{teacher}", "-o", "{teacher}"], "exists"),
+    (["{teacher}", "--set", "data.weights=file"], "a distilled run trains on its teacher's pairs, which carry no event"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(ring, args, message):
     tmp, teacher, _, student = ring
