@@ -121,7 +121,8 @@ def prepare_data(card: Card, log: Callable[[str], None] = print, model=None) -> 
             w_tr, w_va = w_tr[torch.arange(len(x_tr)) % n_tr], w_va[torch.arange(len(x_va)) % max(n_va, 1)]
         split.update({f"source_{k}": v for k, v in s_split.items()})
         info.update(source=str(card.data.source), source_events=str(len(source)))
-    return Data(x_tr.float(), c_tr.float(), x_va.float(), c_va.float(), split, coords, info, w_tr, w_va)
+    return Data(x_tr.float(), c_tr.float(), x_va.float(), c_va.float(), split, coords, info,
+                w_train=w_tr, w_val=w_va)
 
 
 def event_weights(card: Card, data) -> np.ndarray | None:

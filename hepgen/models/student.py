@@ -24,7 +24,7 @@ import math
 import torch
 from torch import nn
 
-from .base import check_no_options, split_pairs
+from .base import ModelSettingError, check_no_options, split_pairs
 from .cfm import CFM, CFMSampler
 
 
@@ -42,6 +42,9 @@ class Student(CFM):
         return z + self.field(z, torch.zeros_like(z[:, :1]), c)
 
     def loss(self, x, c, weight=None):
+        if weight is not None:
+            raise ModelSettingError("the student cannot train on weighted events (data.weights: file): it learns its "
+                                    "teacher's map from the teacher's pairs; train the teacher on the weighted sample")
         target, z = split_pairs(x, self.dim)
         diff = self.predict(z, c) - target
         m = self.field.mask(c)
