@@ -143,12 +143,11 @@ def _ort_cpp_rate(exe: Path, out: Path, tmp: Path, events: int, batch: int) -> f
     return float(re.search(r"([0-9.]+) events per CPU second", run.stdout).group(1))
 
 
-def _auc(run_dir: Path, solver: str, steps: int, reference: Path, events: int, tmp: Path) -> dict[str, float]:
+def _auc(run, solver: str, steps: int, reference: Path, events: int, tmp: Path) -> dict[str, float]:
     """Classifier AUC per jet multiplicity of ``events`` generated with (solver, steps) vs ``reference``."""
     from hepgen.generate import generate
     from hepgen.validate.report import validate
 
-    run = load_run(run_dir)
     gen = tmp / "auc.root"
     generate(run, events, output=gen, force=True, progress=False, solver=solver, steps=steps)
     report = validate(gen, reference=reference, output=tmp / "auc", force=True, card=run.card,
@@ -212,7 +211,7 @@ def main() -> None:
             noise_t = pipe.draw_noise(args.events, torch.Generator().manual_seed(7))
             sampler = OnnxSampler(out, threads=1)
             med, q99 = _solver_error(run, solver, steps) if solver else (None, None)
-            auc = _auc(run_dir, solver, steps, args.reference, args.auc_events, tmp) if args.reference and args.run else {}
+            auc = _auc(run, solver, steps, args.reference, args.auc_events, tmp) if args.reference and args.run else {}
             for batch in batches:
                 n = min(args.events, max(batch * 200, 2000))  # batch 1: fewer events, as many calls
                 with torch.no_grad():
