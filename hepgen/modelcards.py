@@ -64,6 +64,12 @@ class CFMConfig:
     # independent: noise and data drawn apart (plain CFM); paired: training rows [x_T | z] of a teacher
     # run's ODE (rectified flow, made by hepgen distill --method reflow)
     coupling: Literal["independent", "paired"] = "independent"
+    # the flow time t of each training event: uniform on [0, 1), or logit-normal, t = sigmoid(time_loc +
+    # time_scale * N(0, 1)) (Esser et al. 2024): more weight in the middle of the path (time_loc 0) or near
+    # the data end t = 1 (time_loc > 0)
+    time_sampling: Literal["uniform", "logit_normal"] = "uniform"
+    time_loc: float = 0.0
+    time_scale: float = ranged(1.0, gt=0)
 
 
 @dataclass(frozen=True)

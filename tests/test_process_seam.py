@@ -275,11 +275,16 @@ def test_a_process_checks_its_own_card_keys(dimuon_process, tmp_path, capsys, se
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_process_without_settings_refuses_them(tmp_path, capsys):
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"process": {"name": "zjets", "settings": {"mass": 91}},
+@pytest.mark.parametrize("process, settings, says", [
+    ("toy_ring", {"mass": 91}, "the toy_ring process has no settings of its own"),
+    ("zjets", {"mass": 91}, "mass"),  # zjets has settings (mass_coordinate), but not this one
+    ("zjets", {"mass_coordinate": "linear"}, "mass_coordinate"),
+])
+def test_process_settings_a_process_does_not_have_are_refused(tmp_path, capsys, process, settings, says):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"process": {"name": process, "settings": settings},
                                                      "train": {"runs_dir": str(tmp_path / "runs")}}))
     with pytest.raises(SystemExit) as exit_:
         main(["train", str(tmp_path / "c.yaml")])
     err = capsys.readouterr().err
-    assert exit_.value.code == 2 and "the zjets process has no settings of its own" in err
+    assert exit_.value.code == 2 and says in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()

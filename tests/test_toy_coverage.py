@@ -1,7 +1,7 @@
-"""The Bayesian CFM's band on the toy ring covers the exact truth over 5 training seeds.
+"""The Bayesian CFM's band on the toy ring covers the exact truth over 3 training seeds.
 
 Setup = the shipped ``cards/toy_ring.yaml`` (16k training events, 64x2 network, kl_scale 0.1, 40
-epochs, 1 thread) for seeds 1-5; K = 20 posterior draws of 30k events each, all with the same
+epochs, 1 thread) for seeds 1-3 (the benchmark below runs 5; 3 keep CI's time); K = 20 posterior draws of 30k events each, all with the same
 noise; the radius in 12 bins on [0.7, 1.3] (exact truth); pulls from
 :func:`hepgen.validate.coverage.pulls` with the band and one draw's Poisson error (shared noise).
 ``benchmarks/toy_coverage_seeds.py`` runs the same (docs/validation.md, "Coverage across seeds").
@@ -10,10 +10,10 @@ Tolerances. A calibrated band read with K = 20 draws gives pulls ~ Student t(19)
 (RMS) 1.06, coverage 0.68. One seed has 12 correlated bins, so its width scatters by about
 +-0.2 (1/sqrt(2 x 12) relative, more with correlations): asserting 0.8-1.2 per seed would fail
 about a third of calibrated trainings on another machine's numerics, so per seed the test asks
-0.7-1.35 and pooled over the 60 bins of the 5 seeds (scatter ~0.09) 0.8-1.2, coverage 0.55-0.85
-(binomial 1 sigma 0.06 over 60 bins, wider for correlated bins). Measured with the benchmark,
+0.7-1.35 and pooled over the 36 bins of the 3 seeds (scatter ~0.12) 0.8-1.2, coverage 0.55-0.85
+(binomial 1 sigma 0.08 over 36 bins, wider for correlated bins). Measured with the benchmark,
 which computes exactly this (same card, seeds, noise seeds; torch 2.13 CPU, 1 thread): widths
-1.04, 0.93, 1.19, 0.98, 0.99, pooled 1.03, coverage 0.70; band / one draw's noise 5.7-8.0 (median
+1.04, 0.93, 1.19, 0.98, 0.99 for seeds 1-5, pooled 1.03, coverage 0.70; band / one draw's noise 5.7-8.0 (median
 per seed); the same pulls with the band halved: pooled width 1.95 (asserted > 1.5); relative band
 in the outermost bins / at the peak 3.3-4.6 (asserted > 2: the band grows where data are sparse).
 """
@@ -30,7 +30,7 @@ from hepgen.train import train
 from hepgen.validate.coverage import pulls, summarise_pulls
 
 CARD = Path(__file__).resolve().parents[1] / "cards" / "toy_ring.yaml"
-SEEDS, DRAWS, EVENTS = (1, 2, 3, 4, 5), 20, 30_000
+SEEDS, DRAWS, EVENTS = (1, 2, 3), 20, 30_000
 EDGES = np.linspace(0.7, 1.3, 13)  # the 12 bins with truth density > 0.05
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -53,7 +53,7 @@ def _pulls(h, band_scale=1.0):
     return pulls(h.mean, band_scale * h.std, truth, stat, np.zeros_like(truth)), stat
 
 
-def test_bayesian_band_covers_the_ring_over_five_seeds(seed_histograms):
+def test_bayesian_band_covers_the_ring_over_three_seeds(seed_histograms):
     per_seed, all_pulls = {}, []
     for seed, h in seed_histograms.items():
         p, stat = _pulls(h)

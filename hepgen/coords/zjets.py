@@ -26,7 +26,11 @@ not learned: on output it is drawn from an explicit uniform noise column); the n
    (shift = pT_min for jets, so the jet cut sits at -inf and generated jets have pT > pT_min by
    construction; 0 for muons) and on the jet masses (jets with m below ``mass_floor`` are
    lifted to it on input; the one non-invertible step, touching only single-particle jets).
-3. ``"standardize"`` :class:`~hepgen.coords.chain.Standardize`: (y - mean) / std.
+3. ``"lineshape"`` :class:`BreitWignerMass`, only with ``process.settings.mass_coordinate:
+   breit_wigner``: log m0 -> logit F(m0), F the Breit-Wigner CDF in m0^2 with a mass and width
+   fitted to the training sample, so the narrow Z peak is spread over a few units instead of a
+   quarter of a standard deviation of log m0.
+4. ``"standardize"`` :class:`~hepgen.coords.chain.Standardize`: (y - mean) / std.
 
 Periodic phi: the relative azimuths are learned plainly on (-pi, pi) and wrapped back onto the
 circle on output (:func:`hepgen.kinematics.wrap_angle`). The network density on R, wrapped, is
@@ -80,6 +84,56 @@ class DimuonMass(Transform):
     def inverse(self, y):
         pt2 = y[:, 2] * y[:, 2] / (2 * y[:, 0] * self._angular(y))
         return torch.cat([y[:, :2], pt2.unsqueeze(-1), y[:, 3:]], -1)
+
+
+class BreitWignerMass(Transform):
+    """Column ``col`` (log m0) <-> logit F(m0): F(m) = (atan s - a0) / (pi/2 - a0), s = (m^2 - M^2) / (M G),
+    a0 = atan(-M / G): the cumulative Breit-Wigner in m^2 on m^2 >= 0.
+
+    A sample that is a Breit-Wigner of (M, G) becomes a logistic distribution; the Z peak of
+    Drell-Yan (radiative tail, photon exchange) becomes smooth and a few units wide, with the
+    low-mass tail on the left. M and G (float64 buffers ``mass``, ``width``) are fitted by
+    :meth:`fit`: M the median of m0, G from its quartiles, (q75^2 - q25^2) / (2 M), which is
+    exact for a Breit-Wigner. The inverse uses only exportable ops (Sigmoid, Sin, Div, Log) and
+    stays precise and finite in float32 for any input (see :meth:`inverse`).
+    """
+
+    def __init__(self, col: int):
+        super().__init__()
+        self.col = col
+        self.register_buffer("mass", torch.tensor(91.0, dtype=torch.float64))
+        self.register_buffer("width", torch.tensor(2.5, dtype=torch.float64))
+        self.register_buffer("span", torch.tensor(math.pi / 2 + math.atan(91.0 / 2.5), dtype=torch.float64))  # pi/2 - a0
+
+    @torch.no_grad()
+    def fit(self, m0: torch.Tensor) -> None:
+        q25, q50, q75 = torch.quantile(m0.double(), torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
+        self.mass.fill_(float(q50))
+        self.width.fill_(float((q75 ** 2 - q25 ** 2) / (2 * q50)))
+        self.span.fill_(math.pi / 2 + math.atan(float(self.mass / self.width)))
+
+    def _constants(self, dtype):
+        return self.mass.to(dtype), self.width.to(dtype), self.span.to(dtype)
+
+    def forward(self, y):
+        mass, width, span = self._constants(y.dtype)
+        m2 = torch.exp(2 * y[:, self.col])
+        s = (m2 - mass * mass) / (mass * width)
+        f = (torch.atan(s) + torch.atan(mass / width)) / span  # F, precise in the lower tail
+        upper = (math.pi / 2 - torch.atan(s)) / span  # 1 - F, precise in the upper tail
+        z = torch.log(f) - torch.log(upper)
+        logdet = -torch.log(f) - torch.log(upper) - torch.log(span) - torch.log1p(s * s) + torch.log(2 * m2 / (mass * width))
+        return torch.cat([y[:, :self.col], z.unsqueeze(-1), y[:, self.col + 1:]], -1), logdet
+
+    def inverse(self, y):
+        # m^2 = M^2 + M G cot(delta) with delta = pi/2 - angle = span (1 - F); written as
+        # M G sin(span - delta) / (sin(delta) sin(span)), a ratio of positive terms (no cancellation
+        # in the low tail, no sign change at the ends); delta >= 1e-30 keeps m finite for any input
+        mass, width, span = self._constants(y.dtype)
+        z = y[:, self.col]
+        delta = span * torch.sigmoid(-z) + 1e-30
+        m2 = mass * width * torch.sin(span * torch.sigmoid(z)) / (torch.sin(delta) * torch.sin(span)) + 1e-12
+        return torch.cat([y[:, :self.col], (0.5 * torch.log(m2)).unsqueeze(-1), y[:, self.col + 1:]], -1)
 
 
 def pair_gap(dphi: torch.Tensor, r: torch.Tensor | float) -> torch.Tensor:
@@ -188,7 +242,7 @@ class ZJetsCoords(nn.Module):
     """
 
     def __init__(self, n_jets: tuple[int, ...] = (1, 2, 3), jet_pt_min: float = 20.0, mass_floor: float = 1e-2,
-                 jet_dr_min: float = 0.4, jets_relative: bool = True):
+                 jet_dr_min: float = 0.4, jets_relative: bool = True, mass_coordinate: str = "log"):
         super().__init__()
         self.n_values = tuple(sorted(n_jets))
         self.max_jets = max(self.n_values)
@@ -199,7 +253,8 @@ class ZJetsCoords(nn.Module):
         for j in range(self.max_jets):
             cols += [5 + 4 * j, 8 + 4 * j]
             shifts += [self.jet_pt_min, 0.0]
-        self.chain = Chain(("dimuon", DimuonMass()), ("log", LogShift(d, cols, shifts)),
+        lineshape = [("lineshape", BreitWignerMass(2))] if mass_coordinate == "breit_wigner" else []
+        self.chain = Chain(("dimuon", DimuonMass()), ("log", LogShift(d, cols, shifts)), *lineshape,
                            ("standardize", Standardize(d)))
         self.register_buffer("mult_counts", torch.zeros(len(self.n_values), dtype=torch.float64))
         self.register_buffer("charge_frac", torch.tensor(0.5, dtype=torch.float64))
@@ -252,6 +307,9 @@ class ZJetsCoords(nn.Module):
         raw, valid = self._raw(p, n)
         y, _ = self.chain.step("dimuon")(raw)
         logs, _ = self.chain.step("log")(y)
+        if "lineshape" in self.chain.names:
+            self.chain.step("lineshape").fit(y[:, 2])
+            logs, _ = self.chain.step("lineshape")(logs)
         self.chain.step("standardize").fit(logs, valid)
         for k, v in enumerate(self.n_values):
             self.mult_counts[k] = float((n == v).sum())
@@ -273,6 +331,8 @@ class ZJetsCoords(nn.Module):
         y, ld_dimuon = self.chain.step("dimuon")(raw)
         ld_log = -torch.log(torch.where(logshift.mask, y - logshift.shift, torch.ones_like(y)))
         ld = ld_log - torch.log(standardize.std)
+        if "lineshape" in self.chain.names:  # the muon columns are always valid
+            ld_dimuon = ld_dimuon + self.chain.step("lineshape")(logshift(y)[0])[1]
         return x, (ld * valid).sum(-1) + ld_dimuon
 
     def encode(self, sample, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -326,6 +386,11 @@ class ZJetsInverse(nn.Module):
         self.register_buffer("std", std_step.std.to(dtype).clone())
         self.register_buffer("mask", log_step.mask.clone())
         self.register_buffer("shift", log_step.shift.to(dtype).clone())
+        self.lineshape = None
+        if "lineshape" in coords.chain.names:
+            self.lineshape = BreitWignerMass(2)
+            self.lineshape.load_state_dict(coords.chain.step("lineshape").state_dict())
+            self.lineshape.to(dtype)
         self.azimuth = RelativeAzimuth(coords.max_jets)
         for name in ("jet_phi_offset", "jets_relative", "pair_r", "pair_phi_offset"):
             setattr(self.azimuth, name, getattr(coords.azimuth, name).to(dtype).clone())
@@ -333,6 +398,8 @@ class ZJetsInverse(nn.Module):
     def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         dt = x.dtype
         y = x * self.std.to(dt) + self.mean.to(dt)
+        if self.lineshape is not None:
+            y = self.lineshape.inverse(y)
         y = torch.where(self.mask, torch.exp(y) + self.shift.to(dt), y)
         y = DimuonMass().inverse(y)
         phi1 = u * TWO_PI - math.pi

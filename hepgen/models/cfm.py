@@ -140,7 +140,7 @@ class CFM(Generator):
         With ``weight`` ``[N]`` each event's squared error counts ``weight`` times (a weighted
         regression: the field learns the weighted conditional mean velocity, so the flow carries
         the weighted density)."""
-        t = torch.rand(x.shape[0], 1, dtype=x.dtype, device=x.device)
+        t = self.draw_times(x)
         m = self.field.mask(c)
         if m is None:
             xt = (1 - t) * x0 + t * x
@@ -153,6 +153,14 @@ class CFM(Generator):
         if weight is None:
             return sq.sum() / m.sum()
         return (sq.sum(-1) * weight.to(sq.dtype)).sum() / m.sum()
+
+    def draw_times(self, x: torch.Tensor) -> torch.Tensor:
+        """The training times ``[N, 1]`` of a batch x ``[N, D]`` (``model.cfm.time_sampling``)."""
+        cfg = self.cfg.cfm
+        if cfg.time_sampling == "uniform":
+            return torch.rand(x.shape[0], 1, dtype=x.dtype, device=x.device)
+        z = torch.randn(x.shape[0], 1, dtype=x.dtype, device=x.device)
+        return torch.sigmoid(cfg.time_loc + cfg.time_scale * z)
 
     def sampler(self, solver: str | None = None, steps: int | None = None) -> nn.Module:
         return CFMSampler(self.field, solver or self.cfg.cfm.solver, steps or self.cfg.cfm.steps)

@@ -34,8 +34,9 @@ selection or more energy than the beams (``acceptance``).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import awkward as ak
 import numpy as np
@@ -55,7 +56,7 @@ from ..io.root import read_events
 from ..kinematics import ptetaphim_to_epxpypz
 from ..simulate import training_file
 from ..simulate.reference import independent_reference
-from .base import AfterTraining, Categories, Category, FrozenSampler, Log, Selection
+from .base import AfterTraining, Categories, Category, FrozenSampler, Log, Selection, settings_of
 
 N_EXTRA = 3  # uniform columns after the family's noise: multiplicity, azimuth, charge
 N_EXTRA_NAMES = ("jet multiplicity", "global azimuth", "leading-muon charge")
@@ -195,11 +196,21 @@ def _describe(layout: list[str]) -> str:
     return ", ".join(parts)
 
 
+@dataclass(frozen=True)
+class ZJetsSettings:
+    """The Z+jets process's own card keys (``process.settings``); they configure the learned
+    coordinates, not the simulation (a reference file made with other values is still valid)."""
+
+    # the dimuon-mass column: log m0, or logit of the Breit-Wigner CDF fitted to the training sample
+    # (hepgen.coords.zjets.BreitWignerMass: the Z peak spread over a few units)
+    mass_coordinate: Literal["log", "breit_wigner"] = "log"
+
+
 class ZJetsProcess:
     """pp -> Z/gamma* -> mu+ mu- + {1, 2, 3} jets (see the module docstring)."""
 
     name = "zjets"
-    settings_class = None  # its keys are the process section's shared ones (sqrt_s, the jet selection)
+    settings_class = ZJetsSettings  # besides the process section's shared keys (sqrt_s, the jet selection)
     writes_events = True
     observables = "zjets"
 
@@ -250,7 +261,8 @@ class ZJetsProcess:
 
     def coords(self, card: Card) -> ZJetsCoords:
         cfg = card.process
-        return ZJetsCoords(cfg.n_jets, cfg.jet_pt_min, jet_dr_min=cfg.jet_dr_min)
+        return ZJetsCoords(cfg.n_jets, cfg.jet_pt_min, jet_dr_min=cfg.jet_dr_min,
+                           mass_coordinate=settings_of(self, card).mass_coordinate)
 
     # -- generation ---------------------------------------------------------------------------
     def pipeline(self, run, sampler: FrozenSampler, draw: int | None) -> ZJetsPipeline:
