@@ -124,9 +124,9 @@ def ratio_chi2(run, reference: EventSample, name: str, edges: np.ndarray, values
     sq = np.histogram(ref[np.isfinite(ref)], edges, weights=(w ** 2)[np.isfinite(ref)])[0]
     g0, g1, r0, r1 = (c.astype(np.float64) for c in counts)
     ok = (r0 >= 10) & (g0 > 0) & (g1 > 0)
-    rg = (g1 / g1.sum()) / (g0 / g0.sum())
-    rr = (r1 / r1.sum()) / (r0 / r0.sum())
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # empty bins are left out (ok)
+        rg = (g1 / g1.sum()) / (g0 / g0.sum())
+        rr = (r1 / r1.sum()) / (r0 / r0.sum())
         var = rg**2 * (1 / g1 + 1 / g0) + rr**2 * (sq / r1**2 + 1 / r0)
         chi2 = float(np.sum(((rg - rr) ** 2 / var)[ok]))
     ndf = int(ok.sum())
