@@ -27,7 +27,7 @@ from .cardfields import ranged
 from .errors import CardError
 from .modelcards import (BayesConfig, CFMConfig, DDPMConfig, DIDIConfig, INNConfig, JetGPTConfig, ModelConfig,
                          NetworkConfig, VAEConfig, GANConfig, LGATrConfig, StudentConfig,
-                         EnsembleConfig)
+                         EnsembleConfig, NuisanceConfig)
 
 __all__ = ["ProcessConfig", "SimulateConfig", "DataConfig", "TrainConfig", "GenerateConfig", "ValidateConfig",
            "DistillConfig", "Card",
@@ -35,7 +35,7 @@ __all__ = ["ProcessConfig", "SimulateConfig", "DataConfig", "TrainConfig", "Gene
            # the model section's dataclasses live in hepgen.modelcards
            "ModelConfig", "NetworkConfig", "BayesConfig", "CFMConfig", "DDPMConfig", "JetGPTConfig", "INNConfig",
            "DIDIConfig", "VAEConfig", "GANConfig", "LGATrConfig", "StudentConfig",
-           "EnsembleConfig"]
+           "EnsembleConfig", "NuisanceConfig"]
 
 
 # --------------------------------------------------------------------------------------
@@ -74,6 +74,9 @@ class SimulateConfig:
     mpi: bool = False  # multiparton interactions
     pythia: tuple[str, ...] = ()  # extra "Key = value" Pythia settings, applied last
     input: str = ""  # a HepMC file whose events are selected instead of Pythia's ("" = Pythia)
+    # Pythia's parton-shower variation weights (UncertaintyBands: ISR and FSR mu_R x 0.5 and x 2) as
+    # NanoAOD's PSWeight branch (docs/io.md); false is left out of the dump (existing cards keep their hash)
+    psweight: bool = field(default=False, metadata={"omit_empty": True})
 
 
 @dataclass(frozen=True)
@@ -354,13 +357,13 @@ def card_to_dict(card) -> dict:
     out = {}
     for f in dataclasses.fields(card):
         v = getattr(card, f.name)
+        if f.metadata.get("omit_empty") and not v:  # an empty list or section left out (the hash stays)
+            continue
         if dataclasses.is_dataclass(v):
             v = card_to_dict(v)
         elif isinstance(v, tuple):
-            v = list(v)
+            v = [card_to_dict(e) if dataclasses.is_dataclass(e) else e for e in v]
         elif isinstance(v, Mapping):
-            if not v and f.metadata.get("omit_empty"):
-                continue
             v = dict(v)
         out[f.name] = v
     return out

@@ -232,10 +232,13 @@ def distill(run, method, pairs, output, no_progress, overrides):
 @click.option("--source", type=click.Path(path_type=Path), metavar="FILE",
               help="Source events (ROOT/LHE) for a generator that maps samples (didi): every event is mapped, "
                    "in file order (-n limits).")
+@click.option("--nuisance", "nuisance", multiple=True, metavar="NAME=VALUE",
+              help="A nuisance of the run (model.nuisance) at a fixed value in its range, or NAME=prior: drawn per "
+                   "event from its prior (marginalised). Repeatable; the others are nominal (0).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @_FORCE
 def generate(run, events, bayes_samples, fmt, output, seed, shard, solver, steps, checkpoint, backend, source,
-             no_progress, force):
+             nuisance, no_progress, force):
     """Generate events from a trained run (or its ONNX export) into ROOT or LHE, streamed in chunks."""
     from .generate import generate as run_generation
 
@@ -248,7 +251,7 @@ def generate(run, events, bayes_samples, fmt, output, seed, shard, solver, steps
 
         r = load_run(run, checkpoint)
     paths = run_generation(r, events, bayes_samples=bayes_samples, fmt=fmt, output=output, seed=seed, shard=shard,
-                           force=force, solver=solver, steps=steps, source=source,
+                           force=force, solver=solver, steps=steps, source=source, nuisance=nuisance,
                            progress=False if no_progress else None, log=lambda m: click.echo(m, err=True))
     for p in paths:
         click.echo(f"wrote {p}")

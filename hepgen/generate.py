@@ -45,6 +45,7 @@ from .errors import HepgenError, InputError
 from .io import format_of
 from .io.lhe import LheWriter
 from .io.root import RootWriter
+from .nuisance import Setting, setting
 from .outputs import check_output
 from .runs import load_run
 from .sources import SourceInput, complete, read_source
@@ -74,15 +75,18 @@ def _as_tuple(out) -> tuple[torch.Tensor, ...]:
     return out if isinstance(out, tuple) else (out,)
 
 
-def _blocks(start: int, stop: int, pipe, seed: int, source: torch.Tensor | None = None):
+def _blocks(start: int, stop: int, pipe, seed: int, source: torch.Tensor | None = None, nus: Setting | None = None):
     """Yield the pipeline outputs (a tuple of tensors) for the blocks covering events [start, stop):
-    from seeded noise, or from the rows of ``source`` (block b = its rows [b BLOCK, (b+1) BLOCK))."""
+    from seeded noise, or from the rows of ``source`` (block b = its rows [b BLOCK, (b+1) BLOCK));
+    ``nus`` sets the nuisance columns (drawn after the noise: the other columns stay the same)."""
     for b in range(start // BLOCK, (stop + BLOCK - 1) // BLOCK if stop > start else start // BLOCK):
         gen = torch.Generator().manual_seed(block_seed(seed, b))
         if source is None:
             inputs = pipe.draw_noise(BLOCK, gen)
         else:  # the block's source rows, completed with seeded noise where the input asks for it
             inputs = complete(source[b * BLOCK:(b + 1) * BLOCK], pipe.noise_layout, gen)
+        if nus is not None:
+            inputs = nus.fill(inputs, pipe.noise_layout, gen)
         with torch.no_grad():
             out = _as_tuple(pipe(inputs))
         lo, hi = max(start - b * BLOCK, 0), min(stop - b * BLOCK, BLOCK)
@@ -102,7 +106,7 @@ def generate(run, n: int | None, *, bayes_samples: int = 0, fmt: str | None = No
              output: str | os.PathLike | None = None, seed: int | None = None, shard: str | None = None,
              force: bool = False, chunk: int | None = None, solver: str | None = None, steps: int | None = None,
              progress: bool | None = None, log: Callable[[str], None] | None = None,
-             source: str | os.PathLike | None = None) -> list[Path]:
+             source: str | os.PathLike | None = None, nuisance=()) -> list[Path]:
     """Generate ``n`` events (or shard ``k/n`` of them) from ``run`` into ROOT or LHE file(s).
 
     ``run``: a :class:`~hepgen.runs.Run`, a run folder, or an
@@ -115,6 +119,10 @@ def generate(run, n: int | None, *, bayes_samples: int = 0, fmt: str | None = No
     (:func:`hepgen.sources.read_source`); every source event is mapped, in file order (event i
     of the output is the image of source event i; ``n`` None = all, else at most ``n``), the
     same for every draw. A noise run refuses a source, a mapping run needs one.
+
+    ``nuisance``: ``NAME=VALUE`` / ``NAME=prior`` strings (or a mapping) for a run with
+    ``model.nuisance`` (:func:`hepgen.nuisance.setting`): nu fixed, or drawn per event from its
+    prior; the others nominal (0). Every file records ``nuisance_<name>``.
     """
     log = log or (lambda msg: None)
     if isinstance(run, (str, os.PathLike)):
@@ -129,6 +137,7 @@ def generate(run, n: int | None, *, bayes_samples: int = 0, fmt: str | None = No
     if output and format_of(output) != fmt:
         raise HepgenError(f"-o {output}: a {fmt} file needs a name ending in "
                           f"{'.root' if fmt == 'root' else '.lhe or .lhe.gz'} (the suffix and --format must agree)")
+    nus = setting(card.model.nuisance, nuisance)  # a name or value the run does not have: before any output
     src = _source_for(run, source)
     if src is not None:
         n = len(src) if n is None else min(int(n), len(src))
@@ -155,7 +164,7 @@ def generate(run, n: int | None, *, bayes_samples: int = 0, fmt: str | None = No
             "bayes_draws": str(len(draws)) if bayes_samples else "0", "events_requested": str(requested),
             "event_range": f"{start}:{stop}", "shard": shard or "", "noise_block": str(BLOCK),
         }
-        info.update(pipe.record())
+        info.update(pipe.record(), **nus.record())
         if src is not None:
             info.update(src.record)
         dropped: dict[str, int] = {}
@@ -163,7 +172,7 @@ def generate(run, n: int | None, *, bayes_samples: int = 0, fmt: str | None = No
         with _writer(path, fmt, force, card) as writer, tqdm(total=requested, disable=not show, unit="ev",
                                                             desc=path.name, leave=False) as bar:
             buf, nbuf = [], 0
-            for out in _blocks(start, stop, pipe, seed, None if src is None else src.x):
+            for out in _blocks(start, stop, pipe, seed, None if src is None else src.x, nus):
                 sel = process.select(tuple(t.double().numpy() for t in out), card)
                 for reason, mask in sel.dropped.items():
                     dropped[reason] = dropped.get(reason, 0) + int(mask.sum())

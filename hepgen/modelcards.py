@@ -7,7 +7,7 @@ names are re-exported there). A family's own keys live in a sub-section named af
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from .cardfields import ranged
@@ -160,6 +160,25 @@ class StudentConfig:
 
 
 @dataclass(frozen=True)
+class NuisanceConfig:
+    """One nuisance parameter nu of a nuisance-conditioned generator (``model.nuisance``, a list;
+    :mod:`hepgen.nuisance`): nu is appended to the condition and each training event's loss is
+    weighted by w(x; nu). nu = 0 is the nominal sample (w = 1)."""
+
+    name: str = "a"  # what ``hepgen generate --nuisance NAME=VALUE`` calls it
+    # parametric: w = 1 + nu ((O - center) / scale)^2 with O the named observable (the seed's
+    # pT_j1 example); psweight: Pythia's shower variation of the training file's PSWeight branch,
+    # linear in nu on each side (nu = +1 the up, -1 the down variation)
+    kind: Literal["parametric", "psweight"] = "parametric"
+    prior: Literal["uniform", "gaussian"] = "uniform"  # gaussian: N(0, 1) truncated to the range
+    range: tuple[float, ...] = (-1.0, 1.0)  # [low, high], low < 0 < high: the values training draws
+    observable: str = "pt_j1"  # parametric: a named observable (hepgen.observables; toys: x1, x2)
+    center: float = 15.0  # parametric, in the observable's unit (GeV)
+    scale: float = ranged(100.0, gt=0)  # parametric, in the observable's unit (GeV)
+    variation: Literal["isr", "fsr"] = "fsr"  # psweight: the shower whose renormalisation scale varies
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     family: Literal["cfm", "ddpm", "jetgpt", "inn", "didi", "vae", "gan", "student"] = "cfm"
     network: NetworkConfig = NetworkConfig()
@@ -174,3 +193,5 @@ class ModelConfig:
     lgatr: LGATrConfig = LGATrConfig()  # network.backbone lgatr only
     student: StudentConfig = StudentConfig()  # student also uses cfm (time embedding) and the network
     ensemble: EnsembleConfig = EnsembleConfig()  # members > 1: a repulsive ensemble of this family
+    # nuisance parameters appended to the condition (hepgen.nuisance); () = none, left out of the dump
+    nuisance: tuple[NuisanceConfig, ...] = field(default=(), metadata={"omit_empty": True})

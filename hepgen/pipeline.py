@@ -13,7 +13,8 @@ seed; ``draw=None`` uses the weight means; a plain model ignores the draw), and 
 process (:meth:`hepgen.processes.base.Process.pipeline`) wraps it with its inverse coordinates
 and whatever else its events need (Z+jets: the multiplicity, the azimuth, the charges).
 ``solver`` / ``steps`` override the card's sampler settings; a family without them rejects
-any value but None.
+any value but None. A run with ``model.nuisance`` (:mod:`hepgen.nuisance`) has one more sampler
+noise column per nuisance (layout ``"nuisance"``, holding nu; 0 = nominal) after the family's own.
 
 A generator that maps samples (DiDi, ``Generator.maps_samples``) has no noise: its
 ``noise_layout`` is all ``"source"``, ``draw_noise`` refuses, and the process's pipeline takes
@@ -30,6 +31,7 @@ import torch
 from torch import nn
 
 from .models.ensemble import member_of
+from .nuisance import conditioned
 from .nn.bayesian import is_bayesian, materialize
 
 
@@ -78,5 +80,5 @@ def frozen_sampler(model: nn.Module, seed: int, draw: int | None = None, solver:
 def pipeline(run, draw: int | None = None, solver: str | None = None, steps: int | None = None) -> nn.Module:
     """The exportable float32 generation module of ``run`` (a :class:`hepgen.runs.Run`) for
     Bayesian draw ``draw``; see the module docstring."""
-    sampler = frozen_sampler(run.model, run.card.seed, draw, solver, steps)
+    sampler = conditioned(frozen_sampler(run.model, run.card.seed, draw, solver, steps), run.card.model.nuisance)
     return run.process.pipeline(run, sampler, draw).eval()

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import processes
+from . import nuisance, processes
 from .cards import Card, load_card
 from .errors import CardError, InputError
 from .models import build_model
@@ -89,8 +89,9 @@ def build_for(card: Card):
     """(coords, model) of the card's process and model family, unfitted / untrained."""
     processes.settings(card)  # the process's own keys: a typo is a card error before any work
     coords = processes.get(card.process.name).coords(card)
-    model = build_model(card.model, coords.dim, coords.cond_dim)
+    model = build_model(card.model, coords.dim, coords.cond_dim + len(card.model.nuisance))  # c = [c | nu]
     model.check_coords(coords)
+    nuisance.check(card, model)
     if model.maps_samples and not card.data.source:
         raise CardError(f"card {card.name}: model.family {model.family} maps source events onto the data; "
                         "name the source sample in data.source")
@@ -104,7 +105,7 @@ def build_for(card: Card):
         raise CardError(f"card {card.name}: distill.teacher is set but model.family {model.family} "
                         f"(model.cfm.coupling {card.model.cfm.coupling}) does not train on a teacher's pairs")
     if card.model.cfm.absent == "frozen":  # a no-op for the families without frozen columns
-        model.set_active_columns(coords.active_columns())
+        model.set_active_columns(nuisance.pad_active(coords.active_columns(), len(card.model.nuisance)))
     return coords, model
 
 

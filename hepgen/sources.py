@@ -48,8 +48,8 @@ def complete(x: torch.Tensor, layout: list[str], generator: torch.Generator | No
                          f"({layout.count('source')} source columns of {len(layout)})")
     if not extra:
         return x
-    cols = [torch.randn(len(x), 1, generator=generator) if kind == "normal" else torch.rand(len(x), 1, generator=generator)
-            for kind in extra]
+    cols = [torch.zeros(len(x), 1) if kind == "nuisance" else torch.randn(len(x), 1, generator=generator)
+            if kind == "normal" else torch.rand(len(x), 1, generator=generator) for kind in extra]
     return torch.cat([x, *cols], dim=-1)
 
 

@@ -64,6 +64,8 @@ def teacher_run(path: str | os.PathLike) -> Run:
                          "samples from noise can)")
     if run.bayesian:
         raise InputError(f"teacher run {path} is Bayesian; distill a run without model.bayes")
+    if run.card.model.nuisance:
+        raise InputError(f"teacher run {path} is conditioned on nuisances (model.nuisance); distill a run without")
     return run
 
 

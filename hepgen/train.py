@@ -7,8 +7,8 @@ kl_scale * KL / N_train`` (the KL term only for Bayesian models) with the optimi
 mean 1). Each epoch ends with a validation loss (on a fixed random stream, so it does not disturb training), a
 line in ``train.log``, ``last.pt`` and, on improvement, ``best.pt`` (:class:`hepgen.runs.Checkpoint`).
 ``train.patience`` > 0 stops early. With ``train.ema`` > 0 the weight average is what is validated, saved as
-``model`` and generates; ``last.pt`` also keeps the raw weights. A card with ``distill.teacher`` trains on its
-teacher's pairs, from its weights (:mod:`hepgen.teacher`).
+``model`` and generates; ``last.pt`` also keeps the raw weights. ``distill.teacher``: trains on its teacher's pairs,
+from its weights (:mod:`hepgen.teacher`). ``model.nuisance``: c = [c | nu], loss x w(x; nu) (:mod:`hepgen.nuisance`).
 
 ``train(resume=RUN)`` continues from ``RUN/last.pt`` and reaches the same parameters, bit for bit, as an
 uninterrupted run: shuffling uses its own ``torch.Generator``, the model's noise the global torch RNG, and
@@ -37,6 +37,7 @@ from .cards import Card, dump_card, load_card
 from .distributed import broadcast, check_replicas, end_dist, gather, init_dist, loss_module, resolve_device
 from .errors import HepgenError, InputError
 from .nn.bayesian import is_bayesian, kl_divergence
+from .nuisance import TrainingConditions
 from .optim import WeightAverage, make_optimizer, make_scheduler
 from .outputs import atomic_output
 from .rngstate import rng_state, set_rng_state
@@ -145,8 +146,7 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     shuffle = torch.Generator().manual_seed(card.seed + 17)
     torch.manual_seed(card.seed + 31 * dist.rank + 1)  # model noise stream (per rank)
 
-    history: list[dict] = []
-    best_val, bad_epochs, start_epoch = math.inf, 0, 0
+    history, best_val, bad_epochs, start_epoch = [], math.inf, 0, 0
     if resume is not None:
         ckpt = Checkpoint.load(path / "last.pt")
         if not ckpt.resumable or (ema is not None) != (ckpt.ema is not None):
@@ -164,11 +164,11 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     xtr, ctr = data.x_train.to(device), data.c_train.to(device)
     xva, cva = data.x_val.to(device), data.c_val.to(device)
     wtr, wva = [None if w is None else w.to(device) for w in (data.w_train, data.w_val)]
+    conditions = TrainingConditions(card, data.nuisance_slopes, model, device)  # model.nuisance: c = [c | nu]
     kl_weight = card.model.bayes.kl_scale / n_train
     show = progress if progress is not None else (os.isatty(2) and dist.main)
 
-    stopped_early = False
-    end_epoch = card.train.epochs if max_epochs is None else min(card.train.epochs, start_epoch + max_epochs)
+    stopped_early, end_epoch = False, (card.train.epochs if max_epochs is None else min(card.train.epochs, start_epoch + max_epochs))
     model.train()
     draw_weights = balance_weights(data.c_train, card.train.balance)
     for epoch in range(start_epoch, end_epoch):
@@ -186,7 +186,7 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
                   leave=False, file=sys.stderr) as bar:
             for step in range(steps_per_epoch):
                 idx = perm[step * batch:(step + 1) * batch]
-                loss = lossmod(xtr[idx], ctr[idx]) if wtr is None else lossmod(xtr[idx], ctr[idx], wtr[idx])
+                loss = lossmod(*conditions.batch(xtr, ctr, wtr, idx))
                 total = loss
                 if bayes:
                     kl = kl_divergence(model) * kl_weight
@@ -208,7 +208,7 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
                 sum_loss += loss.detach()
                 bar.update(1)
         train_loss = float(sum_loss) / steps_per_epoch
-        val = validation_loss(kept, xva, cva, max(batch, 4096), card.seed, wva) if dist.main else None
+        val = validation_loss(kept, xva, conditions.nominal(cva), max(batch, 4096), card.seed, wva) if dist.main else None
         entry = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val,
                  "kl": sum_kl / steps_per_epoch if bayes else None, "lr": opt.param_groups[0]["lr"],
                  "seconds": time.perf_counter() - t0}

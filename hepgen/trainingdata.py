@@ -16,7 +16,8 @@ A card with ``data.source`` (a generator that maps samples, DiDi) also loads the
 (:func:`load_source`), splits it on its own stream (``source_train`` / ``source_val`` /
 ``source_test`` in the split), encodes it with the coordinates fitted on the TARGET training part
 and pairs rows (:func:`pair_rows`): ``x = [target | source]`` ``[N, 2F]``. :func:`balance_weights` gives the per-event
-draw weights of ``train.balance``.
+draw weights of ``train.balance``. With ``model.nuisance`` the training events' slopes of the
+nuisance weight w(x; nu) (:func:`hepgen.nuisance.event_slopes`, from the physics events) come along.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .io import format_of
 from .io.root import weight_branch
 from .outputs import atomic_output
 from . import processes
+from .nuisance import event_slopes
 
 
 @dataclass
@@ -55,6 +57,8 @@ class Data:
     # data.weights: file: per-event loss weights [N_train] / [N_val] float32, mean 1 over training (else None)
     w_train: torch.Tensor | None = None
     w_val: torch.Tensor | None = None
+    # model.nuisance: the training events' slopes of w(x; nu) [N_train, K, 2] float64 (hepgen.nuisance), else None
+    nuisance_slopes: np.ndarray | None = None
 
 
 def split_indices(n: int, fractions: tuple[float, ...], seed: int, stream: int = 7) -> dict[str, np.ndarray]:
@@ -121,8 +125,9 @@ def prepare_data(card: Card, log: Callable[[str], None] = print, model=None) -> 
             w_tr, w_va = w_tr[torch.arange(len(x_tr)) % n_tr], w_va[torch.arange(len(x_va)) % max(n_va, 1)]
         split.update({f"source_{k}": v for k, v in s_split.items()})
         info.update(source=str(card.data.source), source_events=str(len(source)))
+    slopes = event_slopes(card, data)
     return Data(x_tr.float(), c_tr.float(), x_va.float(), c_va.float(), split, coords, info,
-                w_train=w_tr, w_val=w_va)
+                w_train=w_tr, w_val=w_va, nuisance_slopes=None if slopes is None else slopes[split["train"]])
 
 
 def event_weights(card: Card, data) -> np.ndarray | None:

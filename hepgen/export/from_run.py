@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Callable
 from ..cards import card_hash, dump_card
 from ..modelcards import draws
 from ..errors import ExportError
+from ..nuisance import conditioned, describe
 from ..pipeline import frozen_sampler
 from ..runs import load_run
 from ..sources import complete, read_source
@@ -59,11 +61,18 @@ def export(run_dir: str | os.PathLike, *, output: str | os.PathLike | None = Non
         raise ExportError("--bayes-samples must be at least 1 for a Bayesian run")
     output = Path(output) if output is not None else Path("exports") / run.path.name
 
-    sampler = frozen_sampler(run.model, card.seed, None, solver, steps)
+    sampler = conditioned(frozen_sampler(run.model, card.seed, None, solver, steps), card.model.nuisance)
     default = process.pipeline(run, sampler, None).eval()
     # each draw's pipeline is built once (Z+jets: it measures its own cut pass rates)
     draw_pipes = [run.pipeline(d, solver, steps) for d in range(k)]
     spec, physics = process.export_spec(run, default, sampler, draw_pipes)
+    if card.model.nuisance:  # nu is part of the generator's condition; the graph takes it in the noise input
+        cols = [j for j, word in enumerate(spec.noise_layout) if word == "nuisance"]
+        physics = {**physics, "nuisances": [{**d, "noise_column": j} for d, j in zip(describe(card.model.nuisance), cols)]}
+        spec = dataclasses.replace(spec, notes=spec.notes + (
+            "Nuisance columns (noise_layout 'nuisance', physics.nuisances): not noise but the nuisance parameter nu "
+            "of the generator's condition [c | nu]; 0 = the nominal sample, a value in its range = that variation, "
+            "a draw from its prior per event = marginalised.",))
     inputs, source_record = None, {}
     if source is not None and not run.maps_samples:
         raise ExportError(f"--source {source}: the {run.family} generator of {run.path} starts from noise")

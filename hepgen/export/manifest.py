@@ -6,7 +6,7 @@ Layout of an export folder (``hepgen export RUN -o DIR``)::
     DIR/generator.onnx             the graph; float32 weights external -> "weights.safetensors"
     DIR/weights.safetensors        default weights (plain model; posterior means if Bayesian)
     DIR/draws/draw_000.safetensors Bayesian posterior draws 0..K-1, same layout as the default
-    DIR/noise_layout.txt           one word per noise column: normal | uniform
+    DIR/noise_layout.txt           one word per noise column: normal | uniform | nuisance (nu, 0 = nominal)
     DIR/weights.txt                the weight files to loop over, one per line (the draws, or
                                    weights.safetensors for a plain model)
     DIR/sofie/generator.hxx        SOFIE C++ (namespace SOFIE_generator) reading any weight file
@@ -46,6 +46,14 @@ class Port:
     units: str = ""
 
 
+def column(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` values of a noise column of layout word ``kind``: N(0, 1), U[0, 1), or 0 for a
+    ``"nuisance"`` column (the nominal value of a nuisance parameter, :mod:`hepgen.nuisance`)."""
+    if kind == "nuisance":
+        return np.zeros(n)
+    return rng.standard_normal(n) if kind == "normal" else rng.random(n)
+
+
 @dataclass(frozen=True)
 class GraphSpec:
     """What the generation module computes: its ports and the meaning of its output.
@@ -72,7 +80,7 @@ class GraphSpec:
                              "give source events (hepgen export --source FILE)")
         noise = np.empty((n, len(self.noise_layout)), dtype=np.float32)
         for j, kind in enumerate(self.noise_layout):
-            noise[:, j] = rng.standard_normal(n) if kind == "normal" else rng.random(n)
+            noise[:, j] = column(kind, n, rng)
         feeds = {self.inputs[0].name: noise}
         for port in self.inputs[1:]:
             (c,) = port.shape
@@ -86,7 +94,7 @@ class ExportManifest:
 
     inputs: list[dict]
     outputs: list[dict]
-    noise_layout: list[str]  # per noise column: "normal" (N(0,1)) | "uniform" (U[0,1)) | "source"
+    noise_layout: list[str]  # per noise column: "normal" (N(0,1)) | "uniform" (U[0,1)) | "source" | "nuisance"
     objects: list[str]  # particle order of the output's axis 1
     columns: list[str]  # the output's last axis
     weights: dict  # location, default, draws, tensors

@@ -23,7 +23,7 @@ from ..cards import load_card
 from ..errors import HepgenError, InputError
 from ..runs import sampler_fields
 from ..runlog import read_data_info
-from .manifest import GRAPH, ExportManifest, load_manifest
+from .manifest import GRAPH, ExportManifest, column, load_manifest
 
 
 def session_options(threads: int = 1):
@@ -97,7 +97,7 @@ class OnnxSampler:
         layout = self.manifest.noise_layout
         out = np.empty((n, len(layout)), dtype=np.float32)
         for j, kind in enumerate(layout):
-            out[:, j] = rng.standard_normal(n) if kind == "normal" else rng.random(n)
+            out[:, j] = column(kind, n, rng)
         return out
 
     def run(self, noise: np.ndarray, condition: np.ndarray | None = None, draw: int = 0) -> dict[str, np.ndarray]:
@@ -114,7 +114,8 @@ class OnnxSampler:
 def draw_noise_torch(layout: list[str], n: int, generator=None):
     """Noise ``[n, len(layout)]`` float32 drawn with torch, one call per run of equal columns.
 
-    ``torch.randn`` for "normal" runs and ``torch.rand`` for "uniform" runs, in column order:
+    ``torch.randn`` for "normal" runs and ``torch.rand`` for "uniform" runs, in column order (zeros,
+    drawing nothing, for "nuisance" runs):
     the same calls, hence the same numbers, as the torch pipeline's ``draw_noise`` for every
     hepgen family (e.g. CFM: randn(n, D) then rand(n, 3); JetGPT: rand, randn, rand).
     """
@@ -127,8 +128,11 @@ def draw_noise_torch(layout: list[str], n: int, generator=None):
         j = i
         while j < len(layout) and layout[j] == layout[i]:
             j += 1
-        fn = torch.rand if layout[i] == "uniform" else torch.randn
-        parts.append(fn(n, j - i, generator=generator))
+        if layout[i] == "nuisance":  # nu, nominal 0; draws nothing (hepgen.nuisance)
+            parts.append(torch.zeros(n, j - i))
+        else:
+            fn = torch.rand if layout[i] == "uniform" else torch.randn
+            parts.append(fn(n, j - i, generator=generator))
         i = j
     return torch.cat(parts, dim=1) if parts else torch.zeros(n, 0)
 

@@ -32,6 +32,20 @@ GROUPS = "weight_groups"
 
 Beams = tuple[tuple[int, int], tuple[float, float]]
 
+# Pythia 8 parton-shower variations (UncertaintyBands), as NanoAOD's PSWeight [N, 4] stores them:
+# w_var / w_nominal in the order [ISR up, FSR up, ISR down, FSR down]; up = the shower's
+# renormalisation scale x 0.5 (more radiation; NanoAOD's documentation says "ISR=2" / "FSR=2"),
+# down = x 2 ("ISR=0.5" / "FSR=0.5"). (variation id, Pythia's UncertaintyBands definition)
+PSWEIGHT = (("isr_up", "isr:muRfac=0.5"), ("fsr_up", "fsr:muRfac=0.5"),
+            ("isr_down", "isr:muRfac=2.0"), ("fsr_down", "fsr:muRfac=2.0"))
+PSWEIGHT_TYPE = "parton_shower"  # the weight group's type; the ROOT writer stores the group as PSWeight
+
+
+def psweight_group() -> dict:
+    """The weight group of the :data:`PSWEIGHT` variations (see :func:`groups_record`)."""
+    return {"attrs": {"name": "PSWeight", "type": PSWEIGHT_TYPE},
+            "weights": [{"id": wid, "text": text, "attrs": {}} for wid, text in PSWEIGHT]}
+
 
 def beams_record(ids: Iterable[int], energies: Iterable[float]) -> dict[str, str]:
     """The provenance keys of two beams (PDG ids, energies in GeV; ``repr`` keeps float64)."""

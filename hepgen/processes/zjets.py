@@ -185,13 +185,16 @@ def cut_corrected_fractions(fractions: np.ndarray, rates: np.ndarray) -> np.ndar
     return f / f.sum()
 
 
+_WORDS = {"normal": "N(0,1)", "uniform": "U[0,1)", "nuisance": "nuisance parameter nu (0 = nominal)"}
+
+
 def _describe(layout: list[str]) -> str:
     parts, i = [], 0
     while i < len(layout):
         j = i
         while j < len(layout) and layout[j] == layout[i]:
             j += 1
-        parts.append(f"{j - i} {'N(0,1)' if layout[i] == 'normal' else 'U[0,1)'}")
+        parts.append(f"{j - i} {_WORDS.get(layout[i], layout[i])}")
         i = j
     return ", ".join(parts)
 

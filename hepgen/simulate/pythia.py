@@ -15,7 +15,8 @@ The hard process (card ``simulate.hard_process``):
 Both force Z/gamma* -> mu+ mu- (``23:onMode = off``, ``23:onIfAny = 13``) with the Z/gamma*
 mass above ``mhat_min`` (``23:mMin`` and ``PhaseSpace:mHatMin``). Hadron level; multiparton
 interactions per the card (default off). The card's ``simulate.pythia`` strings are applied
-last, so they can change anything.
+last, so they can change anything. ``simulate.psweight``: the parton-shower variation weights
+(:func:`psweight_settings`) ride along and become the PSWeight branch.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 
 from ..cards import Card
 from ..errors import CardError, HepgenError
+from ..io.variations import PSWEIGHT
 
 MAX_SEED = 900_000_000  # Pythia's Random:seed range is 1 .. 900000000
 
@@ -64,7 +66,26 @@ def settings(card: Card) -> list[str]:
         "Print:quiet = on",
         "Next:numberCount = 0",
     ]
+    if sim.psweight:
+        lines += psweight_settings()
     return lines + list(sim.pythia)
+
+
+def psweight_settings() -> list[str]:
+    """Pythia's UncertaintyBands lines of the :data:`~hepgen.io.variations.PSWEIGHT` variations
+    (their weights ride along with every event; the nominal weight stays 1)."""
+    return ["UncertaintyBands:doVariations = on",
+            "UncertaintyBands:List = {" + ", ".join(f"{wid} {text}" for wid, text in PSWEIGHT) + "}"]
+
+
+def psweight_columns(pythia) -> list[int] | None:
+    """The positions of the :data:`~hepgen.io.variations.PSWEIGHT` variations in the weights vector of
+    ``pythia``'s events (``nextBatch``'s ``info.weights``; position 0 is the nominal), or None when
+    it does not compute them."""
+    names = [str(n) for n in pythia.infoPython().weightNameVector()]
+    if not all(wid in names for wid, _ in PSWEIGHT):
+        return None
+    return [names.index(wid) for wid, _ in PSWEIGHT]
 
 
 def make_pythia(lines: list[str], seed: int, source: str = "card"):

@@ -48,6 +48,7 @@ from ..errors import CardError, HepgenError, InputError, OutputError
 from ..events import EventSample
 from ..io.hepmc import HepmcWriter, merge_hepmc
 from ..io.root import RootWriter
+from ..io.variations import groups_record, psweight_group
 from ..outputs import atomic_output, check_output, stale_temporaries
 from . import pythia as _pythia
 from .selection import select
@@ -179,6 +180,7 @@ def _select_stream(task: WorkerTask, stream, copy: HepmcWriter | None, report):
         if batch is None:  # a file has ended
             break
         sample, flags = select_batch(batch, task.process, task.select)
+        sample = stream.psweights(batch, sample, flags.keep)
         need = task.events - accepted
         if len(sample) > need:  # keep the first `need`; count tried events up to the last one
             stop = int(np.flatnonzero(flags.keep)[need - 1]) + 1
@@ -412,6 +414,8 @@ def _write(output, force, resolved, card_path, simulation, results, source, pyth
         **simulation.provenance(sample, stats),
         **results[0].provenance,  # a HepMC input: the file, its generator
     }
+    if sample.variations:  # simulate.psweight: Pythia's shower variations, the PSWeight branch
+        info.update(groups_record([psweight_group()]))
     if source:
         info.pop("pythia8mc_version", None)  # not Pythia's events
     with RootWriter(output, force=force, info=info) as writer:

@@ -2,7 +2,8 @@
 
 A stream hands out ``nextBatch``-layout batches (``next()``; None when it has no more), the
 cross section of the events it has handed out (``cross_section()``, pb, or None when it knows
-none), its lines of the output's provenance (``provenance()``); ``close()`` ends it.
+none), its lines of the output's provenance (``provenance()``), the kept events with the
+stream's shower variation weights (``psweights(batch, sample, keep)``; PSWeight); ``close()`` ends it.
 :func:`open_stream` picks one for a :class:`~hepgen.simulate.run.WorkerTask`: a HepMC file
 when the task names one (``task.input``, read with :func:`hepgen.io.hepmc.read_hepmc`), else
 Pythia with the task's settings and seed. The file's events go through the same selection as
@@ -14,12 +15,14 @@ writes the events it generated, as HepMC3.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 
 import awkward as ak
 import numpy as np
 
 from ..errors import InputError
 from ..io.hepmc import HepmcBatches, HepmcWriter, read_hepmc
+from ..io.variations import PSWEIGHT
 from ..outputs import temporary
 from . import pythia as _pythia
 
@@ -32,9 +35,19 @@ class PythiaStream:
     def __init__(self, settings, seed: int, batch: int):
         self.pythia = _pythia.make_pythia(list(settings), seed)
         self.batch = batch
+        self.psweight_columns = _pythia.psweight_columns(self.pythia)  # None: no shower variations
 
     def next(self) -> ak.Array:
         return self.pythia.nextBatch(self.batch)
+
+    def psweights(self, batch: ak.Array, sample, keep: np.ndarray):
+        """``sample`` (the kept events of ``batch``) with the PSWeight variations, w_var / w_nominal
+        (:data:`hepgen.io.variations.PSWEIGHT`), when this Pythia computes them."""
+        if self.psweight_columns is None:
+            return sample
+        w = ak.to_numpy(batch["info"]["weights"][keep]).astype(np.float64).reshape(int(keep.sum()), -1)
+        ratios = {wid: w[:, j] / w[:, 0] for (wid, _), j in zip(PSWEIGHT, self.psweight_columns)}
+        return replace(sample, variations={**sample.variations, **ratios})
 
     def cross_section(self) -> tuple[float, float]:
         """Pythia's sigmaGen and its error over the events so far, pb."""
@@ -72,6 +85,9 @@ class HepmcStream:
 
     def cross_section(self) -> tuple[float, float] | None:
         return self.reader.cross_section
+
+    def psweights(self, batch, sample, keep):
+        return sample  # a file's events carry no shower variations here
 
     def close(self) -> None:
         self.reader.close()

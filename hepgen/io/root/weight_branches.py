@@ -5,10 +5,14 @@
 * the first weight group whose ``type`` or ``name`` says scale (``scale_variation``, ...):
   ``LHEScaleWeight`` ``[N, k]`` (with its counter ``nLHEScaleWeight``), in the group's order;
 * the first group that says PDF: ``LHEPdfWeight`` ``[N, k]`` (``nLHEPdfWeight``);
+* the first group of type ``parton_shower`` (Pythia's shower variations, written by ``hepgen
+  simulate`` with ``simulate.psweight``): ``PSWeight`` ``[N, 4]`` (``nPSWeight``), NanoAOD's
+  order and meaning (:data:`hepgen.io.variations.PSWEIGHT`: w_var / w_nominal, [ISR up, FSR up,
+  ISR down, FSR down], up = mu_R x 0.5);
 * every other id: ``LHEWeight_<id>`` ``[N]`` (characters other than letters, digits and ``_``
   become ``_``; a name taken gets ``_2``, ``_3``, ...).
 
-Unlike NanoAOD, the values are the weights themselves, not ratios to the nominal weight. The
+Unlike NanoAOD, the LHE values are the weights themselves, not ratios to the nominal weight. The
 groups and descriptions are in the provenance (:data:`hepgen.io.variations.GROUPS`) and the
 branch of each id under :data:`BRANCHES` (JSON ``{branch: [id, ...]}``), which the reader
 follows. NaN marks an event that lacks an id.
@@ -24,15 +28,18 @@ import awkward as ak
 import numpy as np
 
 from ...errors import InputError
-from ..variations import complete_groups
+from ..variations import PSWEIGHT_TYPE, complete_groups
 
 BRANCHES = "weight_branches"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 
 
-def _kind(attrs: Mapping[str, str]) -> str:
+def _branch(attrs: Mapping[str, str]) -> str:
+    """The group branch of a weight group ("" = one LHEWeight_<id> branch per weight)."""
+    if attrs.get("type") == PSWEIGHT_TYPE:
+        return "PSWeight"
     text = f"{attrs.get('type', '')} {attrs.get('name', '')}".lower()
-    return "Scale" if "scale" in text else ("Pdf" if "pdf" in text else "")
+    return "LHEScaleWeight" if "scale" in text else ("LHEPdfWeight" if "pdf" in text else "")
 
 
 def branch_plan(groups: list[dict], ids: list[str]) -> dict[str, list[str]]:
@@ -40,9 +47,9 @@ def branch_plan(groups: list[dict], ids: list[str]) -> dict[str, list[str]]:
     plan: dict[str, list[str]] = {}
     for g in complete_groups(groups, ids):
         ws = [str(w["id"]) for w in g["weights"]]
-        kind = _kind(g.get("attrs", {}))
-        if kind and f"LHE{kind}Weight" not in plan:
-            plan[f"LHE{kind}Weight"] = ws
+        branch = _branch(g.get("attrs", {}))
+        if branch and branch not in plan:
+            plan[branch] = ws
             continue
         for wid in ws:
             name, k = "LHEWeight_" + _UNSAFE.sub("_", wid), 2

@@ -1,0 +1,69 @@
+"""Bands and the acceptance check of a nuisance-conditioned Z+jets run (docs/systematics.md).
+
+    python benchmarks/systematics.py RUN [--events 100000] [--draws 10] [--reference FILE]
+                                         [--at a=0.5 --at a=1 ...] [-o DIR]
+
+Writes ``DIR/systematics.png`` (per observable: the nominal density with the statistical band of
+the Bayesian draws, the systematic band of the nuisances at the ends of their variation, and both
+combined; :func:`hepgen.validate.systematics.bands`) and ``DIR/systematics.json``. With
+``--reference`` (an independent Pythia sample, e.g. ``validate.reference``; a psweight nuisance
+needs one simulated with ``simulate.psweight: true``) it also prints, per ``--at`` setting (default:
+each nuisance at the ends of its variation and at half of its upper end) and observable
+(pT_j1, H_T, n_jets), chi2 / ndf of gen(nu) / gen(0) against the reference reweighted by w(x; nu)
+over itself (:func:`hepgen.validate.systematics.ratio_chi2`); the acceptance asks for <= 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hepgen.io.root import read_events  # noqa: E402
+from hepgen.outputs import atomic_output  # noqa: E402
+from hepgen.runs import load_run  # noqa: E402
+from hepgen.validate.systematics import bands, plot_bands, ratio_chi2, variation_ends  # noqa: E402
+
+EDGES = {"pt_j1": np.linspace(20, 300, 29), "HT": np.linspace(20, 500, 25), "n_jets": np.arange(0.5, 4.0, 1.0)}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run")
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--draws", type=int, default=0, help="Bayesian draws for the statistical band (0: none)")
+    ap.add_argument("--reference", help="Pythia sample for the chi2 of the ratios")
+    ap.add_argument("--at", action="append", default=[], metavar="NAME=VALUE")
+    ap.add_argument("-o", "--output", default=None)
+    args = ap.parse_args(argv)
+    run = load_run(args.run)
+    out = Path(args.output or run.path)
+    names = list(EDGES)
+    result = {"run": str(run.path), "events": args.events}
+    all_bands = bands(run, names, EDGES, args.events, args.draws)
+    plot_bands(all_bands, out / "systematics.png")
+    result["bands"] = {b.name: {"edges": b.edges.tolist(), "nominal": b.nominal.tolist(), "stat": b.stat.tolist(),
+                                "syst_up": b.syst_up.tolist(), "syst_down": b.syst_down.tolist()} for b in all_bands}
+    if args.reference:
+        reference = read_events(args.reference)
+        settings = [dict([a.split("=", 1)]) for a in args.at] or (
+            [{n: v} for n, v in variation_ends(run.card.model.nuisance)]
+            + [{n.name: n.range[1] / 2} for n in run.card.model.nuisance])
+        result["chi2"] = []
+        for values in settings:
+            for name in names:
+                r = ratio_chi2(run, reference, name, EDGES[name], values, args.events)
+                result["chi2"].append(r)
+                print(f"{values} {name:7s} chi2/ndf = {r['chi2']:.1f}/{r['ndf']} = {r['chi2_ndf']:.2f}")
+    with atomic_output(out / "systematics.json", force=True) as tmp:
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out / 'systematics.png'} and {out / 'systematics.json'}")
+
+
+if __name__ == "__main__":
+    main()

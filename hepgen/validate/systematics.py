@@ -1,0 +1,165 @@
+"""Statistical and systematic bands of a nuisance-conditioned run, and its check against a reweighted
+reference (docs/systematics.md).
+
+:func:`bands` generates ``events`` events of the run through its pipeline (the same noise for
+every setting, kept by the process's selection) and histograms named observables:
+
+* ``nominal`` ``[B]``: every nuisance at 0, weight means;
+* ``stat`` ``[B]``: the standard deviation over the Bayesian draws (or ensemble members) at nu = 0,
+  zeros for a plain run: the training (statistical) uncertainty;
+* ``syst_up`` / ``syst_down`` ``[B]`` (>= 0): per nuisance the histogram at the end of its
+  variation (:func:`variation_ends`: +-1 for ``psweight``, the range's ends for ``parametric``)
+  minus the nominal, the positive and negative shifts of each added in quadrature over the
+  nuisances: the systematic uncertainty;
+* ``total_up`` / ``total_down``: stat and syst in quadrature.
+
+All histograms are densities normalised to unit area (shape bands; the weight changes the rate
+by <w(nu)> on top). :func:`ratio_chi2` compares gen(nu) / gen(0) with the ratio of a reference sample
+reweighted by w(x; nu) (:mod:`hepgen.nuisance`) over the unweighted one, bin by bin; :func:`plot_bands`
+draws the three bands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import observables
+from ..events import EventSample
+from ..nuisance import event_slopes, setting, weight
+from ..outputs import atomic_output
+from ..pipeline import pipeline
+
+
+@dataclass
+class Bands:
+    """One observable's histograms (densities ``[B]``) and bands; see the module docstring."""
+
+    name: str
+    edges: np.ndarray
+    nominal: np.ndarray
+    stat: np.ndarray
+    syst_up: np.ndarray
+    syst_down: np.ndarray
+
+    @property
+    def total_up(self) -> np.ndarray:
+        return np.hypot(self.stat, self.syst_up)
+
+    @property
+    def total_down(self) -> np.ndarray:
+        return np.hypot(self.stat, self.syst_down)
+
+
+def variation_ends(nus) -> list[tuple[str, float]]:
+    """(name, nu) of the systematic band: +-1 (clipped to the range) for psweight, the range's ends
+    for parametric."""
+    out = []
+    for n in nus:
+        lo, hi = n.range
+        ends = (max(lo, -1.0), min(hi, 1.0)) if n.kind == "psweight" else (lo, hi)
+        out += [(n.name, float(v)) for v in ends]
+    return out
+
+
+def sample_at(run, values: dict, events: int, seed: int, draw: int | None = None) -> EventSample:
+    """``events`` events of ``run`` (Bayesian ``draw``, None = weight means) with the nuisances at
+    ``values`` (name -> value or "prior"), the noise seeded by ``seed``, after the selection."""
+    pipe = pipeline(run, draw)
+    noise = pipe.draw_noise(events, torch.Generator().manual_seed(seed))
+    noise = setting(run.card.model.nuisance, values).fill(noise, pipe.noise_layout, torch.Generator().manual_seed(seed + 1))
+    with torch.no_grad():
+        out = pipe(noise)
+    out = out if isinstance(out, tuple) else (out,)
+    sel = run.process.select(tuple(t.double().numpy() for t in out), run.card)
+    keep = torch.from_numpy(sel.keep)
+    return run.process.to_events(tuple(t[keep] for t in out))
+
+
+def _density(values: np.ndarray, edges: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+    ok = np.isfinite(values)
+    h = np.histogram(values[ok], edges, weights=None if w is None else w[ok])[0].astype(np.float64)
+    return h / max(h.sum(), 1e-300)
+
+
+def bands(run, names: list[str], edges: dict[str, np.ndarray], events: int, draws: int = 0, seed: int = 1) -> list[Bands]:
+    """The :class:`Bands` of each observable in ``names`` (binning ``edges[name]``) from ``events``
+    events per setting; ``draws`` Bayesian draws for the statistical band (0: none)."""
+    def hists(sample):
+        obs = observables.compute(sample, names)
+        return {n: _density(obs[n], edges[n]) for n in names}
+
+    nominal = hists(sample_at(run, {}, events, seed))
+    per_draw = [hists(sample_at(run, {}, events, seed, k)) for k in range(draws)]
+    shifts = [hists(sample_at(run, {name: v}, events, seed)) for name, v in variation_ends(run.card.model.nuisance)]
+    out = []
+    for n in names:
+        stat = np.std([d[n] for d in per_draw], axis=0, ddof=1) if draws > 1 else np.zeros_like(nominal[n])
+        d = np.array([s[n] - nominal[n] for s in shifts]).reshape(-1, len(nominal[n]))
+        up = np.sqrt(np.sum(np.clip(d, 0, None) ** 2, axis=0))
+        down = np.sqrt(np.sum(np.clip(-d, 0, None) ** 2, axis=0))
+        out.append(Bands(n, edges[n], nominal[n], stat, up, down))
+    return out
+
+
+def ratio_chi2(run, reference: EventSample, name: str, edges: np.ndarray, values: dict, events: int,
+               seed: int = 1) -> dict:
+    """chi2 / ndf of gen(nu) / gen(0) against reference(nu) / reference(0) for observable ``name``
+    (bins with >= 10 reference events). Both generated histograms come from the same noise; the
+    reference ratio is the reference reweighted by w(x; nu) (its own events' slopes) over itself.
+    Errors: the Poisson errors of all four histograms, added as if independent (conservative: the
+    pairs are positively correlated)."""
+    nus = run.card.model.nuisance
+    fixed = setting(nus, values)
+    gen0, gen1 = (observables.compute(sample_at(run, v, events, seed), [name])[name] for v in ({}, values))
+    ref = observables.compute(reference, [name])[name]
+    slopes = torch.from_numpy(event_slopes(run.card, reference))
+    nu = torch.tensor([[0.0 if v is None else v for v in fixed.values]], dtype=torch.float64).expand(len(reference), -1)
+    w = weight(slopes, nu).numpy()
+    counts = [np.histogram(a[np.isfinite(a)], edges, weights=None if ww is None else ww[np.isfinite(a)])[0]
+              for a, ww in ((gen0, None), (gen1, None), (ref, None), (ref, w))]
+    sq = np.histogram(ref[np.isfinite(ref)], edges, weights=(w ** 2)[np.isfinite(ref)])[0]
+    g0, g1, r0, r1 = (c.astype(np.float64) for c in counts)
+    ok = (r0 >= 10) & (g0 > 0) & (g1 > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # empty bins are left out (ok)
+        rg = (g1 / g1.sum()) / (g0 / g0.sum())
+        rr = (r1 / r1.sum()) / (r0 / r0.sum())
+        var = rg**2 * (1 / g1 + 1 / g0) + rr**2 * (sq / r1**2 + 1 / r0)
+        chi2 = float(np.sum(((rg - rr) ** 2 / var)[ok]))
+    ndf = int(ok.sum())
+    return {"observable": name, "nuisance": fixed.record(), "chi2": chi2, "ndf": ndf,
+            "chi2_ndf": chi2 / max(ndf, 1), "gen_ratio": rg.tolist(), "ref_ratio": rr.tolist()}
+
+
+def plot_bands(all_bands: list[Bands], path: Path) -> Path:
+    """One row per observable: the nominal density with the statistical, systematic and combined
+    bands (top) and the bands relative to the nominal (bottom)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(all_bands), figsize=(4.5 * len(all_bands), 6), squeeze=False,
+                             gridspec_kw={"height_ratios": [2, 1]}, sharex="col")
+    for j, b in enumerate(all_bands):
+        top, low = axes[0, j], axes[1, j]
+        nom = np.where(b.nominal > 0, b.nominal, np.nan)
+        for lo, hi, color, label in ((b.total_down, b.total_up, "0.8", "stat + syst"),
+                                     (b.syst_down, b.syst_up, "tab:orange", "syst (nuisance)"),
+                                     (b.stat, b.stat, "tab:blue", "stat (Bayesian draws)")):
+            top.stairs(b.nominal + hi, b.edges, baseline=b.nominal - lo, fill=True, color=color, alpha=0.6, label=label)
+            low.stairs(1 + hi / nom, b.edges, baseline=1 - lo / nom, fill=True, color=color, alpha=0.6)
+        top.stairs(b.nominal, b.edges, color="k", label="nominal (nu = 0)")
+        top.set_yscale("log")
+        low.set_xlabel(observables.get(b.name).axis_label)
+        low.set_ylabel("band / nominal")
+        if j == 0:
+            top.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_output(path, force=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,250 @@
+"""Nuisance-conditioned generators (hepgen.nuisance): the card, the weight, training, generate
+--nuisance, bad input, and the export with nu in the condition."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from hepgen.cards import Card, card_from_dict, dump_card
+from hepgen.errors import CardError, InputError
+from hepgen.export.bundle import TORCH_RTOL, event_diff, torch_outputs
+from hepgen.export.from_run import export
+from hepgen.export.runtime import OnnxSampler
+from hepgen.generate import generate
+from hepgen.io.root import read_events, write_events
+from hepgen.nuisance import event_slopes, setting, weight
+from hepgen.pipeline import pipeline
+from hepgen.runs import build_for, load_run
+from hepgen.train import train
+from tests.zjets_like import zjets_like
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+REPO = Path(__file__).resolve().parents[1]
+# the seed's example: w = 1 + a ((pT_j1 - 15 GeV) / 100 GeV)^2
+SEED_NUISANCE = {"name": "a", "kind": "parametric", "observable": "pt_j1", "center": 15.0, "scale": 100.0,
+                 "range": [-0.5, 1.0]}
+
+
+def _zjets_card(tmp: Path, **model) -> Card:
+    return card_from_dict({
+        "name": "zjnu", "seed": 4, "data": {"path": str(tmp / "ref.root")},
+        "model": {"family": "cfm", "network": {"hidden": 16, "layers": 1}, "cfm": {"solver": "euler", "steps": 2},
+                  "nuisance": [SEED_NUISANCE], **model},
+        "train": {"epochs": 1, "batch_size": 256, "threads": 1, "validate": False, "runs_dir": str(tmp / "runs")},
+        "generate": {"events": 100, "calibration_events": 200},
+    })
+
+
+@pytest.fixture(scope="module")
+def zrun(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("nuisance")
+    write_events(tmp / "ref.root", zjets_like(1500, seed=3))
+    return load_run(train(_zjets_card(tmp), progress=False, after=False, run_dir=tmp / "run")), tmp
+
+
+# -- card ----------------------------------------------------------------------------------------
+
+
+def test_a_card_without_nuisances_dumps_as_before():
+    """No model.nuisance / simulate.psweight key in the dump of a default card: the card hash of
+    existing cards and reference files does not change."""
+    text = dump_card(Card())
+    assert "nuisance" not in text and "psweight" not in text
+
+
+def test_a_nuisance_card_round_trips_through_its_dump(tmp_path):
+    card = _zjets_card(tmp_path)
+    again = card_from_dict(yaml.safe_load(dump_card(card)))
+    assert again == card and again.model.nuisance[0].scale == 100.0
+
+
+@pytest.mark.parametrize("entry, words", [
+    ({"name": "a", "range": [0.0, 1.0]}, "low < 0 < high"),
+    ({"name": "a", "range": [-1.0]}, "low < 0 < high"),
+    ({"name": "a b"}, "letters, digits"),
+    ({"name": "a", "sigma": 2}, "unknown key"),
+    ({"name": "a", "scale": 0}, "out of range"),
+])
+def test_bad_nuisance_entries_are_one_line_card_errors(tmp_path, entry, words):
+    with pytest.raises(CardError, match=words) as err:
+        build_for(_zjets_card(tmp_path, nuisance=[entry]))
+    assert "\n" not in str(err.value)
+
+
+def test_names_are_unique_and_families_without_a_per_event_loss_refuse(tmp_path):
+    with pytest.raises(CardError, match="given 2 times"):
+        build_for(_zjets_card(tmp_path, nuisance=[{"name": "a"}, {"name": "a"}]))
+    with pytest.raises(CardError, match="cannot train on weighted events"):
+        build_for(_zjets_card(tmp_path, family="gan"))
+
+
+# -- the weight ------------------------------------------------------------------------------------
+
+
+def test_parametric_weight_is_the_seeds_formula_on_physics_pt_j1(tmp_path):
+    sample = zjets_like(400, seed=1)
+    slopes = event_slopes(_zjets_card(tmp_path), sample)
+    pt_j1 = np.array([float(row[0]) for row in sample["Jet"].pt])  # the leading jet, read off the sample
+    for a in (-0.5, 0.3, 1.0):
+        w = weight(torch.from_numpy(slopes), torch.full((len(sample), 1), a, dtype=torch.float64)).numpy()
+        np.testing.assert_allclose(w, 1 + a * ((pt_j1 - 15.0) / 100.0) ** 2, rtol=1e-12)
+
+
+def test_psweight_weight_interpolates_linearly_between_the_variations():
+    slopes = torch.tensor([[[0.3, -0.2]], [[-0.1, 0.4]]], dtype=torch.float64)  # up - 1, down - 1
+    for nu, expect in ((1.0, [1.3, 0.9]), (-1.0, [0.8, 1.4]), (0.5, [1.15, 0.95]), (-0.25, [0.95, 1.1]), (0.0, [1, 1])):
+        got = weight(slopes, torch.full((2, 1), nu, dtype=torch.float64))
+        np.testing.assert_allclose(got.numpy(), expect, rtol=1e-12)
+
+
+# -- training on a toy: the learned ratio follows w -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def toy_ratio(tmp_path_factory):
+    """toy_ramp (p(x2) = 2 x2 on [0, 1]) with w = 1 + a x2^2, a uniform in [-0.5, 1], 16 epochs of
+    CFM; returns ratio(a) -> (learned gen(a) / gen(0), exact ratio, sigma) in five bins of x2. The
+    same 50 000 noise rows feed every a, so the difference is the learned response, not sampling
+    noise; sigma treats the two histograms as independent (conservative: they are positively
+    correlated). a is drawn continuously in training, so no value was 'seen'."""
+    tmp = tmp_path_factory.mktemp("toy_nuisance")
+    card = card_from_dict({
+        "name": "ramp", "seed": 3, "process": {"name": "toy_ramp"}, "simulate": {"events": 20000},
+        "model": {"family": "cfm", "network": {"hidden": 96, "layers": 2}, "cfm": {"solver": "midpoint", "steps": 10},
+                  "nuisance": [{"name": "a", "observable": "x2", "center": 0.0, "scale": 1.0, "range": [-0.5, 1.0]}]},
+        "train": {"epochs": 16, "batch_size": 512, "lr": 5e-3, "threads": 1, "validate": False, "runs_dir": str(tmp)},
+    })
+    run = load_run(train(card, progress=False, after=False, run_dir=tmp / "ramp"))
+    pipe = pipeline(run)
+    noise = pipe.draw_noise(50_000, torch.Generator().manual_seed(1))
+    edges = np.array([0.0, 0.3, 0.5, 0.7, 0.85, 1.0])
+    lo, hi = edges[:-1], edges[1:]
+    m2 = (hi**4 - lo**4) / 2 / (hi**2 - lo**2)  # <x2^2> in each bin under p = 2 x2
+
+    def hist(a):
+        with torch.no_grad():
+            x = pipe(setting(card.model.nuisance, {"a": a}).fill(noise, pipe.noise_layout)).numpy()
+        return np.histogram(x[:, 1], edges)[0].astype(float)
+
+    h0 = hist(0.0)
+
+    def ratio(a):
+        h = hist(a)
+        r = (h / h.sum()) / (h0 / h0.sum())
+        return r, (1 + a * m2) / (1 + a / 2), r * np.sqrt(1 / h + 1 / h0)
+
+    return h0 / h0.sum(), hi**2 - lo**2, ratio
+
+
+def test_learned_ratio_follows_the_weight_on_a_toy(toy_ratio):
+    """At a = 1 (the range's upper edge) and a = 0.4 (inside), per bin within 4 sigma plus 0.03 for
+    what the 16-epoch toy network leaves unlearned (its nominal gen(0) is within 0.03 of the truth
+    in these bins, checked first). A generator that ignores a (ratio 1) misses by 0.2-0.3 in the
+    outer bins and fails."""
+    nominal, truth0, ratio = toy_ratio
+    np.testing.assert_allclose(nominal, truth0, atol=0.03)
+    for a in (1.0, 0.4):
+        r, truth, sigma = ratio(a)
+        assert np.abs(truth - 1).max() > 0.1  # the test can tell a response from none
+        assert np.all(np.abs(r - truth) <= 4 * sigma + 0.03), (a, r, truth)
+
+
+@pytest.mark.xfail(strict=True, reason="measured: at the lower edge a = -0.5 the 16-epoch toy learns about half "
+                   "the response (gen/nominal 1.14 vs 1.30 in the lowest x2 bin, 0.90 vs 0.76 in the highest); "
+                   "not understood yet (a third of the uniform draws fall below 0; longer training not tried)")
+def test_learned_ratio_at_the_lower_edge_of_the_range(toy_ratio):
+    _, _, ratio = toy_ratio
+    r, truth, sigma = ratio(-0.5)
+    assert np.all(np.abs(r - truth) <= 4 * sigma + 0.03), (r, truth)
+
+
+# -- generate --nuisance ---------------------------------------------------------------------------
+
+
+def test_the_run_conditions_on_nu(zrun):
+    run, _ = zrun
+    assert run.model.cond_dim == 3 + 1  # one-hot multiplicity, then a
+    assert pipeline(run).noise_layout.count("nuisance") == 1
+
+
+def test_generate_fixed_and_prior_values(zrun, tmp_path):
+    run, _ = zrun
+    (nominal,) = generate(run, 500, output=tmp_path / "nom.root", progress=False)
+    (zero,) = generate(run, 500, output=tmp_path / "zero.root", progress=False, nuisance=["a=0"])
+    (up,) = generate(run, 500, output=tmp_path / "up.root", progress=False, nuisance=["a=1"])
+    (prior,) = generate(run, 500, output=tmp_path / "prior.root", progress=False, nuisance=["a=prior"])
+    n, z, u, p = (read_events(f) for f in (nominal, zero, up, prior))
+    assert n.info["nuisance_a"] == "0.0" and u.info["nuisance_a"] == "1.0" and p.info["nuisance_a"] == "prior"
+    assert np.array_equal(_muon_pt(n), _muon_pt(z))  # a not given = a=0, the same events
+    assert not np.array_equal(_muon_pt(n), _muon_pt(u))
+
+
+def _muon_pt(sample) -> np.ndarray:
+    return ak.to_numpy(ak.flatten(sample["Muon"].pt))
+
+
+def test_prior_draws_fill_the_range(zrun):
+    run, _ = zrun
+    pipe = pipeline(run)
+    noise = pipe.draw_noise(20000, torch.Generator().manual_seed(2))
+    filled = setting(run.card.model.nuisance, ["a=prior"]).fill(noise, pipe.noise_layout, torch.Generator().manual_seed(3))
+    col = pipe.noise_layout.index("nuisance")
+    nu = filled[:, col].double().numpy()
+    assert nu.min() >= -0.5 and nu.max() <= 1.0
+    # uniform on [-0.5, 1]: mean 0.25, std 1.5 / sqrt(12); 5 sigma of the mean's error
+    assert abs(nu.mean() - 0.25) < 5 * (1.5 / np.sqrt(12)) / np.sqrt(len(nu))
+    others = [j for j in range(noise.shape[1]) if j != col]
+    assert torch.equal(filled[:, others], noise[:, others])  # the noise itself is untouched
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--nuisance", "b=0.5"], "has no nuisance 'b'"),
+    (["--nuisance", "a=1.5"], "outside its range"),
+    (["--nuisance", "a=-0.6"], "outside its range"),
+    (["--nuisance", "a=nan"], "outside its range"),
+    (["--nuisance", "a=big"], "a number or 'prior'"),
+    (["--nuisance", "a"], "NAME=VALUE"),
+])
+def test_bad_nuisance_values_are_one_line_errors_with_nothing_written(zrun, tmp_path, args, words):
+    run, _ = zrun
+    out = tmp_path / "g.root"
+    cli = subprocess.run([sys.executable, "-m", "hepgen", "generate", str(run.path), "-n", "50", "-o", str(out),
+                          "--no-progress", *args], capture_output=True, text=True, cwd=REPO)
+    assert cli.returncode == 2 and words in cli.stderr
+    assert len(cli.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_without_nuisances_refuses_the_option():
+    with pytest.raises(InputError, match="has no nuisance 'a' .*none"):
+        setting((), ["a=0.5"])
+
+
+# -- export --------------------------------------------------------------------------------------
+
+
+def test_export_takes_nu_in_its_input_and_matches_torch(zrun, tmp_path):
+    run, _ = zrun
+    out = export(run.path, output=tmp_path / "exp", sofie=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    (entry,) = manifest["physics"]["nuisances"]
+    assert entry["name"] == "a" and manifest["noise_layout"][entry["noise_column"]] == "nuisance"
+    pipe = pipeline(run)
+    noise = pipe.draw_noise(400, torch.Generator().manual_seed(9))
+    sampler = OnnxSampler(out)
+    results = {}
+    for a in (0.0, 0.7):
+        fed = setting(run.card.model.nuisance, {"a": a}).fill(noise, pipe.noise_layout).numpy()
+        got = list(sampler.run(fed).values())
+        assert event_diff(got, torch_outputs(pipe, {"noise": fed})).max() <= TORCH_RTOL
+        results[a] = got
+    assert np.abs(results[0.0][0] - results[0.7][0]).max() > 1e-3  # nu reaches the graph
