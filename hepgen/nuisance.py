@@ -40,7 +40,6 @@ from torch import nn
 from . import observables
 from .errors import CardError, InputError
 from .events import EventSample
-from .io.variations import PSWEIGHT
 from .modelcards import NuisanceConfig
 
 NUISANCE = "nuisance"  # the noise-layout word of a nuisance column (it holds nu, not noise)
