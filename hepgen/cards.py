@@ -30,7 +30,7 @@ from .modelcards import (BayesConfig, CFMConfig, DDPMConfig, DIDIConfig, INNConf
                          EnsembleConfig)
 
 __all__ = ["ProcessConfig", "SimulateConfig", "DataConfig", "TrainConfig", "GenerateConfig", "ValidateConfig",
-           "DistillConfig", "Card",
+           "DistillConfig", "RefineConfig", "Card",
            "build_section", "card_from_dict", "load_card", "card_to_dict", "dump_card", "card_hash",
            # the model section's dataclasses live in hepgen.modelcards
            "ModelConfig", "NetworkConfig", "BayesConfig", "CFMConfig", "DDPMConfig", "JetGPTConfig", "INNConfig",
@@ -158,6 +158,22 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
+class RefineConfig:
+    """Where a refined run came from (written by ``hepgen refine``, :mod:`hepgen.refine`, LASER): the base
+    run's generator, frozen, behind a small CFM in its latent space (``hidden`` x ``layers``, sampled
+    with ``solver`` x ``steps``) trained on ``events`` latent vectors of the base run with their DCTR
+    weights. ``base`` "" = an ordinary run."""
+
+    base: str = ""  # the base run folder
+    checkpoint: str = ""  # sha256 (16 hex) of the base run's best.pt; checked before the latents are made
+    events: int = ranged(50000, ge=100)  # base events (latent vectors) generated, weighted and learned
+    hidden: int = ranged(64, ge=1)  # the latent refiner's network width
+    layers: int = ranged(2, ge=1)  # its residual blocks
+    solver: Literal["euler", "midpoint", "rk4"] = "rk4"
+    steps: int = ranged(10, ge=1)
+
+
+@dataclass(frozen=True)
 class Card:
     """A whole run card. ``name`` labels run folders and outputs; ``seed`` drives everything."""
 
@@ -171,6 +187,7 @@ class Card:
     generate: GenerateConfig = GenerateConfig()
     validate: ValidateConfig = ValidateConfig()
     distill: DistillConfig = DistillConfig()
+    refine: RefineConfig = RefineConfig()
     # the detector stage (hepgen.detector): checked by its owner (hepgen.detector.detector_config);
     # {} = every default, and then left out of the dump, so cards without one keep their hash
     detector: Mapping[str, object] = field(default_factory=dict, metadata={"omit_empty": True})

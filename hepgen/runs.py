@@ -31,6 +31,7 @@ from .cards import Card, load_card
 from .errors import CardError, InputError
 from .models import build_model
 from .models.ensemble import is_ensemble
+from .models.laser import Refined
 from .nn.bayesian import is_bayesian
 from .outputs import atomic_output
 from .pipeline import pipeline, sampler_options
@@ -105,6 +106,8 @@ def build_for(card: Card):
                         f"(model.cfm.coupling {card.model.cfm.coupling}) does not train on a teacher's pairs")
     if card.model.cfm.absent == "frozen":  # a no-op for the families without frozen columns
         model.set_active_columns(coords.active_columns())
+    if card.refine.base:  # hepgen refine: the base run's generator behind its latent refiner (LASER)
+        model = Refined(model, card.refine)
     return coords, model
 
 

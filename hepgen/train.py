@@ -42,8 +42,8 @@ from .outputs import atomic_output
 from .rngstate import rng_state, set_rng_state
 from .runlog import HeldLog, RunLog, new_run_dir, plot_history, write_data_info, write_history, write_text
 from .runs import Checkpoint, build_for
-from .teacher import teacher_data
-from .trainingdata import balance_weights, prepare_data, source_card, write_split
+from .trainingdata import balance_weights, source_card, write_split
+from .trainrows import training_rows
 
 Log = Callable[[str], None]
 
@@ -99,7 +99,7 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     _, model = build_for(card)
     source_card(card)  # a didi card's data.source_card must make data.source
     early = HeldLog(dist.main)
-    data = teacher_data(card, early, progress) if card.distill.teacher else prepare_data(card, early, model)
+    data = training_rows(card, early, progress, model)
 
     # run folder (rank 0 decides)
     if dist.main:
