@@ -30,7 +30,7 @@ from .modelcards import (BayesConfig, CFMConfig, DDPMConfig, DIDIConfig, INNConf
                          EnsembleConfig)
 
 __all__ = ["ProcessConfig", "SimulateConfig", "DataConfig", "TrainConfig", "GenerateConfig", "ValidateConfig",
-           "DistillConfig", "RefineConfig", "Card",
+           "DistillConfig", "RefineConfig", "DiscriminatorConfig", "Card",
            "build_section", "card_from_dict", "load_card", "card_to_dict", "dump_card", "card_hash",
            # the model section's dataclasses live in hepgen.modelcards
            "ModelConfig", "NetworkConfig", "BayesConfig", "CFMConfig", "DDPMConfig", "JetGPTConfig", "INNConfig",
@@ -96,6 +96,27 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class DiscriminatorConfig:
+    """DiscFlow (arXiv:2110.13632, :mod:`hepgen.discflow`): every ``every`` epochs a classifier learns to tell
+    ``events`` generated events from training events (network coordinates and condition); until the next
+    update each training event's loss counts (D / (1 - D))^a times, a = ``alpha`` after ``warmup`` epochs,
+    raised linearly over ``ramp`` epochs, the factor clipped to [1 / ``clip``, ``clip``]."""
+
+    enabled: bool = False
+    alpha: float = ranged(0.5, ge=0)
+    warmup: int = ranged(1, ge=0)  # epochs without the weights (the generator must be near the data first)
+    ramp: int = ranged(1, ge=1)  # epochs over which the exponent rises to alpha
+    every: int = ranged(1, ge=1)  # classifier update cadence, epochs
+    events: int = ranged(20000, ge=100)  # generated events per update (and training events it trains on)
+    epochs: int = ranged(10, ge=1)  # classifier epochs per update
+    clip: float = ranged(10.0, gt=1)
+    # the sampler of the generated events: a cheap one keeps the updates affordable for ODE families
+    # ("" / 0: the card's; e.g. euler x 4 for a CFM)
+    solver: Literal["", "euler", "midpoint", "rk4"] = ""
+    steps: int = ranged(0, ge=0)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     epochs: int = ranged(20, ge=1)
     batch_size: int = ranged(1024, ge=1)
@@ -115,6 +136,7 @@ class TrainConfig:
     threads: int = ranged(0, ge=0)  # torch CPU threads; 0 = all cores
     runs_dir: str = "runs"
     validate: bool = True  # after training: generate, then run hepgen.validate on the held-out split
+    discriminator: DiscriminatorConfig = DiscriminatorConfig()  # DiscFlow; off by default
 
 
 @dataclass(frozen=True)

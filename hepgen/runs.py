@@ -56,6 +56,7 @@ class Checkpoint:
     best_val: float | None = None  # lowest validation loss so far (inf without validation)
     bad_epochs: int | None = None  # epochs since it improved (train.patience)
     stopped_early: bool | None = None
+    discriminator: dict | None = None  # train.discriminator: the classifier's last logits (hepgen.discflow)
 
     @property
     def resumable(self) -> bool:
@@ -171,8 +172,9 @@ def frozen_sampler_record(model: nn.Module, solver: str | None, steps: int | Non
 def sampler_fields(rec: dict) -> dict[str, str]:
     """A sampler record (``Generator.sampler_record``, or an export manifest's generator) as
     provenance fields: ``solver = rk4/20`` for an ODE solver, ``sampler = ddim/50`` for DDPM;
-    nothing for families without settings."""
-    return {k: f"{rec[k]}/{rec['steps']}" for k in ("solver", "sampler") if k in rec}
+    nothing for families without settings; a refined run adds ``refiner = laser cfm rk4/10``."""
+    fields = {k: f"{rec[k]}/{rec['steps']}" for k in ("solver", "sampler") if k in rec}
+    return fields | ({"refiner": rec["refiner"]} if "refiner" in rec else {})  # a refined run (hepgen refine)
 
 
 def load_run(path: str | os.PathLike, checkpoint: str = "best") -> Run:
