@@ -97,7 +97,6 @@ class DiscFlow:
         w = disc_weights(self.logit, a, self.cfg.clip).to(self.x.device)
         return w if self.w_file is None else w * self.w_file
 
-    @torch.no_grad()
     def _fit(self, model, epoch: int) -> torch.Tensor:
         """Calibrated logits log(D / (1 - D)) of every training row ``[N]`` (see the module docstring)."""
         cfg, n_all = self.cfg, len(self.x)
@@ -107,8 +106,9 @@ class DiscFlow:
             rows = torch.randperm(n_all, generator=gen)[:cfg.events].to(self.x.device)
             was = model.training
             model.eval()
-            noise = model.draw_noise(len(rows), gen, **_opts(cfg)).to(self.x.device, self.x.dtype)
-            fake = model.sample(noise, self.c[rows], **_opts(cfg))
+            with torch.no_grad():
+                noise = model.draw_noise(len(rows), gen, **_opts(cfg)).to(self.x.device, self.x.dtype)
+                fake = model.sample(noise, self.c[rows], **_opts(cfg))
             model.train(was)
             real = torch.cat([self.x[rows], self.c[rows]], -1).double().cpu().numpy()
             fake = torch.cat([fake, self.c[rows]], -1).double().cpu().numpy()
