@@ -30,7 +30,7 @@ from .modelcards import (BayesConfig, CFMConfig, DDPMConfig, DIDIConfig, INNConf
                          EnsembleConfig, NuisanceConfig)
 
 __all__ = ["ProcessConfig", "SimulateConfig", "DataConfig", "TrainConfig", "GenerateConfig", "ValidateConfig",
-           "DistillConfig", "Card",
+           "DistillConfig", "RefineConfig", "DiscriminatorConfig", "Card",
            "build_section", "card_from_dict", "load_card", "card_to_dict", "dump_card", "card_hash",
            # the model section's dataclasses live in hepgen.modelcards
            "ModelConfig", "NetworkConfig", "BayesConfig", "CFMConfig", "DDPMConfig", "JetGPTConfig", "INNConfig",
@@ -99,6 +99,27 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class DiscriminatorConfig:
+    """DiscFlow (arXiv:2110.13632, :mod:`hepgen.discflow`): every ``every`` epochs a classifier learns to tell
+    ``events`` generated events from training events (network coordinates and condition); until the next
+    update each training event's loss counts (D / (1 - D))^a times, a = ``alpha`` after ``warmup`` epochs,
+    raised linearly over ``ramp`` epochs, the factor clipped to [1 / ``clip``, ``clip``]."""
+
+    enabled: bool = False
+    alpha: float = ranged(0.5, ge=0)
+    warmup: int = ranged(1, ge=0)  # epochs without the weights (the generator must be near the data first)
+    ramp: int = ranged(1, ge=1)  # epochs over which the exponent rises to alpha
+    every: int = ranged(1, ge=1)  # classifier update cadence, epochs
+    events: int = ranged(20000, ge=100)  # generated events per update (and training events it trains on)
+    epochs: int = ranged(10, ge=1)  # classifier epochs per update
+    clip: float = ranged(10.0, gt=1)
+    # the sampler of the generated events: a cheap one keeps the updates affordable for ODE families
+    # ("" / 0: the card's; e.g. euler x 4 for a CFM)
+    solver: Literal["", "euler", "midpoint", "rk4"] = ""
+    steps: int = ranged(0, ge=0)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     epochs: int = ranged(20, ge=1)
     batch_size: int = ranged(1024, ge=1)
@@ -118,6 +139,7 @@ class TrainConfig:
     threads: int = ranged(0, ge=0)  # torch CPU threads; 0 = all cores
     runs_dir: str = "runs"
     validate: bool = True  # after training: generate, then run hepgen.validate on the held-out split
+    discriminator: DiscriminatorConfig = DiscriminatorConfig()  # DiscFlow; off by default
 
 
 @dataclass(frozen=True)
@@ -161,6 +183,22 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
+class RefineConfig:
+    """Where a refined run came from (written by ``hepgen refine``, :mod:`hepgen.refine`, LASER): the base
+    run's generator, frozen, behind a small CFM in its latent space (``hidden`` x ``layers``, sampled
+    with ``solver`` x ``steps``) trained on ``events`` latent vectors of the base run with their DCTR
+    weights. ``base`` "" = an ordinary run."""
+
+    base: str = ""  # the base run folder
+    checkpoint: str = ""  # sha256 (16 hex) of the base run's best.pt; checked before the latents are made
+    events: int = ranged(50000, ge=100)  # base events (latent vectors) generated, weighted and learned
+    hidden: int = ranged(64, ge=1)  # the latent refiner's network width
+    layers: int = ranged(2, ge=1)  # its residual blocks
+    solver: Literal["euler", "midpoint", "rk4"] = "rk4"
+    steps: int = ranged(10, ge=1)
+
+
+@dataclass(frozen=True)
 class Card:
     """A whole run card. ``name`` labels run folders and outputs; ``seed`` drives everything."""
 
@@ -174,6 +212,7 @@ class Card:
     generate: GenerateConfig = GenerateConfig()
     validate: ValidateConfig = ValidateConfig()
     distill: DistillConfig = DistillConfig()
+    refine: RefineConfig = RefineConfig()
     # the detector stage (hepgen.detector): checked by its owner (hepgen.detector.detector_config);
     # {} = every default, and then left out of the dump, so cards without one keep their hash
     detector: Mapping[str, object] = field(default_factory=dict, metadata={"omit_empty": True})

@@ -216,6 +216,27 @@ def distill(run, method, pairs, output, no_progress, overrides):
 
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="The new run folder (default: <runs_dir>/<run name>_refined-<time>).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_SET
+def refine(run, output, no_progress, overrides):
+    """Refine the run RUN with LASER: DCTR weights on its latent noise, learned by a small latent CFM.
+
+    The new run draws unweighted events: its latent CFM's sample goes through RUN's frozen generator.
+    It records RUN in its card (refine section), reports the DCTR weights' effective sample size in
+    train.log and data.json and, when trained, generates and validates like 'hepgen train'.
+    """
+    from .refine import refine as run_refine
+    from .workflow import finish_run
+
+    path = run_refine(run, overrides=overrides, run_dir=output, progress=False if no_progress else None,
+                      after=finish_run)
+    click.echo(f"run {path}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
 @click.option("-n", "--events", type=click.IntRange(min=1),
               help="Events to generate (default: the card's generate.events; with --source: every source event).")
 @click.option("--bayes-samples", type=click.IntRange(min=0), default=0, show_default=True,

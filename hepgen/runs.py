@@ -31,6 +31,7 @@ from .cards import Card, load_card
 from .errors import CardError, InputError
 from .models import build_model
 from .models.ensemble import is_ensemble
+from .models.laser import Refined
 from .nn.bayesian import is_bayesian
 from .outputs import atomic_output
 from .pipeline import pipeline, sampler_options
@@ -55,6 +56,7 @@ class Checkpoint:
     best_val: float | None = None  # lowest validation loss so far (inf without validation)
     bad_epochs: int | None = None  # epochs since it improved (train.patience)
     stopped_early: bool | None = None
+    discriminator: dict | None = None  # train.discriminator: the classifier's last logits (hepgen.discflow)
 
     @property
     def resumable(self) -> bool:
@@ -106,6 +108,8 @@ def build_for(card: Card):
                         f"(model.cfm.coupling {card.model.cfm.coupling}) does not train on a teacher's pairs")
     if card.model.cfm.absent == "frozen":  # a no-op for the families without frozen columns
         model.set_active_columns(nuisance.pad_active(coords.active_columns(), len(card.model.nuisance)))
+    if card.refine.base:  # hepgen refine: the base run's generator behind its latent refiner (LASER)
+        model = Refined(model, card.refine)
     return coords, model
 
 
@@ -169,8 +173,9 @@ def frozen_sampler_record(model: nn.Module, solver: str | None, steps: int | Non
 def sampler_fields(rec: dict) -> dict[str, str]:
     """A sampler record (``Generator.sampler_record``, or an export manifest's generator) as
     provenance fields: ``solver = rk4/20`` for an ODE solver, ``sampler = ddim/50`` for DDPM;
-    nothing for families without settings."""
-    return {k: f"{rec[k]}/{rec['steps']}" for k in ("solver", "sampler") if k in rec}
+    nothing for families without settings; a refined run adds ``refiner = laser cfm rk4/10``."""
+    fields = {k: f"{rec[k]}/{rec['steps']}" for k in ("solver", "sampler") if k in rec}
+    return fields | ({"refiner": rec["refiner"]} if "refiner" in rec else {})  # a refined run (hepgen refine)
 
 
 def load_run(path: str | os.PathLike, checkpoint: str = "best") -> Run:

@@ -43,8 +43,8 @@ from .outputs import atomic_output
 from .rngstate import rng_state, set_rng_state
 from .runlog import HeldLog, RunLog, new_run_dir, plot_history, write_data_info, write_history, write_text
 from .runs import Checkpoint, build_for
-from .teacher import teacher_data
-from .trainingdata import balance_weights, prepare_data, source_card, write_split
+from .trainingdata import balance_weights, source_card, write_split
+from .trainrows import discflow_for, training_rows
 
 Log = Callable[[str], None]
 
@@ -100,7 +100,7 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     _, model = build_for(card)
     source_card(card)  # a didi card's data.source_card must make data.source
     early = HeldLog(dist.main)
-    data = teacher_data(card, early, progress) if card.distill.teacher else prepare_data(card, early, model)
+    data = training_rows(card, early, progress, model)
 
     # run folder (rank 0 decides)
     if dist.main:
@@ -161,18 +161,18 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
         set_rng_state(ckpt.rng[dist.rank], shuffle)
         history, best_val, bad_epochs = ckpt.history, ckpt.best_val, ckpt.bad_epochs
         start_epoch = card.train.epochs if ckpt.stopped_early else ckpt.epoch + 1
-    xtr, ctr = data.x_train.to(device), data.c_train.to(device)
-    xva, cva = data.x_val.to(device), data.c_val.to(device)
+    xtr, ctr, xva, cva = (t.to(device) for t in (data.x_train, data.c_train, data.x_val, data.c_val))
     wtr, wva = [None if w is None else w.to(device) for w in (data.w_train, data.w_val)]
     conditions = TrainingConditions(card, data.nuisance_slopes, model, device)  # model.nuisance: c = [c | nu]
+    disc = discflow_for(card, xtr, ctr, wtr, ckpt.discriminator if resume is not None else None)  # DiscFlow or None
     kl_weight = card.model.bayes.kl_scale / n_train
     show = progress if progress is not None else (os.isatty(2) and dist.main)
-
     stopped_early, end_epoch = False, (card.train.epochs if max_epochs is None else min(card.train.epochs, start_epoch + max_epochs))
     model.train()
     draw_weights = balance_weights(data.c_train, card.train.balance)
     for epoch in range(start_epoch, end_epoch):
         t0 = time.perf_counter()
+        w_ep = wtr if disc is None else disc.weights(epoch, kept, log)  # per-event loss weights of this epoch
         if draw_weights is None:
             perm = torch.randperm(n_train, generator=shuffle)
         else:
@@ -186,7 +186,7 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
                   leave=False, file=sys.stderr) as bar:
             for step in range(steps_per_epoch):
                 idx = perm[step * batch:(step + 1) * batch]
-                loss = lossmod(*conditions.batch(xtr, ctr, wtr, idx))
+                loss = lossmod(*conditions.batch(xtr, ctr, w_ep, idx))
                 total = loss
                 if bayes:
                     kl = kl_divergence(model) * kl_weight
@@ -228,7 +228,7 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
             Checkpoint(epoch, best.model, best.coords, raw_model=model.state_dict() if ema else None,
                        ema=ema.state_dict() if ema else None, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                        rng=rng, history=history, best_val=best_val, bad_epochs=bad_epochs,
-                       stopped_early=stop_now).save(path / "last.pt")
+                       stopped_early=stop_now, discriminator=disc and disc.state()).save(path / "last.pt")
             write_history(history, path / "history.json")
             kl_txt = f"  kl {entry['kl']:.4g}" if bayes else ""
             val_txt = f"  val {val:.5f}{' *' if improved else ''}" if val is not None else ""

@@ -22,9 +22,12 @@ from ..errors import InputError
 from ..io.lhe import LheWriter
 from ..io.root import write_events
 from ..outputs import check_output
+from .classifier import auc, cross_fit
 from .obsset import for_card
 from .report import classifier_test
 from .inputs import ReadAs, _is_lhe, read_generated, read_sample
+
+LOGW_CLIP = 20.0  # |log w| above this is clipped: one event cannot carry e^20 times the mean
 
 
 def reweight(
@@ -47,14 +50,7 @@ def reweight(
     process = processes.get(card.process.name)
     gen = read_generated([sample_path], read, process).sample
     ref, _ = read_sample(reference, reference_read, process=process)
-    vc = card.validate
-    res = classifier_test(ref, gen, card, for_card(card), runs=vc.classifier_runs, folds=vc.classifier_folds,
-                          epochs=vc.classifier_epochs, progress=progress)
-    if not res.per_multiplicity:
-        raise InputError(f"{sample_path}: too few events per category (e.g. jet multiplicity) to train the classifier")
-    logw = np.where(np.isfinite(res.logw_gen), res.logw_gen, 0.0)
-    w = gen.weight * np.exp(np.clip(logw, -20.0, 20.0))
-    w *= gen.weight.sum() / w.sum()
+    w, res = dctr_weights(gen, ref, card, str(sample_path), progress)
     summary = {"auc": res.auc_total, "auc_std": res.auc_total_std,
                "weight_min": float(w.min()), "weight_max": float(w.max()),
                "effective_fraction": float(w.sum() ** 2 / np.sum(w**2) / len(w))}
@@ -68,3 +64,39 @@ def reweight(
     else:
         raise InputError(f"{output}: unknown output format (use .root or .lhe)")
     return output, summary
+
+
+def dctr_weights(gen, ref, card: Card, what: str, progress=None):
+    """(w ``[N]``, the classifier result): the generated events' weights times their DCTR weight
+    p_ref/p_gen (out of fold; log clipped at :data:`LOGW_CLIP`), normalised to the sum of their
+    weights. Too few events to train the classifier is a one-line :class:`InputError` naming ``what``."""
+    vc = card.validate
+    res = classifier_test(ref, gen, card, for_card(card), runs=vc.classifier_runs, folds=vc.classifier_folds,
+                          epochs=vc.classifier_epochs, progress=progress)
+    if not res.per_multiplicity:
+        raise InputError(f"{what}: too few events per category (e.g. jet multiplicity) to train the classifier")
+    logw = np.where(np.isfinite(res.logw_gen), res.logw_gen, 0.0)
+    w = gen.weight * np.exp(np.clip(logw, -LOGW_CLIP, LOGW_CLIP))
+    return w * (gen.weight.sum() / w.sum()), res
+
+
+def dctr_weights_array(x_gen: np.ndarray, x_ref: np.ndarray, card: Card, progress=None,
+                       hidden: int = 64, layers: int = 3) -> tuple[np.ndarray, float]:
+    """(w ``[N]`` mean 1, AUC): DCTR weights of generated events given as float64 arrays ``[N, F]``
+    against reference events ``[M, F]`` (the features are the coordinates themselves): the logit
+    of the cross-fitted classifier, averaged over ``validate.classifier_runs`` trainings, as in
+    :func:`dctr_weights`; the AUC is the mean over those trainings."""
+    vc = card.validate
+    x = np.concatenate([x_ref, x_gen]).astype(np.float64)
+    y = np.concatenate([np.ones(len(x_ref)), np.zeros(len(x_gen))])
+    ones = np.ones(len(x))
+    logw, aucs = np.zeros(len(x_gen)), []
+    for r in range(vc.classifier_runs):
+        rng = np.random.default_rng([card.seed, 53, r])
+        fold = rng.permutation(np.arange(len(x)) % vc.classifier_folds)
+        logit = cross_fit(x, y, ones, fold, rng, epochs=vc.classifier_epochs, hidden=hidden, layers=layers,
+                          progress=progress, label=f"DCTR classifier, run {r + 1}/{vc.classifier_runs}").logit
+        aucs.append(auc(logit, y, np.where(y > 0, len(x) / (2 * len(x_ref)), len(x) / (2 * len(x_gen)))))
+        logw += logit[len(x_ref):] / vc.classifier_runs
+    w = np.exp(np.clip(logw, -LOGW_CLIP, LOGW_CLIP))
+    return w / w.mean(), float(np.mean(aucs))

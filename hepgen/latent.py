@@ -1,0 +1,154 @@
+"""The training rows of a refined run (LASER): the base run's latent noise with DCTR weights.
+
+A card with ``refine.base`` (written by ``hepgen refine``, :mod:`hepgen.refine`) trains the latent
+refiner of :mod:`hepgen.models.laser`. :func:`refine_data` (called by the one training loop through
+:func:`hepgen.trainrows.training_rows`) makes its rows:
+
+1. the base run (``refine.base``, its ``best.pt``; :func:`base_run` refuses what LASER cannot refine,
+   and a ``best.pt`` whose sha256 is not ``refine.checkpoint``);
+2. ``refine.events`` events of the base run, made by the base's own generation pipeline (the
+   process's, :func:`hepgen.pipeline.frozen_sampler`) from noise of a stream of their own
+   (:data:`LATENT_STREAM`); for each event the generator's latent noise z ``[m]`` and condition c
+   ``[C]`` are what the pipeline handed the generator (recorded by a forward hook, so the process's
+   own noise columns, e.g. the Z+jets multiplicity, keep their meaning);
+3. the DCTR weight of each event that passes the process's selection: the cross-fitted classifier
+   of ``hepgen reweight`` (:func:`hepgen.validate.reweight.dctr_weights`, or
+   :func:`~hepgen.validate.reweight.dctr_weights_array` for events that are arrays) between these
+   events and (at most ``refine.events`` of) the base run's TRAINING events (its ``split.npz``,
+   the ``validate.classifier_*`` settings). Events the selection drops get weight 0: the refined
+   generator learns not to make them;
+4. rows z with c and weights (mean 1 over the training part); the last ``n val / (train + val)``
+   (``data.split``) for the validation loss.
+
+The log and ``data.json`` give the classifier's AUC and the effective sample size of the weights,
+(sum w)^2 / sum w^2. The refined run keeps the base's coordinates, ``split.npz`` and cross section,
+and starts from the base's weights (:attr:`Data.start`). The rows are a deterministic function of
+the card and the base run (at a fixed number of torch threads), so a resumed run makes the same ones.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .cards import Card
+from .errors import CardError, InputError
+from .events import EventSample
+from .models.laser import check_base
+from .pipeline import frozen_sampler
+from .runs import Run, load_run
+from .teacher import checkpoint_hash
+from .trainingdata import Data, take_rows
+from .validate.reweight import dctr_weights, dctr_weights_array
+
+LATENT_STREAM = 41  # the latent noise's seed stream (with the card's seed)
+BATCH = 4096  # events per generation batch
+
+
+def base_run(path: str | os.PathLike) -> Run:
+    """The base run at ``path`` (best.pt); one-line :class:`InputError` when LASER cannot refine it."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"base run {path} does not exist")
+    run = load_run(path, "best")
+    check_base(run.model, f"base run {path}")
+    if run.maps_samples:
+        raise InputError(f"base run {path}: its generator maps source events; LASER refines a generator of noise")
+    if run.card.data.weights != "none":
+        raise CardError(f"base run {path}: data.weights: {run.card.data.weights}: refining a run trained on weighted "
+                        "events is not supported (the DCTR classifier compares with unweighted training events)")
+    return run
+
+
+@torch.no_grad()
+def base_latents(base: Run, n: int, seed: int, progress: bool | None = None):
+    """(z ``[n, m]``, c ``[n, C]``, outputs): ``n`` events of the base pipeline (draw None) from noise
+    of stream :data:`LATENT_STREAM` of ``seed``; z and c as the pipeline handed them to the generator,
+    outputs the pipeline's (a tuple of tensors, concatenated over batches)."""
+    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, LATENT_STREAM]).generate_state(1)[0]))
+    sampler = frozen_sampler(base.model, base.card.seed)
+    pipe = base.process.pipeline(base, sampler, None).eval()
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    hook = sampler.module.register_forward_hook(lambda _m, args, _out: seen.append((args[0], args[1])))
+    zs, cs, outs = [], [], []
+    show = progress if progress is not None else os.isatty(2)
+    try:
+        with tqdm(total=n, disable=not show, desc="base events", unit="ev", file=sys.stderr) as bar:
+            for i in range(0, n, BATCH):
+                b = min(BATCH, n - i)
+                seen.clear()
+                out = pipe(pipe.draw_noise(b, gen))
+                if len(seen) != 1 or len(seen[0][0]) != b:
+                    raise InputError(f"base run {base.path}: process {base.card.process.name} does not call its "
+                                     "generator once per event batch; LASER cannot attach weights to its noise")
+                zs.append(seen[0][0].clone())
+                cs.append(seen[0][1].clone())
+                outs.append(out if isinstance(out, tuple) else (out,))
+                bar.update(b)
+    finally:
+        hook.remove()
+    return torch.cat(zs), torch.cat(cs), tuple(torch.cat(parts) for parts in zip(*outs))
+
+
+def latent_weights(card: Card, base: Run, outputs: tuple, log: Callable[[str], None]) -> tuple[np.ndarray, float]:
+    """(w ``[n]`` float64, AUC): the DCTR weight of each base event (0 where the process's selection
+    drops it) against the base's training events; see the module docstring."""
+    process = base.process
+    keep = process.select(tuple(t.double().numpy() for t in outputs), base.card).keep
+    split = base.path / "split.npz"
+    if not split.is_file():
+        raise InputError(f"base run {base.path} has no split.npz (its training events are unknown)")
+    data = process.load_data(base.card, log)
+    with np.load(split) as parts:
+        rows = parts["train"]
+    rows = np.sort(np.random.default_rng([card.seed, LATENT_STREAM]).permutation(rows)[:card.refine.events])
+    ref = take_rows(data)(rows)
+    kept = tuple(t[torch.from_numpy(keep)] for t in outputs)
+    if isinstance(ref, EventSample):
+        gen = process.to_events(kept, {})
+        w_kept, res = dctr_weights(gen, ref, card, f"base run {base.path}")
+        score = res.auc_total
+    else:
+        w_kept, score = dctr_weights_array(kept[0].double().numpy(), np.asarray(ref, dtype=np.float64), card)
+    w = np.zeros(len(keep))
+    w[keep] = w_kept
+    return w, score
+
+
+def refine_data(card: Card, log: Callable[[str], None] = print, progress: bool | None = None, model=None) -> Data:
+    """The training rows of a refined card (see the module docstring); ``model``: the card's
+    :class:`~hepgen.models.laser.Refined`, whose base gets the base run's weights in :attr:`Data.start`."""
+    spec = card.refine
+    base = base_run(spec.base)
+    found = checkpoint_hash(base.path / "best.pt")
+    if spec.checkpoint and found != spec.checkpoint:
+        raise InputError(f"base run {base.path}: best.pt has sha256 {found}, not the refine.checkpoint "
+                         f"{spec.checkpoint} this run was made from")
+    log(f"base run {base.path} (best.pt {found}, epoch {base.epoch + 1}): {spec.events} latent vectors")
+    z, c, outputs = base_latents(base, spec.events, card.seed, progress)
+    w, score = latent_weights(card, base, outputs, log)
+    ess = float(w.sum() ** 2 / np.sum(w**2))
+    log(f"DCTR weights of the base events: classifier AUC {score:.4f}, effective sample size {ess:.1f} of {len(w)} "
+        f"({ess / len(w):.3f}), {int((w == 0).sum())} dropped by the selection")
+    train_frac, val_frac = card.data.split[0], card.data.split[1]
+    n = len(z)
+    n_val = min(int(round(n * val_frac / (train_frac + val_frac))), n - 2)
+    n_train = n - n_val
+    wt = torch.from_numpy(w / w[:n_train].mean()).float()
+    split = {}
+    with np.load(base.path / "split.npz") as parts:
+        split = {k: parts[k] for k in parts.files}
+    info = {**base.data_info, "refined_from": str(base.path), "base_checkpoint": found, "latent_events": str(n),
+            "dctr_auc": f"{score:.5f}", "dctr_effective_sample_size": f"{ess:.1f}"}
+    start = None
+    if model is not None:
+        model.base.load_state_dict(base.model.state_dict())
+        start = {k: v.clone() for k, v in model.state_dict().items()}
+    return Data(z[:n_train].float(), c[:n_train].float(), z[n_train:].float(), c[n_train:].float(), split,
+                base.coords, info, start=start, w_train=wt[:n_train], w_val=wt[n_train:])
