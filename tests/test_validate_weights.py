@@ -170,12 +170,12 @@ def test_unit_weights_give_the_unweighted_report(files, capsys, tmp_path):
 
 @pytest.mark.parametrize("weights, match", [
     ("zero", "all 1500 event weights are zero"),
-    ("nan", "non-finite event weights"),
     ("negative", "the event weights sum to"),
 ])
 def test_bad_weights_are_one_line_and_nothing_is_written(files, capsys, tmp_path, weights, match):
     d, w = files
-    bad = {"zero": np.zeros_like(w), "nan": np.where(np.arange(len(w)) == 7, np.nan, w), "negative": -w}[weights]
+    # (NaN weights: hepgen's writer refuses to write them and EventSample.check_finite refuses to read them)
+    bad = {"zero": np.zeros_like(w), "negative": -w}[weights]
     write_events(tmp_path / "bad.root", replace(toy_zjets(1500, 1), weight=bad), weight_branch="genWeight")
     rc, _, err = _validate(d, d / "gen.root", tmp_path / "bad.root", tmp_path / "r", capsys, "--no-classifier")
     assert rc == 2 and match in err and err.count("\n") == 1
