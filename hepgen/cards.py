@@ -70,6 +70,10 @@ class SimulateConfig:
     hard_process: Literal["drell_yan", "z_jet"] = "drell_yan"  # ffbar2gmZ + shower | Z + 1 parton
     mhat_min: float = ranged(50.0, ge=0)  # GeV, lower bound of the Z/gamma* mass
     pthat_min: float = ranged(10.0, gt=0)  # GeV, PhaseSpace:pTHatMin (hard_process z_jet only)
+    # biased pT-hat sampling (hard_process z_jet only): 0 = off (unit weights); p > 0 = Pythia samples
+    # (pTHat / bias_pt_ref)^p more often and writes the compensating weights as genWeight
+    bias_pt: float = ranged(0.0, ge=0, le=10)  # PhaseSpace:bias2SelectionPow
+    bias_pt_ref: float = ranged(10.0, ge=1)  # GeV, PhaseSpace:bias2SelectionRef (weight 1 at this pTHat)
     hadronization: bool = True
     mpi: bool = False  # multiparton interactions
     pythia: tuple[str, ...] = ()  # extra "Key = value" Pythia settings, applied last

@@ -29,6 +29,7 @@ from ..cards import Card
 from ..errors import CardError, HepgenError
 from ..io.variations import PSWEIGHT
 
+BIAS_ON = "PhaseSpace:bias2Selection = on"
 MAX_SEED = 900_000_000  # Pythia's Random:seed range is 1 .. 900000000
 
 
@@ -56,6 +57,7 @@ def settings(card: Card) -> list[str]:
             "WeakBosonAndParton:qg2gmZq = on",
             f"PhaseSpace:pTHatMin = {sim.pthat_min:g}",
         ]
+    lines += bias_settings(sim)
     lines += [
         f"PhaseSpace:mHatMin = {sim.mhat_min:g}",
         f"23:mMin = {sim.mhat_min:g}",
@@ -86,6 +88,27 @@ def psweight_columns(pythia) -> list[int] | None:
     if not all(wid in names for wid, _ in PSWEIGHT):
         return None
     return [names.index(wid) for wid, _ in PSWEIGHT]
+
+
+def bias_settings(sim) -> list[str]:
+    """The biased pT-hat sampling of ``simulate.bias_pt`` (none when 0): Pythia samples the 2 -> 2
+    process (pTHat / bias_pt_ref)^bias_pt times more often and gives each event the weight
+    (bias_pt_ref / pTHat)^bias_pt (``info.weight()``). Pythia biases its own 2 -> 2 processes
+    only, so it needs ``hard_process: z_jet`` (a one-line :class:`CardError` otherwise)."""
+    if sim.bias_pt == 0:
+        return []
+    if sim.hard_process != "z_jet":
+        raise CardError(f"simulate.bias_pt = {sim.bias_pt:g} needs simulate.hard_process: z_jet (Pythia biases its "
+                        f"2 -> 2 processes only, not {sim.hard_process})")
+    return [BIAS_ON, f"PhaseSpace:bias2SelectionPow = {sim.bias_pt:g}", f"PhaseSpace:bias2SelectionRef = {sim.bias_pt_ref:g}"]
+
+
+def weights_line(sim) -> str:
+    """The provenance's ``weights`` line for a simulation with the card's ``simulate`` section."""
+    if sim.bias_pt == 0:
+        return "unweighted (1 per event)"
+    return (f"genWeight = Pythia's info.weight() = ({sim.bias_pt_ref:g} GeV / pTHat)^{sim.bias_pt:g} "
+            "(PhaseSpace:bias2Selection); histogram with them")
 
 
 def make_pythia(lines: list[str], seed: int, source: str = "card"):

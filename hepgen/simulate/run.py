@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import awkward as ak
 import numpy as np
 
 from .. import crosssection as xsec
@@ -52,7 +51,7 @@ from ..io.variations import groups_record, psweight_group
 from ..outputs import atomic_output, check_output, stale_temporaries
 from . import pythia as _pythia
 from .selection import select
-from .simulation import Simulation
+from .simulation import Simulation, batch_weights, select_batch  # noqa: F401 (select_batch: the benchmarks')
 from .paired import paired_simulation
 from .streams import hepmc_copy, open_stream
 from .ttbar import ttbar_simulation
@@ -96,6 +95,7 @@ class WorkerTask:
     save_hepmc: str = ""  # the generated events as HepMC3 ("": not written; streams.hepmc_copy)
     hepmc_info: tuple[tuple[str, str], ...] = ()  # the HepMC file's run attributes
     jobs: int = 1  # workers in the run (the step of the HepMC event numbers)
+    weighted: bool = False  # simulate.bias_pt: events keep Pythia's weights (else weights != 1 are refused)
 
 
 @dataclass
@@ -106,6 +106,7 @@ class WorkerResult:
     sigma_pb: tuple[float, float] | None  # the stream's cross section and error (Pythia's sigmaGen), pb
     seconds: float
     hepmc_part: str = ""  # the worker's HepMC part (save_hepmc), to merge
+    weight_sum: float = 0.0  # sum of the tried events' weights (= tried for unweighted events)
     provenance: dict = dataclasses.field(default_factory=dict)  # the stream's lines (a HepMC file's)
 
 
@@ -145,18 +146,6 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="hepgen-parent-watchdog", daemon=True).start()
 
 
-def select_batch(batch, process: ProcessConfig, select: Callable):
-    """One ``nextBatch`` result -> ``select(batch, process)``: (selected events, per-event flags);
-    unweighted only."""
-    weights = ak.to_numpy(ak.firsts(batch["info"]["weights"], axis=1))
-    if not np.all(weights == 1.0):  # e.g. a biased phase space in simulate.pythia
-        raise HepgenError(
-            "Pythia produced weighted events (settings in the card's simulate.pythia?); "
-            "the reference sample is unweighted"
-        )
-    return select(batch, process)
-
-
 def run_worker(task: WorkerTask, progress=None) -> WorkerResult:
     """Generate and select until ``task.events`` events are kept (deterministic).
 
@@ -165,21 +154,24 @@ def run_worker(task: WorkerTask, progress=None) -> WorkerResult:
     report = progress or (lambda a, t: _PROGRESS.put((a, t)) if _PROGRESS is not None else None)
     start = time.perf_counter()
     with contextlib.closing(open_stream(task)) as stream, hepmc_copy(task) as (copy, part):
-        sample, stats = _select_stream(task, stream, copy, report)
+        sample, stats, weight_sum = _select_stream(task, stream, copy, report)
     return WorkerResult(index=task.index, sample=sample, stats=stats, sigma_pb=stream.cross_section(),
-                        seconds=time.perf_counter() - start, hepmc_part=part, provenance=stream.provenance())
+                        seconds=time.perf_counter() - start, hepmc_part=part, provenance=stream.provenance(),
+                        weight_sum=weight_sum)
 
 
 def _select_stream(task: WorkerTask, stream, copy: HepmcWriter | None, report):
-    """(kept events, counts) of ``stream`` until ``task.events`` are kept or it ends."""
+    """(kept events, counts, sum of the tried events' weights) of ``stream`` until ``task.events``
+    are kept or it ends."""
     samples: list[EventSample] = []
     stats = None
     accepted = tried = 0
+    weight_sum = 0.0
     while accepted < task.events:
         batch = stream.next()
         if batch is None:  # a file has ended
             break
-        sample, flags = select_batch(batch, task.process, task.select)
+        sample, flags = select_batch(batch, task.process, task.select, task.weighted)
         sample = stream.psweights(batch, sample, flags.keep)
         need = task.events - accepted
         if len(sample) > need:  # keep the first `need`; count tried events up to the last one
@@ -188,6 +180,7 @@ def _select_stream(task: WorkerTask, stream, copy: HepmcWriter | None, report):
         else:
             stop = None
         batch_stats = flags.stats(stop)
+        weight_sum += float(batch_weights(batch)[:stop].sum())
         if stats is None:
             stats = batch_stats
         else:
@@ -199,7 +192,7 @@ def _select_stream(task: WorkerTask, stream, copy: HepmcWriter | None, report):
         report(batch_stats.accepted, batch_stats.tried)
         if accepted == 0 and tried >= task.give_up_after:
             raise HepgenError(f"no event passed the selection in {tried} generated events; {task.give_up_hint}")
-    return EventSample.concatenate(samples), stats
+    return EventSample.concatenate(samples), stats, weight_sum
 
 
 def _worker_entry(task: WorkerTask) -> WorkerResult:
@@ -359,6 +352,9 @@ def produce(
         simulate=dataclasses.replace(sim, events=events, output=str(output), jobs=jobs, input=source),
     )
     lines = simulation.settings
+    if sim.bias_pt > 0 and (source or _pythia.BIAS_ON not in lines):
+        raise CardError(f"simulate.bias_pt: {'--input events' if source else f'the {card.process.name} simulation'} "
+                        "cannot be biased in pT-hat; set simulate.bias_pt: 0")
     if not source:
         _pythia.make_pythia(list(lines), 1, source="card")  # bad settings: fail before spawning
     seeds = [_pythia.worker_seed(seed, i) for i in range(jobs)]
@@ -376,7 +372,7 @@ def produce(
         tasks = [
             WorkerTask(i, n, s, lines, process, sim.batch, select=simulation.select,
                        give_up_hint=simulation.give_up_hint, input=source, jobs=jobs, hepmc_info=hepmc_info,
-                       save_hepmc=str(hepmc if jobs == 1 else save_hepmc) if hepmc else "")
+                       save_hepmc=str(hepmc if jobs == 1 else save_hepmc) if hepmc else "", weighted=sim.bias_pt > 0)
             for i, (n, s) in enumerate(zip(_shares(events, jobs), seeds))
         ]
         start = time.perf_counter()
@@ -400,14 +396,16 @@ def _write(output, force, resolved, card_path, simulation, results, source, pyth
     sigma = _combine_sigma(results)
     eff = stats.accepted / stats.tried
     sample = EventSample.concatenate([r.sample for r in results])
+    weighted = resolved.simulate.bias_pt > 0  # the kept part of sigma: its share of the tried events' weights
+    passed = stats.tried * float(sample.weight.sum()) / sum(r.weight_sum for r in results) if weighted else stats.accepted
     info = {
         **(pythia_info if not source else {"seed": pythia_info["seed"], "jobs": "1"}),
         "events": str(len(sample)),
         "events_tried": str(stats.tried),
         "efficiency": repr(eff),
         **({"sigma_gen_pb": repr(sigma[0]), "sigma_gen_err_pb": repr(sigma[1]),
-            **xsec.record(*xsec.scaled(*sigma, stats.accepted, stats.tried))} if sigma else {}),  # the selected events'
-        "weights": "unweighted (1 per event)",
+            **xsec.record(*xsec.scaled(*sigma, passed, stats.tried))} if sigma else {}),  # the selected events'
+        "weights": _pythia.weights_line(resolved.simulate),
         "seconds": f"{seconds:.1f}",
         "card": dump_card(resolved),
         "card_hash": card_hash(resolved),
@@ -418,7 +416,7 @@ def _write(output, force, resolved, card_path, simulation, results, source, pyth
         info.update(groups_record([psweight_group()]))
     if source:
         info.pop("pythia8mc_version", None)  # not Pythia's events
-    with RootWriter(output, force=force, info=info) as writer:
+    with RootWriter(output, force=force, info=info, weight_branch="genWeight" if weighted else "weight") as writer:
         chunk = 100_000
         for lo in range(0, len(sample), chunk):
             writer.write(sample.select(np.arange(lo, min(lo + chunk, len(sample)))))

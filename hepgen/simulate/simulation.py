@@ -18,11 +18,13 @@ first ``stop`` tried events (all for None) as an object with ``tried``, ``accept
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
+import awkward as ak
 import numpy as np
 
+from ..errors import HepgenError
 from ..events import EventSample
 
 Provenance = Callable[[EventSample, Any], dict]  # (all kept events, run stats) -> info lines
@@ -72,3 +74,24 @@ class PassFlags:
         """The counts of the first ``stop`` events (all by default)."""
         keep = self.keep[:stop]
         return PassStats(tried=len(keep), accepted=int(keep.sum()))
+
+
+def batch_weights(batch) -> np.ndarray:
+    """The event weights (Pythia's ``info.weight()``) of one ``nextBatch`` result, float64 ``[N]``."""
+    return ak.to_numpy(ak.firsts(batch["info"]["weights"], axis=1)).astype(np.float64)
+
+
+def select_batch(batch, process, select: Callable, weighted: bool = False):
+    """One ``nextBatch`` result -> ``select(batch, process)``: (selected events, per-event flags).
+
+    ``weighted`` False (every simulation without ``simulate.bias_pt``): a batch with an event
+    weight other than 1 is a one-line :class:`HepgenError` (a biased phase space slipped in
+    through ``simulate.pythia``). True: the kept events carry their Pythia weights."""
+    weights = batch_weights(batch)
+    if not weighted:
+        if not np.all(weights == 1.0):
+            raise HepgenError("Pythia produced weighted events (settings in the card's simulate.pythia?); the "
+                              "reference sample is unweighted unless the card sets simulate.bias_pt")
+        return select(batch, process)
+    sample, flags = select(batch, process)
+    return replace(sample, weight=weights[flags.keep]), flags

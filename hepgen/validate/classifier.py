@@ -30,6 +30,7 @@ import numpy as np
 from .. import kinematics as kin
 from .. import observables
 from ..events import EventSample
+from .histograms import effective_size
 
 MIN_EVENTS = 50  # per class and multiplicity; fewer -> the multiplicity is not tested
 
@@ -122,10 +123,6 @@ def auc(score: np.ndarray, label: np.ndarray, weight: np.ndarray | None = None) 
 def null_auc_sigma(n_ref: float, n_gen: float) -> float:
     """Standard deviation of the AUC when both samples come from one density (Mann-Whitney)."""
     return float(np.sqrt((n_ref + n_gen + 1) / (12.0 * n_ref * n_gen)))
-
-
-def _effective_n(w: np.ndarray) -> float:
-    return float(w.sum() ** 2 / np.sum(w**2)) if len(w) else 0.0
 
 
 @dataclass
@@ -248,10 +245,12 @@ def _calibration_points(d: np.ndarray, y: np.ndarray, w: np.ndarray, bins: int =
         if m.sum() < 2:
             continue
         ww = w[m]
+        if effective_size(ww) == 0:
+            continue
         f = np.sum(ww * y[m]) / ww.sum()
         mean_d.append(np.average(d[m], weights=ww))
         frac.append(f)
-        err.append(np.sqrt(max(f * (1 - f), 1e-12) / _effective_n(ww)))
+        err.append(np.sqrt(max(f * (1 - f), 1e-12) / effective_size(ww)))
     return np.array(mean_d), np.array(frac), np.array(err)
 
 
@@ -341,8 +340,8 @@ def two_sample_test(
     per: dict[int, MultiplicityResult] = {}
     for k in multiplicities:
         mr, mg = nj_ref == k, nj_gen == k
-        if mr.sum() < MIN_EVENTS or mg.sum() < MIN_EVENTS:
-            continue
+        if mr.sum() < MIN_EVENTS or mg.sum() < MIN_EVENTS or not (wr[mr].sum() > 0 and wg[mg].sum() > 0):
+            continue  # too few events, or (negative weights) no positive total weight to normalise
         xr, _ = make_features(reference.select(mr), extra, pairs, jet_pt_min)
         xg, _ = make_features(generated.select(mg), extra, pairs, jet_pt_min)
         x = np.concatenate([xr, xg])
@@ -367,7 +366,7 @@ def two_sample_test(
             logw_gen_runs[r, np.flatnonzero(mg)] = lw[len(xr):]
         per[k] = MultiplicityResult(
             k, int(mr.sum()), int(mg.sum()), aucs,
-            null_auc_sigma(_effective_n(wr[mr]), _effective_n(wg[mg])),
+            null_auc_sigma(effective_size(wr[mr]), effective_size(wg[mg])),
             _calibration_points(np.concatenate(cal_d), np.concatenate(cal_y), np.concatenate(cal_w)),
         )
     # pooled over multiplicities: score = log of the full ratio (multiplicity fractions included)
@@ -382,7 +381,7 @@ def two_sample_test(
     return ClassifierResult(
         per_multiplicity=per,
         auc_total_runs=total,
-        null_sigma_total=null_auc_sigma(_effective_n(wr[tested_r]), _effective_n(wg[tested_g])) if per else float("nan"),
+        null_sigma_total=null_auc_sigma(effective_size(wr[tested_r]), effective_size(wg[tested_g])) if per else float("nan"),
         logw_ref=_run_mean(logw_ref_runs),
         logw_gen=_run_mean(logw_gen_runs),
         fractions_ref=frac_ref,

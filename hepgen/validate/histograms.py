@@ -82,6 +82,13 @@ def to_hist(values: np.ndarray, edges: np.ndarray, weights: np.ndarray | None, l
     return h
 
 
+def effective_size(weight: np.ndarray) -> float:
+    """The effective sample size (sum w)^2 / sum w^2 of event weights ``[N]``: N for unit weights,
+    0 for none (or all zero)."""
+    w = np.asarray(weight, dtype=np.float64)
+    return float(w.sum() ** 2 / np.sum(w**2)) if np.any(w != 0) else 0.0
+
+
 def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """int64 ``[N]``: the bin of each value as :func:`numpy.histogram` fills it (the last bin
     closed on the right); -1 below, above or NaN."""

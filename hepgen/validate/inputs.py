@@ -25,6 +25,7 @@ from ..events import EventSample
 from ..io.lhe import read_lhe
 from ..io.root import read_events
 from ..processes.base import validation_sample_of
+from .histograms import effective_size
 
 DRAW_BRANCH = "bayes_draw"
 ROOT_SUFFIXES = (".root",)
@@ -77,6 +78,24 @@ def _read_draw_branch(path: Path, tree: str, n: int) -> np.ndarray | None:
     return None
 
 
+def check_weights(weight: np.ndarray, path) -> None:
+    """A one-line :class:`InputError` for event weights (float64 ``[N]``, finite) that cannot
+    normalise a histogram: all zero, or summing to <= 0 (negative weights are fine otherwise)."""
+    if not np.any(weight != 0):
+        raise InputError(f"{path}: all {len(weight)} event weights are zero; the sample describes no events")
+    total = float(weight.sum())
+    if not total > 0:
+        raise InputError(f"{path}: the event weights sum to {total:.6g}, not > 0; the sample has no normalisable density")
+
+
+def weight_summary(sample: EventSample) -> dict:
+    """The weights of a sample for the report: its effective sample size, the fraction of events
+    with w < 0, and whether it is weighted (any weight other than 1)."""
+    w = sample.weight
+    return {"effective_events": effective_size(w), "negative_fraction": float(np.mean(w < 0)) if len(w) else 0.0,
+            "weighted": bool(np.any(w != 1.0))}
+
+
 def read_sample(path: str | Path, read: ReadAs | None = None, log=lambda msg: None,
                 process=None) -> tuple[EventSample, np.ndarray | None]:
     """One file as (sample, per-event draw index or None). ROOT or LHE, by suffix.
@@ -107,6 +126,7 @@ def read_sample(path: str | Path, read: ReadAs | None = None, log=lambda msg: No
     sample.check_finite(str(path))
     if len(sample) == 0:
         raise InputError(f"{path}: the sample has no events")
+    check_weights(sample.weight, path)
     process = process or processes.get(Card().process.name)
     return validation_sample_of(process, sample, str(path), log), draw
 

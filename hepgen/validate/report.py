@@ -40,7 +40,7 @@ from ..outputs import atomic_directory
 from ..processes.base import categories_of, cut_violations_of
 from . import acceptance, amplification, coverage, histograms, mapping, metrics, plots, tables
 from .classifier import ClassifierResult, two_sample_test
-from .inputs import Generated, ReadAs, read_generated, read_run, read_sample
+from .inputs import Generated, ReadAs, read_generated, read_run, read_sample, weight_summary
 from .obsset import ObservableSet, for_card
 
 
@@ -135,6 +135,8 @@ def run_report(
                            "generated_info": dict(gen.info)},
                 "min_bin_events": min_bin_events,
             }
+            named = {"generated": gen, "reference": reference, "training": training, "heldout": heldout}
+            m["inputs"]["weights"] = {k: weight_summary(s) for k, s in named.items() if s is not None}
             if heldout is not None:
                 m["heldout"] = {"reference": "held-out split", "n_reference": len(heldout), "observables": {},
                                 "multiplicity": _fractions(heldout, process, card)}

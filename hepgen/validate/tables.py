@@ -66,6 +66,19 @@ def observable_table(observables: dict) -> list[str]:
     return lines
 
 
+def weights_lines(weights: dict) -> list[str]:
+    """The weighted samples' line of the precision table ([] when every sample has unit weights,
+    so an unweighted report reads as before): effective sample size (sum w)^2 / sum w^2 and the
+    fraction of negative weights, per sample."""
+    if not any(w["weighted"] for w in weights.values()):
+        return []
+    parts = [f"{name} {w['effective_events']:.1f}" + (f" ({w['negative_fraction']:.1%} negative weights)"
+                                                       if w["negative_fraction"] > 0 else "")
+             for name, w in weights.items()]
+    return ["", "Weighted samples: histograms are sums of weights with sqrt(Σw²) errors; effective sample size "
+            "(Σw)²/Σw²: " + ", ".join(parts) + "."]
+
+
 def markdown(m: dict, heading: str = "jets", sections: list[str] = ()) -> str:
     """The precision table; ``heading`` names the categories (the process's split), ``sections``:
     more Markdown lines, after the observables (the acceptance and the source comparison)."""
@@ -78,6 +91,7 @@ def markdown(m: dict, heading: str = "jets", sections: list[str] = ()) -> str:
     if m.get("heldout"):
         lines.append(f"The tables compare with this reference; the last section repeats the histogram comparison "
                      f"against the {m['heldout']['reference']} ({m['heldout']['n_reference']} events).")
+    lines += weights_lines(inp.get("weights", {}))
     lines.append("")
     c = m.get("classifier")
     if c:
