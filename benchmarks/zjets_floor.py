@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -56,12 +55,11 @@ def score(sample, reference, holdout, oh, runs: int = 3) -> dict:
 
 
 def training_minutes(run: Path) -> float | None:
-    """Wall minutes of the epochs, from the run's log (``epoch ... s`` lines), if it has one."""
-    log = run / "train.log"
-    if not log.is_file():
+    """Wall minutes of the epochs, from the run's history.json (``seconds`` per epoch), if it has one."""
+    history = run / "history.json"
+    if not history.is_file():
         return None
-    secs = [float(s) for s in re.findall(r"epoch\s+\d+/\d+.*?\s([0-9.]+)\s*s\b", log.read_text())]
-    return sum(secs) / 60 if secs else None
+    return sum(h["seconds"] for h in json.loads(history.read_text())) / 60
 
 
 def mean_rows(rows: list[dict]) -> dict:

@@ -43,7 +43,7 @@ from .events import EventSample
 from .models.laser import check_base
 from .pipeline import frozen_sampler
 from .runs import Run, load_run
-from .teacher import checkpoint_hash
+from .teacher import verified_hash
 from .trainingdata import Data, take_rows
 from .validate.reweight import dctr_weights, dctr_weights_array
 
@@ -126,10 +126,7 @@ def refine_data(card: Card, log: Callable[[str], None] = print, progress: bool |
     :class:`~hepgen.models.laser.Refined`, whose base gets the base run's weights in :attr:`Data.start`."""
     spec = card.refine
     base = base_run(spec.base)
-    found = checkpoint_hash(base.path / "best.pt")
-    if spec.checkpoint and found != spec.checkpoint:
-        raise InputError(f"base run {base.path}: best.pt has sha256 {found}, not the refine.checkpoint "
-                         f"{spec.checkpoint} this run was made from")
+    found = verified_hash(base, spec.checkpoint, "base run", "refine.checkpoint")
     log(f"base run {base.path} (best.pt {found}, epoch {base.epoch + 1}): {spec.events} latent vectors")
     z, c, outputs = base_latents(base, spec.events, card.seed, progress)
     w, score = latent_weights(card, base, outputs, log)

@@ -53,6 +53,17 @@ def checkpoint_hash(path: str | os.PathLike) -> str:
     return h.hexdigest()[:16]
 
 
+def verified_hash(run: Run, expected: str, what: str, key: str) -> str:
+    """The :func:`checkpoint_hash` of ``run``'s best.pt; a one-line :class:`InputError` when the
+    card's ``key`` (e.g. distill.checkpoint) names another one (``expected`` "" = not recorded).
+    ``what``: how the run is named in the message ("teacher run", "base run")."""
+    found = checkpoint_hash(run.path / "best.pt")
+    if expected and found != expected:
+        raise InputError(f"{what} {run.path}: best.pt has sha256 {found}, not the {key} {expected} this run was "
+                         "made from")
+    return found
+
+
 def teacher_run(path: str | os.PathLike) -> Run:
     """The teacher run at ``path`` (best.pt); one-line :class:`InputError` when it cannot teach."""
     path = Path(path)
@@ -118,10 +129,7 @@ def teacher_data(card: Card, log: Callable[[str], None] = print, progress: bool 
     check_unweighted(card)
     spec = card.distill
     teacher = teacher_run(spec.teacher)
-    found = checkpoint_hash(teacher.path / "best.pt")
-    if spec.checkpoint and found != spec.checkpoint:
-        raise InputError(f"teacher run {teacher.path}: best.pt has sha256 {found}, not the distill.checkpoint "
-                         f"{spec.checkpoint} this run was made from")
+    found = verified_hash(teacher, spec.checkpoint, "teacher run", "distill.checkpoint")
     solver = spec.solver or teacher.card.model.cfm.solver
     steps = spec.steps or teacher.card.model.cfm.steps
     log(f"teacher {teacher.path} (best.pt {found}, epoch {teacher.epoch + 1}): "

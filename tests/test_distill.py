@@ -217,3 +217,24 @@ def test_the_distilled_model_starts_from_the_teachers_weights_unless_told(ring, 
     theirs = torch.load(teacher / "best.pt", weights_only=False)["model"]
     gap = max(float((mine[k] - theirs[k]).abs().max()) for k in theirs if theirs[k].numel())
     assert (gap < 1e-8) if init == "teacher" else (gap > 1e-2), gap
+
+
+def test_a_source_run_whose_best_checkpoint_changed_is_refused_in_one_line(tmp_path):
+    """distill.checkpoint / refine.checkpoint pin the source run's best.pt: another file (the run
+    retrained since) is one InputError line naming both hashes; an empty key is not checked."""
+    from types import SimpleNamespace
+
+    from hepgen.errors import InputError
+    from hepgen.teacher import checkpoint_hash, verified_hash
+
+    (tmp_path / "best.pt").write_bytes(b"weights of the run the card was made from")
+    run = SimpleNamespace(path=tmp_path)
+    recorded = checkpoint_hash(tmp_path / "best.pt")
+    assert verified_hash(run, recorded, "teacher run", "distill.checkpoint") == recorded
+    assert verified_hash(run, "", "teacher run", "distill.checkpoint") == recorded
+    (tmp_path / "best.pt").write_bytes(b"weights after retraining")
+    with pytest.raises(InputError) as err:
+        verified_hash(run, recorded, "base run", "refine.checkpoint")
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"base run {tmp_path}") and recorded in msg
+    assert checkpoint_hash(tmp_path / "best.pt") in msg and "refine.checkpoint" in msg

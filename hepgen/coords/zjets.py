@@ -119,8 +119,9 @@ class BreitWignerMass(Transform):
         mass, width, span = self._constants(y.dtype)
         m2 = torch.exp(2 * y[:, self.col])
         s = (m2 - mass * mass) / (mass * width)
-        f = (torch.atan(s) + torch.atan(mass / width)) / span  # F, precise in the lower tail
-        upper = (math.pi / 2 - torch.atan(s)) / span  # 1 - F, precise in the upper tail
+        angle = torch.atan(s)
+        f = (angle + torch.atan(mass / width)) / span  # F, precise in the lower tail
+        upper = (math.pi / 2 - angle) / span  # 1 - F, precise in the upper tail
         z = torch.log(f) - torch.log(upper)
         logdet = -torch.log(f) - torch.log(upper) - torch.log(span) - torch.log1p(s * s) + torch.log(2 * m2 / (mass * width))
         return torch.cat([y[:, :self.col], z.unsqueeze(-1), y[:, self.col + 1:]], -1), logdet
@@ -325,15 +326,18 @@ class ZJetsCoords(nn.Module):
         present objects.
         """
         raw, valid = self._raw(p, n)
-        x, _ = self.chain(raw)
-        # per-column log-dets, so that missing columns can be left out
-        logshift, standardize = self.chain.step("log"), self.chain.step("standardize")
-        y, ld_dimuon = self.chain.step("dimuon")(raw)
-        ld_log = -torch.log(torch.where(logshift.mask, y - logshift.shift, torch.ones_like(y)))
-        ld = ld_log - torch.log(standardize.std)
-        if "lineshape" in self.chain.names:  # the muon columns are always valid
-            ld_dimuon = ld_dimuon + self.chain.step("lineshape")(logshift(y)[0])[1]
-        return x, (ld * valid).sum(-1) + ld_dimuon
+        # the chain once, step by step: the log and standardize log-dets per column (missing columns
+        # left out), those of dimuon and lineshape (muon columns, always present) per event
+        y, ld_muons = raw, torch.zeros_like(raw[:, 0])
+        for name, step in zip(self.chain.names, self.chain.steps):
+            if name == "log":
+                ld_cols = -torch.log(torch.where(step.mask, y - step.shift, torch.ones_like(y)))
+            elif name == "standardize":
+                ld_cols = ld_cols - torch.log(step.std)
+            y, ld = step(y)
+            if name in ("dimuon", "lineshape"):
+                ld_muons = ld_muons + ld
+        return y, (ld_cols * valid).sum(-1) + ld_muons
 
     def encode(self, sample, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """EventSample -> (x ``[N, D]`` float64 with N(0,1) in missing-jet columns, c one-hot ``[N, K]``)."""
