@@ -32,9 +32,11 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -48,7 +50,7 @@ from .io.root import RootWriter
 from .nuisance import Setting, setting
 from .outputs import check_output
 from .runs import load_run
-from .sources import SourceInput, complete, read_source
+from .sources import SOURCE_EVENT, SourceInput, complete, read_source
 
 BLOCK = 4096  # events per noise block: the unit of seeding and of network evaluation
 
@@ -171,20 +173,22 @@ def generate(run, n: int | None, *, bayes_samples: int = 0, fmt: str | None = No
         t0 = time.perf_counter()
         with _writer(path, fmt, force, card) as writer, tqdm(total=requested, disable=not show, unit="ev",
                                                             desc=path.name, leave=False) as bar:
-            buf, nbuf = [], 0
+            buf, index, nbuf, at = [], [], 0, start
             for out in _blocks(start, stop, pipe, seed, None if src is None else src.x, nus):
                 sel = process.select(tuple(t.double().numpy() for t in out), card)
                 for reason, mask in sel.dropped.items():
                     dropped[reason] = dropped.get(reason, 0) + int(mask.sum())
                 keep = torch.from_numpy(sel.keep)
                 buf.append(tuple(t[keep] for t in out))
+                index.append(at + np.flatnonzero(sel.keep))
+                at += len(sel.keep)
                 nbuf += len(sel.keep)
                 bar.update(len(sel.keep))
                 if nbuf >= chunk:
-                    writer.write(process.to_events(_cat(buf), info))
-                    buf, nbuf = [], 0
+                    writer.write(_events(process, buf, index, info, src is not None and fmt == "root"))
+                    buf, index, nbuf = [], [], 0
             if buf:
-                writer.write(process.to_events(_cat(buf), info))
+                writer.write(_events(process, buf, index, info, src is not None and fmt == "root"))
             kept = requested - sum(dropped.values())
             info["events"] = str(kept)
             info.update(xsec.scaled_record(run.data_info, kept, requested))
@@ -201,6 +205,16 @@ def generate(run, n: int | None, *, bayes_samples: int = 0, fmt: str | None = No
             f"{requested / max(time.perf_counter() - t0, 1e-9):.0f} events/s")
         written.append(path)
     return written
+
+
+def _events(process, buf, index, info, mapped: bool):
+    """The buffered blocks as one EventSample; a mapped ROOT sample carries the int64 scalar
+    ``source_event``: the index of the source event each kept event is the image of (events
+    the selection drops leave gaps, :func:`hepgen.validate.mapping.pair_with_source`)."""
+    sample = process.to_events(_cat(buf), info)
+    if not mapped:
+        return sample
+    return replace(sample, scalars={**sample.scalars, SOURCE_EVENT: np.concatenate(index).astype(np.int64)})
 
 
 def _source_for(run, source) -> SourceInput | None:

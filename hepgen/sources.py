@@ -7,7 +7,8 @@ instead of drawn noise: ``hepgen generate RUN --source FILE`` and the parity che
 ``.root``; LHE ``.lhe``, ``.lhe.gz``), and the run's process turns the events into the
 pipeline's input (``Process.source_input(sample, card) -> torch.Tensor`` float32; a one-line
 InputError for events of the wrong particle content). Event i of the input is event i of the
-file.
+file; a mapped ROOT file names, per event, the source event it is the image of (``source_event``:
+the generator's selection may drop an image).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .io import format_of, read_sample
 
 # provenance keys of a source file that travel into the files generated from it (source_<key>)
 SOURCE_PROVENANCE = ("card", "card_hash", "seed", "generator", "hepgen_version")
+# the int64 scalar branch of a mapped ROOT file: the source event each event is the image of
+SOURCE_EVENT = "source_event"
 
 
 @dataclass

@@ -142,3 +142,21 @@ def test_resonance_masses_are_differentiable_observables_of_the_decay_scheme(dec
     assert TTbarCoords("particles").differentiable_observables == ()
     with pytest.raises(HepgenError, match="choose from m_t"):
         coords.observable("m_bb", x)
+
+
+def test_float32_decay_coordinates_do_not_amplify_rounding_in_boosted_tops(decays):
+    """The float32 encoder and inverse (what ONNX Runtime and SOFIE run) follow the float64 ones
+    to float32 precision even for boosted tops: masses from pairwise products (no E^2 - p^2),
+    boosts as rapidity shifts (no cancellation for backward daughters), the Breit-Wigner tail
+    from erfc (no 1 - erf). Mass columns within 1e-3 standard deviations in every event (E^2 - p^2
+    in float32: 9e-2), the rebuilt momenta within 1.2e-5 relative (absolute below 1) in 99.9 % of
+    the events (Lorentz-matrix boosts: 2.4e-5)."""
+    coords, p = _fitted("decay", decays)
+    x64, phi64 = coords.encoder(torch.float64)(p)
+    x32, _ = coords.encoder(torch.float32)(p.float())
+    assert (x32.double() - x64)[:, [2, 3, 11, 12]].abs().max() < 1e-3
+    back64 = coords.inverse(torch.float64)(x64, phi64, p[..., 3])
+    back32 = coords.inverse(torch.float32)(x64.float(), phi64.float(), p[..., 3].float()).double()
+    back32[..., 2] = back64[..., 2] + torch.from_numpy(kin.wrap_phi((back32 - back64)[..., 2].numpy()))
+    rel = ((back32 - back64).abs() / back64.abs().clamp(min=1)).flatten(1).max(1).values.numpy()
+    assert np.quantile(rel, 0.999) < 1.2e-5

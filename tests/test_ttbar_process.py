@@ -114,7 +114,7 @@ def didi_run(samples, tmp_path_factory):
 def test_didi_maps_onshell_events_onto_spread_line_shapes_deterministically(didi_run, samples, tmp_path):
     """The four on-shell mass columns are filled with noise (and the tops' azimuth gap, pi in
     every event of both samples without initial-state radiation); the mapped events keep every
-    particle's species and the event's azimuth, the top masses spread (IQR > 0.5 GeV, the
+    particle's species and the event's azimuth (of the source event it names), the top masses spread (IQR > 0.5 GeV, the
     source has none) around 173 GeV, and the same source and seed give the same file."""
     assert didi_run.model.fill.tolist() == [1.0 if i in (2, 3, 10, 11, 12) else 0.0 for i in range(17)]
     src_p, src_pdg = dilepton.assign(read_events(samples / "narrow.root"))
@@ -123,10 +123,12 @@ def test_didi_maps_onshell_events_onto_spread_line_shapes_deterministically(didi
     p, pdg = dilepton.assign(read_events(out))
     assert np.array_equal(p, dilepton.assign(read_events(again))[0])
     assert len(p) >= 990
-    if len(p) == 1000:  # nothing dropped: event i is the image of source event i
-        assert (pdg == src_pdg[:1000]).all()
-        top_phi = lambda q: np.arctan2(*(sum(q[:, i, 0] * f(q[:, i, 2]) for i in dilepton.TOP) for f in (np.sin, np.cos)))
-        assert np.max(np.abs(kin.wrap_phi(top_phi(p) - top_phi(src_p[:1000])))) < 1e-4
+    # each event names its source event (source_event); images beyond the beams leave gaps
+    index = read_events(out).scalars["source_event"]
+    assert len(index) == len(p) and np.all(np.diff(index) > 0) and index.max() < len(src_p)
+    assert (pdg == src_pdg[index]).all()
+    top_phi = lambda q: np.arctan2(*(sum(q[:, i, 0] * f(q[:, i, 2]) for i in dilepton.TOP) for f in (np.sin, np.cos)))
+    assert np.max(np.abs(kin.wrap_phi(top_phi(p) - top_phi(src_p[index])))) < 1e-4
     m = _top_masses(p)
     assert np.subtract(*np.quantile(m, [0.75, 0.25])) > 0.5 and abs(np.median(m) - kin.TOP_MASS) < 1.0
     assert np.ptp(_top_masses(src_p)) < 1e-2
@@ -166,14 +168,15 @@ def test_the_didi_export_runs_the_same_map_in_onnx_runtime(didi_run, didi_export
 
 @needs_cpp
 def test_sofie_cpp_runs_the_same_ttbar_map(didi_export, tmp_path):
-    """SOFIE's generated C++ equals ONNX Runtime on the same inputs, per weight file: 95 % of the
-    events to 1e-5, all to 1e-4 (the decay coordinates' boosts of strongly boosted tops amplify the
-    two backends' float32 rounding: measured median 5e-7, 99 % 1.2e-5, max 4e-5)."""
+    """SOFIE's generated C++ equals ONNX Runtime on the same inputs to 1e-5 in every event, per
+    weight file (measured max 6e-6, median 4e-7). The decay coordinates boost by rapidity shifts
+    and take masses from pairwise products, so that the two backends' float32 rounding is not
+    amplified in boosted tops (with E^2 - p^2 and Lorentz-matrix boosts: max 5e-5)."""
     out, x, runs = didi_export
     p = sofie_outputs(out, x, tmp_path, (6, 4))
     for k in range(len(runs)):
         diff = event_diff([p[k]], [runs[k]["momenta"]])
-        assert np.quantile(diff, 0.95) <= SOFIE_RTOL and diff.max() <= 10 * SOFIE_RTOL
+        assert diff.max() <= SOFIE_RTOL
 
 
 def test_an_lhe_sample_trains_through_the_same_card(samples, tmp_path):

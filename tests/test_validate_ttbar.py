@@ -11,6 +11,7 @@ acceptance's tail counting is checked on constructed histograms.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,12 @@ def test_migration_of_the_identity_map_is_zero_and_pairs_follow_the_draws():
     assert np.array_equal(mapping.pair_with_source(d.sample, Generated(d.sample, None, ())), np.arange(400))
     with pytest.raises(InputError, match="300 source events, but the mapped sample has 400"):
         mapping.pair_with_source(d.sample.select(np.arange(300)), Generated(d.sample, None, ()))
+    # a file that names its source events pairs by them (gaps: images the selection dropped)
+    named = replace(d.sample.select(np.arange(150)), scalars={"source_event": np.arange(150) * 2})
+    source = d.sample.select(np.arange(300))
+    assert np.array_equal(mapping.pair_with_source(source, Generated(named, None, ())), np.arange(150) * 2)
+    with pytest.raises(InputError, match="names source events up to 298, but the source has 200"):
+        mapping.pair_with_source(src, Generated(named, None, ()))
 
 
 def test_tail_bins_and_band_coverage_count_right():

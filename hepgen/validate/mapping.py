@@ -2,7 +2,9 @@
 
 A DiDi run maps every source event: ``hepgen generate RUN --source onshell.root -o mapped.root``
 writes event i as the image of source event i (K Bayesian draws: K files, or one file with a
-``bayes_draw`` branch, each draw holding the images of all source events in order).
+``bayes_draw`` branch, each draw holding the images of all source events in order); a ROOT file
+names the source event of each image (``source_event``), so images the generator's selection
+dropped (e.g. beyond the beam energy) leave gaps instead of breaking the pairing.
 ``hepgen validate MAPPED --reference REF --source SOURCE`` adds to the usual report:
 
 * the classifier AUC of the *untouched source* against the same reference, beside the mapped
@@ -21,6 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..events import EventSample
+from ..sources import SOURCE_EVENT
 from . import plots
 from .inputs import Generated
 from .tables import fmt
@@ -29,9 +32,17 @@ from .tables import fmt
 def pair_with_source(source: EventSample, generated: Generated) -> np.ndarray:
     """int ``[N_generated]``: the source event each generated event is the image of.
 
-    One draw: event i of both. K draws: within each draw, in order. Any other count is one
+    A mapped ROOT file names it per event (``source_event``, :data:`hepgen.sources.SOURCE_EVENT`:
+    images the selection dropped leave gaps). Without that branch: one draw, event i of both; K
+    draws, within each draw in order. An index outside the source or any other count is one
     :class:`InputError` line (the files are not a map of this source)."""
     n_src, n_gen = len(source), len(generated.sample)
+    index = generated.sample.scalars.get(SOURCE_EVENT)
+    if index is not None:
+        if len(index) and (index.min() < 0 or index.max() >= n_src):
+            raise InputError(f"--source: the mapped sample names source events up to {int(index.max())}, but the "
+                             f"source has {n_src}: it is the map of another source file")
+        return np.asarray(index, dtype=np.int64)
     if n_gen == n_src:
         return np.arange(n_src)
     if generated.draw is not None:
