@@ -56,6 +56,9 @@ class TTbarSettings:
     # network coordinates (hepgen.coords.ttbar): each particle's pT, eta, phi ("particles") or the
     # resonance-aware decay chain with m_t and m_W as columns ("decay")
     coordinates: Literal["particles", "decay"] = "decay"
+    # the reference line shape of the decay scheme's mass columns: a Breit-Wigner, or one whose tails are
+    # bent onto the training sample's (Pythia's W is skewed; hepgen/coords/lineshape.py, docs/ttbar.md)
+    line_shape: Literal["breit_wigner", "fitted"] = "breit_wigner"
 
 
 NARROW_WIDTH = 1e-6  # GeV: the forced top and W widths of widths: narrow

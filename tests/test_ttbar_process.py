@@ -105,7 +105,9 @@ def test_the_forward_cfm_learns_the_top_line_shape(samples, tmp_path):
 @pytest.fixture(scope="module")
 def didi_run(samples, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("didi")
+    # line_shape fitted: the exports below carry the fitted tail map (hepgen/coords/lineshape.py) too
     card = _card(samples, "didi", data={"source": str(samples / "narrow.root")},
+                 process={"name": "ttbar", "settings": {"widths": "breit_wigner", "line_shape": "fitted"}},
                  model={"family": "didi", "bayes": {"enabled": True, "draws": 2, "kl_scale": 0.01}},
                  train={"epochs": 15, "runs_dir": str(tmp)})
     return load_run(train(card_from_dict(card), progress=False, after=False))

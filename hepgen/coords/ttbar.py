@@ -54,6 +54,7 @@ from ..fourvectors import decay_to_lab, fourvector, invariant_mass, mass, ptetap
 from ..kinematics import wrap_angle
 from ..errors import HepgenError
 from .chain import Standardize
+from .lineshape import TailMap, fit_slopes, identity_slopes
 
 N = dilepton.N_PARTICLES
 DIM = 3 * N - 1
@@ -130,6 +131,9 @@ class _Standardized(nn.Module):
         super().__init__()
         for name, value in fitted.items():
             self.register_buffer(name, value.to(dtype).clone())
+        slopes = fitted.get("tail_slopes")
+        # line_shape fitted (hepgen.coords.lineshape); a Breit-Wigner run has no map in its graph
+        self.tails = None if slopes is None or bool((slopes == 1).all()) else TailMap(slopes, dtype)
 
     def _resonance(self, m, k: int):
         """Probit of the Breit-Wigner CDF of resonance ``k`` at mass ``m``, from the smaller tail
@@ -137,6 +141,8 @@ class _Standardized(nn.Module):
         d = (m - self.peak[k]) / self.half_width[k]
         down = d < 0  # (d = +-0 must give 1 / +0 = +inf: a = 1/2)
         a = torch.clamp(torch.atan(1 / torch.where(down, -d, d)) / math.pi, min=TAIL_FLOOR)
+        if self.tails is not None:
+            a = self.tails(a, k, down)
         z = normal_tail_quantile(a)
         return torch.where(down, -z, z)
 
@@ -145,6 +151,8 @@ class _Standardized(nn.Module):
         |m - M| = g cot(pi a) with a = P(Z > |y|)), kept inside (lo, hi)."""
         up = y > 0
         a = torch.clamp(normal_tail(torch.where(up, y, -y)), min=TAIL_FLOOR)
+        if self.tails is not None:
+            a = torch.clamp(self.tails(a, k, ~up, inverse=True), min=TAIL_FLOOR)
         offset = self.half_width[k] * torch.cos(math.pi * a) / torch.sin(math.pi * a)
         m = self.peak[k] + torch.where(up, offset, -offset)
         margin = MASS_MARGIN * self.peak[k]
@@ -242,9 +250,9 @@ class TTbarCoords(nn.Module):
     W decay; ``muon_frac`` ``[2]``: the fraction of W+ and of W- decays to muons.
     """
 
-    def __init__(self, scheme: str = "decay"):
+    def __init__(self, scheme: str = "decay", line_shape: str = "breit_wigner"):
         super().__init__()
-        self.scheme = scheme
+        self.scheme, self.line_shape = scheme, line_shape
         self._encoder_class, self._inverse_class = SCHEMES[scheme]
         self.standardize = Standardize(DIM)
         self.register_buffer("peak", torch.ones(4, dtype=torch.float64))
@@ -252,11 +260,13 @@ class TTbarCoords(nn.Module):
         self.register_buffer("masses", torch.zeros(N, 2, dtype=torch.float64))
         self.register_buffer("muon_frac", torch.full((2,), 0.5, dtype=torch.float64))
         self.register_buffer("probit_masses", torch.tensor(1.0, dtype=torch.float64))
+        self.register_buffer("tail_slopes", identity_slopes())
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         if prefix + "peak" in state_dict and prefix + "probit_masses" not in state_dict:
             raise HepgenError("this tt̄ run was trained with logit mass columns, which this hepgen version no longer "
                               "decodes (the mass columns are probits now, docs/ttbar.md): train it again")
+        state_dict.setdefault(prefix + "tail_slopes", identity_slopes())  # runs from before line_shape: Breit-Wigner
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
@@ -278,13 +288,14 @@ class TTbarCoords(nn.Module):
 
     def _fitted(self) -> dict[str, torch.Tensor]:
         return {"mean": self.standardize.mean, "std": self.standardize.std, "peak": self.peak,
-                "half_width": self.half_width}
+                "half_width": self.half_width, "tail_slopes": self.tail_slopes}
 
     def _raw(self, p: torch.Tensor) -> torch.Tensor:
         return self._encoder_class(self._fitted(), torch.float64).raw(p)[0]
 
     def _fit_resonances(self, p: torch.Tensor) -> None:
-        """Median and half interquartile range of m_t, m_W+, m_tbar, m_W- (floored, NARROW_FLOOR)."""
+        """Median and half interquartile range of m_t, m_W+, m_tbar, m_W- (floored, NARROW_FLOOR);
+        with ``line_shape: fitted`` also their tails (:func:`hepgen.coords.lineshape.fit_slopes`)."""
         four = fourvector(p[..., 0], p[..., 1], p[..., 2], p[..., 3])
         for s, (b, l, n) in enumerate(SIDES):
             w = four[:, l] + four[:, n]
@@ -292,6 +303,8 @@ class TTbarCoords(nn.Module):
                 q1, med, q3 = np.quantile(m.numpy(), [0.25, 0.5, 0.75])
                 self.peak[k] = float(med)
                 self.half_width[k] = max(float(q3 - q1) / 2, NARROW_FLOOR * float(med))
+                if self.line_shape == "fitted":
+                    self.tail_slopes[k] = fit_slopes((m.numpy() - float(med)) / float(self.half_width[k]))
 
     @torch.no_grad()
     def fit(self, sample) -> "TTbarCoords":

@@ -168,7 +168,8 @@ class TTbarProcess:
         return independent_reference(card, log, simulate=simulate)
 
     def coords(self, card: Card) -> TTbarCoords:
-        return TTbarCoords(settings_of(self, card).coordinates)
+        settings = settings_of(self, card)
+        return TTbarCoords(settings.coordinates, settings.line_shape)
 
     # -- generation ---------------------------------------------------------------------------
     def pipeline(self, run, sampler: FrozenSampler, draw: int | None) -> nn.Module:
