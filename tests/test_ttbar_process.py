@@ -16,6 +16,7 @@ from hepgen import dilepton
 from hepgen import kinematics as kin
 from hepgen.cards import card_from_dict
 from hepgen.cli import main
+from hepgen.errors import CardError
 from hepgen.events import EventSample, make_collection
 from hepgen.export.bundle import TORCH_RTOL, event_diff, torch_outputs
 from hepgen.export.runtime import OnnxSampler
@@ -193,3 +194,9 @@ def test_an_lhe_sample_trains_through_the_same_card(samples, tmp_path):
     a = dilepton.assign(run.process.load_data(c, lambda m: None))[0]
     b = dilepton.assign(sample)[0]
     assert np.allclose(a, b, rtol=1e-6, atol=1e-5)
+    # the suffix and data.format must agree (one rule for every process): one line, no run folder
+    wrong = _card(samples, "lhe_as_root", data={"path": str(lhe), "format": "root"},
+                  train={"epochs": 1, "runs_dir": str(tmp_path / "wrong")})
+    with pytest.raises(CardError, match=r"its name says LHE, but data.format is root \(set data.format: lhe\)"):
+        train(card_from_dict(wrong), progress=False, after=False)
+    assert not (tmp_path / "wrong").exists()

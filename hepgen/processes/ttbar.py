@@ -140,8 +140,10 @@ class TTbarProcess:
 
     # -- data ---------------------------------------------------------------------------------
     def read(self, path: Path, card: Card, what: str = "data.path") -> EventSample:
-        """A tt̄ file (ROOT or LHE by suffix) as an EventSample with GenPart in the fixed order."""
-        if format_of(path) == "lhe":
+        """A tt̄ file as an EventSample with GenPart in the fixed order: ``data.path`` in
+        ``data.format`` (which its suffix must not contradict, :func:`training_file`), any other
+        file (a source, a reference) ROOT or LHE by its suffix."""
+        if format_of(path, card.data.format if what == "data.path" else None) == "lhe":
             sample = read_lhe(path)
         else:
             sample = read_events(path, tree=card.data.tree, branches=dict(card.data.branches) or None)
