@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from ..cards import DataConfig
-from ..errors import InputError, OutputError
+from ..errors import CardError, InputError, OutputError
 from ..events import EventSample
 from .lhe import LheWriter, iterate_lhe, read_lhe, write_lhe
 from .root import RootWriter, iterate_events, read_events, write_events
@@ -33,6 +33,16 @@ def format_of(path: str | os.PathLike, fmt: str | None = None) -> str:
     if name.endswith((".lhe", ".lhe.gz", ".lhef")):
         return "lhe"
     return ""
+
+
+def check_data_format(cfg: "DataConfig") -> None:
+    """One :class:`CardError` line when ``data.path``'s suffix names another format than
+    ``data.format`` (an ``.lhe`` file with ``format: root``); a path without a known suffix is
+    read as ``data.format`` says."""
+    suffix = format_of(cfg.path)
+    if suffix and suffix != cfg.format:
+        raise CardError(f"data.path {cfg.path}: its name says {suffix.upper()}, but data.format is {cfg.format} "
+                        f"(set data.format: {suffix})")
 
 
 def read_sample(

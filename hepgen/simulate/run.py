@@ -45,7 +45,7 @@ from .. import crosssection as xsec
 from ..cards import Card, ProcessConfig, card_hash, dump_card
 from ..errors import CardError, HepgenError, InputError, OutputError
 from ..events import EventSample
-from ..io import format_of
+from ..io import check_data_format
 from ..io.hepmc import HepmcWriter, merge_hepmc
 from ..io.root import RootWriter
 from ..io.variations import groups_record, psweight_group
@@ -439,13 +439,9 @@ def _write(output, force, resolved, card_path, simulation, results, source, pyth
 def training_file(card: Card, log: Callable[[str], None] = print) -> Path:
     """The card's training sample ``data.path``; when it is absent and is the card's own
     ``simulate.output``, the card's simulation (:func:`simulation_for`) makes it first. Any other
-    absent path is a one-line :class:`InputError`; a path whose suffix names another format than
-    ``data.format`` (an ``.lhe`` file with ``format: root``) a one-line :class:`CardError`."""
+    absent path is a one-line :class:`InputError`, a suffix that is not ``data.format`` a :class:`CardError`."""
+    check_data_format(card.data)
     path = Path(card.data.path)
-    suffix = format_of(path)
-    if suffix and suffix != card.data.format:
-        raise CardError(f"data.path {path}: its name says {suffix.upper()}, but data.format is {card.data.format} "
-                        f"(set data.format: {suffix})")
     if not path.exists():
         if Path(card.simulate.output) != path:
             raise InputError(f"data.path {path} does not exist (and is not the card's simulate.output to produce)")
