@@ -177,7 +177,8 @@ def test_a_fitted_line_shape_makes_a_skewed_resonance_a_normal_column():
     toy has 5 % of its events beyond -1.645 and beyond +1.645 each (within 4 binomial standard
     errors), where the Breit-Wigner column misses both by far more; the coordinates still invert
     to 1e-9 in float64, the column is the sample's own quantile on a second toy of the same shape,
-    and the Breit-Wigner setting keeps no map at all (the graph of such runs is unchanged)."""
+    and the Breit-Wigner setting keeps no map at all (the graph of such runs is unchanged; runs saved
+    before the setting load as such)."""
     sample = _skewed(40000, 7)
     fractions = {}
     for shape in ("breit_wigner", "fitted"):
@@ -194,6 +195,11 @@ def test_a_fitted_line_shape_makes_a_skewed_resonance_a_normal_column():
             fractions["other"] = (np.mean(col2 < -1.645), np.mean(col2 > 1.645))
         else:
             assert coords.encoder(torch.float32).tails is None
+            # a run saved before line_shape existed (no tail_slopes) loads as a Breit-Wigner run
+            state = {k: v for k, v in coords.state_dict().items() if k != "tail_slopes"}
+            old = TTbarCoords("decay")
+            old.load_state_dict(state)
+            assert torch.equal(old._raw(p), coords._raw(p))
     tol = 4 * math.sqrt(0.05 * 0.95 / (0.35 * 40000))  # about 0.0047 for the ~14 000 events kept
     for lo, hi in (fractions["fitted"], fractions["other"]):
         assert abs(lo - 0.05) < tol and abs(hi - 0.05) < tol
