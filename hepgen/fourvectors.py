@@ -28,10 +28,14 @@ def asinh_exportable(z):
     return torch.where(z < 0, -torch.log(s - z), torch.log(s + z))
 
 
+def sinh_exportable(x):
+    """sinh(x) from Exp (ONNX's Sinh is not in SOFIE's set)."""
+    return 0.5 * (torch.exp(x) - torch.exp(-x))
+
+
 def fourvector(pt, eta, phi, m):
     """(pt, eta, phi, m) tensors -> ``[..., 4]`` (E, px, py, pz) with Exp instead of Sinh/Cosh."""
-    sinh = 0.5 * (torch.exp(eta) - torch.exp(-eta))
-    pz = pt * sinh
+    pz = pt * sinh_exportable(eta)
     e = torch.sqrt(m * m + pt * pt + pz * pz)
     return torch.stack([e, pt * torch.cos(phi), pt * torch.sin(phi), pz], dim=-1)
 
@@ -55,10 +59,10 @@ def minkowski_dot(a, b):
     product of boosted nearly collinear particles (a relative 1e-3 of m_t^2 for a top of 1 TeV)."""
     (pa, ea, fa, ma), (pb, eb, fb, mb) = a.unbind(-1), b.unbind(-1)
     ta, tb = torch.sqrt(ma * ma + pa * pa), torch.sqrt(mb * mb + pb * pb)
-    ya = asinh_exportable(pa * 0.5 * (torch.exp(ea) - torch.exp(-ea)) / ta)
-    yb = asinh_exportable(pb * 0.5 * (torch.exp(eb) - torch.exp(-eb)) / tb)
+    ya = asinh_exportable(pa * sinh_exportable(ea) / ta)
+    yb = asinh_exportable(pb * sinh_exportable(eb) / tb)
     h = 0.5 * (ya - yb)
-    sh = 0.5 * (torch.exp(h) - torch.exp(-h))
+    sh = sinh_exportable(h)
     sf = torch.sin(0.5 * (fa - fb))
     masses = (ma * ma * pb * pb + mb * mb * pa * pa + ma * ma * mb * mb) / (ta * tb + pa * pb)
     return 2 * ta * tb * sh * sh + masses + 2 * pa * pb * sf * sf
@@ -93,7 +97,7 @@ def rest_frame_angles(d, md, parent, mparent):
     mt = torch.sqrt(md * md + pperp * pperp)
     zeta = asinh_exportable(torch.sqrt((parent[..., 1:] ** 2).sum(-1)) / mparent)
     rap = _rapidity(mt, pl) - zeta
-    pl_rest = mt * 0.5 * (torch.exp(rap) - torch.exp(-rap))
+    pl_rest = mt * sinh_exportable(rap)
     return asinh_exportable(pl_rest / (pperp + TINY)), atan2_exportable(py, px)
 
 
