@@ -320,7 +320,7 @@ def test_bad_pythia_setting_is_one_line_and_writes_nothing(tmp_path):
                 "simulate.pythia=['Foo:bar = 3']")
     assert r.returncode == 2
     assert r.stderr.strip() == (
-        f"hepgen: error: card: Pythia does not accept the setting 'Foo:bar = 3'")
+        "hepgen: error: card: Pythia does not accept the setting 'Foo:bar = 3'")
     assert list(tmp_path.iterdir()) == []
 
 

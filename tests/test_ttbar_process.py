@@ -73,7 +73,7 @@ def _generate(run_path: Path, out: Path, *extra) -> Path:
     return out
 
 
-@pytest.mark.parametrize("family", ["cfm", "ddpm", "jetgpt", "inn"])
+@pytest.mark.parametrize("family", ["cfm", "ddpm", "jetgpt", "inn", "vae", "gan"])
 def test_every_family_trains_on_ttbar_and_writes_dilepton_decay_records(family, samples, tmp_path):
     """One short training per family: the generated file holds exactly the six decay products
     per event with their PDG ids and species masses (b 4.8 GeV, leptons by flavour, neutrinos 0)."""

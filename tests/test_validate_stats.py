@@ -123,6 +123,31 @@ def test_pull_width_of_a_calibrated_band_is_one():
     assert width == pytest.approx(1.0, abs=0.07)
     cov2, width2 = metrics.band_coverage(truth, 0.0, truth + rng.normal(0, 2, 1000) * std, std)
     assert cov2 < 0.45 and width2 > 1.7
+    # the band's mean with noise of its own (the draws' shared noise, error e): counted, the pulls
+    # are calibrated again; left out, the band alone is too narrow
+    e = 2 * std
+    noisy = truth + rng.normal(0, 1, 1000) * np.hypot(std, e)
+    cov3, width3 = metrics.band_coverage(truth, 0.0, noisy, std, e)
+    assert cov3 == pytest.approx(0.683, abs=0.045) and width3 == pytest.approx(1.0, abs=0.07)
+    assert metrics.band_coverage(truth, 0.0, noisy, std)[0] < 0.45
+
+
+def test_draws_that_share_their_noise_are_pooled_with_one_draws_statistics():
+    """K = 10 posterior draws of one noise sample (20k events, each draw shifts it by 1e-3) against
+    an independent reference of 100k events from the same N(0, 1): pooled with one draw's errors,
+    chi2/ndf is about 1 (40 bins: +-0.22 at 1 sigma; asserted 0.5-1.6). With the errors of 200k
+    independent events it would be about (1/20k + 1/100k) / (1/200k + 1/100k) = 4 (asserted > 2.5)."""
+    rng = np.random.default_rng(11)
+    edges = np.linspace(-2.5, 2.5, 41)
+    noise = rng.normal(0, 1, 20_000)
+    draw = np.repeat(np.arange(10), noise.size)
+    values = np.concatenate([noise + 1e-3 * k for k in range(10)])
+    ref = histograms.binned(rng.normal(0, 1, 100_000), edges)
+    shared = histograms.pooled(values, edges, None, draw, shared_noise=True)
+    assert 0.5 < metrics.compare(ref, shared)["chi2_ndf"] < 1.6
+    assert metrics.compare(ref, histograms.pooled(values, edges, None, draw, shared_noise=False))["chi2_ndf"] > 2.5
+    # one draw's counts decide which bins are trusted
+    assert shared.entries.sum() == pytest.approx(histograms.binned(noise, edges).entries.sum(), rel=0.01)
 
 
 def test_classifier_skips_multiplicities_with_too_few_events():

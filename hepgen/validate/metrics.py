@@ -16,15 +16,18 @@ from ..events import EventSample
 from .histograms import Band, Binned
 
 
-def band_coverage(truth: np.ndarray, truth_err: np.ndarray | float, mean: np.ndarray, std: np.ndarray) -> tuple[float, float]:
+def band_coverage(truth: np.ndarray, truth_err: np.ndarray | float, mean: np.ndarray, std: np.ndarray,
+                  mean_err: np.ndarray | float = 0.0) -> tuple[float, float]:
     """(coverage, pull width) of a Bayesian band against a reference.
 
-    coverage: fraction of bins with ``|mean - truth| <= sqrt(std^2 + truth_err^2)`` (a calibrated
-    band gives 0.68); pull width: standard deviation of ``(mean - truth) / sqrt(std^2 + truth_err^2)``
-    (a calibrated band gives 1). ``truth_err`` is the reference's statistical error (0 for an exact
-    truth). Arrays ``[B]``; bins with zero combined error are skipped.
+    pull = (mean - truth) / sqrt(std^2 + truth_err^2 + mean_err^2): coverage is the fraction of
+    bins with |pull| <= 1 (a calibrated band gives 0.68), pull width its standard deviation (1).
+    ``truth_err`` is the reference's statistical error (0 for an exact truth), ``mean_err`` the
+    band mean's own (the noise the draws share: one draw's error,
+    :func:`hepgen.validate.histograms.pooled`), as in :mod:`hepgen.validate.coverage`. Arrays
+    ``[B]``; bins with zero combined error are skipped.
     """
-    sig = np.sqrt(np.asarray(std) ** 2 + np.asarray(truth_err) ** 2)
+    sig = np.sqrt(np.asarray(std) ** 2 + np.asarray(truth_err) ** 2 + np.asarray(mean_err) ** 2)
     ok = sig > 0
     if not ok.any():
         return math.nan, math.nan
@@ -44,7 +47,7 @@ def compare(ref: Binned, gen: Binned, band: Band | None = None, min_entries: int
     chi2 = float(np.sum((gen.density[ok] - ref.density[ok]) ** 2 / var))
     out |= {"max_abs_dev": float(dev.max()), "chi2_ndf": chi2 / int(ok.sum()), "ndf": int(ok.sum())}
     if band is not None:
-        cov, width = band_coverage(ref.density[ok], ref.error[ok], band.mean[ok], band.std[ok])
+        cov, width = band_coverage(ref.density[ok], ref.error[ok], band.mean[ok], band.std[ok], gen.error[ok])
         out |= {"coverage": cov, "pull_width": width}
     else:
         out |= {"coverage": None, "pull_width": None}

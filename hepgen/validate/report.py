@@ -131,7 +131,7 @@ def run_report(
                 "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                 "hepgen_version": __version__,
                 "inputs": {"generated": "generated", "reference": "reference", **(labels or {}), "n_generated": len(gen), "n_reference": len(reference),
-                           "n_draws": generated.n_draws, "n_training": None if training is None else len(training),
+                           "n_draws": generated.n_draws, "shared_noise": generated.shared_noise, "n_training": None if training is None else len(training),
                            "generated_info": dict(gen.info)},
                 "min_bin_events": min_bin_events,
             }
@@ -188,7 +188,7 @@ def run_report(
             for h in obsset.hists:
                 edges = h.edges
                 b_ref = histograms.binned(v_ref[h.name], edges, reference.weight)
-                b_gen = histograms.binned(v_gen[h.name], edges, gen.weight)
+                b_gen = histograms.pooled(v_gen[h.name], edges, gen.weight, generated.draw, generated.shared_noise)
                 band = histograms.band(v_gen[h.name], edges, generated.draw, gen.weight) if generated.draw is not None else None
                 b_tr = histograms.binned(v_train[h.name], edges, training.weight) if v_train is not None else None
                 b_rw = histograms.binned(v_gen[h.name], edges, rew_w) if rew_w is not None else None

@@ -88,6 +88,9 @@ def markdown(m: dict, heading: str = "jets", sections: list[str] = ()) -> str:
     lines.append(f"{inp['n_generated']} generated events ({inp['n_draws'] or 'no'} Bayesian draws), "
                  f"{inp['n_reference']} reference events ({inp['reference']}); bins trusted with ≥ {m['min_bin_events']} "
                  "events in both histograms.")
+    if inp.get("shared_noise") and (inp.get("n_draws") or 0) > 1:
+        lines.append("The draws share their noise, so the histograms of all generated events carry the statistical "
+                     "errors and event counts of one draw.")
     if m.get("heldout"):
         lines.append(f"The tables compare with this reference; the last section repeats the histogram comparison "
                      f"against the {m['heldout']['reference']} ({m['heldout']['n_reference']} events).")
