@@ -139,6 +139,8 @@ def test_unweighted_sample(result):
     ({"channels": ["photon", "w"]}, "integrate.channels"),
     ({"pdf": "NoSuchSet_0000.dat"}, "PDF grid 'NoSuchSet_0000.dat'"),
     ({"training_calls": 5}, "integrate.training_calls = 5 is out of range"),
+    ({"emission": "nlo"}, "integrate.emission"),
+    ({"emission": "real", "pt_min": 7000.0}, "integrate.pt_min = 7000.0 GeV is beyond the kinematic limit"),
 ])
 def test_bad_card_is_one_line_and_writes_nothing(tmp_path, capsys, section, message):
     card = write_card(tmp_path, {"name": "bad", "integrate": section})

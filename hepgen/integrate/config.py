@@ -22,7 +22,7 @@ CHANNELS = ("photon", "z")
 
 @dataclass(frozen=True)
 class IntegrateConfig:
-    """pp -> gamma*/Z -> mu+ mu- at LO (``hepgen integrate``)."""
+    """pp -> gamma*/Z -> mu+ mu- (+ one parton) at LO (``hepgen integrate``)."""
 
     m_min: float = ranged(60.0, ge=10.0)  # GeV, lower edge of the m_mumu window (alpha_em runs above 9.5 GeV)
     m_max: float = ranged(120.0, gt=10.0)  # GeV
@@ -32,6 +32,9 @@ class IntegrateConfig:
     alpha_em: Literal["running", "mz"] = "running"  # Pythia's SigmaProcess:alphaEMorder 1 | -1
     exchange: Literal["full", "photon", "z"] = "full"  # Pythia's WeakZ0:gmZmode 0 | 1 | 2
     flavours: int = ranged(5, ge=1, le=5)  # incoming quarks d u s c b (the first n)
+    # none: q qbar -> mu mu; real: one real emission, q qbar -> mu mu g and q g -> mu mu q (emission.py)
+    emission: Literal["none", "real"] = "none"
+    pt_min: float = ranged(20.0, gt=0.0)  # GeV, the parton's pT cut with emission: real
     channels: tuple[str, ...] = CHANNELS  # phase-space mappings: photon pole, Z Breit-Wigner
     training_calls: int = ranged(200_000, ge=100)  # integrand calls to adapt VEGAS / train MadNIS
     sample_calls: int = ranged(1_000_000, ge=100)  # weighted events each method draws
@@ -55,6 +58,10 @@ def integrate_config(card: Card) -> IntegrateConfig:
         raise CardError(f"{src}: integrate.m_max = {cfg.m_max} must be above integrate.m_min = {cfg.m_min}")
     if cfg.m_max >= card.process.sqrt_s:
         raise CardError(f"{src}: integrate.m_max = {cfg.m_max} GeV is not below process.sqrt_s = {card.process.sqrt_s}")
+    s = card.process.sqrt_s ** 2
+    if cfg.emission == "real" and cfg.pt_min >= (s - cfg.m_min ** 2) / (2 * card.process.sqrt_s):
+        raise CardError(f"{src}: integrate.pt_min = {cfg.pt_min} GeV is beyond the kinematic limit of a pair of "
+                        f"m_min = {cfg.m_min} GeV at sqrt_s = {card.process.sqrt_s} GeV")
     bad = [c for c in cfg.channels if c not in CHANNELS]
     if bad or not cfg.channels or len(set(cfg.channels)) != len(cfg.channels):
         raise CardError(f"{src}: integrate.channels = {list(cfg.channels)}: give distinct channels of "

@@ -38,7 +38,10 @@ DIM = 4
 
 
 class DrellYan:
-    """The LO Drell-Yan integrand of one card (``sqrt_s`` in GeV)."""
+    """The LO Drell-Yan integrand of one card (``sqrt_s`` in GeV) on the ``dim``-dimensional
+    hypercube; :class:`hepgen.integrate.emission.DrellYanJet` is the one with a real emission."""
+
+    dim = DIM
 
     def __init__(self, cfg: IntegrateConfig, sqrt_s: float, pdf: GridPDF | None = None):
         self.cfg = cfg
@@ -77,6 +80,10 @@ class DrellYan:
         p = self.point(r, channel)
         return self.differential(p) * p.jacobian, p
 
+    def coordinates(self, p: PhaseSpacePoint) -> torch.Tensor:
+        """The channel-independent point of the hypercube (:func:`common_coordinates`)."""
+        return common_coordinates(p, self.s_min, self.s_max)
+
     def prior_weights(self, p: PhaseSpacePoint) -> torch.Tensor:
         """``alpha_c = g_c / sum_k g_k`` ``[N, channels]`` (the densities of s; y, cos, phi are mapped alike)."""
         g = torch.stack([m.density(p.s) for m in self.mappings], dim=1)
@@ -86,13 +93,13 @@ class DrellYan:
         """MadNIS's ``(x, c) -> (f, y, alpha_prior)`` (``madnis.integrator.Integrand`` with
         ``remapped_dim`` and ``has_channel_weight_prior``): ``y`` the channel-independent point."""
         f = torch.empty(len(x), dtype=torch.float64, device=x.device)
-        y = torch.empty(len(x), DIM, dtype=torch.float64, device=x.device)
+        y = torch.empty(len(x), self.dim, dtype=torch.float64, device=x.device)
         alpha = torch.empty(len(x), self.channel_count, dtype=torch.float64, device=x.device)
         for c in range(self.channel_count):
             sel = channels == c
             if bool(sel.any()):
                 f[sel], p = self.channel_integrand(x[sel].double(), c)
-                y[sel] = common_coordinates(p, self.s_min, self.s_max)
+                y[sel] = self.coordinates(p)
                 alpha[sel] = self.prior_weights(p)
         return f.to(x.dtype), y.to(x.dtype), alpha.to(x.dtype)
 
@@ -118,8 +125,15 @@ class DrellYan:
         return EventSample.build({"Muon": coll}, weights, info or {})
 
 
+def process_name(cfg: IntegrateConfig) -> str:
+    """The card's process in words."""
+    if cfg.emission == "real":
+        return f"p p -> gamma*/Z + parton -> mu- mu+ + (g or q), pT > {cfg.pt_min:g} GeV (LO)"
+    return "p p -> gamma*/Z -> mu- mu+ (LO)"
+
+
 def sample_info(cfg: IntegrateConfig, sigma: float, error: float, method: str) -> dict[str, str]:
     """The provenance of a sample: generator, PDF set, window, cross section (pb)."""
-    return {"generator": f"hepgen integrate ({method})", "process": "p p -> gamma*/Z -> mu- mu+ (LO)",
+    return {"generator": f"hepgen integrate ({method})", "process": process_name(cfg),
             "pdf_set": cfg.pdf, "m_mumu_window_gev": f"{cfg.m_min} {cfg.m_max}",
             **crosssection.record(sigma, error)}

@@ -63,3 +63,65 @@ def partonic_cross_section(quark: int, s: torch.Tensor, running: bool = True, ph
     e4 = (4 * math.pi * alpha_em(s, running)) ** 2
     total = sum(a.abs() ** 2 for a in amp.values())
     return e4 / (4 * N_COLOURS) * total * (8.0 / 3.0) * 2 * math.pi / (64 * math.pi ** 2 * s)
+
+
+# -- one real emission: q qbar -> mu- mu+ g and q g -> mu- mu+ q ------------------------------------
+
+C_F = 4.0 / 3.0
+
+
+def _s(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``2 a.b`` (Minkowski, (E, px, py, pz) ``[N, 4]``)."""
+    return 2.0 * (a[:, 0] * b[:, 0] - (a[:, 1:] * b[:, 1:]).sum(dim=1))
+
+
+def _emission(quark: int, s34: torch.Tensor, alpha_em_value: torch.Tensor, alpha_s_value: torch.Tensor,
+              same_pairs: torch.Tensor, opposite_pairs: torch.Tensor, photon: bool, z: bool) -> torch.Tensor:
+    """``2 g_s^2 C_F e^4 / N_c [same * same_pairs + opposite * opposite_pairs]`` with the helicity
+    sums ``same = |A_LL|^2 + |A_RR|^2``, ``opposite = |A_LR|^2 + |A_RL|^2`` at the pair mass."""
+    amp = helicity_amplitudes(quark, s34, photon, z)
+    same = amp["LL"].abs() ** 2 + amp["RR"].abs() ** 2
+    opposite = amp["LR"].abs() ** 2 + amp["RL"].abs() ** 2
+    e4 = (4 * math.pi * alpha_em_value) ** 2
+    return 2 * (4 * math.pi * alpha_s_value) * C_F * e4 / N_COLOURS * (same * same_pairs + opposite * opposite_pairs)
+
+
+def squared_me_qqbar_g(quark: int, q, qbar, minus, plus, gluon, alpha_em_value, alpha_s_value,
+                       photon: bool = True, z: bool = True) -> torch.Tensor:
+    """Spin- and colour-averaged ``|M|^2`` of ``q qbar -> gamma*/Z g -> mu- mu+ g`` (massless,
+    momenta ``[N, 4]`` (E, px, py, pz) in GeV; dimension GeV^-2), with ``s_ij = 2 p_i.p_j`` and
+    1 = q, 2 = qbar, 3 = mu-, 4 = mu+, 5 = g::
+
+        |M|^2 = 2 g_s^2 C_F e^4 / N_c  [ same (s14^2 + s23^2) + opposite (s13^2 + s24^2) ]
+                                        / (s15 s25 s34)
+
+    ``same``, ``opposite`` and the exchanges as :func:`squared_me`, at ``s = s34``. The helicity
+    structure is that of the five-point amplitudes (Ellis, Stirling & Webber, "QCD and Collider
+    Physics", ch. 9.2, the crossing of e+e- -> q qbar g; Pythia's ``Sigma2ffbargmZggm::weightDecay``
+    has the same pairing of momenta and couplings); the normalisation is fixed by the soft-gluon
+    limit, ``|M|^2 -> g_s^2 C_F 4 s12 / (s15 s25) |M_Born|^2`` (tested), and the lepton-integrated
+    rate is Pythia's ``Sigma2qqbar2gmZg`` (tests/test_integrate_emission.py)."""
+    s34 = _s(minus, plus)
+    same = _s(q, plus) ** 2 + _s(qbar, minus) ** 2
+    opposite = _s(q, minus) ** 2 + _s(qbar, plus) ** 2
+    den = _s(q, gluon) * _s(qbar, gluon) * s34
+    return _emission(quark, s34, alpha_em_value, alpha_s_value, same, opposite, photon, z) / den
+
+
+def squared_me_qg_q(quark: int, q, g, minus, plus, out, alpha_em_value, alpha_s_value,
+                    photon: bool = True, z: bool = True) -> torch.Tensor:
+    """``|M|^2`` of ``q g -> gamma*/Z q -> mu- mu+ q``: :func:`squared_me_qqbar_g` crossed
+    (qbar -> the outgoing quark ``out``, the gluon -> the incoming ``g``: the invariants change
+    sign in pairs, one crossed fermion gives -1) and averaged over the gluon's 8 colours instead
+    of the antiquark's 3 (a factor N_c / (N_c^2 - 1) = 3/8)::
+
+        |M|^2 = 3/8 * 2 g_s^2 C_F e^4 / N_c [ same (s14^2 + s_o3^2) + opposite (s13^2 + s_o4^2) ]
+                                               / (s1g s_go s34)
+
+    An incoming antiquark (``qbar g -> mu- mu+ qbar``) is this with mu- and mu+ exchanged (CP)."""
+    s34 = _s(minus, plus)
+    same = _s(q, plus) ** 2 + _s(out, minus) ** 2
+    opposite = _s(q, minus) ** 2 + _s(out, plus) ** 2
+    den = _s(q, g) * _s(g, out) * s34
+    colour = N_COLOURS / (N_COLOURS ** 2 - 1)
+    return colour * _emission(quark, s34, alpha_em_value, alpha_s_value, same, opposite, photon, z) / den

@@ -1,4 +1,7 @@
-"""The same Drell-Yan cross section from Pythia 8: ``sigmaGen`` of ``WeakSingleBoson:ffbar2gmZ``.
+"""The same Drell-Yan cross section from Pythia 8: ``sigmaGen`` of ``WeakSingleBoson:ffbar2gmZ``,
+or with ``integrate.emission: real`` of ``WeakBosonAndParton:qqbar2gmZg`` and ``qg2gmZq`` (the
+pair mass window as the resonance's ``23:mMin/mMax``, ``PhaseSpace:pTHatMin = pt_min``, the
+2 -> 2 scales of :mod:`hepgen.integrate.emission`).
 
 :func:`pythia_settings` gives Pythia the card's process: the beams' energy, the m_mumu window
 (``PhaseSpace:mHatMin/Max``), Z -> mu mu only (``23:onMode = off``, ``23:onIfAny = 13``; the
@@ -29,16 +32,23 @@ _ALPHA_ORDER = {"running": 1, "mz": -1}
 
 def pythia_settings(cfg: IntegrateConfig, sqrt_s: float) -> list[str]:
     """Pythia's settings for the card's process (see the module docstring)."""
+    if cfg.emission == "real":
+        # q qbar -> gamma*/Z g and q g -> gamma*/Z q with the pair mass in the window (the resonance's
+        # mass range) and pT above pt_min; Pythia's 2 -> 2 scales (renormScale2 = 2, factorScale2 = 1)
+        process = ["WeakBosonAndParton:qqbar2gmZg = on", "WeakBosonAndParton:qg2gmZq = on",
+                   f"23:mMin = {cfg.m_min!r}", f"23:mMax = {cfg.m_max!r}", f"PhaseSpace:pTHatMin = {cfg.pt_min!r}",
+                   "SigmaProcess:renormScale2 = 2", "SigmaProcess:factorScale2 = 1",
+                   f"SigmaProcess:renormMultFac = {cfg.scale_factor ** 2!r}"]
+    else:
+        process = ["WeakSingleBoson:ffbar2gmZ = on", f"PhaseSpace:mHatMin = {cfg.m_min!r}",
+                   f"PhaseSpace:mHatMax = {cfg.m_max!r}", "SigmaProcess:factorScale1 = 1"]
     return [
         f"Beams:eCM = {sqrt_s!r}",
-        "WeakSingleBoson:ffbar2gmZ = on",
-        f"PhaseSpace:mHatMin = {cfg.m_min!r}",
-        f"PhaseSpace:mHatMax = {cfg.m_max!r}",
+        *process,
         "23:onMode = off",
         "23:onIfAny = 13",
         f"WeakZ0:gmZmode = {_GMZ_MODE[cfg.exchange]}",
         f"PDF:pSet = LHAGrid1:{pythia_pdf_path(cfg.pdf).resolve()}",
-        "SigmaProcess:factorScale1 = 1",
         f"SigmaProcess:factorMultFac = {cfg.scale_factor ** 2!r}",
         f"SigmaProcess:alphaEMorder = {_ALPHA_ORDER[cfg.alpha_em]}",
         "PartonLevel:all = off",
@@ -49,12 +59,12 @@ def pythia_settings(cfg: IntegrateConfig, sqrt_s: float) -> list[str]:
 
 
 def pythia_cross_section(cfg: IntegrateConfig, sqrt_s: float, events: int, seed: int,
-                         progress=None) -> dict[str, float]:
+                         progress=None, extra: tuple[str, ...] = ()) -> dict[str, float]:
     """Pythia's ``sigmaGen`` +- ``sigmaErr`` (pb) after ``events`` events, with the tries and the
-    time; ``progress(n)`` is called every 10 000 events."""
+    time; ``progress(n)`` is called every 10 000 events; ``extra`` settings are applied last."""
     if cfg.flavours != 5:
         raise CardError(f"integrate.flavours = {cfg.flavours}: the Pythia cross-check has d u s c b quarks; use 5")
-    pythia = make_pythia(pythia_settings(cfg, sqrt_s), seed, "integrate")
+    pythia = make_pythia([*pythia_settings(cfg, sqrt_s), *extra], seed, "integrate")
     start = time.perf_counter()
     for i in range(events):
         pythia.next()

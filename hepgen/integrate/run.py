@@ -1,4 +1,4 @@
-"""``hepgen integrate CARD``: sigma(pp -> gamma*/Z -> mu mu) at LO with MadNIS and VEGAS, and the samples.
+"""``hepgen integrate CARD``: sigma(pp -> gamma*/Z -> mu mu (+ one parton)) at LO with MadNIS and VEGAS, and the samples.
 
 :func:`integrate` runs MadNIS (:func:`~hepgen.integrate.samplers.run_madnis`), then VEGAS with
 the training calls MadNIS spent (:func:`~hepgen.integrate.samplers.run_vegas`), optionally
@@ -9,14 +9,16 @@ folder (``integrate.output``, or ``output``) at once through
     metrics.json      sigma +- error per method, the unweighting metrics, calls, times (report.py),
                       Pythia's sigmaGen and the pull when asked, the PDF set and the channels
     weighted.lhe      MadNIS's weighted events (up to integrate.weighted_events, a uniform random
-                      subset, so <w> stays sigma), XWGTUP at full precision, sigma in <init>
+                      subset of the points inside the kinematic limits, their weights divided by
+                      that fraction, so <w> stays sigma), XWGTUP at full precision, sigma in <init>
     weighted.root     the same events, weights in a float64 ``genWeight`` branch (NanoAOD's name)
     unweighted.root   hit-or-miss unweighted MadNIS events (weight 1), sigma in the provenance
     log_weights.png   log10(w / <w>) of VEGAS and MadNIS
     card.yaml         the resolved card
 
 The events are hepgen event records (:class:`~hepgen.events.EventSample`): a ``Muon``
-collection (mu- and mu+ with charge and the muon mass), no jets.
+collection (mu- and mu+ with charge and the muon mass), and with ``integrate.emission: real``
+the outgoing parton as a one-entry ``Jet`` collection (:mod:`hepgen.integrate.emission`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from ..io import write_lhe
 from ..io.root import write_events
 from ..outputs import atomic_directory
 from .config import integrate_config
-from .integrand import DrellYan, sample_info
+from .emission import DrellYanJet
+from .integrand import DrellYan, process_name, sample_info
 from .pdf import lhapdf_id
 from .pythia_check import pythia_cross_section
 from .report import method_metrics, plot_log_weights, unweight
@@ -51,7 +54,7 @@ def integrate(card: Card, output: str | os.PathLike | None = None, force: bool =
     path = Path(output if output is not None else cfg.output)
     sqrt_s = card.process.sqrt_s
     with atomic_directory(path, force) as tmp:
-        dy = DrellYan(cfg, sqrt_s)
+        dy = (DrellYanJet if cfg.emission == "real" else DrellYan)(cfg, sqrt_s)
         total = 2 * (cfg.training_calls + cfg.sample_calls) + cfg.pythia_events
         with tqdm(total=total, desc="integrate", unit="call", disable=progress is False, leave=False) as bar:
             madnis = run_madnis(dy, cfg, card.seed, bar.update)
@@ -60,7 +63,7 @@ def integrate(card: Card, output: str | os.PathLike | None = None, force: bool =
                       if cfg.pythia_events else None)
         runs = [vegas, madnis]
         metrics = {
-            "process": "p p -> gamma*/Z -> mu- mu+ (LO)", "sqrt_s_gev": sqrt_s,
+            "process": process_name(cfg), "sqrt_s_gev": sqrt_s,
             "m_mumu_window_gev": [cfg.m_min, cfg.m_max], "pdf_set": cfg.pdf, "channels": list(cfg.channels),
             "hepgen_version": __version__, "card_hash": card_hash(card), "seed": card.seed,
             **{r.method: method_metrics(r, dy.channel_count) for r in runs},
@@ -85,10 +88,14 @@ def integrate(card: Card, output: str | os.PathLike | None = None, force: bool =
 
 def _write_samples(folder: Path, dy: DrellYan, run: WeightedRun, card: Card, cfg) -> None:
     rng = np.random.default_rng(card.seed)
-    n = min(cfg.weighted_events, len(run.weights))
-    pick = np.sort(rng.choice(len(run.weights), size=n, replace=False))
+    # points outside the kinematic limits (weight 0: x > 1 with a real emission) are no events; the
+    # others' weights scale by their fraction, so that <w> stays sigma (the Born has none: factor 1)
+    inside = np.flatnonzero(run.weights != 0)
+    scale = len(inside) / len(run.weights)
+    n = min(cfg.weighted_events, len(inside))
+    pick = inside[np.sort(rng.choice(len(inside), size=n, replace=False))]
     info = {**sample_info(cfg, run.sigma, run.error, run.method), "card_hash": card_hash(card), "seed": str(card.seed)}
-    weighted = dy.to_events(run.r[pick], run.channels[pick], run.weights[pick], info)
+    weighted = dy.to_events(run.r[pick], run.channels[pick], run.weights[pick] / scale, info)
     write_lhe(folder / "weighted.lhe", weighted, sqrt_s=card.process.sqrt_s, pdf_id=lhapdf_id(cfg.pdf))
     write_events(folder / "weighted.root", weighted, weight_branch="genWeight")
     if cfg.unweighted_events:

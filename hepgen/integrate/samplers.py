@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from .config import IntegrateConfig
-from .integrand import DIM, DrellYan
+from .integrand import DrellYan
 
 
 @dataclass
@@ -103,7 +103,7 @@ def run_vegas(dy: DrellYan, cfg: IntegrateConfig, seed: int, tick: Callable[[int
                 tick(len(x))
             return (dy.prior_weights(p)[:, c] * f).numpy()
 
-        integ = vegas.Integrator(DIM * [[0.0, 1.0]], ran_array_generator=lambda size: rng.random(size))
+        integ = vegas.Integrator(dy.dim * [[0.0, 1.0]], ran_array_generator=lambda size: rng.random(size))
         result = integ(vegas.lbatchintegrand(channel), nitn=cfg.vegas_iterations, neval=per_iteration)
         maps.append(integ.map)
         means.append(result.mean)
@@ -115,7 +115,7 @@ def run_vegas(dy: DrellYan, cfg: IntegrateConfig, seed: int, tick: Callable[[int
     rs, estimates, channels = [], [], []
     for c, n_c in enumerate(_split(n_sample, np.array(means))):
         for lo in range(0, n_c, 100_000):
-            y = rng.random((min(100_000, n_c - lo), DIM))
+            y = rng.random((min(100_000, n_c - lo), dy.dim))
             x, jac = np.empty_like(y), np.empty(len(y))
             maps[c].map(y, x, jac)
             r = torch.from_numpy(x)
@@ -142,7 +142,7 @@ def run_madnis(dy: DrellYan, cfg: IntegrateConfig, seed: int, tick: Callable[[in
 
     torch.manual_seed(seed)
     count = dy.channel_count
-    integrand = Integrand(function, input_dim=DIM, channel_count=count, remapped_dim=DIM,
+    integrand = Integrand(function, input_dim=dy.dim, channel_count=count, remapped_dim=dy.dim,
                           has_channel_weight_prior=True)
     batch = max(cfg.training_calls // cfg.madnis_steps, 2 * count)
     integrator = Integrator(
