@@ -5,6 +5,7 @@ run through the CLI."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -143,6 +144,11 @@ def test_a_small_run_writes_dimuon_plus_parton_records(tmp_path):
     with pytest.raises(SystemExit) as exit_:
         main(["integrate", str(path), "-o", str(tmp_path / "out"), "--no-progress"])
     assert exit_.value.code == 0
+    # points outside the kinematic limits are not written; the mean weight stays sigma (4 standard errors)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())["madnis"]
+    w = read_sample(tmp_path / "out" / "weighted.root").weight
+    assert (w > 0).all() and metrics["cut_efficiency"] < 0.999
+    assert abs(w.mean() - metrics["sigma_pb"]) < 4 * w.std() / math.sqrt(len(w))
     for name in ("weighted.root", "weighted.lhe", "unweighted.root"):
         sample = read_sample(tmp_path / "out" / name)
         assert np.all(sample.multiplicity("Muon") == 2) and np.all(sample.multiplicity("Jet") == 1), name

@@ -9,8 +9,8 @@ folder (``integrate.output``, or ``output``) at once through
     metrics.json      sigma +- error per method, the unweighting metrics, calls, times (report.py),
                       Pythia's sigmaGen and the pull when asked, the PDF set and the channels
     weighted.lhe      MadNIS's weighted events (up to integrate.weighted_events, a uniform random
-                      subset of the points inside the kinematic limits, their weights divided by
-                      that fraction, so <w> stays sigma), XWGTUP at full precision, sigma in <init>
+                      subset of the points inside the kinematic limits, their weights multiplied
+                      by that fraction, so <w> stays sigma), XWGTUP at full precision, sigma in <init>
     weighted.root     the same events, weights in a float64 ``genWeight`` branch (NanoAOD's name)
     unweighted.root   hit-or-miss unweighted MadNIS events (weight 1), sigma in the provenance
     log_weights.png   log10(w / <w>) of VEGAS and MadNIS
@@ -89,13 +89,14 @@ def integrate(card: Card, output: str | os.PathLike | None = None, force: bool =
 def _write_samples(folder: Path, dy: DrellYan, run: WeightedRun, card: Card, cfg) -> None:
     rng = np.random.default_rng(card.seed)
     # points outside the kinematic limits (weight 0: x > 1 with a real emission) are no events; the
-    # others' weights scale by their fraction, so that <w> stays sigma (the Born has none: factor 1)
+    # others' mean weight is sigma / (their fraction f), so their weights are multiplied by f and
+    # <w> stays sigma (the Born has none: f = 1)
     inside = np.flatnonzero(run.weights != 0)
-    scale = len(inside) / len(run.weights)
+    fraction = len(inside) / len(run.weights)
     n = min(cfg.weighted_events, len(inside))
     pick = inside[np.sort(rng.choice(len(inside), size=n, replace=False))]
     info = {**sample_info(cfg, run.sigma, run.error, run.method), "card_hash": card_hash(card), "seed": str(card.seed)}
-    weighted = dy.to_events(run.r[pick], run.channels[pick], run.weights[pick] / scale, info)
+    weighted = dy.to_events(run.r[pick], run.channels[pick], run.weights[pick] * fraction, info)
     write_lhe(folder / "weighted.lhe", weighted, sqrt_s=card.process.sqrt_s, pdf_id=lhapdf_id(cfg.pdf))
     write_events(folder / "weighted.root", weighted, weight_branch="genWeight")
     if cfg.unweighted_events:
