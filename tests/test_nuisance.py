@@ -19,6 +19,7 @@ from hepgen.errors import CardError, InputError
 from hepgen.export.bundle import TORCH_RTOL, event_diff, torch_outputs
 from hepgen.export.from_run import export
 from hepgen.export.runtime import OnnxSampler
+from hepgen import observables
 from hepgen.generate import generate
 from hepgen.io.root import read_events, write_events
 from hepgen.nuisance import event_slopes, setting, weight
@@ -248,3 +249,33 @@ def test_export_takes_nu_in_its_input_and_matches_torch(zrun, tmp_path):
         assert event_diff(got, torch_outputs(pipe, {"noise": fed})).max() <= TORCH_RTOL
         results[a] = got
     assert np.abs(results[0.0][0] - results[0.7][0]).max() > 1e-3  # nu reaches the graph
+
+
+def test_systematic_bands_are_the_shifts_at_the_ends_of_the_range(zrun):
+    """hepgen.validate.systematics: the nominal shape is a density over the bins; the up / down
+    bands are the positive / negative parts of hist(a at an end of its range) - nominal, summed in
+    quadrature over the ends (recomputed here from the same noise); total = stat (+) syst; without
+    draws stat is 0. At a = 0 the generated ratio and the reweighted reference ratio are 1 in
+    every bin (chi2 0): the weight and the condition agree on the nominal point."""
+    from hepgen.validate import systematics
+
+    run, tmp = zrun
+    edges = {"pt_mumu": np.linspace(0, 150, 16), "m_mumu": np.linspace(70, 110, 11)}
+    (b_pt, b_m) = systematics.bands(run, ["pt_mumu", "m_mumu"], edges, events=3000, seed=5)
+    for b in (b_pt, b_m):
+        assert b.nominal.sum() == pytest.approx(1.0) and not b.stat.any()
+        assert np.array_equal(b.total_up, b.syst_up) and np.array_equal(b.total_down, b.syst_down)
+    assert systematics.variation_ends(run.card.model.nuisance) == [("a", -0.5), ("a", 1.0)]
+    shifts = []
+    for value in (-0.5, 1.0):
+        pt = observables.compute(systematics.sample_at(run, {"a": value}, 3000, 5), ["pt_mumu"])["pt_mumu"]
+        h = np.histogram(pt[np.isfinite(pt)], edges["pt_mumu"])[0].astype(np.float64)
+        shifts.append(h / h.sum() - b_pt.nominal)
+    shifts = np.array(shifts)
+    assert np.allclose(b_pt.syst_up, np.sqrt((np.clip(shifts, 0, None) ** 2).sum(axis=0)))
+    assert np.allclose(b_pt.syst_down, np.sqrt((np.clip(-shifts, 0, None) ** 2).sum(axis=0)))
+    assert b_pt.syst_up.any() and b_pt.syst_down.any()  # a moves the events
+    ref = read_events(tmp / "ref.root")
+    r = systematics.ratio_chi2(run, ref, "pt_mumu", edges["pt_mumu"], {"a": 0.0}, events=2000)
+    assert r["chi2"] == pytest.approx(0.0, abs=1e-20) and r["ndf"] > 5
+    assert np.allclose(np.array(r["gen_ratio"])[np.isfinite(r["gen_ratio"])], 1.0)
