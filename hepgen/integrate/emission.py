@@ -35,12 +35,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from ..electroweak import GEV2_TO_PB, alpha_em
-from ..events import EventSample, make_collection
-from ..kinematics import MUON_MASS, epxpypz_to_ptetaphim
 from ..qcd import alpha_s
 from .integrand import DrellYan
 from .matrix import squared_me_qg_q, squared_me_qqbar_g
@@ -164,26 +161,6 @@ class DrellYanJet(DrellYan):
         u = torch.log(p.s / self.s_min) / math.log(self.s_max / self.s_min)
         return torch.cat([u[:, None], p.rest], dim=1)
 
-    def to_events(self, r: torch.Tensor, channels: torch.Tensor, weights: np.ndarray,
-                  info: dict[str, str] | None = None) -> EventSample:
-        """Event records: the mu- and mu+ (``Muon``, pT-ordered, with charge) and the outgoing
-        parton as a ``Jet`` of mass 0."""
-        mu = np.empty((len(r), 2, 4))
-        charge = np.empty((len(r), 2), dtype=np.int32)
-        jet = np.empty((len(r), 4))
-        for c in range(self.channel_count):
-            sel = (channels == c).numpy()
-            if sel.any():
-                p = self.point(r[sel].double(), c)
-                for k, (p4, q) in enumerate(((p.minus, -1), (p.plus, 1))):
-                    pt, eta, phi, _ = epxpypz_to_ptetaphim(*(p4[:, i].numpy() for i in range(4)))
-                    mu[sel, k] = np.stack([pt, eta, phi, np.full(len(pt), MUON_MASS)], axis=1)
-                    charge[sel, k] = q
-                pt, eta, phi, _ = epxpypz_to_ptetaphim(*(p.parton[:, i].numpy() for i in range(4)))
-                jet[sel] = np.stack([pt, eta, phi, np.zeros(len(pt))], axis=1)
-        order = np.where((mu[:, 0, 0] >= mu[:, 1, 0])[:, None], [0, 1], [1, 0])
-        mu = np.take_along_axis(mu, order[:, :, None], axis=1).reshape(-1, 4)
-        charge = np.take_along_axis(charge, order, axis=1).reshape(-1)
-        muons = make_collection(mu[:, 0], mu[:, 1], mu[:, 2], mu[:, 3], counts=np.full(len(r), 2), charge=charge)
-        jets = make_collection(jet[:, 0], jet[:, 1], jet[:, 2], jet[:, 3], counts=np.ones(len(r), dtype=np.int64))
-        return EventSample.build({"Muon": muons, "Jet": jets}, weights, info or {})
+    def final_state(self, p: EmissionPoint) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The mu-, mu+ and the outgoing parton: ``to_events`` writes the parton as a ``Jet`` of mass 0."""
+        return p.minus, p.plus, p.parton

@@ -103,26 +103,38 @@ class DrellYan:
                 alpha[sel] = self.prior_weights(p)
         return f.to(x.dtype), y.to(x.dtype), alpha.to(x.dtype)
 
+    def final_state(self, p: PhaseSpacePoint) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Lab (E, px, py, pz) ``[N, 4]`` of the mu-, the mu+ and the outgoing parton (None: none)."""
+        return (*muon_momenta(p), None)
+
     def to_events(self, r: torch.Tensor, channels: torch.Tensor, weights: np.ndarray,
                   info: dict[str, str] | None = None) -> EventSample:
-        """hepgen event records of the points ``r`` ``[N, 4]`` of ``channels`` ``[N]``: a Muon
-        collection (mu- and mu+, pT-ordered, with charge, the muon mass), no jets."""
+        """hepgen event records of the points ``r`` ``[N, dim]`` of ``channels`` ``[N]``: a Muon
+        collection (mu- and mu+, pT-ordered, with charge, the muon mass) and, when
+        :meth:`final_state` has a parton, a one-entry Jet collection of mass 0."""
         mu = np.empty((len(r), 2, 4))
         charge = np.empty((len(r), 2), dtype=np.int32)
+        jet = None
         for c in range(self.channel_count):
             sel = (channels == c).numpy()
             if sel.any():
-                minus, plus = muon_momenta(self.point(r[sel].double(), c))
+                minus, plus, parton = self.final_state(self.point(r[sel].double(), c))
                 for k, (p4, q) in enumerate(((minus, -1), (plus, 1))):
                     pt, eta, phi, _ = epxpypz_to_ptetaphim(*(p4[:, i].numpy() for i in range(4)))
                     mu[sel, k] = np.stack([pt, eta, phi, np.full(len(pt), MUON_MASS)], axis=1)
                     charge[sel, k] = q
+                if parton is not None:
+                    jet = np.empty((len(r), 4)) if jet is None else jet
+                    pt, eta, phi, _ = epxpypz_to_ptetaphim(*(parton[:, i].numpy() for i in range(4)))
+                    jet[sel] = np.stack([pt, eta, phi, np.zeros(len(pt))], axis=1)
         lead = mu[:, 0, 0] >= mu[:, 1, 0]
         order = np.where(lead[:, None], [0, 1], [1, 0])
         mu = np.take_along_axis(mu, order[:, :, None], axis=1).reshape(-1, 4)
         charge = np.take_along_axis(charge, order, axis=1).reshape(-1)
-        coll = make_collection(mu[:, 0], mu[:, 1], mu[:, 2], mu[:, 3], counts=np.full(len(r), 2), charge=charge)
-        return EventSample.build({"Muon": coll}, weights, info or {})
+        coll = {"Muon": make_collection(mu[:, 0], mu[:, 1], mu[:, 2], mu[:, 3], counts=np.full(len(r), 2), charge=charge)}
+        if jet is not None:
+            coll["Jet"] = make_collection(jet[:, 0], jet[:, 1], jet[:, 2], jet[:, 3], counts=np.ones(len(r), dtype=np.int64))
+        return EventSample.build(coll, weights, info or {})
 
 
 def process_name(cfg: IntegrateConfig) -> str:
