@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from .histograms import Band, Binned
+from .metrics import band_pulls, deviation
 from .tables import fmt
 
 CORE_CHI2_NDF = 2.0
@@ -36,17 +37,6 @@ TAIL_BAND_COVERAGE = 0.60
 BULK_TOLERANCE = 0.03
 BULK_QUANTILES = (0.05, 0.95)
 STAT_Z = 3.0  # a bin is beyond a tolerance when it exceeds it by more than STAT_Z statistical errors
-
-
-def deviation(ref: Binned, gen: Binned) -> tuple[np.ndarray, np.ndarray]:
-    """(|gen/ref - 1|, its statistical error) per bin; NaN where the reference is empty. The error
-    is that of the difference, sqrt(gen.error^2 + ref.error^2) / ref.density (the chi2's
-    denominator, as :func:`hepgen.validate.metrics.compare`): it is evaluated where the two
-    densities agree, so a reference bin that fluctuated up does not shrink it."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dev = np.abs(gen.density / ref.density - 1.0)
-        sigma = np.sqrt(gen.error**2 + ref.error**2) / ref.density
-    return dev, sigma
 
 
 def beyond(dev: np.ndarray, sigma: np.ndarray, tolerance: float) -> np.ndarray:
@@ -58,10 +48,10 @@ def tails(ref: Binned, gen: Binned, band: Band | None, core_width: float, tolera
     """Per-bin verdict on the tail bins of an observable in widths: bins whose centre lies beyond
     ``+-core_width`` and that hold reference events.
 
-    A bin is *within* when ``|gen/ref - 1|`` is not :func:`beyond` ``tolerance``, and *covered*
-    when the band holds the reference, ``|band.mean - ref| <= sqrt(band.std^2 + ref.error^2 +
-    gen.error^2)``: the reference's statistical error and that of the band's mean (the noise the
-    draws share) count, as in :func:`hepgen.validate.metrics.band_coverage`. ``ok``: every tail bin
+    A bin is *within* when ``|gen/ref - 1|`` (:func:`~hepgen.validate.metrics.deviation`) is not
+    :func:`beyond` ``tolerance``, and *covered* when the band holds the reference, its
+    :func:`~hepgen.validate.metrics.band_pulls` within 1: the reference's statistical error and
+    that of the band's mean (the noise the draws share) count, as in the observables' coverage. ``ok``: every tail bin
     is within or covered. ``band_coverage`` is None without a band."""
     centers = 0.5 * (ref.edges[1:] + ref.edges[:-1])
     tail = (np.abs(centers) > core_width) & (ref.density > 0)
@@ -69,7 +59,8 @@ def tails(ref: Binned, gen: Binned, band: Band | None, core_width: float, tolera
     within = tail & ~beyond(dev, sigma, tolerance)
     covered = np.zeros_like(tail)
     if band is not None:
-        covered = tail & (np.abs(band.mean - ref.density) <= np.sqrt(band.std**2 + ref.error**2 + gen.error**2))
+        with np.errstate(invalid="ignore"):
+            covered = tail & (np.abs(band_pulls(ref.density, ref.error, band.mean, band.std, gen.error)) <= 1.0)
     n = int(tail.sum())
     return {
         "tail_bins": n,

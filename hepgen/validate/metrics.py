@@ -16,24 +16,40 @@ from ..events import EventSample
 from .histograms import Band, Binned
 
 
+def band_pulls(truth: np.ndarray, truth_err: np.ndarray | float, mean: np.ndarray, std: np.ndarray,
+               mean_err: np.ndarray | float = 0.0) -> np.ndarray:
+    """``(mean - truth) / sqrt(std^2 + truth_err^2 + mean_err^2)`` per bin ``[B]``, NaN where the
+    combined error is 0: ``truth_err`` the reference's statistical error (0 for an exact truth),
+    ``mean_err`` the band mean's own (the noise the draws share: one draw's error,
+    :func:`hepgen.validate.histograms.pooled`), as in :mod:`hepgen.validate.coverage`."""
+    sig = np.sqrt(np.asarray(std) ** 2 + np.asarray(truth_err) ** 2 + np.asarray(mean_err) ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sig > 0, (np.asarray(mean) - np.asarray(truth)) / sig, np.nan)
+
+
 def band_coverage(truth: np.ndarray, truth_err: np.ndarray | float, mean: np.ndarray, std: np.ndarray,
                   mean_err: np.ndarray | float = 0.0) -> tuple[float, float]:
-    """(coverage, pull width) of a Bayesian band against a reference.
-
-    pull = (mean - truth) / sqrt(std^2 + truth_err^2 + mean_err^2): coverage is the fraction of
-    bins with |pull| <= 1 (a calibrated band gives 0.68), pull width its standard deviation (1).
-    ``truth_err`` is the reference's statistical error (0 for an exact truth), ``mean_err`` the
-    band mean's own (the noise the draws share: one draw's error,
-    :func:`hepgen.validate.histograms.pooled`), as in :mod:`hepgen.validate.coverage`. Arrays
-    ``[B]``; bins with zero combined error are skipped.
+    """(coverage, pull width) of a Bayesian band against a reference, over the :func:`band_pulls`:
+    coverage is the fraction of bins with |pull| <= 1 (a calibrated band gives 0.68), pull width
+    their standard deviation (1). Arrays ``[B]``; bins with zero combined error are skipped.
     """
-    sig = np.sqrt(np.asarray(std) ** 2 + np.asarray(truth_err) ** 2 + np.asarray(mean_err) ** 2)
-    ok = sig > 0
-    if not ok.any():
+    pull = band_pulls(truth, truth_err, mean, std, mean_err)
+    pull = pull[np.isfinite(pull)]
+    if not pull.size:
         return math.nan, math.nan
-    pull = (np.asarray(mean)[ok] - np.asarray(truth)[ok]) / sig[ok]
     width = float(np.std(pull, ddof=1)) if pull.size > 1 else math.nan
     return float(np.mean(np.abs(pull) <= 1.0)), width
+
+
+def deviation(ref: Binned, gen: Binned) -> tuple[np.ndarray, np.ndarray]:
+    """(|gen/ref - 1|, its statistical error) per bin; NaN where the reference is empty. The error
+    is that of the difference, sqrt(gen.error^2 + ref.error^2) / ref.density (the chi2's
+    denominator in :func:`compare`): it is evaluated where the two densities agree, so a
+    reference bin that fluctuated up does not shrink it."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dev = np.abs(gen.density / ref.density - 1.0)
+        sigma = np.sqrt(gen.error**2 + ref.error**2) / ref.density
+    return dev, sigma
 
 
 def compare(ref: Binned, gen: Binned, band: Band | None = None, min_entries: int = 100) -> dict:
@@ -42,7 +58,7 @@ def compare(ref: Binned, gen: Binned, band: Band | None = None, min_entries: int
     out: dict = {"bins_trusted": int(ok.sum())}
     if not ok.any():
         return out | {"max_abs_dev": None, "chi2_ndf": None, "coverage": None, "pull_width": None}
-    dev = np.abs(gen.density[ok] / ref.density[ok] - 1.0)
+    dev = deviation(ref, gen)[0][ok]
     var = gen.error[ok] ** 2 + ref.error[ok] ** 2
     chi2 = float(np.sum((gen.density[ok] - ref.density[ok]) ** 2 / var))
     out |= {"max_abs_dev": float(dev.max()), "chi2_ndf": chi2 / int(ok.sum()), "ndf": int(ok.sum())}
