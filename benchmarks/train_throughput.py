@@ -17,14 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,7 +140,7 @@ def memory(args, tmp):
     """Peak memory of streamed generation (tiny model, so the events dominate)."""
     tiny = card_for(args.data, tmp / "runs", 1, 3000, args.threads, 8, 1)
     tiny_run = train(tiny, progress=False, after=False, run_dir=tmp / "tiny")
-    print(f"# streamed generation, tiny model (euler 1 step), chunk 100000, ROOT output")
+    print("# streamed generation, tiny model (euler 1 step), chunk 100000, ROOT output")
     for nev in (args.gen_events // 10, args.gen_events):
         code = ("import resource,sys,time; sys.path.insert(0, %r); from hepgen.generate import generate; "
                 "t=time.time(); generate(%r, %d, output=%r, solver='euler', steps=1, progress=False); "

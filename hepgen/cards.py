@@ -184,6 +184,10 @@ class DistillConfig:
     solver: Literal["", "euler", "midpoint", "rk4"] = ""
     steps: int = ranged(0, ge=0)
     init: Literal["teacher", "scratch"] = "teacher"  # start from the teacher's weights, or from the card's init
+    # the pairs' conditions: drawn from the teacher's training events ("data": its multiplicity
+    # fractions) or uniformly over the distinct conditions there ("uniform": as many 3-jet pairs
+    # as 1-jet ones); the run generates with the data's fractions either way
+    conditions: Literal["data", "uniform"] = "data"
 
 
 @dataclass(frozen=True)

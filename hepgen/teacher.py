@@ -10,7 +10,10 @@ train on events. :func:`teacher_data` (called by :func:`hepgen.train.train` in p
 2. ``distill.pairs`` noise vectors z ``[P, D]`` (the teacher's noise layout, N(0, 1)) from a stream
    of their own (:data:`PAIR_STREAM`, so they are not the noise the new run generates its report
    with), and conditions c ``[P, C]`` drawn with replacement from the teacher's TRAINING events
-   (its ``split.npz``, encoded with its fitted coordinates), so the multiplicity fractions are the data's;
+   (its ``split.npz``, encoded with its fitted coordinates), so the multiplicity fractions are the
+   data's, or (``distill.conditions: uniform``) uniformly over the distinct conditions there, so a
+   rare multiplicity gets as many pairs as a common one (the generated fractions stay the data's:
+   they come from the fitted coordinates, not from the pairs);
 3. x_T(z, c) ``[P, D]``: the teacher's ODE integrated with ``distill.solver`` x ``distill.steps``
    (float32, batches of :data:`BATCH`, a progress bar);
 4. rows ``[x_T | z]`` ``[P, 2D]``, the last ``P * val / (train + val)`` of them (``data.split``)
@@ -80,9 +83,11 @@ def teacher_run(path: str | os.PathLike) -> Run:
     return run
 
 
-def teacher_conditions(teacher: Run, n: int, generator: torch.Generator, log: Callable[[str], None]) -> torch.Tensor:
-    """``[n, C]`` conditions drawn with replacement from the teacher's training events (``[n, 0]``
-    for a process without conditions: nothing is read)."""
+def teacher_conditions(teacher: Run, n: int, generator: torch.Generator, log: Callable[[str], None],
+                       draw: str = "data") -> torch.Tensor:
+    """``[n, C]`` conditions drawn with replacement from the teacher's training events (``draw``
+    "data"), or uniformly over the distinct condition rows among them ("uniform"); ``[n, 0]`` for
+    a process without conditions: nothing is read."""
     if teacher.coords.cond_dim == 0:
         return torch.zeros(n, 0)
     split = teacher.path / "split.npz"
@@ -92,18 +97,22 @@ def teacher_conditions(teacher: Run, n: int, generator: torch.Generator, log: Ca
     with np.load(split) as parts:
         rows = take_rows(data)(parts["train"])
     _, c = teacher.coords.encode(rows, torch.Generator().manual_seed(teacher.card.seed))
+    if draw == "uniform":
+        c = torch.unique(c, dim=0)
+        log(f"pair conditions: uniform over the {len(c)} distinct conditions of the teacher's training events")
     return c.float()[torch.randint(len(c), (n,), generator=generator)]
 
 
 @torch.no_grad()
 def teacher_pairs(teacher: Run, n: int, seed: int, solver: str, steps: int, log: Callable[[str], None] = print,
-                  progress: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  progress: bool | None = None, conditions: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
     """(``[x_T | z]`` ``[n, 2D]``, c ``[n, C]``), float32: z ~ the teacher's noise (stream
-    :data:`PAIR_STREAM` of ``seed``), x_T its ODE solution with ``solver`` x ``steps``."""
+    :data:`PAIR_STREAM` of ``seed``), c by :func:`teacher_conditions` (``conditions``), x_T the
+    ODE solution with ``solver`` x ``steps``."""
     gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, PAIR_STREAM]).generate_state(1)[0]))
     model = teacher.model.float().eval()
     z = model.draw_noise(n, gen).float()
-    c = teacher_conditions(teacher, n, gen, log)
+    c = teacher_conditions(teacher, n, gen, log, conditions)
     sampler = model.sampler(solver=solver, steps=steps)
     x = torch.empty_like(z)
     show = progress if progress is not None else os.isatty(2)
@@ -134,7 +143,7 @@ def teacher_data(card: Card, log: Callable[[str], None] = print, progress: bool 
     steps = spec.steps or teacher.card.model.cfm.steps
     log(f"teacher {teacher.path} (best.pt {found}, epoch {teacher.epoch + 1}): "
         f"{spec.pairs} pairs with {solver} x {steps}")
-    x, c = teacher_pairs(teacher, spec.pairs, card.seed, solver, steps, log, progress)
+    x, c = teacher_pairs(teacher, spec.pairs, card.seed, solver, steps, log, progress, spec.conditions)
     train_frac, val_frac = card.data.split[0], card.data.split[1]
     n_val = min(int(round(spec.pairs * val_frac / (train_frac + val_frac))), spec.pairs - 2)
     n_train = spec.pairs - n_val

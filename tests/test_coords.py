@@ -49,6 +49,23 @@ def test_round_trip_float64(coords, sample):
     assert torch.all(back[:, :2, 3] == 0.1056583755)
 
 
+def test_massless_jets_decode_massless(coords, sample):
+    """Partons (m = 0) are lifted to the mass floor on input; the inverse writes the floor back as
+    0 in float64 and float32, and keeps a mass just above the margin (1.02 x the floor)."""
+    p, n = coords.physics(sample)
+    p = p.clone()
+    p[:, 2:, 3] = 0.0
+    p[:, 2, 3] = 0.0102
+    x, _ = coords(p, n)
+    u = (p[:, 0, 2] + math.pi) / (2 * math.pi)
+    for dtype in (torch.float64, torch.float32):
+        back = coords.inverse(x.to(dtype), u.to(dtype))
+        for j in (1, 2):
+            present = n > j
+            assert torch.all(back[present, 2 + j, 3] == 0)
+        assert torch.allclose(back[:, 2, 3].double(), torch.full_like(back[:, 2, 3], 0.0102).double(), rtol=1e-4)
+
+
 def test_standardised_on_training_set(coords, sample):
     x, c = coords.encode(sample, torch.Generator().manual_seed(0))
     assert x.dtype == torch.float64

@@ -63,6 +63,21 @@ def test_teacher_pairs_carry_the_training_multiplicities_and_leave_absent_jets_a
     assert not torch.equal(x[~absent], z[~absent])
 
 
+def test_uniform_pair_conditions_give_every_multiplicity_a_third(runs):
+    """distill.conditions: uniform draws the multiplicities 1/3 each (binomial, 5 sigma), where the
+    training data hold fewer 3-jet events."""
+    tmp, teacher, _ = runs
+    t = teacher_run(teacher)
+    n = 4000
+    rows, c = teacher_pairs(t, n, seed=4, solver="rk4", steps=3, progress=False, conditions="uniform")
+    with np.load(teacher / "split.npz") as split:
+        n_jets = read_events(tmp / "ref.root").multiplicity("Jet")[split["train"]]
+    assert np.mean(n_jets == 3) < 0.3  # the data's fraction is not already a third
+    got = c.double().mean(0).numpy()
+    assert np.all(np.abs(got - 1 / 3) <= 5 * np.sqrt(2 / 9 / n)), got
+    assert torch.equal(c.sum(-1), torch.ones(n))
+
+
 @pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
 @pytest.mark.filterwarnings("ignore:.*axis name.*:UserWarning")
 @pytest.mark.parametrize("method", ["student", "reflow"])

@@ -25,7 +25,9 @@ not learned: on output it is drawn from an explicit uniform noise column); the n
 2. ``"log"`` :class:`~hepgen.coords.chain.LogShift`: log(y - shift) on the pT / m0 columns
    (shift = pT_min for jets, so the jet cut sits at -inf and generated jets have pT > pT_min by
    construction; 0 for muons) and on the jet masses (jets with m below ``mass_floor`` are
-   lifted to it on input; the one non-invertible step, touching only single-particle jets).
+   lifted to it on input; the one non-invertible step, touching only single-particle jets and
+   partons). On output a jet mass at the floor (within ``MASSLESS_MARGIN``) or below is written
+   as 0: a massless parton stays massless through the round trip.
 3. ``"lineshape"`` :class:`BreitWignerMass`, only with ``process.settings.mass_coordinate:
    breit_wigner``: log m0 -> logit F(m0), F the Breit-Wigner CDF in m0^2 with a mass and width
    fitted to the training sample, so the narrow Z peak is spread over a few units instead of a
@@ -62,6 +64,7 @@ from ..kinematics import MUON_MASS, wrap_angle, wrap_phi
 from .chain import Chain, LogShift, Standardize, Transform
 
 TWO_PI = 2 * math.pi
+MASSLESS_MARGIN = 1e-3  # relative: a decoded jet mass below mass_floor * (1 + this) is written as 0
 
 
 class DimuonMass(Transform):
@@ -398,6 +401,12 @@ class ZJetsInverse(nn.Module):
         self.azimuth = RelativeAzimuth(coords.max_jets)
         for name in ("jet_phi_offset", "jets_relative", "pair_r", "pair_phi_offset"):
             setattr(self.azimuth, name, getattr(coords.azimuth, name).to(dtype).clone())
+        # jet masses at the floor stand for massless jets (the encoder lifted them there): a decoded
+        # mass within MASSLESS_MARGIN of the floor or below it is written as 0
+        # (one Greater against a per-column bound, -1e30 where the column is not a jet mass: no And)
+        keep_above = torch.full((coords.dim,), -1e30, dtype=dtype)
+        keep_above[8::4] = coords.mass_floor * (1.0 + MASSLESS_MARGIN)
+        self.register_buffer("keep_above", keep_above)
 
     def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         dt = x.dtype
@@ -405,6 +414,7 @@ class ZJetsInverse(nn.Module):
         if self.lineshape is not None:
             y = self.lineshape.inverse(y)
         y = torch.where(self.mask, torch.exp(y) + self.shift.to(dt), y)
+        y = torch.where(y > self.keep_above.to(dt), y, torch.zeros_like(y))
         y = DimuonMass().inverse(y)
         phi1 = u * TWO_PI - math.pi
         return self.azimuth.inverse(y, phi1)
