@@ -92,13 +92,6 @@ def prepare_data(card: Card, log: Callable[[str], None] = print, model=None) -> 
 
     take = take_rows(data)
 
-    coords = process.coords(card).fit(take(split["train"]))
-    gen = torch.Generator().manual_seed(card.seed)
-    x_tr, c_tr = coords.encode(take(split["train"]), gen)
-    if len(split["val"]):
-        x_va, c_va = coords.encode(take(split["val"]), gen)
-    else:
-        x_va, c_va = x_tr[:0], c_tr[:0]
     info = data_info(card, data)
     weights = event_weights(card, data)
     w_tr = w_va = None
@@ -109,6 +102,18 @@ def prepare_data(card: Card, log: Callable[[str], None] = print, model=None) -> 
         info.update(weights="file", effective_train_events=f"{ess:.1f}")
         if model is not None:
             check_weighting(card, model, w_tr)
+    train_rows = take(split["train"])
+    if isinstance(train_rows, EventSample) and weights is None:
+        # the loss counts every event once (data.weights: none): so do the fitted fractions, whatever
+        # weights the file holds
+        train_rows = dataclasses.replace(train_rows, weight=np.ones(len(train_rows)))
+    coords = process.coords(card).fit(train_rows)
+    gen = torch.Generator().manual_seed(card.seed)
+    x_tr, c_tr = coords.encode(train_rows, gen)
+    if len(split["val"]):
+        x_va, c_va = coords.encode(take(split["val"]), gen)
+    else:
+        x_va, c_va = x_tr[:0], c_tr[:0]
     if card.data.source:
         source = load_source(card, log)
         s_split = split_indices(len(source), card.data.split, card.seed, SOURCE_STREAM)

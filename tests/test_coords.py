@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from hepgen.coords import Chain, LogShift, Standardize, ToyCoords, ToyInverse, ZJetsCoords, ZJetsInverse
+from hepgen.errors import InputError
 from hepgen.kinematics import wrap_angle, wrap_phi
 from tests.zjets_like import zjets_like
 
@@ -64,6 +65,27 @@ def test_massless_jets_decode_massless(coords, sample):
             present = n > j
             assert torch.all(back[present, 2 + j, 3] == 0)
         assert torch.allclose(back[:, 2, 3].double(), torch.full_like(back[:, 2, 3], 0.0102).double(), rtol=1e-4)
+
+
+def test_weighted_training_events_give_weighted_multiplicity_and_charge_fractions(sample):
+    """The generator draws the multiplicity and the leading muon's charge with the fitted fractions:
+    for weighted events they are Σw_k / Σw (a biased sample's raw counts would be wrong), the counts
+    scaled to the effective sample size; unit weights give the raw counts exactly."""
+    from dataclasses import replace
+
+    plain = ZJetsCoords((1, 2, 3), 20.0).fit(sample)
+    n = sample.n_jets
+    assert plain.mult_counts.tolist() == [float((n == k).sum()) for k in (1, 2, 3)]
+    w = np.where(n == 1, 1.0, 4.0) * np.where(np.arange(len(n)) % 2 == 0, 1.0, 0.5)
+    fitted = ZJetsCoords((1, 2, 3), 20.0).fit(replace(sample, weight=w))
+    want = np.array([w[n == k].sum() for k in (1, 2, 3)]) / w.sum()
+    got = fitted.mult_counts.numpy()
+    assert np.allclose(got / got.sum(), want, rtol=1e-12)
+    assert np.isclose(got.sum(), w.sum() ** 2 / np.sum(w**2), rtol=1e-12)
+    q1 = np.array([m[0] for m in sample["Muon"].charge.tolist()])
+    assert np.isclose(float(fitted.charge_frac), w[q1 > 0].sum() / w.sum(), rtol=1e-12)
+    with pytest.raises(InputError, match="total weight <= 0"):
+        ZJetsCoords((1, 2, 3), 20.0).fit(replace(sample, weight=np.where(n == 3, -1.0, 1.0)))
 
 
 def test_standardised_on_training_set(coords, sample):

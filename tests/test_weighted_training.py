@@ -84,6 +84,30 @@ def test_weighted_sample_trains_to_the_weighted_density(tmp_path):
     assert "effective sample size" in log and "0 negative" in log
 
 
+def test_multiplicity_fractions_follow_the_loss_weights(tmp_path):
+    """The generator draws the jet multiplicity with the fitted fractions. With data.weights: file
+    they are the weighted ones (a biased sample's 3-jet events weigh 1/4 here: their raw fraction
+    is ~4x too high), with data.weights: none the raw counts, whatever weights the file holds."""
+    from hepgen.trainingdata import prepare_data
+
+    sample = zjets_like(3000, seed=5, fractions=(0.4, 0.3, 0.3))
+    w = np.where(sample.n_jets == 3, 0.25, 1.0)
+    path = tmp_path / "biased.root"
+    write_events(path, dataclasses.replace(sample, weight=w), weight_branch="genWeight")
+    base = card_to_dict(card(tmp_path, path))
+    base["process"]["n_jets"] = [1, 2, 3]
+    for weights in ("file", "none"):
+        base["data"]["weights"] = weights
+        data = prepare_data(card_from_dict(base), log=lambda _: None)
+        train_nj = sample.n_jets[data.split["train"]]
+        tw = w[data.split["train"]] if weights == "file" else np.ones(len(train_nj))
+        want = np.array([tw[train_nj == k].sum() for k in (1, 2, 3)]) / tw.sum()
+        counts = data.coords.mult_counts.numpy()
+        assert np.allclose(counts / counts.sum(), want, rtol=1e-12), (weights, counts / counts.sum(), want)
+    raw3 = np.mean(train_nj == 3)
+    assert raw3 > 0.25 and want[2] == pytest.approx(raw3)  # "none": the raw 3-jet fraction, ~4x the weighted one
+
+
 def _toy_batch(n=64, dim=3, cond=2, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, dim, generator=g)

@@ -240,7 +240,8 @@ class ZJetsCoords(nn.Module):
     """Fitted coordinates of Z -> mu mu + jets; all fitted numbers are (float64) buffers.
 
     Besides the transform chain, :meth:`fit` records the exclusive jet-multiplicity counts of
-    the training set (``mult_counts`` ``[K]`` for ``n_values``) and the fraction of events whose
+    the training set (``mult_counts`` ``[K]`` for ``n_values``; for weighted events Σw per
+    multiplicity scaled to the effective sample size) and the (weighted) fraction of events whose
     leading muon is positive (``charge_frac``): the generator draws both from explicit uniform
     noise (:mod:`hepgen.generate`).
     """
@@ -315,11 +316,19 @@ class ZJetsCoords(nn.Module):
             self.chain.step("lineshape").fit(y[:, 2])
             logs, _ = self.chain.step("lineshape")(logs)
         self.chain.step("standardize").fit(logs, valid)
-        for k, v in enumerate(self.n_values):
-            self.mult_counts[k] = float((n == v).sum())
+        # multiplicity counts and charge fraction of the weighted sample: Σw per multiplicity, scaled
+        # to the effective sample size (Σw)²/Σw² (the counts themselves for unit weights), so the
+        # fractions are Σw_k / Σw and a Bayesian draw's Dirichlet spread is that of the effective events
+        w = np.asarray(sample.weight, dtype=np.float64)
+        per = np.array([w[n.numpy() == v].sum() for v in self.n_values])
+        if not np.all(per > 0):
+            bad = [v for v, s in zip(self.n_values, per) if s <= 0]
+            raise InputError(f"the training events with {bad} jet(s) have a total weight <= 0: their fraction "
+                             "cannot be learned (negative weights dominate there)")
+        self.mult_counts.copy_(torch.from_numpy(per * (w.sum() / np.sum(w**2))))
         if "charge" in sample["Muon"].fields:
             q1 = ak.to_numpy(ak.firsts(sample["Muon"].charge)).astype(np.float64)
-            self.charge_frac.fill_(float((q1 > 0).mean()))
+            self.charge_frac.fill_(float(np.clip(w[q1 > 0].sum() / w.sum(), 0.0, 1.0)))
         return self
 
     def forward(self, p: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
