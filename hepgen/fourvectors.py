@@ -101,6 +101,15 @@ def rest_frame_angles(d, md, parent, mparent):
     return asinh_exportable(pl_rest / (pperp + TINY)), atan2_exportable(py, px)
 
 
+def boost_from_rest(q, p, m):
+    """``q`` ``[..., 4]`` given in the rest frame of ``p`` ``[..., 4]`` (mass ``m`` ``[...]``) ->
+    ``q`` in the frame where ``p`` is given: E = (E_p E_q + p.q) / m, q + ((p.q) / (E_p + m) + E_q) / m p."""
+    pq = (p[..., 1:] * q[..., 1:]).sum(dim=-1)
+    e = (p[..., 0] * q[..., 0] + pq) / m
+    scale = (pq / (p[..., 0] + m) + q[..., 0]) / m
+    return torch.cat([e.unsqueeze(-1), q[..., 1:] + scale.unsqueeze(-1) * p[..., 1:]], dim=-1)
+
+
 def decay_to_lab(parent, mparent, m1, m2, acos, phi):
     """The lab four-vectors ``[..., 4]`` of the two daughters (masses m1, m2) of ``parent`` (lab
     ``[..., 4]``, mass ``mparent``), the first flying along (theta, phi) about the parent's axes

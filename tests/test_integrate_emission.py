@@ -18,7 +18,8 @@ import yaml
 from hepgen.cli import main
 from hepgen.integrate.config import IntegrateConfig
 from hepgen.electroweak import alpha_em
-from hepgen.integrate.emission import DrellYanJet, _boost, emission_kinematics
+from hepgen.fourvectors import boost_from_rest
+from hepgen.integrate.emission import DrellYanJet, emission_kinematics
 from hepgen.integrate.matrix import C_F, squared_me, squared_me_qg_q, squared_me_qqbar_g
 from hepgen.integrate.phasespace import BreitWigner
 from hepgen.integrate.pythia_check import pythia_cross_section
@@ -55,7 +56,7 @@ def _soft_event(eps: float, cos_theta: float, s: float = 91.0 ** 2):
     m = math.sqrt(float(pair[0, 0] ** 2 - (pair[0, 1:] ** 2).sum()))
     sin_theta = math.sqrt(1 - cos_theta ** 2)
     rest = torch.tensor([[m / 2, m / 2 * sin_theta, 0, m / 2 * cos_theta]], dtype=torch.float64)
-    minus = _boost(rest, pair, torch.tensor([m], dtype=torch.float64))
+    minus = boost_from_rest(rest, pair, torch.tensor([m], dtype=torch.float64))
     return q, qbar, minus, pair - minus, gluon, m * m
 
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import torch
 
 from ..electroweak import GEV2_TO_PB, alpha_em
+from ..fourvectors import boost_from_rest
 from ..qcd import alpha_s
 from .integrand import DrellYan
 from .matrix import squared_me_qg_q, squared_me_qqbar_g
@@ -68,14 +69,6 @@ class EmissionPoint:
     jacobian: torch.Tensor
 
 
-def _boost(q: torch.Tensor, p: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """``q`` ``[N, 4]`` from the rest frame of ``p`` (mass ``m``) to the frame where ``p`` is given."""
-    pq = (p[:, 1:] * q[:, 1:]).sum(dim=1)
-    e = (p[:, 0] * q[:, 0] + pq) / m
-    scale = (pq / (p[:, 0] + m) + q[:, 0]) / m
-    return torch.cat([e[:, None], q[:, 1:] + scale[:, None] * p[:, 1:]], dim=1)
-
-
 def emission_kinematics(r: torch.Tensor, mapping, s_hadronic: float, pt_min: float) -> EmissionPoint:
     """The point of ``r`` ``[N, 7]`` (see the module docstring)."""
     r = r.to(torch.float64)
@@ -103,7 +96,7 @@ def emission_kinematics(r: torch.Tensor, mapping, s_hadronic: float, pt_min: flo
     phi_d = 2 * math.pi * r[:, 6]
     half = 0.5 * m
     rest = torch.stack([half, half * sin_t * torch.cos(phi_d), half * sin_t * torch.sin(phi_d), half * cos_t], dim=1)
-    minus = _boost(rest, pair, m)
+    minus = boost_from_rest(rest, pair, m)
     plus = pair - minus
     zero = torch.zeros_like(x1)
     a = torch.stack([x1, zero, zero, x1], dim=1) * (0.5 * root_s)
