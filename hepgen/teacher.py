@@ -84,8 +84,8 @@ def teacher_run(path: str | os.PathLike) -> Run:
 
 
 def teacher_conditions(teacher: Run, n: int, generator: torch.Generator, log: Callable[[str], None],
-                       draw: str = "data") -> torch.Tensor:
-    """``[n, C]`` conditions drawn with replacement from the teacher's training events (``draw``
+                       conditions: str = "data") -> torch.Tensor:
+    """``[n, C]`` conditions drawn with replacement from the teacher's training events (``conditions``
     "data"), or uniformly over the distinct condition rows among them ("uniform"); ``[n, 0]`` for
     a process without conditions: nothing is read."""
     if teacher.coords.cond_dim == 0:
@@ -97,7 +97,7 @@ def teacher_conditions(teacher: Run, n: int, generator: torch.Generator, log: Ca
     with np.load(split) as parts:
         rows = take_rows(data)(parts["train"])
     _, c = teacher.coords.encode(rows, torch.Generator().manual_seed(teacher.card.seed))
-    if draw == "uniform":
+    if conditions == "uniform":
         c = torch.unique(c, dim=0)
         log(f"pair conditions: uniform over the {len(c)} distinct conditions of the teacher's training events")
     return c.float()[torch.randint(len(c), (n,), generator=generator)]

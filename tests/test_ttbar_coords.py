@@ -121,6 +121,19 @@ def test_fitted_species_masses_and_flavour_fractions(decays):
     assert coords.masses[2].tolist() == [0.0, 0.0]
 
 
+def test_weighted_events_give_weighted_flavour_fractions(decays):
+    """The generator draws the W decay flavours from the fitted fractions: for weighted training
+    events Σw of muon decays over Σw (the plain fraction would be wrong for a biased sample)."""
+    from dataclasses import replace
+
+    pdg = dilepton.assign(decays.sample)[1]
+    w = np.where(pdg[:, 1] == -13, 3.0, 1.0)
+    coords = TTbarCoords("particles").fit(replace(decays.sample, weight=w))
+    want = w[pdg[:, 1] == -13].sum() / w.sum()
+    assert coords.muon_frac[0].item() == pytest.approx(want, abs=1e-12)
+    assert abs(want - (pdg[:, 1] == -13).mean()) > 0.1  # the premise: the weights move the fraction
+
+
 def test_resonance_masses_are_differentiable_observables_of_the_decay_scheme(decays):
     """TTbarCoords.observable (the GAN's MMD term): m_t, m_tbar, m_W+ and m_W- of encoded events
     equal the invariant masses of their decay products (1e-6 relative in float64, 1e-4 in

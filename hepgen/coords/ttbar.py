@@ -313,7 +313,9 @@ class TTbarCoords(nn.Module):
         self.standardize.fit(self._raw(p))
         self.standardize.std.clamp_(min=STD_FLOOR)
         flav = lepton_flavours(pdg)
-        self.muon_frac.copy_(torch.from_numpy(flav.mean(0).astype(np.float64)))
+        # weighted like the loss (Σw of muon decays over Σw; the plain fraction for unit weights)
+        w = np.asarray(sample.weight, dtype=np.float64)
+        self.muon_frac.copy_(torch.from_numpy(np.clip((flav * w[:, None]).sum(0) / w.sum(), 0.0, 1.0)))
         m = p[..., 3].numpy()
         for i in range(N):
             of = flav[:, 0 if i < 3 else 1] if i in LEPTON_ROLES else np.zeros(len(p), np.int64)
