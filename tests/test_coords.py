@@ -395,7 +395,7 @@ def test_breit_wigner_column_makes_a_breit_wigner_logistic():
     GeV and the quartiles' statistics (200 000 events) G by ~0.3 %: asserted 0.05 GeV and 2 %.
     The logistic's quantiles: statistical sigma 0.022 at the 1 % / 99 % quantiles, 0.005 at the
     median; asserted within 0.07 (3 sigma)."""
-    from hepgen.coords.zjets import BreitWignerMass
+    from hepgen.coords.dimuon import BreitWignerMass
 
     M, G, n = 91.19, 2.5, 200_000
     a0 = math.atan(-M / G)
@@ -413,7 +413,7 @@ def test_breit_wigner_column_makes_a_breit_wigner_logistic():
 
 def test_breit_wigner_inverse_is_finite_and_ordered_for_any_input():
     """Any float32 network value decodes to a finite positive mass, monotone in the value."""
-    from hepgen.coords.zjets import BreitWignerMass
+    from hepgen.coords.dimuon import BreitWignerMass
 
     bw = BreitWignerMass(0).float()
     z = torch.linspace(-200, 200, 4001).unsqueeze(-1)

@@ -17,8 +17,9 @@ The exportable angle wrap is :func:`hepgen.kinematics.wrap_angle`.
 
 from ..kinematics import wrap_angle
 from .chain import Chain, LogShift, Standardize, Transform
+from .dimuon import DimuonMass
 from .toys import ToyCoords, ToyInverse
-from .zjets import DimuonMass, RelativeAzimuth, ZJetsCoords, ZJetsInverse, pair_gap
+from .zjets import RelativeAzimuth, ZJetsCoords, ZJetsInverse, pair_gap
 
 __all__ = [
     "Chain", "DimuonMass", "LogShift", "RelativeAzimuth", "Standardize", "ToyCoords", "ToyInverse",

@@ -47,6 +47,12 @@ it is exported inside the ONNX generator, so C++ gets physical four-momenta.
 Missing jets (events with fewer than max_jets jets) get independent N(0, 1) values in their
 standardised columns at training time (:meth:`ZJetsCoords.encode`), so every family learns a
 proper density in all D dimensions; the columns are ignored on output.
+
+With ``process.settings.jet_recoil`` (leading-order mu mu + parton events, ``n_jets: [1]``) the
+parton is the recoil of the dimuon: its pT and azimuth (raw columns 5 and 7, :data:`RECOIL_COLUMNS`)
+are not learned but treated like the columns of a missing jet (N(0, 1) fill, frozen in the CFM),
+and the inverse sets them from the decoded muons, so every generated event balances in pT exactly.
+:meth:`ZJetsCoords.fit` refuses training events that do not balance (showered jets never do).
 """
 
 from __future__ import annotations
@@ -59,91 +65,36 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..fourvectors import fourvector, mass
-from ..kinematics import MUON_MASS, wrap_angle, wrap_phi
-from .chain import Chain, LogShift, Standardize, Transform
+from ..fourvectors import atan2_exportable, fourvector, mass
+from ..kinematics import MUON_MASS, system_pt, wrap_angle, wrap_phi
+from .chain import Chain, LogShift, Standardize
+from .dimuon import BreitWignerMass, DimuonMass
 
 TWO_PI = 2 * math.pi
 MASSLESS_MARGIN = 1e-3  # relative: a decoded jet mass below mass_floor * (1 + this) is written as 0
-
-
-class DimuonMass(Transform):
-    """Raw column 2 (pT of muon 2) <-> the massless dimuon mass m0 (GeV).
-
-    m0^2 = 2 pT1 pT2 (cosh(eta1 - eta2) + cos(d)) with d = raw column 4 = phi2 - phi1 - pi, i.e.
-    the Z mass up to m_mu^2 / m^2 ~ 1e-6: the narrow Z peak becomes one coordinate instead of a
-    function of six. Exactly invertible for fixed (pT1, eta1, eta2, d); log|dm0/dpT2| = log(m0 / 2 pT2).
-    """
-
-    @staticmethod
-    def _angular(y: torch.Tensor) -> torch.Tensor:
-        cosh = 0.5 * (torch.exp(y[:, 1] - y[:, 3]) + torch.exp(y[:, 3] - y[:, 1]))  # cosh via Exp (exportable)
-        return cosh + torch.cos(y[:, 4])
-
-    def forward(self, y):
-        m0 = torch.sqrt(2 * y[:, 0] * y[:, 2] * self._angular(y))
-        return torch.cat([y[:, :2], m0.unsqueeze(-1), y[:, 3:]], -1), torch.log(m0 / (2 * y[:, 2]))
-
-    def inverse(self, y):
-        pt2 = y[:, 2] * y[:, 2] / (2 * y[:, 0] * self._angular(y))
-        return torch.cat([y[:, :2], pt2.unsqueeze(-1), y[:, 3:]], -1)
-
-
-class BreitWignerMass(Transform):
-    """Column ``col`` (log m0) <-> logit F(m0): F(m) = (atan s - a0) / (pi/2 - a0), s = (m^2 - M^2) / (M G),
-    a0 = atan(-M / G): the cumulative Breit-Wigner in m^2 on m^2 >= 0.
-
-    A sample that is a Breit-Wigner of (M, G) becomes a logistic distribution; the Z peak of
-    Drell-Yan (radiative tail, photon exchange) becomes smooth and a few units wide, with the
-    low-mass tail on the left. M and G (float64 buffers ``mass``, ``width``) are fitted by
-    :meth:`fit`: M the median of m0, G from its quartiles, (q75^2 - q25^2) / (2 M), which is
-    exact for a Breit-Wigner. The inverse uses only exportable ops (Sigmoid, Sin, Div, Log) and
-    stays precise and finite in float32 for any input (see :meth:`inverse`).
-    """
-
-    def __init__(self, col: int):
-        super().__init__()
-        self.col = col
-        self.register_buffer("mass", torch.tensor(91.0, dtype=torch.float64))
-        self.register_buffer("width", torch.tensor(2.5, dtype=torch.float64))
-        self.register_buffer("span", torch.tensor(math.pi / 2 + math.atan(91.0 / 2.5), dtype=torch.float64))  # pi/2 - a0
-
-    @torch.no_grad()
-    def fit(self, m0: torch.Tensor) -> None:
-        q25, q50, q75 = torch.quantile(m0.double(), torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
-        self.mass.fill_(float(q50))
-        self.width.fill_(float((q75 ** 2 - q25 ** 2) / (2 * q50)))
-        self.span.fill_(math.pi / 2 + math.atan(float(self.mass / self.width)))
-
-    def _constants(self, dtype):
-        return self.mass.to(dtype), self.width.to(dtype), self.span.to(dtype)
-
-    def forward(self, y):
-        mass, width, span = self._constants(y.dtype)
-        m2 = torch.exp(2 * y[:, self.col])
-        s = (m2 - mass * mass) / (mass * width)
-        angle = torch.atan(s)
-        f = (angle + torch.atan(mass / width)) / span  # F, precise in the lower tail
-        upper = (math.pi / 2 - angle) / span  # 1 - F, precise in the upper tail
-        z = torch.log(f) - torch.log(upper)
-        logdet = -torch.log(f) - torch.log(upper) - torch.log(span) - torch.log1p(s * s) + torch.log(2 * m2 / (mass * width))
-        return torch.cat([y[:, :self.col], z.unsqueeze(-1), y[:, self.col + 1:]], -1), logdet
-
-    def inverse(self, y):
-        # m^2 = M^2 + M G cot(delta) with delta = pi/2 - angle = span (1 - F); written as
-        # M G sin(span - delta) / (sin(delta) sin(span)), a ratio of positive terms (no cancellation
-        # in the low tail, no sign change at the ends); delta >= 1e-30 keeps m finite for any input
-        mass, width, span = self._constants(y.dtype)
-        z = y[:, self.col]
-        delta = span * torch.sigmoid(-z) + 1e-30
-        m2 = mass * width * torch.sin(span * torch.sigmoid(z)) / (torch.sin(delta) * torch.sin(span)) + 1e-12
-        return torch.cat([y[:, :self.col], (0.5 * torch.log(m2)).unsqueeze(-1), y[:, self.col + 1:]], -1)
+RECOIL_COLUMNS = (5, 7)  # jet 1's pT and azimuth: set by the dimuon's recoil with jet_recoil
+RECOIL_TOLERANCE = 1e-3  # relative: |pT(mu mu + jet)| above this times the jet's pT does not balance
 
 
 def pair_gap(dphi: torch.Tensor, r: torch.Tensor | float) -> torch.Tensor:
     """Half-width in Delta eta of the Delta R < r hole at azimuthal distance ``dphi``:
     sqrt(max(r^2 - dphi^2, 0)) (Sqrt, Relu: exportable)."""
     return torch.sqrt(torch.relu(r * r - dphi * dphi))
+
+
+def recoil_jet(y: torch.Tensor, jet_phi_offset: torch.Tensor) -> torch.Tensor:
+    """Raw columns ``y`` ``[N, D]`` (pT2 decoded, :class:`DimuonMass`) with jet 1's pT and azimuth
+    (:data:`RECOIL_COLUMNS`) replaced by the recoil of the dimuon; exportable (Cos, Sin, Sqrt, Atan, Where).
+
+    In the frame where muon 1 has azimuth 0, muon 2 sits at d + pi (d = column 4), so the dimuon's
+    transverse momentum is (pT1 - pT2 cos d, -pT2 sin d) at azimuth a; the jet has its length and
+    azimuth a + pi, i.e. column 7 = wrap(a + pi - jet_phi_offset) (:class:`RelativeAzimuth`).
+    """
+    sx = y[:, 0] - y[:, 2] * torch.cos(y[:, 4])
+    sy = -y[:, 2] * torch.sin(y[:, 4])
+    pt = torch.sqrt(sx * sx + sy * sy)
+    rel = wrap_angle(atan2_exportable(sy, sx) + math.pi - jet_phi_offset)
+    return torch.cat([y[:, :5], pt.unsqueeze(-1), y[:, 6:7], rel.unsqueeze(-1), y[:, 8:]], -1)
 
 
 class RelativeAzimuth(nn.Module):
@@ -244,12 +195,20 @@ class ZJetsCoords(nn.Module):
     multiplicity scaled to the effective sample size) and the (weighted) fraction of events whose
     leading muon is positive (``charge_frac``): the generator draws both from explicit uniform
     noise (:mod:`hepgen.generate`).
+
+    ``jet_recoil``: the one jet is the dimuon's recoil (module docstring); a Python attribute set
+    from the card, so a run's inverse (and its exported graph) has the recoil step or not.
     """
 
     def __init__(self, n_jets: tuple[int, ...] = (1, 2, 3), jet_pt_min: float = 20.0, mass_floor: float = 1e-2,
-                 jet_dr_min: float = 0.4, jets_relative: bool = True, mass_coordinate: str = "log"):
+                 jet_dr_min: float = 0.4, jets_relative: bool = True, mass_coordinate: str = "log",
+                 jet_recoil: bool = False):
         super().__init__()
         self.n_values = tuple(sorted(n_jets))
+        if jet_recoil and self.n_values != (1,):
+            raise InputError(f"process.settings.jet_recoil: the jet is the dimuon's recoil only in events with exactly "
+                             f"one jet (process.n_jets: [1]); this card has n_jets {list(self.n_values)}")
+        self.jet_recoil = bool(jet_recoil)
         self.max_jets = max(self.n_values)
         self.jet_pt_min, self.mass_floor = float(jet_pt_min), float(mass_floor)
         self.azimuth = RelativeAzimuth(self.max_jets, jets_relative, jet_dr_min)
@@ -277,6 +236,8 @@ class ZJetsCoords(nn.Module):
         active = torch.zeros(len(self.n_values), self.dim, dtype=torch.bool)
         for k, n in enumerate(self.n_values):
             active[k, :5 + 4 * n] = True
+        if self.jet_recoil:
+            active[:, list(RECOIL_COLUMNS)] = False
         return active
 
     # -- physics arrays ------------------------------------------------------------------
@@ -302,13 +263,18 @@ class ZJetsCoords(nn.Module):
                              jet[:, 3:].clamp_min(self.mass_floor)], dim=-1)
             cols.append(jet)
             valid.append(has.expand(-1, 4))
-        return torch.cat(cols, -1), torch.cat(valid, -1)
+        valid = torch.cat(valid, -1)
+        if self.jet_recoil:  # set by the muons on output: not learned, filled like a missing jet's
+            valid[:, list(RECOIL_COLUMNS)] = False
+        return torch.cat(cols, -1), valid
 
     # -- fit / encode / decode --------------------------------------------------------------
     @torch.no_grad()
     def fit(self, sample) -> "ZJetsCoords":
         """Fit standardisation, multiplicity counts and charge fraction on a training sample."""
         p, n = self.physics(sample)
+        if self.jet_recoil:
+            self._check_balance(p)
         raw, valid = self._raw(p, n)
         y, _ = self.chain.step("dimuon")(raw)
         logs, _ = self.chain.step("log")(y)
@@ -330,6 +296,18 @@ class ZJetsCoords(nn.Module):
             q1 = ak.to_numpy(ak.firsts(sample["Muon"].charge)).astype(np.float64)
             self.charge_frac.fill_(float(np.clip(w[q1 > 0].sum() / w.sum(), 0.0, 1.0)))
         return self
+
+    @staticmethod
+    def _check_balance(p: torch.Tensor) -> None:
+        """InputError unless every event's muons and jet balance in pT (within RECOIL_TOLERANCE of the jet's pT)."""
+        p = p.numpy()
+        imbalance = system_pt(*(p[:, k].T for k in range(3)))
+        bad = imbalance > RECOIL_TOLERANCE * p[:, 2, 0]
+        if bad.any():
+            raise InputError(f"process.settings.jet_recoil: {int(bad.sum())} of {len(p)} training events do not balance "
+                             f"in pT (|pT(mu mu + jet)| above {RECOIL_TOLERANCE:g} of the jet's pT; median "
+                             f"{np.median(imbalance):.3g} GeV): the jet is the dimuon's recoil only in leading-order "
+                             "mu mu + parton events; leave jet_recoil off for showered jets")
 
     def forward(self, p: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """p ``[N, P, 4]``, n ``[N]`` -> (x ``[N, D]`` float64, log|det dx/dp| ``[N]``).
@@ -416,6 +394,7 @@ class ZJetsInverse(nn.Module):
         keep_above = torch.full((coords.dim,), -1e30, dtype=dtype)
         keep_above[8::4] = coords.mass_floor * (1.0 + MASSLESS_MARGIN)
         self.register_buffer("keep_above", keep_above)
+        self.jet_recoil = coords.jet_recoil
 
     def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         dt = x.dtype
@@ -425,5 +404,7 @@ class ZJetsInverse(nn.Module):
         y = torch.where(self.mask, torch.exp(y) + self.shift.to(dt), y)
         y = torch.where(y > self.keep_above.to(dt), y, torch.zeros_like(y))
         y = DimuonMass().inverse(y)
+        if self.jet_recoil:
+            y = recoil_jet(y, self.azimuth.jet_phi_offset.to(dt))
         phi1 = u * TWO_PI - math.pi
         return self.azimuth.inverse(y, phi1)

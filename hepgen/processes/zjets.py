@@ -207,6 +207,9 @@ class ZJetsSettings:
     # the dimuon-mass column: log m0, or logit of the Breit-Wigner CDF fitted to the training sample
     # (hepgen.coords.zjets.BreitWignerMass: the Z peak spread over a few units)
     mass_coordinate: Literal["log", "breit_wigner"] = "log"
+    # leading-order mu mu + parton events (process.n_jets: [1]): the parton's pT and azimuth are not
+    # learned but set to the dimuon's recoil, so generated events balance exactly (hepgen.coords.zjets)
+    jet_recoil: bool = False
 
 
 class ZJetsProcess:
@@ -264,8 +267,9 @@ class ZJetsProcess:
 
     def coords(self, card: Card) -> ZJetsCoords:
         cfg = card.process
+        settings = settings_of(self, card)
         return ZJetsCoords(cfg.n_jets, cfg.jet_pt_min, jet_dr_min=cfg.jet_dr_min,
-                           mass_coordinate=settings_of(self, card).mass_coordinate)
+                           mass_coordinate=settings.mass_coordinate, jet_recoil=settings.jet_recoil)
 
     # -- generation ---------------------------------------------------------------------------
     def pipeline(self, run, sampler: FrozenSampler, draw: int | None) -> ZJetsPipeline:
