@@ -62,7 +62,8 @@ def runs(tmp_path_factory):
 def test_exported_graph_is_the_generation_pipeline_for_every_draw(runs):
     _, bayes, out, _ = runs
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["generator"] | {"family": "cfm", "solver": "midpoint", "steps": 3, "draws": 2} == manifest["generator"]
+    assert manifest["generator"] | {"family": "cfm", "solver": "midpoint", "steps": 3, "draws": 2, "bayesian": True,
+                                    "ensemble": False} == manifest["generator"]
     assert [o["name"] for o in manifest["outputs"]] == ["momenta", "n_jets", "charge"]
     assert manifest["objects"] == ["mu1", "mu2", "j1", "j2", "j3"]
     sampler = OnnxSampler(out)
@@ -210,6 +211,8 @@ def test_ensemble_exports_one_graph_with_a_weight_file_per_member(ensemble_expor
     run, out = ensemble_export
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["generator"]["draws"] == 2 and len(manifest["weights"]["draws"]) == 2
+    # the draws are members, not posterior samples: the manifest says which
+    assert manifest["bayesian"] and manifest["generator"]["ensemble"] and not manifest["generator"]["bayesian"]
     sampler = OnnxSampler(out)
     assert len(sampler) == 2
     events = []

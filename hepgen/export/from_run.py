@@ -29,6 +29,8 @@ from typing import Callable
 
 from ..cards import card_hash, dump_card
 from ..modelcards import draws
+from ..models.ensemble import is_ensemble
+from ..nn.bayesian import is_bayesian
 from ..errors import ExportError
 from ..nuisance import conditioned, describe
 from ..pipeline import frozen_sampler
@@ -84,7 +86,8 @@ def export(run_dir: str | os.PathLike, *, output: str | os.PathLike | None = Non
         src = read_source(path, process, card, max_events=CHECK_EVENTS)
         x = complete(src.x, list(spec.noise_layout), torch.Generator().manual_seed(card.seed))
         inputs, source_record = {spec.inputs[0].name: x.numpy()}, {"check_" + k: v for k, v in src.record.items()}
-    generator = {"family": run.family, "bayesian": bayes, "draws": k,
+    # the draws are posterior samples of a Bayesian network, or the members of a repulsive ensemble
+    generator = {"family": run.family, "bayesian": is_bayesian(run.model), "ensemble": is_ensemble(run.model), "draws": k,
                  "network": {"hidden": card.model.network.hidden, "layers": card.model.network.layers,
                              "backbone": card.model.network.backbone},
                  "noise_dim": len(spec.noise_layout), **sampler.record}
