@@ -8,6 +8,7 @@ coordinates, a trained and exported run (ONNX Runtime) and the refusals.
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -111,6 +112,7 @@ def test_a_trained_recoil_run_generates_and_exports_balanced_events(tmp_path, sa
             cli = subprocess.run([sys.executable, "-m", "hepgen", "export", str(run), "-o", str(src)],
                                  capture_output=True, text=True, cwd=REPO)
             assert cli.returncode == 0, cli.stderr
+            assert any("recoil of the dimuon" in note for note in json.loads((src / "manifest.json").read_text())["notes"])
         out = tmp_path / f"{backend}.root"
         cli = subprocess.run([sys.executable, "-m", "hepgen", "generate", str(src), "--backend", backend, "-n", "2000",
                               "-o", str(out), "--no-progress"], capture_output=True, text=True, cwd=REPO)

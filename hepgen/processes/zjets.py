@@ -323,6 +323,10 @@ class ZJetsProcess:
                    "Absent jets (index >= n_jets) have all four components zero.",
                    "Noise: 'normal' columns N(0,1), 'uniform' columns U[0,1), float32; the same noise gives the same events."),
         )
+        if run.coords.jet_recoil:
+            spec = replace(spec, notes=spec.notes + (
+                "j1 is the recoil of the dimuon (process.settings.jet_recoil): its pT and phi balance mu1 + mu2; "
+                f"events with pT_j1 <= {cfg.jet_pt_min} GeV are dropped by hepgen generate (the graph cannot drop events).",))
         counts = run.coords.mult_counts.numpy().astype(float)
         frac = counts / counts.sum()
         physics = {
