@@ -1,13 +1,19 @@
 """The dimuon columns of the Z+jets coordinates (:mod:`hepgen.coords.zjets`): the pT of muon 2
-as the dimuon mass (:class:`DimuonMass`), and that mass as the logit of a fitted Breit-Wigner CDF
-(:class:`BreitWignerMass`, ``process.settings.mass_coordinate: breit_wigner``)."""
+as the dimuon mass (:class:`DimuonMass`), that mass as the logit of a fitted Breit-Wigner CDF
+(:class:`BreitWignerMass`, ``process.settings.mass_coordinate: breit_wigner``), and, for
+leading-order mu mu + parton events, the dimuon system with its decay and the parton as its
+recoil (:class:`DimuonFrame`, ``process.settings.jet_recoil``)."""
 
 from __future__ import annotations
 
 import math
 
 import torch
+from torch import nn
 
+from ..fourvectors import (asinh_exportable, atan2_exportable, decay_to_lab, fourvector, mass, ptetaphi,
+                           rest_frame_angles, sinh_exportable)
+from ..kinematics import MUON_MASS, wrap_angle, wrap_phi
 from .chain import Transform
 
 
@@ -82,3 +88,52 @@ class BreitWignerMass(Transform):
         delta = span * torch.sigmoid(-z) + 1e-30
         m2 = mass * width * torch.sin(span * torch.sigmoid(z)) / (torch.sin(delta) * torch.sin(span)) + 1e-12
         return torch.cat([y[:, :self.col], (0.5 * torch.log(m2)).unsqueeze(-1), y[:, self.col + 1:]], -1)
+
+
+class DimuonFrame(nn.Module):
+    """p ``[N, 3, 4]`` (mu1, mu2 pT-ordered, the parton; pT, eta, phi, m) <-> raw columns ``[N, 9]``
+    and the global azimuth (the dimuon's, drawn from uniform noise on output); the frame of
+    leading-order mu mu + parton events, which balance in pT.
+
+        0 pT of the dimuon      1 its rapidity     2 its mass
+        3 atanh cos theta, 4 phi: the leading muon in the dimuon rest frame, about the dimuon's
+          direction and the beam (:func:`hepgen.fourvectors.helicity_axes`)
+        5 the parton's pT       6 its eta          7 its azimuth from the dimuon's + pi
+        8 its mass
+
+    Columns 5 and 7 are not learned: the inverse writes the parton as the recoil (the dimuon's
+    pT, its azimuth + pi), so the events balance exactly and the parton's pT cut is the cut on
+    column 0 (a log shift by pT_min in the Z+jets chain: no event below it). The decay returns
+    both muons; the inverse orders them by pT (a Where), so a generated point that puts the
+    trailing muon first gives the same event. Not volume-preserving: the log-det of
+    :meth:`ZJetsCoords.forward <hepgen.coords.zjets.ZJetsCoords.forward>` then counts only the
+    chain's steps (nothing in hepgen uses it for densities of physics events).
+    """
+
+    dim = 9
+
+    def forward(self, p: torch.Tensor, wrap=wrap_phi, relative: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``wrap`` and ``relative`` as :meth:`RelativeAzimuth.forward` (``relative`` is unused)."""
+        mu = fourvector(p[:, :2, 0], p[:, :2, 1], p[:, :2, 2], torch.full_like(p[:, :2, 3], MUON_MASS))
+        z = mu[:, 0] + mu[:, 1]
+        mz = mass(z)
+        ptz = torch.sqrt(z[:, 1] ** 2 + z[:, 2] ** 2)
+        rapidity = asinh_exportable(z[:, 3] / torch.sqrt(mz * mz + ptz * ptz))
+        phiz = atan2_exportable(z[:, 2], z[:, 1])
+        acos, phistar = rest_frame_angles(mu[:, 0], torch.full_like(mz, MUON_MASS), z, mz)
+        jet = p[:, 2]
+        cols = [ptz, rapidity, mz, acos, phistar, jet[:, 0], jet[:, 1], wrap(jet[:, 2] - phiz - math.pi), jet[:, 3]]
+        return torch.stack(cols, dim=-1), phiz
+
+    def inverse(self, raw: torch.Tensor, phiz: torch.Tensor) -> torch.Tensor:
+        ptz, rapidity, mz = raw[:, 0], raw[:, 1], raw[:, 2]
+        mt = torch.sqrt(mz * mz + ptz * ptz)
+        coshy = 0.5 * (torch.exp(rapidity) + torch.exp(-rapidity))
+        z = torch.stack([mt * coshy, ptz * torch.cos(phiz), ptz * torch.sin(phiz), mt * sinh_exportable(rapidity)], -1)
+        mm = torch.full_like(mz, MUON_MASS)
+        a, b = decay_to_lab(z, mz, mm, mm, raw[:, 3], raw[:, 4])
+        muons = [torch.stack([*ptetaphi(v), mm], -1) for v in (a, b)]
+        swap = (muons[1][:, 0] > muons[0][:, 0]).unsqueeze(-1)
+        lead, trail = torch.where(swap, muons[1], muons[0]), torch.where(swap, muons[0], muons[1])
+        parton = torch.stack([ptz, raw[:, 6], wrap_angle(phiz + math.pi), raw[:, 8]], -1)
+        return torch.stack([lead, trail, parton], dim=1)

@@ -49,10 +49,14 @@ standardised columns at training time (:meth:`ZJetsCoords.encode`), so every fam
 proper density in all D dimensions; the columns are ignored on output.
 
 With ``process.settings.jet_recoil`` (leading-order mu mu + parton events, ``n_jets: [1]``) the
-parton is the recoil of the dimuon: its pT and azimuth (raw columns 5 and 7, :data:`RECOIL_COLUMNS`)
-are not learned but treated like the columns of a missing jet (N(0, 1) fill, frozen in the CFM),
-and the inverse sets them from the decoded muons, so every generated event balances in pT exactly.
-:meth:`ZJetsCoords.fit` refuses training events that do not balance (showered jets never do).
+raw columns are those of :class:`~hepgen.coords.dimuon.DimuonFrame` instead: the dimuon system
+(its pT log-shifted by pT_min like a jet's, its rapidity and mass) and the leading muon's decay
+angles, the parton's eta and mass; the parton's pT and azimuth (raw columns 5 and 7,
+:data:`RECOIL_COLUMNS`) are not learned but treated like the columns of a missing jet (N(0, 1)
+fill, frozen in the CFM), and the inverse writes the parton as the dimuon's recoil: every
+generated event balances in pT and passes the parton's pT cut by construction. There is no
+``"dimuon"`` step (the mass is a raw column). :meth:`ZJetsCoords.fit` refuses training events
+that do not balance (showered jets never do).
 """
 
 from __future__ import annotations
@@ -65,10 +69,10 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..fourvectors import atan2_exportable, fourvector, mass
+from ..fourvectors import fourvector, mass
 from ..kinematics import MUON_MASS, system_pt, wrap_angle, wrap_phi
 from .chain import Chain, LogShift, Standardize
-from .dimuon import BreitWignerMass, DimuonMass
+from .dimuon import BreitWignerMass, DimuonFrame, DimuonMass
 
 TWO_PI = 2 * math.pi
 MASSLESS_MARGIN = 1e-3  # relative: a decoded jet mass below mass_floor * (1 + this) is written as 0
@@ -80,21 +84,6 @@ def pair_gap(dphi: torch.Tensor, r: torch.Tensor | float) -> torch.Tensor:
     """Half-width in Delta eta of the Delta R < r hole at azimuthal distance ``dphi``:
     sqrt(max(r^2 - dphi^2, 0)) (Sqrt, Relu: exportable)."""
     return torch.sqrt(torch.relu(r * r - dphi * dphi))
-
-
-def recoil_jet(y: torch.Tensor, jet_phi_offset: torch.Tensor) -> torch.Tensor:
-    """Raw columns ``y`` ``[N, D]`` (pT2 decoded, :class:`DimuonMass`) with jet 1's pT and azimuth
-    (:data:`RECOIL_COLUMNS`) replaced by the recoil of the dimuon; exportable (Cos, Sin, Sqrt, Atan, Where).
-
-    In the frame where muon 1 has azimuth 0, muon 2 sits at d + pi (d = column 4), so the dimuon's
-    transverse momentum is (pT1 - pT2 cos d, -pT2 sin d) at azimuth a; the jet has its length and
-    azimuth a + pi, i.e. column 7 = wrap(a + pi - jet_phi_offset) (:class:`RelativeAzimuth`).
-    """
-    sx = y[:, 0] - y[:, 2] * torch.cos(y[:, 4])
-    sy = -y[:, 2] * torch.sin(y[:, 4])
-    pt = torch.sqrt(sx * sx + sy * sy)
-    rel = wrap_angle(atan2_exportable(sy, sx) + math.pi - jet_phi_offset)
-    return torch.cat([y[:, :5], pt.unsqueeze(-1), y[:, 6:7], rel.unsqueeze(-1), y[:, 8:]], -1)
 
 
 class RelativeAzimuth(nn.Module):
@@ -211,15 +200,15 @@ class ZJetsCoords(nn.Module):
         self.jet_recoil = bool(jet_recoil)
         self.max_jets = max(self.n_values)
         self.jet_pt_min, self.mass_floor = float(jet_pt_min), float(mass_floor)
-        self.azimuth = RelativeAzimuth(self.max_jets, jets_relative, jet_dr_min)
+        self.azimuth = DimuonFrame() if jet_recoil else RelativeAzimuth(self.max_jets, jets_relative, jet_dr_min)
         d = self.azimuth.dim
-        cols, shifts = [0, 2], [0.0, 0.0]
+        cols, shifts = [0, 2], [self.jet_pt_min if jet_recoil else 0.0, 0.0]  # the dimuon's pT is the parton's
         for j in range(self.max_jets):
             cols += [5 + 4 * j, 8 + 4 * j]
             shifts += [self.jet_pt_min, 0.0]
         lineshape = [("lineshape", BreitWignerMass(2))] if mass_coordinate == "breit_wigner" else []
-        self.chain = Chain(("dimuon", DimuonMass()), ("log", LogShift(d, cols, shifts)), *lineshape,
-                           ("standardize", Standardize(d)))
+        dimuon = [] if jet_recoil else [("dimuon", DimuonMass())]
+        self.chain = Chain(*dimuon, ("log", LogShift(d, cols, shifts)), *lineshape, ("standardize", Standardize(d)))
         self.register_buffer("mult_counts", torch.zeros(len(self.n_values), dtype=torch.float64))
         self.register_buffer("charge_frac", torch.tensor(0.5, dtype=torch.float64))
 
@@ -276,7 +265,7 @@ class ZJetsCoords(nn.Module):
         if self.jet_recoil:
             self._check_balance(p)
         raw, valid = self._raw(p, n)
-        y, _ = self.chain.step("dimuon")(raw)
+        y = self.chain.step("dimuon")(raw)[0] if "dimuon" in self.chain.names else raw
         logs, _ = self.chain.step("log")(y)
         if "lineshape" in self.chain.names:
             self.chain.step("lineshape").fit(y[:, 2])
@@ -297,12 +286,16 @@ class ZJetsCoords(nn.Module):
             self.charge_frac.fill_(float(np.clip(w[q1 > 0].sum() / w.sum(), 0.0, 1.0)))
         return self
 
-    @staticmethod
-    def _check_balance(p: torch.Tensor) -> None:
-        """InputError unless every event's muons and jet balance in pT (within RECOIL_TOLERANCE of the jet's pT)."""
+    def _check_balance(self, p: torch.Tensor) -> None:
+        """InputError unless every event's muons and jet balance in pT (within RECOIL_TOLERANCE of the
+        jet's pT) and the jet passes the pT cut."""
         p = p.numpy()
         imbalance = system_pt(*(p[:, k].T for k in range(3)))
         bad = imbalance > RECOIL_TOLERANCE * p[:, 2, 0]
+        low = p[:, 2, 0] <= self.jet_pt_min
+        if low.any():
+            raise InputError(f"process.settings.jet_recoil: {int(low.sum())} training events have a parton with pT <= "
+                             f"process.jet_pt_min {self.jet_pt_min:g} GeV")
         if bad.any():
             raise InputError(f"process.settings.jet_recoil: {int(bad.sum())} of {len(p)} training events do not balance "
                              f"in pT (|pT(mu mu + jet)| above {RECOIL_TOLERANCE:g} of the jet's pT; median "
@@ -352,8 +345,9 @@ class ZJetsCoords(nn.Module):
 
     def momenta(self, x: torch.Tensor) -> torch.Tensor:
         """x ``[N, D]`` -> four-momenta ``[N, 2 + J, 4]`` (E, px, py, pz; GeV) in x's dtype,
-        differentiable and exportable, with the leading muon at azimuth 0 (the global azimuth is
-        not learned). Absent jets decode from their fill columns: mask them with the condition."""
+        differentiable and exportable, with the leading muon (with jet_recoil: the dimuon) at azimuth 0
+        (the global azimuth is not learned). Absent jets decode from their fill columns: mask them
+        with the condition."""
         p = self.inverse(x, torch.full_like(x[:, 0], 0.5))
         return fourvector(p[..., 0], p[..., 1], p[..., 2], p[..., 3])
 
@@ -385,16 +379,19 @@ class ZJetsInverse(nn.Module):
             self.lineshape = BreitWignerMass(2)
             self.lineshape.load_state_dict(coords.chain.step("lineshape").state_dict())
             self.lineshape.to(dtype)
-        self.azimuth = RelativeAzimuth(coords.max_jets)
-        for name in ("jet_phi_offset", "jets_relative", "pair_r", "pair_phi_offset"):
-            setattr(self.azimuth, name, getattr(coords.azimuth, name).to(dtype).clone())
+        self.jet_recoil = coords.jet_recoil
+        if self.jet_recoil:
+            self.azimuth = DimuonFrame()
+        else:
+            self.azimuth = RelativeAzimuth(coords.max_jets)
+            for name in ("jet_phi_offset", "jets_relative", "pair_r", "pair_phi_offset"):
+                setattr(self.azimuth, name, getattr(coords.azimuth, name).to(dtype).clone())
         # jet masses at the floor stand for massless jets (the encoder lifted them there): a decoded
         # mass within MASSLESS_MARGIN of the floor or below it is written as 0
         # (one Greater against a per-column bound, -1e30 where the column is not a jet mass: no And)
         keep_above = torch.full((coords.dim,), -1e30, dtype=dtype)
         keep_above[8::4] = coords.mass_floor * (1.0 + MASSLESS_MARGIN)
         self.register_buffer("keep_above", keep_above)
-        self.jet_recoil = coords.jet_recoil
 
     def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         dt = x.dtype
@@ -403,8 +400,7 @@ class ZJetsInverse(nn.Module):
             y = self.lineshape.inverse(y)
         y = torch.where(self.mask, torch.exp(y) + self.shift.to(dt), y)
         y = torch.where(y > self.keep_above.to(dt), y, torch.zeros_like(y))
-        y = DimuonMass().inverse(y)
-        if self.jet_recoil:
-            y = recoil_jet(y, self.azimuth.jet_phi_offset.to(dt))
+        if not self.jet_recoil:
+            y = DimuonMass().inverse(y)
         phi1 = u * TWO_PI - math.pi
         return self.azimuth.inverse(y, phi1)

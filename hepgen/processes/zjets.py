@@ -207,8 +207,9 @@ class ZJetsSettings:
     # the dimuon-mass column: log m0, or logit of the Breit-Wigner CDF fitted to the training sample
     # (hepgen.coords.zjets.BreitWignerMass: the Z peak spread over a few units)
     mass_coordinate: Literal["log", "breit_wigner"] = "log"
-    # leading-order mu mu + parton events (process.n_jets: [1]): the parton's pT and azimuth are not
-    # learned but set to the dimuon's recoil, so generated events balance exactly (hepgen.coords.zjets)
+    # leading-order mu mu + parton events (process.n_jets: [1]): the dimuon system and its decay are
+    # learned, the parton's pT and azimuth are set to the dimuon's recoil, so generated events balance
+    # exactly and pass the parton's pT cut by construction (hepgen.coords.dimuon.DimuonFrame)
     jet_recoil: bool = False
 
 
