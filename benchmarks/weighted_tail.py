@@ -4,6 +4,7 @@
     python benchmarks/weighted_tail.py --reference data/zjets_biased_validation.root \
         --run weighted=runs/zjets_biased-<time> --run unweighted=runs/zjets_zjet_unweighted-<time> \
         [--events 1000000] [--edges 200 225 250 300 400 600] [--seed 7] [--plot FILE] [--json FILE]
+    python benchmarks/weighted_tail.py --replot FILE.json --plot FILE   # the plot again, from a --json result
 
 Each run generates ``--events`` events (``hepgen generate``, the run card's solver, a seed of its
 own) so that its tail bins hold thousands of events. Per bin of the leading jet's pT the
@@ -88,7 +89,10 @@ def plot(result: dict, path: Path) -> None:
     top.legend()
     bottom.set_ylabel("generated / reference")
     bottom.set_xlabel(r"$p_T^{j1}$ [GeV]")
-    bottom.set_ylim(0.5, 1.5)
+    # wide enough for every point with its error (a generator far off must show, not be clipped)
+    reach = [abs(x - 1) + e for r in result["runs"].values() for x, e in zip(r["ratio"], r["error"]) if np.isfinite(x)]
+    half = max(0.5, 1.1 * max(reach, default=0.0))
+    bottom.set_ylim(max(0.0, 1 - half), 1 + half)
     bottom.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -96,14 +100,22 @@ def plot(result: dict, path: Path) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reference", required=True)
-    ap.add_argument("--run", action="append", required=True, metavar="LABEL=RUN")
+    ap.add_argument("--reference")
+    ap.add_argument("--run", action="append", metavar="LABEL=RUN")
+    ap.add_argument("--replot", type=Path, metavar="JSON", help="only draw --plot from an earlier --json result")
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--edges", type=float, nargs="+", default=[200, 225, 250, 300, 400, 600])
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--plot", type=Path)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
+    if args.replot:
+        if not args.plot:
+            ap.error("--replot needs --plot")
+        plot(json.loads(args.replot.read_text()), args.plot)
+        return 0
+    if not args.reference or not args.run:
+        ap.error("--reference and --run are required (or --replot)")
     edges = np.array(args.edges)
     ref_pt, ref_w = leading_jet_pt(Path(args.reference))
     result = {"reference": args.reference, "reference_events": len(ref_pt),
