@@ -136,6 +136,10 @@ class TrainConfig:
     # draw training events with weight f_c ** -balance (f_c: the fraction of their condition, e.g. the
     # jet multiplicity): 0 = plain shuffling, 0.5 = rare multiplicities sqrt-boosted, 1 = equal shares
     balance: float = ranged(0.0, ge=0, le=1)
+    # with per-event weights (data.weights: file): events are drawn with |w| ** weight_power and their
+    # loss weighted by |w| ** (1 - weight_power), the same density with less gradient noise from a
+    # wide weight spread (0 = every event drawn equally, 1 = drawn in proportion to its weight)
+    weight_power: float = ranged(0.0, ge=0, le=1)
     # exponential moving average of the weights (decay per step; 0 = off): validation, best.pt and
     # generation use the average, training continues on the raw weights
     ema: float = ranged(0.0, ge=0, lt=1)

@@ -53,6 +53,9 @@ def check_discriminator(card: Card, model) -> None:
     if card.model.nuisance:
         raise CardError("train.discriminator with model.nuisance: the classifier would compare events at one nuisance "
                         "value with the training rows at all of them; not supported, switch one off")
+    if card.train.weight_power > 0:
+        raise CardError("train.discriminator with train.weight_power: DiscFlow reweights the file weights per epoch, "
+                        "which the draw would no longer see; set train.weight_power: 0")
     model.sampler(**_opts(cfg))  # a sampler setting the family does not have: one line now, not mid-training
 
 

@@ -43,7 +43,7 @@ from .outputs import atomic_output
 from .rngstate import rng_state, set_rng_state
 from .runlog import HeldLog, RunLog, new_run_dir, plot_history, write_data_info, write_history, write_text
 from .runs import Checkpoint, build_for
-from .trainingdata import balance_weights, source_card, write_split
+from .trainingdata import balance_weights, importance_draw, source_card, write_split
 from .trainrows import discflow_for, training_rows
 
 Log = Callable[[str], None]
@@ -101,6 +101,7 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     source_card(card)  # a didi card's data.source_card must make data.source
     early = HeldLog(dist.main)
     data = training_rows(card, early, progress, model)
+    draw_weights, w_loss = importance_draw(balance_weights(data.c_train, card.train.balance), data.w_train, card.train.weight_power)
 
     # run folder (rank 0 decides)
     if dist.main:
@@ -162,14 +163,13 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
         history, best_val, bad_epochs = ckpt.history, ckpt.best_val, ckpt.bad_epochs
         start_epoch = card.train.epochs if ckpt.stopped_early else ckpt.epoch + 1
     xtr, ctr, xva, cva = (t.to(device) for t in (data.x_train, data.c_train, data.x_val, data.c_val))
-    wtr, wva = [None if w is None else w.to(device) for w in (data.w_train, data.w_val)]
+    wtr, wva = [None if w is None else w.to(device) for w in (w_loss, data.w_val)]
     conditions = TrainingConditions(card, data.nuisance_slopes, model, device)  # model.nuisance: c = [c | nu]
     disc = discflow_for(card, xtr, ctr, wtr, ckpt.discriminator if resume is not None else None)  # DiscFlow or None
     kl_weight = card.model.bayes.kl_scale / n_train
     show = progress if progress is not None else (os.isatty(2) and dist.main)
     stopped_early, end_epoch = False, (card.train.epochs if max_epochs is None else min(card.train.epochs, start_epoch + max_epochs))
     model.train()
-    draw_weights = balance_weights(data.c_train, card.train.balance)
     for epoch in range(start_epoch, end_epoch):
         t0 = time.perf_counter()
         w_ep = wtr if disc is None else disc.weights(epoch, kept, log)  # per-event loss weights of this epoch

@@ -16,7 +16,8 @@ A card with ``data.source`` (a generator that maps samples, DiDi) also loads the
 (:func:`load_source`), splits it on its own stream (``source_train`` / ``source_val`` /
 ``source_test`` in the split), encodes it with the coordinates fitted on the TARGET training part
 and pairs rows (:func:`pair_rows`): ``x = [target | source]`` ``[N, 2F]``. :func:`balance_weights` gives the per-event
-draw weights of ``train.balance``. With ``model.nuisance`` the training events' slopes of the
+draw weights of ``train.balance``; :func:`importance_draw` moves a power of the event weights from the loss into
+how often an event is drawn (``train.weight_power``). With ``model.nuisance`` the training events' slopes of the
 nuisance weight w(x; nu) (:func:`hepgen.nuisance.event_slopes`, from the physics events) come along.
 """
 
@@ -250,3 +251,27 @@ def balance_weights(c: torch.Tensor, balance: float) -> torch.Tensor | None:
     frac = c.double().mean(0)
     per_class = torch.where(frac > 0, frac.clamp_min(1e-12) ** -balance, torch.zeros_like(frac))
     return (c.double() @ per_class).float()
+
+
+def importance_draw(draw: torch.Tensor | None, w: torch.Tensor | None, power: float
+                    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Split the event weights ``w`` ``[N]`` between how often an event is drawn and how much its loss
+    counts (``train.weight_power`` p): events are drawn with ``draw * |w|^p`` (``draw``: the
+    :func:`balance_weights`, None = uniform) and weighted by ``sign(w) |w|^(1-p) * k``, with
+    k = sum(draw |w|^p) / sum(draw). For every p the expected loss of a drawn event is that of
+    p = 0 (drawn with ``draw``, weighted by w), so the trained density is the same; what changes is
+    the gradient's variance: at p = 1 a batch holds events in proportion to their weight, each
+    counted with unit size, and an event of weight 10^-4 is seldom visited instead of visited and
+    ignored. Returns (draw weights or None for plain shuffling, loss weights); p > 0 without weights is a
+    one-line :class:`CardError`."""
+    if power > 0 and w is None:
+        raise CardError(f"train.weight_power: {power} draws events by their weights, but these rows carry none; "
+                        "set data.weights: file or train.weight_power: 0")
+    if w is None or power <= 0:
+        return draw, w
+    wd = w.double()
+    size = wd.abs() ** power
+    base = torch.ones_like(wd) if draw is None else draw.double()
+    k = float((base * size).sum() / base.sum())
+    loss = torch.sign(wd) * wd.abs() ** (1.0 - power) * k
+    return (base * size).float(), loss.float()

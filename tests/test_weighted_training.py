@@ -40,14 +40,14 @@ def weighted_file(path: Path, n: int, seed: int, weight=None, branch: str = "gen
     return path
 
 
-def card(tmp: Path, data: Path, family: str = "cfm", epochs: int = 1, **data_kw):
+def card(tmp: Path, data: Path, family: str = "cfm", epochs: int = 1, weight_power: float = 0.0, **data_kw):
     return card_from_dict({
         "name": "weighted", "seed": 3,
         "process": {"name": "zjets", "n_jets": [1]},
         "data": {"path": str(data), "weights": "file", **data_kw},
         "model": {"family": family, "network": {"hidden": 32, "layers": 2}, "cfm": {"solver": "midpoint", "steps": 8}},
         "train": {"epochs": epochs, "batch_size": 128, "lr": 3e-3, "threads": 1, "validate": False,
-                  "runs_dir": str(tmp / "runs")},
+                  "runs_dir": str(tmp / "runs"), "weight_power": weight_power},
         "generate": {"events": 3000},
     })
 
@@ -56,8 +56,10 @@ def no_runs(tmp: Path) -> bool:
     return not (tmp / "runs").exists() or not any((tmp / "runs").iterdir())
 
 
-def test_weighted_sample_trains_to_the_weighted_density(tmp_path):
-    """4000 events with eta_mu1 ~ N(0, 1.2), weighted by exp(0.5 eta_mu1): inside the muon
+@pytest.mark.parametrize("power", [0.0, 1.0])
+def test_weighted_sample_trains_to_the_weighted_density(power, tmp_path):
+    """train.weight_power 0 (every event drawn equally, loss x w) and 1 (drawn in proportion to w,
+    unit loss weights): 4000 events with eta_mu1 ~ N(0, 1.2), weighted by exp(0.5 eta_mu1): inside the muon
     acceptance |eta| < 2.4 the weighted mean of eta_mu1 is ~0.56, the unweighted one ~0. A CFM
     trained with data.weights: file must generate mean eta_mu1 within 0.15 of the weighted truth
     (hence at least 0.35 from the unweighted one). The tolerance: the effective sample size is
@@ -65,10 +67,10 @@ def test_weighted_sample_trains_to_the_weighted_density(tmp_path):
     statistical error is ~0.022, the model's (trained on ESS ~2300) ~0.025 and that of the ~2900
     generated events ~0.022 (together ~0.04; 0.15 is ~4 sigma), which leaves room for the bias of
     a 2x32 network after 12 epochs (measured: 0.572 vs 0.558). A loss that ignored the weights
-    lands near 0 and fails."""
+    lands near 0 and fails, and so does a loop that, at power 1, shuffles instead of drawing by w."""
     torch.set_num_threads(1)
     data = weighted_file(tmp_path / "w.root", 4000, seed=21)
-    run = train(card(tmp_path, data, epochs=12), progress=False, run_dir=tmp_path / "run", after=finish_run)
+    run = train(card(tmp_path, data, epochs=12, weight_power=power), progress=False, run_dir=tmp_path / "run", after=finish_run)
     ref = read_events(data)
     eta, w = lead_eta(ref), ref.weight
     inside = np.abs(eta) < 2.4  # the generated events pass the muon acceptance
@@ -106,6 +108,51 @@ def test_multiplicity_fractions_follow_the_loss_weights(tmp_path):
         assert np.allclose(counts / counts.sum(), want, rtol=1e-12), (weights, counts / counts.sum(), want)
     raw3 = np.mean(train_nj == 3)
     assert raw3 > 0.25 and want[2] == pytest.approx(raw3)  # "none": the raw 3-jet fraction, ~4x the weighted one
+
+
+@pytest.mark.parametrize("power", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("balanced", [False, True])
+def test_weight_power_moves_weight_into_the_draw_and_keeps_the_expected_loss(power, balanced):
+    """For any per-event loss L: sum_i q_i l_i L_i (q: the draw probabilities, l: the loss weights
+    of train.weight_power p) equals sum_i b_i w_i L_i / sum_i b_i, the expected weighted loss of
+    p = 0 under the balance draw b; exact up to float32 rounding, with negative weights too. At
+    p = 1 with positive weights the draw is proportional to w and every loss weight is the same."""
+    from hepgen.trainingdata import importance_draw
+
+    g = torch.Generator().manual_seed(11)
+    n = 5000
+    w = torch.exp(2.0 * torch.randn(n, generator=g))  # spread over ~4 decades, like a biased pT-hat sample
+    w[:50] *= -1
+    w = w / w.mean()
+    b = torch.rand(n, generator=g) + 0.5 if balanced else None
+    L = torch.rand(n, generator=g, dtype=torch.float64)
+    draw, loss_w = importance_draw(b, w, power)
+    q = (torch.ones(n, dtype=torch.float64) if draw is None else draw.double())
+    q = q / q.sum()
+    bb = torch.ones(n, dtype=torch.float64) if b is None else b.double()
+    want = float((bb * w.double() * L).sum() / bb.sum())
+    assert float((q * loss_w.double() * L).sum()) == pytest.approx(want, rel=1e-5)
+    if power == 0.0:
+        assert torch.equal(loss_w, w) and (draw is None) == (b is None)
+    if power == 1.0:
+        pos = w[50:].double()
+        assert torch.allclose(q[50:] / q[50:].sum(), (bb[50:] * pos) / (bb[50:] * pos).sum(), rtol=1e-5)
+        assert torch.allclose(loss_w.abs(), loss_w.abs()[0].expand(n), rtol=1e-5)
+
+
+def test_weight_power_without_weights_or_with_discflow_is_one_line():
+    from hepgen.discflow import check_discriminator
+    from hepgen.runs import build_for
+    from hepgen.trainingdata import importance_draw
+
+    with pytest.raises(CardError, match="train.weight_power") as err:
+        importance_draw(None, None, 0.5)
+    assert "\n" not in str(err.value)
+    flow = card_from_dict({"process": {"name": "toy_ring"}, "model": {"family": "cfm"},
+                           "train": {"weight_power": 1.0, "discriminator": {"enabled": True}}})
+    with pytest.raises(CardError, match="weight_power") as err:
+        check_discriminator(flow, build_for(flow)[1])
+    assert "\n" not in str(err.value)
 
 
 def _toy_batch(n=64, dim=3, cond=2, seed=0):
