@@ -7,17 +7,24 @@ event twice: particle level in ``GenMuon`` / ``GenJet``, reco level in ``Muon`` 
 ``Jet``), so both levels use :class:`~hepgen.coords.zjets.ZJetsCoords`, each fitted on its own
 level:
 
-    x [N, D + 1]  the particle-level event in ZJetsCoords (D = 5 + 4 J; N(0, 1) in the columns
-                  of absent jets), its five muon columns (log pT1, eta1, log m0, eta2, Delta phi)
-                  as residuals from the reco muons in the same coordinates, scaled by the
-                  residuals' standard deviations (the detector's resolution: a posterior a few
-                  standard deviations wide instead of a peak 0.1 standard deviations narrow at
-                  a place that moves with every event), then its jet multiplicity, dequantised: index k of n_values
-                  plus u ~ U[0, 1), scaled to mean 0 and variance 1 (k = floor of the decoded
-                  value: :class:`Multiplicity`). The generator learns p(n_gen | reco) with the
-                  kinematics, one density, no second network.
-    c [N, D + K]  the reco event in its ZJetsCoords (0 in the columns of absent jets, which
-                  carry no information), then the one-hot reco jet multiplicity.
+    x [N, D]      the particle-level event in ZJetsCoords (D = 5 + 4 J; N(0, 1) in the columns
+                  of absent jets, which the CFM keeps frozen), its five muon columns (log pT1, eta1,
+                  log m0, eta2, Delta phi) as residuals from the reco muons in the same coordinates,
+                  scaled by the residuals' standard deviations (the detector's resolution: a
+                  posterior a few standard deviations wide instead of a peak 0.1 standard
+                  deviations narrow at a place that moves with every event).
+    c [N, D + 2K] the reco event in its ZJetsCoords (0 in the columns of absent jets, which
+                  carry no information), the one-hot reco jet multiplicity, then the one-hot
+                  PARTICLE-level multiplicity.
+
+The particle-level multiplicity is a condition, not a learned column: p(particle | reco) =
+p(n_gen | reco) p(x | n_gen, reco). The first factor is :class:`MultiplicityPosterior`, a small
+classifier of the reco event fitted with the coordinates (:meth:`UnfoldCoords.fit`); the
+pipeline draws n_gen from it with one uniform number per event, then the generator samples the
+kinematics of that many jets, as the forward Z+jets generator does for a drawn multiplicity
+(``active_columns``: the columns of absent particle-level jets are frozen). One dequantised
+column learned jointly with the kinematics (the first version) moved 1-jet events into 2 and 3
+jets and gave their jets the kinematics of neither (docs/unfolding.md).
 
 Not learned: the particle-level azimuth of the leading muon is the reco one (muon azimuths
 are measured to about 1 mrad; where the two levels order their muons differently, the event is
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -38,7 +46,8 @@ from .zjets import ZJetsCoords
 
 GEN_NAMES = {"Muon": "GenMuon", "Jet": "GenJet"}  # particle level in a paired sample
 RECO_NAMES = {"Muon": "Muon", "Jet": "Jet"}
-SQRT12 = math.sqrt(12.0)
+# p(n_gen | reco): 2 x 32 tanh, 200 L-BFGS iterations, a light L2 on the weights
+POSTERIOR_HIDDEN, POSTERIOR_ITERATIONS, POSTERIOR_L2 = 32, 200, 1e-5
 MUON_COLUMNS = 5  # ZJetsCoords's dimuon columns: log pT1, eta1, log m0, eta2, Delta phi
 RESIDUAL_FLOOR = 1e-6  # the smallest residual scale (a perfect detector has none)
 
@@ -54,24 +63,65 @@ def level(sample: EventSample, names: dict[str, str], source: str = "sample") ->
                        info=sample.info, variations=sample.variations, scalars=sample.scalars)
 
 
-class Multiplicity(nn.Module):
-    """The dequantised jet-multiplicity column: index k of ``n_values`` and u ~ U[0, 1) ->
-    ((k + u) / K - 1/2) sqrt(12) (mean 0, variance 1); decoded (exportably: compares and sums)
-    to the multiplicity whose interval the value falls in, the outer intervals open."""
+class MultiplicityPosterior(nn.Module):
+    """p(n_gen | reco): a softmax over the K particle-level multiplicities from an MLP on the reco
+    condition (:meth:`UnfoldCoords.condition`), fitted by :meth:`fit` (full-batch L-BFGS on the
+    weighted cross-entropy: a deterministic fit of a convex-ish problem, no epochs), and
+    :meth:`forward`, the exportable draw of a one-hot from it with one uniform number per event
+    (compares and sums, no ArgMax / Multinomial)."""
 
-    def __init__(self, n_values: tuple[int, ...]):
+    def __init__(self, cond_dim: int, k: int, hidden: int = POSTERIOR_HIDDEN):
         super().__init__()
-        self.register_buffer("n_values", torch.tensor(list(n_values), dtype=torch.float64))
+        self.net = nn.Sequential(nn.Linear(cond_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
+                                 nn.Linear(hidden, k)).requires_grad_(False)  # fitted here, never by the generator's loop
 
-    def encode(self, k: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        return ((k.double() + u.double()) / len(self.n_values) - 0.5) * SQRT12
+    def fit(self, c: torch.Tensor, k: torch.Tensor, weight: torch.Tensor | None = None, seed: int = 0) -> float:
+        """Fit to conditions ``c`` ``[N, C]`` and class indices ``k`` ``[N]`` (``weight`` ``[N]``: per-event
+        weights); returns the final mean cross-entropy (nats)."""
+        net = self.net.double().requires_grad_(True)
+        g = torch.Generator().manual_seed(seed)
+        for layer in net:
+            if isinstance(layer, nn.Linear):
+                bound = 1.0 / math.sqrt(layer.in_features)
+                with torch.no_grad():
+                    layer.weight.copy_((torch.rand(layer.weight.shape, generator=g, dtype=torch.float64) * 2 - 1) * bound)
+                    layer.bias.zero_()
+        c, k = c.double(), k.long()
+        w = torch.ones(len(c), dtype=torch.float64) if weight is None else weight.double()
+        w = w / w.sum()
+        opt = torch.optim.LBFGS(net.parameters(), max_iter=POSTERIOR_ITERATIONS, history_size=20,
+                                line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
 
-    def forward(self, col: torch.Tensor) -> torch.Tensor:
-        """The column ``[N]`` -> one-hot multiplicity ``[N, K]`` in its dtype."""
-        scaled = (col / SQRT12 + 0.5) * len(self.n_values)
-        ge = [torch.ones_like(col)] + [(scaled >= j).to(col.dtype) for j in range(1, len(self.n_values))]
-        ge.append(torch.zeros_like(col))
-        return torch.stack([ge[j] - ge[j + 1] for j in range(len(self.n_values))], dim=-1)
+        def closure():
+            opt.zero_grad()
+            ce = (nn.functional.cross_entropy(net(c), k, reduction="none") * w).sum()
+            loss = ce + POSTERIOR_L2 * sum((p ** 2).sum() for n, p in net.named_parameters() if n.endswith("weight"))
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            opt.step(closure)
+        with torch.no_grad():
+            ce = float((nn.functional.cross_entropy(net(c), k, reduction="none") * w).sum())
+        self.net.float().requires_grad_(False)
+        return ce
+
+    def probabilities(self, c: torch.Tensor) -> torch.Tensor:
+        """``[N, K]`` p(n_gen = n_values[k] | reco), in c's dtype."""
+        return torch.softmax(self.net(c.to(self.net[0].weight.dtype)), dim=-1).to(c.dtype)
+
+    def forward(self, c: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Reco condition ``[N, C]`` and u ``[N]`` ~ U[0, 1) -> one-hot n_gen ``[N, K]`` in c's dtype:
+        class k where u falls in [P_(k-1), P_k) of the cumulative probabilities (the last one open,
+        so no event is lost to rounding)."""
+        prob = self.probabilities(c)
+        cum = prob[:, 0]
+        ge = [torch.ones_like(u)]
+        for j in range(1, prob.shape[-1]):
+            ge.append((u >= cum).to(c.dtype))
+            cum = cum + prob[:, j]
+        ge.append(torch.zeros_like(u))
+        return torch.stack([ge[j] - ge[j + 1] for j in range(prob.shape[-1])], dim=-1)
 
 
 class UnfoldCoords(nn.Module):
@@ -81,22 +131,24 @@ class UnfoldCoords(nn.Module):
         super().__init__()
         self.gen = ZJetsCoords(n_jets, jet_pt_min, jet_dr_min=jet_dr_min)
         self.reco = ZJetsCoords(n_jets, jet_pt_min, jet_dr_min=jet_dr_min)
-        self.multiplicity = Multiplicity(self.gen.n_values)
         self.n_values = self.gen.n_values
+        self.posterior = MultiplicityPosterior(self.reco.dim + len(self.n_values), len(self.n_values))
         self.max_jets = self.gen.max_jets
         self.register_buffer("residual_std", torch.ones(MUON_COLUMNS, dtype=torch.float64))
 
     @property
     def dim(self) -> int:
-        return self.gen.dim + 1
+        return self.gen.dim
 
     @property
     def cond_dim(self) -> int:
-        return self.reco.dim + len(self.n_values)
+        return self.reco.dim + 2 * len(self.n_values)
 
     def active_columns(self) -> torch.Tensor:
-        """All columns are learned for every condition (absent particle-level jets are noise)."""
-        return torch.ones(self.cond_dim, self.dim, dtype=torch.bool)
+        """``[C, D]``: ``c @ active`` is the particle-level multiplicity's present columns (the rows of
+        the reco columns are 0, those of the particle-level one-hot ZJetsCoords's)."""
+        reco = torch.zeros(self.reco.dim + len(self.n_values), self.dim, dtype=torch.bool)
+        return torch.cat([reco, self.gen.active_columns()])
 
     @torch.no_grad()
     def fit(self, sample: EventSample) -> "UnfoldCoords":
@@ -104,8 +156,12 @@ class UnfoldCoords(nn.Module):
         self.gen.fit(gen)
         self.reco.fit(reco)
         x, _ = self.gen(*self.gen.physics(gen))
-        residual = x[:, :MUON_COLUMNS] - self.reco_muons(*self.reco.physics(reco))
+        p, n = self.reco.physics(reco)
+        residual = x[:, :MUON_COLUMNS] - self.reco_muons(p, n)
         self.residual_std.copy_(residual.std(0).clamp_min(RESIDUAL_FLOOR))
+        n_gen = torch.from_numpy(np.searchsorted(np.asarray(self.n_values), gen.n_jets))
+        weight = None if sample.weight is None else torch.from_numpy(np.asarray(sample.weight, dtype=np.float64))
+        self.posterior.fit(self.condition(p, n), n_gen, weight)
         return self
 
     def reco_muons(self, p: torch.Tensor, n: torch.Tensor, relative: bool | None = None) -> torch.Tensor:
@@ -116,7 +172,7 @@ class UnfoldCoords(nn.Module):
         return x[:, :MUON_COLUMNS]
 
     def absolute(self, x: torch.Tensor, p: torch.Tensor, n: torch.Tensor, relative: bool | None = None) -> torch.Tensor:
-        """x ``[N, D + 1]`` with its muon residuals turned back into the particle level's
+        """x ``[N, D]`` with its muon residuals turned back into the particle level's
         coordinates, given the reco event (p ``[N, 2 + J, 4]``, n ``[N]``)."""
         muons = x[:, :MUON_COLUMNS] * self.residual_std.to(x.dtype) + self.reco_muons(p, n, relative)
         return torch.cat([muons, x[:, MUON_COLUMNS:]], dim=-1)
@@ -138,14 +194,12 @@ class UnfoldCoords(nn.Module):
         return bool(self.reco.azimuth.jets_relative)
 
     def encode(self, sample: EventSample, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Paired sample -> (x ``[N, D + 1]``, c ``[N, C]``) float64; every event must have both
+        """Paired sample -> (x ``[N, D]``, c ``[N, C]``) float64; every event must have both
         levels' multiplicities in ``n_values`` (the events that pass both selections)."""
         xg, onehot = self.gen.encode(level(sample, GEN_NAMES), generator)
-        u = torch.rand(len(xg), generator=generator, dtype=torch.float64)
         reco = level(sample, RECO_NAMES)
         p, n = self.reco.physics(reco)
         if not torch.isin(n, torch.tensor(self.n_values)).all():
             raise InputError(f"reco events with a jet multiplicity outside process.n_jets {list(self.n_values)}")
         muons = (xg[:, :MUON_COLUMNS] - self.reco_muons(p, n)) / self.residual_std
-        x = torch.cat([muons, xg[:, MUON_COLUMNS:], self.multiplicity.encode(onehot.argmax(-1), u).unsqueeze(-1)], dim=-1)
-        return x, self.condition(p, n)
+        return torch.cat([muons, xg[:, MUON_COLUMNS:]], dim=-1), torch.cat([self.condition(p, n), onehot], dim=-1)

@@ -8,10 +8,11 @@ selections are learned: x the particle-level event, c the reco event
 
 The pipeline takes a reco event where a forward generator takes noise alone::
 
-    input [N, S + m]   S = 4 (2 + J) + 2 "source" columns: the reco momenta (mu1, mu2, jets,
+    input [N, S + m + 1]  S = 4 (2 + J) + 2 "source" columns: the reco momenta (mu1, mu2, jets,
                        pT-ordered, (pt, eta, phi, mass), absent jets 0), the reco jet
                        multiplicity and the charge of the reco leading muon; then the family's
-                       m noise columns
+                       m noise columns; then one uniform column, the draw of the particle-level
+                       jet multiplicity from p(n_gen | reco)
     output             as Z+jets: momenta [N, 2 + J, 4], n_jets [N], charge [N, 2]
                        (particle level)
 
@@ -92,8 +93,8 @@ class UnfoldPipeline(nn.Module):
         self.max_jets = coords.max_jets
         self.source_dim = 4 * (2 + self.max_jets) + 2
         self.model_noise_dim = sampler.noise_dim
-        self.noise_dim = self.source_dim + sampler.noise_dim
-        self.noise_layout = ["source"] * self.source_dim + list(sampler.noise_layout)
+        self.noise_dim = self.source_dim + sampler.noise_dim + 1
+        self.noise_layout = ["source"] * self.source_dim + list(sampler.noise_layout) + ["uniform"]
 
     def record(self) -> dict[str, str]:
         return {}
@@ -106,11 +107,13 @@ class UnfoldPipeline(nn.Module):
         p_reco = inputs[:, :s - 2].reshape(-1, 2 + self.max_jets, 4)
         n_reco, q1 = inputs[:, s - 2], inputs[:, s - 1]
         c = self.coords.condition(p_reco, n_reco, self.relative)
-        x = self.coords.absolute(self.sampler(inputs[:, s:], c), p_reco, n_reco, self.relative)
-        onehot = self.coords.multiplicity(x[:, -1])
-        n_jets = (onehot * self.coords.multiplicity.n_values.to(x.dtype)).sum(-1)
+        onehot = self.coords.posterior(c, inputs[:, -1])  # n_gen drawn from p(n_gen | reco)
+        z = inputs[:, s:s + self.model_noise_dim]
+        x = self.coords.absolute(self.sampler(z, torch.cat([c, onehot], dim=-1)), p_reco, n_reco, self.relative)
+        n_values = torch.tensor([float(v) for v in self.coords.n_values], dtype=x.dtype)
+        n_jets = (onehot * n_values).sum(-1)
         u_phi = (p_reco[:, 0, 2] + math.pi) / (2 * math.pi)  # the reco leading muon's azimuth
-        p = self.inverse(x[:, :-1], u_phi)
+        p = self.inverse(x, u_phi)
         return assemble(p, n_jets, torch.where(q1 < 0, -torch.ones_like(q1), torch.ones_like(q1)))
 
 
@@ -190,7 +193,8 @@ class ZJetsUnfoldProcess:
             inputs=(Port("reco", (len(layout),),
                          f"columns 0..{s - 1}: the reco event ({', '.join(objects)}: pt, eta, phi, mass each, pT-ordered, "
                          f"absent jets 0; then the reco jet multiplicity and the charge of mu1); then "
-                         f"{len(layout) - s} N(0,1) columns ({sampler.family} noise)",
+                         f"{len(layout) - s - 1} N(0,1) columns ({sampler.family} noise); then one U[0,1) column "
+                         "(the draw of the particle-level jet multiplicity)",
                          "pt GeV, eta, phi rad, mass GeV; multiplicity and charge as float32"),),
             outputs=(Port("momenta", (len(objects), 4), "particle level: mu1, mu2 (pT-ordered), then jets (pT-ordered; "
                           "absent jets all zero)", "pt GeV, eta, phi rad in [-pi, pi], mass GeV"),
