@@ -33,6 +33,11 @@ def sinh_exportable(x):
     return 0.5 * (torch.exp(x) - torch.exp(-x))
 
 
+def cosh_exportable(x):
+    """cosh(x) from Exp (ONNX's Cosh is not in SOFIE's set)."""
+    return 0.5 * (torch.exp(x) + torch.exp(-x))
+
+
 def fourvector(pt, eta, phi, m):
     """(pt, eta, phi, m) tensors -> ``[..., 4]`` (E, px, py, pz) with Exp instead of Sinh/Cosh."""
     pz = pt * sinh_exportable(eta)
@@ -78,7 +83,7 @@ def invariant_mass(*particles):
     return torch.sqrt(m2)
 
 
-def _rapidity(mt, pl):
+def rapidity(mt, pl):
     """Rapidity along an axis of a particle with transverse mass ``mt`` and
     momentum ``pl`` along the axis (finite for a massless collinear particle)."""
     return asinh_exportable(pl / (mt + TINY))
@@ -96,7 +101,7 @@ def rest_frame_angles(d, md, parent, mparent):
     pperp = torch.sqrt(px * px + py * py)
     mt = torch.sqrt(md * md + pperp * pperp)
     zeta = asinh_exportable(torch.sqrt((parent[..., 1:] ** 2).sum(-1)) / mparent)
-    rap = _rapidity(mt, pl) - zeta
+    rap = rapidity(mt, pl) - zeta
     pl_rest = mt * sinh_exportable(rap)
     return asinh_exportable(pl_rest / (pperp + TINY)), atan2_exportable(py, px)
 
@@ -127,7 +132,7 @@ def decay_to_lab(parent, mparent, m1, m2, acos, phi):
     out = []
     for sign, m in ((1.0, m1), (-1.0, m2)):
         mt = torch.sqrt(m * m + perp * perp)
-        rap = _rapidity(mt, sign * q * cos) + zeta
+        rap = rapidity(mt, sign * q * cos) + zeta
         er, ir = torch.exp(rap), torch.exp(-rap)
         e, pl = 0.5 * mt * (er + ir), 0.5 * mt * (er - ir)
         vec = (sign * perp).unsqueeze(-1) * u + pl.unsqueeze(-1) * z

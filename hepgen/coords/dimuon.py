@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from ..fourvectors import (asinh_exportable, atan2_exportable, decay_to_lab, fourvector, mass, ptetaphi,
+from ..fourvectors import (atan2_exportable, cosh_exportable, decay_to_lab, fourvector, mass, ptetaphi, rapidity,
                            rest_frame_angles, sinh_exportable)
 from ..kinematics import MUON_MASS, wrap_angle, wrap_phi
 from .chain import Transform
@@ -27,8 +27,7 @@ class DimuonMass(Transform):
 
     @staticmethod
     def _angular(y: torch.Tensor) -> torch.Tensor:
-        cosh = 0.5 * (torch.exp(y[:, 1] - y[:, 3]) + torch.exp(y[:, 3] - y[:, 1]))  # cosh via Exp (exportable)
-        return cosh + torch.cos(y[:, 4])
+        return cosh_exportable(y[:, 1] - y[:, 3]) + torch.cos(y[:, 4])
 
     def forward(self, y):
         m0 = torch.sqrt(2 * y[:, 0] * y[:, 2] * self._angular(y))
@@ -118,18 +117,17 @@ class DimuonFrame(nn.Module):
         z = mu[:, 0] + mu[:, 1]
         mz = mass(z)
         ptz = torch.sqrt(z[:, 1] ** 2 + z[:, 2] ** 2)
-        rapidity = asinh_exportable(z[:, 3] / torch.sqrt(mz * mz + ptz * ptz))
+        rap = rapidity(torch.sqrt(mz * mz + ptz * ptz), z[:, 3])
         phiz = atan2_exportable(z[:, 2], z[:, 1])
         acos, phistar = rest_frame_angles(mu[:, 0], torch.full_like(mz, MUON_MASS), z, mz)
         jet = p[:, 2]
-        cols = [ptz, rapidity, mz, acos, phistar, jet[:, 0], jet[:, 1], wrap(jet[:, 2] - phiz - math.pi), jet[:, 3]]
+        cols = [ptz, rap, mz, acos, phistar, jet[:, 0], jet[:, 1], wrap(jet[:, 2] - phiz - math.pi), jet[:, 3]]
         return torch.stack(cols, dim=-1), phiz
 
     def inverse(self, raw: torch.Tensor, phiz: torch.Tensor) -> torch.Tensor:
-        ptz, rapidity, mz = raw[:, 0], raw[:, 1], raw[:, 2]
+        ptz, rap, mz = raw[:, 0], raw[:, 1], raw[:, 2]
         mt = torch.sqrt(mz * mz + ptz * ptz)
-        coshy = 0.5 * (torch.exp(rapidity) + torch.exp(-rapidity))
-        z = torch.stack([mt * coshy, ptz * torch.cos(phiz), ptz * torch.sin(phiz), mt * sinh_exportable(rapidity)], -1)
+        z = torch.stack([mt * cosh_exportable(rap), ptz * torch.cos(phiz), ptz * torch.sin(phiz), mt * sinh_exportable(rap)], -1)
         mm = torch.full_like(mz, MUON_MASS)
         a, b = decay_to_lab(z, mz, mm, mm, raw[:, 3], raw[:, 4])
         muons = [torch.stack([*ptetaphi(v), mm], -1) for v in (a, b)]
