@@ -230,6 +230,7 @@ def test_calibration_report_compares_each_event_with_its_own_truth(trained):
     result = calibration_report(run, test_file, samples=20, events=400, log=lambda m: None)
     out = run.path / "validation" / "calibration"
     assert (out / "calibration.md").exists() and (out / "coverage.png").exists()
+    assert all((out / f"unfolded_{name}.png").stat().st_size > 1000 for name in ("pt_j1", "pt_mumu", "m_mumu"))
     post = read_events(out / "posterior.root")
     np.testing.assert_array_equal(np.unique(post.scalars["sample"]), np.arange(20))
     m = result["observables"]["m_mumu"]

@@ -6,8 +6,10 @@ compares each event's K posterior values of ``pt_j1``, ``pt_mumu`` and ``m_mumu`
 (:mod:`hepgen.observables`) with its own particle-level truth (:mod:`hepgen.validate.calibration`):
 the coverage of central intervals (68 % should hold 68 % of the truths), the rank histogram of
 the truth among its samples (flat when calibrated), and the reco -> particle migration matrix of
-each observable. Written to ``<run>/validation/calibration/``: ``calibration.json``,
-``calibration.md``, the plots, and the K samples (``posterior.root``).
+each observable, and the unfolded distribution (the mean of the K samples' histograms, their
+±1σ spread as a band) against the truth and the raw reco level (``unfolded_<observable>``).
+Written to ``<run>/validation/calibration/``: ``calibration.json``, ``calibration.md``, the
+plots, and the K samples (``posterior.root``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from ..coords.unfold import GEN_NAMES, RECO_NAMES, level
 from ..io.root import read_events
 from ..outputs import atomic_output
 from ..validate import calibration
+from ..validate.histograms import band, binned, pooled
+from ..validate.plots import comparison
 from .posterior import unfold
 
 OBSERVABLES = ("pt_j1", "pt_mumu", "m_mumu")
@@ -71,8 +75,13 @@ def calibration_report(run, reference: str | Path, *, samples: int = 20, events:
             f"{c:.3f} ± {e:.3f}" for c, e in zip(cov.coverage, cov.error)) + f" | {result['observables'][name]['rank_chi2_ndf']:.2f} |")
         ok_m = np.isfinite(t) & np.isfinite(reco[name])
         bins = _bins(t[ok_m])
-        calibration.migration_plot(out / f"migration_{name}", calibration.migration(t[ok_m], reco[name][ok_m], bins),
-                                   f"${observables.get(name).label}$")
+        label = f"${observables.get(name).label}$"
+        calibration.migration_plot(out / f"migration_{name}", calibration.migration(t[ok_m], reco[name][ok_m], bins), label)
+        flat, sample = s[ok].ravel(), np.tile(np.arange(samples), int(ok.sum()))  # the K samples share their events
+        comparison(out / f"unfolded_{name}", binned(t[ok], bins), pooled(flat, bins, None, sample, shared_noise=True),
+                   label, band=band(flat, bins, sample), training=binned(reco[name][ok_m], bins),
+                   labels=("Truth", "Unfolded"), band_label=f"{samples} posterior samples (±1σ)",
+                   training_label="Reco level", ratio_label="Unf. / Truth")
     calibration.coverage_plot(out / "coverage", coverages)
     calibration.rank_plot(out / "ranks", ranks)
     table = [f"# Posterior calibration: {run.path}", "",

@@ -84,8 +84,12 @@ def comparison(
     ratio_range: tuple[float, float] = (0.8, 1.2),
     min_entries: int = 100,
     labels: tuple[str, str] = ("Reference", "Generated"),
+    band_label: str = "Bayesian band (±1σ)",
+    training_label: str = "Training",
+    ratio_label: str = "Gen. / Ref.",
 ) -> list[Path]:
-    """The two-panel comparison plot; returns the written files."""
+    """The two-panel comparison plot; returns the written files. ``training``: a third histogram
+    drawn dashed (the training sample, or an unfolding's reco level), named ``training_label``."""
     use_style(style)
     edges = ref.edges
     fig, (ax, rax) = plt.subplots(
@@ -93,9 +97,9 @@ def comparison(
     )
     if band is not None:
         ax.fill_between(edges, _steps(edges, band.mean - band.std), _steps(edges, band.mean + band.std),
-                        step="post", color=BAND_COLOR, alpha=0.7, lw=0, label="Bayesian band (±1σ)")
+                        step="post", color=BAND_COLOR, alpha=0.7, lw=0, label=band_label)
     if training is not None:
-        mplhep.histplot(training.density, edges, ax=ax, color=TRAIN_COLOR, ls="--", lw=1.5, label="Training")
+        mplhep.histplot(training.density, edges, ax=ax, color=TRAIN_COLOR, ls="--", lw=1.5, label=training_label)
     mplhep.histplot(gen.density, edges, ax=ax, color=GEN_COLOR, lw=2, label=labels[1])
     if reweighted is not None:
         mplhep.histplot(reweighted.density, edges, ax=ax, color=REW_COLOR, ls=":", lw=2, label="Reweighted")
@@ -135,7 +139,7 @@ def comparison(
             mplhep.histplot(reweighted.density / ref.density, edges, ax=rax, color=REW_COLOR, ls=":", lw=2)
     rax.axhline(1.0, color="black", lw=1)
     rax.set_ylim(lo, hi)
-    rax.set_ylabel("Gen. / Ref.")
+    rax.set_ylabel(ratio_label)
     rax.set_xlabel(xlabel)
     rax.set_xlim(edges[0], edges[-1])
     fig.subplots_adjust(left=0.16, right=0.96, top=0.93, bottom=0.11)
