@@ -225,9 +225,15 @@ class ZJetsCoords(nn.Module):
         active = torch.zeros(len(self.n_values), self.dim, dtype=torch.bool)
         for k, n in enumerate(self.n_values):
             active[k, :5 + 4 * n] = True
+        return active & self._learned()
+
+    def _learned(self) -> torch.Tensor:
+        """``[D]`` bool: False where a column is set on output, never learned (the recoil columns
+        with ``jet_recoil``, filled like a missing jet's); one mask for ``active_columns`` and ``_raw``."""
+        learned = torch.ones(self.dim, dtype=torch.bool)
         if self.jet_recoil:
-            active[:, list(RECOIL_COLUMNS)] = False
-        return active
+            learned[list(RECOIL_COLUMNS)] = False
+        return learned
 
     # -- physics arrays ------------------------------------------------------------------
     def physics(self, sample) -> tuple[torch.Tensor, torch.Tensor]:
@@ -253,8 +259,8 @@ class ZJetsCoords(nn.Module):
             cols.append(jet)
             valid.append(has.expand(-1, 4))
         valid = torch.cat(valid, -1)
-        if self.jet_recoil:  # set by the muons on output: not learned, filled like a missing jet's
-            valid[:, list(RECOIL_COLUMNS)] = False
+        if self.jet_recoil:  # only then: an encoder inside an exported graph (unfolding) must not carry an And
+            valid = valid & self._learned()
         return torch.cat(cols, -1), valid
 
     # -- fit / encode / decode --------------------------------------------------------------
