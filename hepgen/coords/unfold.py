@@ -42,7 +42,7 @@ from torch import nn
 
 from ..events import EventSample
 from ..errors import InputError
-from .zjets import ZJetsCoords
+from .zjets import ZJetsCoords, categorical_onehot
 
 GEN_NAMES = {"Muon": "GenMuon", "Jet": "GenJet"}  # particle level in a paired sample
 RECO_NAMES = {"Muon": "Muon", "Jet": "Jet"}
@@ -115,13 +115,12 @@ class MultiplicityPosterior(nn.Module):
         class k where u falls in [P_(k-1), P_k) of the cumulative probabilities (the last one open,
         so no event is lost to rounding)."""
         prob = self.probabilities(c)
-        cum = prob[:, 0]
-        ge = [torch.ones_like(u)]
-        for j in range(1, prob.shape[-1]):
-            ge.append((u >= cum).to(c.dtype))
+        edges, cum = [torch.zeros_like(u)], torch.zeros_like(u)
+        for j in range(prob.shape[-1] - 1):
             cum = cum + prob[:, j]
-        ge.append(torch.zeros_like(u))
-        return torch.stack([ge[j] - ge[j + 1] for j in range(prob.shape[-1])], dim=-1)
+            edges.append(cum)
+        edges.append(torch.full_like(u, 2.0))
+        return categorical_onehot(u.to(c.dtype), torch.stack(edges, dim=-1))
 
 
 class UnfoldCoords(nn.Module):

@@ -176,6 +176,15 @@ class RelativeAzimuth(nn.Module):
         return torch.stack(objs, dim=1)
 
 
+def categorical_onehot(u: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """u ``[N]`` ~ U[0, 1) against ascending category edges, shared ``[K + 1]`` or per event ``[N, K + 1]``
+    (first 0, last above 1) -> one-hot ``[N, K]`` in u's dtype: category k where edges[k] <= u <
+    edges[k + 1]. Exportable (compares and subtractions, no ArgMax / Multinomial); the draw of a
+    jet multiplicity from its fractions (Z+jets) or from per-event probabilities (unfolding)."""
+    ge = [(u >= edges[..., k]).to(u.dtype) for k in range(edges.shape[-1])]
+    return torch.stack([ge[k] - ge[k + 1] for k in range(len(ge) - 1)], dim=-1)
+
+
 class ZJetsCoords(nn.Module):
     """Fitted coordinates of Z -> mu mu + jets; all fitted numbers are (float64) buffers.
 

@@ -48,6 +48,7 @@ from .. import selection
 from ..cards import Card
 from ..modelcards import draws
 from ..coords import ZJetsCoords, ZJetsInverse
+from ..coords.zjets import categorical_onehot
 from ..errors import InputError
 from ..events import EventSample, make_collection
 from ..export.manifest import GraphSpec, Port
@@ -115,8 +116,7 @@ class ZJetsPipeline(nn.Module):
     def forward(self, noise: torch.Tensor):
         m = self.model_noise_dim
         z, u_mult, u_phi, u_q = noise[:, :m], noise[:, m], noise[:, m + 1], noise[:, m + 2]
-        ge = [(u_mult >= self.edges[k]).to(noise.dtype) for k in range(self.edges.shape[0])]
-        onehot = torch.stack([ge[k] - ge[k + 1] for k in range(len(ge) - 1)], dim=-1)
+        onehot = categorical_onehot(u_mult, self.edges)
         x = self.sampler(z, onehot)
         p = self.inverse(x, u_phi)
         q1 = torch.where(u_q < self.charge_frac, torch.ones_like(u_q), -torch.ones_like(u_q))
