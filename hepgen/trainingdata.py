@@ -248,6 +248,7 @@ def balance_weights(c: torch.Tensor, balance: float) -> torch.Tensor | None:
     visited changes (the generated fractions come from the counts, not from the model)."""
     if balance <= 0 or c.shape[-1] == 0:
         return None
+    c = c[:, ((c == 0) | (c == 1)).all(0)]  # the one-hot columns; a continuous condition (a drawn mass) is not a class
     frac = c.double().mean(0)
     per_class = torch.where(frac > 0, frac.clamp_min(1e-12) ** -balance, torch.zeros_like(frac))
     return (c.double() @ per_class).float()

@@ -35,10 +35,11 @@ SOFIE_RTOL = 1e-5
 
 def _card(tmp, bayes):
     # the Bayesian run (exported below, also to SOFIE C++) takes the Breit-Wigner dimuon-mass column,
-    # so its exportable inverse (Sigmoid, Sin, Div, Log) runs through ONNX Runtime and SOFIE too
+    # so its exportable inverse (Sigmoid, Sin, Div, Log) runs through ONNX Runtime and SOFIE too, and
+    # draws the mass from the training line shape (mass_sampling marginal; a table per draw)
+    settings = {"mass_coordinate": "breit_wigner", "mass_sampling": "marginal"} if bayes else {}
     return card_from_dict({
-        "name": "zj", "seed": 2,
-        "process": {"settings": {"mass_coordinate": "breit_wigner" if bayes else "log"}},
+        "name": "zj", "seed": 2, "process": {"settings": settings},
         "data": {"path": str(tmp / "ref.root"), "split": [0.8, 0.1, 0.1]},
         "model": {"family": "cfm", "network": {"hidden": 16, "layers": 1},
                   "bayes": {"enabled": bayes, "draws": 3}, "cfm": {"solver": "euler", "steps": 2}},
@@ -72,6 +73,7 @@ def test_exported_graph_is_the_generation_pipeline_for_every_draw(runs):
     for k in range(2):
         pipe = pipeline(bayes, k, solver="midpoint", steps=3)
         assert manifest["physics"]["fractions_per_draw"][k] == pytest.approx(pipe.fractions)
+        assert pipe.noise_layout[-4:] == ["uniform"] * 4  # multiplicity, azimuth, charge, dimuon mass
         noise = pipe.draw_noise(400, torch.Generator().manual_seed(9))
         got = list(sampler.run(noise.numpy(), draw=k).values())
         assert event_diff(got, torch_outputs(pipe, {"noise": noise.numpy()})).max() <= TORCH_RTOL

@@ -193,6 +193,9 @@ def test_balance_draws_rare_multiplicities_more_often():
         expect = f ** (1 - a) / (f ** (1 - a)).sum()
         got = np.bincount(drawn, minlength=3) / n
         assert np.all(np.abs(got - expect) < 4 * np.sqrt(expect * (1 - expect) / n)), (a, got, expect)
+    # a continuous condition after the one-hot (mass_sampling marginal's drawn mass) is not a class
+    mass = torch.randn(len(c), 1, generator=torch.Generator().manual_seed(2), dtype=torch.float64) + 0.3
+    assert torch.equal(balance_weights(torch.cat([c, mass], -1), 0.5), balance_weights(c, 0.5))
 
 
 def test_resume_with_balanced_draws_is_bit_identical(tmp_path):

@@ -34,6 +34,10 @@ not learned: on output it is drawn from an explicit uniform noise column); the n
    quarter of a standard deviation of log m0.
 4. ``"standardize"`` :class:`~hepgen.coords.chain.Standardize`: (y - mean) / std.
 
+With ``process.settings.mass_sampling: marginal`` the mass column (:data:`MASS_COLUMN`) is a
+condition, c = [one-hot n | mass], filled in x like a missing jet's; generation draws it from the
+training line shape of the multiplicity (:mod:`hepgen.coords.marginal`), then the rest given it.
+
 Periodic phi: the relative azimuths are learned plainly on (-pi, pi) and wrapped back onto the
 circle on output (:func:`hepgen.kinematics.wrap_angle`). The network density on R, wrapped, is
 a density on the circle, so mass a generator places beyond +-pi is not lost but lands on the
@@ -73,10 +77,12 @@ from ..fourvectors import fourvector, mass
 from ..kinematics import MUON_MASS, system_pt, wrap_angle, wrap_phi
 from .chain import Chain, LogShift, Standardize
 from .dimuon import BreitWignerMass, DimuonFrame, DimuonMass
+from .marginal import MassMarginal
 
 TWO_PI = 2 * math.pi
 MASSLESS_MARGIN = 1e-3  # relative: a decoded jet mass below mass_floor * (1 + this) is written as 0
 RECOIL_COLUMNS = (5, 7)  # jet 1's pT and azimuth: set by the dimuon's recoil with jet_recoil
+MASS_COLUMN = 2  # the dimuon mass (log m0) in x: a condition with mass_sampling marginal
 RECOIL_TOLERANCE = 1e-3  # relative: |pT(mu mu + jet)| above this times the jet's pT does not balance
 
 
@@ -200,9 +206,12 @@ class ZJetsCoords(nn.Module):
 
     def __init__(self, n_jets: tuple[int, ...] = (1, 2, 3), jet_pt_min: float = 20.0, mass_floor: float = 1e-2,
                  jet_dr_min: float = 0.4, jets_relative: bool = True, mass_coordinate: str = "log",
-                 jet_recoil: bool = False):
+                 jet_recoil: bool = False, mass_sampling: str = "network"):
         super().__init__()
         self.n_values = tuple(sorted(n_jets))
+        if jet_recoil and mass_sampling != "network":
+            raise InputError("process.settings.mass_sampling: marginal draws the dimuon mass of showered events; "
+                             "with jet_recoil the network learns the dimuon system (leave mass_sampling: network)")
         if jet_recoil and self.n_values != (1,):
             raise InputError(f"process.settings.jet_recoil: the jet is the dimuon's recoil only in events with exactly "
                              f"one jet (process.n_jets: [1]); this card has n_jets {list(self.n_values)}")
@@ -220,6 +229,9 @@ class ZJetsCoords(nn.Module):
         self.chain = Chain(*dimuon, ("log", LogShift(d, cols, shifts)), *lineshape, ("standardize", Standardize(d)))
         self.register_buffer("mult_counts", torch.zeros(len(self.n_values), dtype=torch.float64))
         self.register_buffer("charge_frac", torch.tensor(0.5, dtype=torch.float64))
+        # mass_sampling marginal: the dimuon mass is drawn from the training line shape and conditions
+        # the network (hepgen.coords.marginal); its x column is filled like a missing jet's
+        self.marginal = MassMarginal(len(self.n_values)) if mass_sampling == "marginal" else None
 
     @property
     def dim(self) -> int:
@@ -227,21 +239,31 @@ class ZJetsCoords(nn.Module):
 
     @property
     def cond_dim(self) -> int:
-        return len(self.n_values)
+        """The one-hot multiplicity, then (mass_sampling marginal) the standardised dimuon mass."""
+        return len(self.n_values) + (self.marginal is not None)
+
+    @property
+    def differentiable_observables(self) -> tuple[str, ...]:
+        """Observables a loss can ask for by name (:meth:`observable`); none if x lacks the mass."""
+        return () if self.marginal is not None else ("m_mumu",)
 
     def active_columns(self) -> torch.Tensor:
-        """``[K, D]`` bool: the columns of present objects for each multiplicity in ``n_values``."""
-        active = torch.zeros(len(self.n_values), self.dim, dtype=torch.bool)
+        """``[C, D]`` bool: the columns of present objects for each multiplicity in ``n_values``
+        (then a row of False for the mass condition)."""
+        active = torch.zeros(self.cond_dim, self.dim, dtype=torch.bool)
         for k, n in enumerate(self.n_values):
             active[k, :5 + 4 * n] = True
         return active & self._learned()
 
     def _learned(self) -> torch.Tensor:
         """``[D]`` bool: False where a column is set on output, never learned (the recoil columns
-        with ``jet_recoil``, filled like a missing jet's); one mask for ``active_columns`` and ``_raw``."""
+        with ``jet_recoil``, the mass column with mass_sampling marginal; filled like a missing
+        jet's); one mask for ``active_columns`` and ``_raw``."""
         learned = torch.ones(self.dim, dtype=torch.bool)
         if self.jet_recoil:
             learned[list(RECOIL_COLUMNS)] = False
+        if self.marginal is not None:
+            learned[MASS_COLUMN] = False
         return learned
 
     # -- physics arrays ------------------------------------------------------------------
@@ -268,8 +290,8 @@ class ZJetsCoords(nn.Module):
             cols.append(jet)
             valid.append(has.expand(-1, 4))
         valid = torch.cat(valid, -1)
-        if self.jet_recoil:  # only then: an encoder inside an exported graph (unfolding) must not carry an And
-            valid = valid & self._learned()
+        if self.jet_recoil or self.marginal is not None:  # only then: an encoder inside an exported graph
+            valid = valid & self._learned()  # (unfolding) must not carry an And
         return torch.cat(cols, -1), valid
 
     # -- fit / encode / decode --------------------------------------------------------------
@@ -285,6 +307,9 @@ class ZJetsCoords(nn.Module):
         if "lineshape" in self.chain.names:
             self.chain.step("lineshape").fit(y[:, 2])
             logs, _ = self.chain.step("lineshape")(logs)
+        if self.marginal is not None:  # the mass column is standardised as usual: the condition's scale
+            valid = valid.clone()
+            valid[:, MASS_COLUMN] = True
         self.chain.step("standardize").fit(logs, valid)
         # multiplicity counts and charge fraction of the weighted sample: Σw per multiplicity, scaled
         # to the effective sample size (Σw)²/Σw² (the counts themselves for unit weights), so the
@@ -296,6 +321,8 @@ class ZJetsCoords(nn.Module):
             raise InputError(f"the training events with {bad} jet(s) have a total weight <= 0: their fraction "
                              "cannot be learned (negative weights dominate there)")
         self.mult_counts.copy_(torch.from_numpy(per * (w.sum() / np.sum(w**2))))
+        if self.marginal is not None:
+            self.marginal.fit(self.chain.step("standardize")(logs)[0][:, MASS_COLUMN], n.numpy(), self.n_values, w)
         if "charge" in sample["Muon"].fields:
             q1 = ak.to_numpy(ak.firsts(sample["Muon"].charge)).astype(np.float64)
             self.charge_frac.fill_(float(np.clip(w[q1 > 0].sum() / w.sum(), 0.0, 1.0)))
@@ -338,31 +365,33 @@ class ZJetsCoords(nn.Module):
         return y, (ld_cols * valid).sum(-1) + ld_muons
 
     def encode(self, sample, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """EventSample -> (x ``[N, D]`` float64 with N(0,1) in missing-jet columns, c one-hot ``[N, K]``)."""
+        """EventSample -> (x ``[N, D]`` float64 with N(0,1) in missing-jet columns, c ``[N, C]``: the
+        one-hot multiplicity, then with mass_sampling marginal x's mass column (N(0, 1) in x)."""
         p, n = self.physics(sample)
         bad = ~np.isin(n.numpy(), self.n_values)
         if bad.any():
             raise InputError(f"{int(bad.sum())} events have a jet multiplicity outside process.n_jets {list(self.n_values)}")
         x, _ = self(p, n)
         _, valid = self._raw(p, n)
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-        x = torch.where(valid, x, noise)
         c = torch.stack([(n == v).double() for v in self.n_values], dim=-1)
-        return x, c
+        if self.marginal is not None:
+            c = torch.cat([c, x[:, MASS_COLUMN:MASS_COLUMN + 1]], dim=-1)
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        return torch.where(valid, x, noise), c
 
     def inverse(self, x: torch.Tensor, phi_noise: torch.Tensor) -> torch.Tensor:
         """x ``[N, D]``, uniform ``phi_noise`` ``[N]`` in [0, 1) -> p ``[N, 2 + J, 4]`` (all jets)."""
         return ZJetsInverse(self, x.dtype)(x, phi_noise)
 
     # -- physics inside a network or a loss ------------------------------------------------------
-    # observables a loss can ask for by name (:meth:`observable`), e.g. the GAN's MMD term
-    differentiable_observables = ("m_mumu",)
-
     def momenta(self, x: torch.Tensor) -> torch.Tensor:
         """x ``[N, D]`` -> four-momenta ``[N, 2 + J, 4]`` (E, px, py, pz; GeV) in x's dtype,
         differentiable and exportable, with the leading muon (with jet_recoil: the dimuon) at azimuth 0
         (the global azimuth is not learned). Absent jets decode from their fill columns: mask them
         with the condition."""
+        if self.marginal is not None:
+            raise InputError("process.settings.mass_sampling: marginal: the dimuon mass is a condition, not in x; "
+                             "four-momenta from x alone (the lgatr backbone, an MMD on m_mumu) need mass_sampling: network")
         p = self.inverse(x, torch.full_like(x[:, 0], 0.5))
         return fourvector(p[..., 0], p[..., 1], p[..., 2], p[..., 3])
 

@@ -11,7 +11,10 @@ Pipeline (:class:`ZJetsPipeline`), one exportable module per Bayesian draw::
 
 Noise columns: ``[:, :m]`` the generator family's own noise, then three uniforms in [0, 1):
 ``[:, m]`` picks the jet multiplicity from the sampling fractions, ``[:, m+1]`` the global
-azimuth (phi of the leading muon before sorting), ``[:, m+2]`` the charge of the leading muon.
+azimuth (phi of the leading muon before sorting), ``[:, m+2]`` the charge of the leading muon;
+with ``process.settings.mass_sampling: marginal`` a fourth, ``[:, m+3]``, draws the dimuon mass from
+the training line shape of the drawn multiplicity (:mod:`hepgen.coords.marginal`), and the
+network generates the rest of the event given it.
 ``p`` holds (pT [GeV], eta, phi [rad], m [GeV]): muons first, then J jet slots, each group
 pT-ordered (a compare-and-swap network), absent jets all zero; ``n_jets`` and ``charge``
 (+-1) are float32. Every op is elementary (MatMul, Add, Mul, Exp, Log, Sin, Cos, Where,
@@ -48,7 +51,8 @@ from .. import selection
 from ..cards import Card
 from ..modelcards import draws
 from ..coords import ZJetsCoords, ZJetsInverse
-from ..coords.zjets import categorical_onehot
+from ..coords.marginal import MassDraw
+from ..coords.zjets import MASS_COLUMN, categorical_onehot
 from ..errors import InputError
 from ..events import EventSample, make_collection
 from ..export.manifest import GraphSpec, Port
@@ -59,8 +63,9 @@ from ..simulate import training_file
 from ..simulate.reference import independent_reference
 from .base import AfterTraining, Categories, Category, FrozenSampler, Log, Selection, settings_of
 
-N_EXTRA = 3  # uniform columns after the family's noise: multiplicity, azimuth, charge
+N_EXTRA = 3  # uniform columns after the family's noise: multiplicity, azimuth, charge (then the dimuon mass)
 N_EXTRA_NAMES = ("jet multiplicity", "global azimuth", "leading-muon charge")
+MASS_NAME = "dimuon mass (mass_sampling marginal: drawn from the training line shape of the multiplicity)"
 
 
 def _dirichlet_fractions(counts: np.ndarray, seed: int, draw: int | None) -> np.ndarray:
@@ -82,17 +87,20 @@ def _edges(fractions) -> torch.Tensor:
 
 
 class ZJetsPipeline(nn.Module):
-    """noise ``[N, m + 3]`` float32 -> (p ``[N, 2+J, 4]``, n_jets ``[N]``, charge ``[N, 2]``)."""
+    """noise ``[N, m + 3]`` float32 -> (p ``[N, 2+J, 4]``, n_jets ``[N]``, charge ``[N, 2]``); with
+    ``mass`` (mass_sampling marginal) one more uniform column, the draw of the dimuon mass."""
 
-    def __init__(self, sampler: FrozenSampler, inverse: nn.Module, fractions: np.ndarray, n_values, charge_frac: float):
+    def __init__(self, sampler: FrozenSampler, inverse: nn.Module, fractions: np.ndarray, n_values, charge_frac: float,
+                 mass: MassDraw | None = None):
         super().__init__()
-        self.sampler, self.inverse = sampler.module, inverse
+        self.sampler, self.inverse, self.mass = sampler.module, inverse, mass
+        self.n_extra = N_EXTRA + (mass is not None)
         self.register_buffer("edges", _edges(fractions))
         self.register_buffer("n_values", torch.tensor(list(n_values), dtype=torch.float32))
         self.register_buffer("charge_frac", torch.tensor(float(charge_frac), dtype=torch.float32))
         self.model_noise_dim = sampler.noise_dim
-        self.noise_dim = sampler.noise_dim + N_EXTRA
-        self.noise_layout = list(sampler.noise_layout) + ["uniform"] * N_EXTRA
+        self.noise_dim = sampler.noise_dim + self.n_extra
+        self.noise_layout = list(sampler.noise_layout) + ["uniform"] * self.n_extra
         self.max_jets = int(max(n_values))
         self._draw_model_noise = sampler.draw_noise
         self.fractions = [float(f) for f in fractions]
@@ -109,15 +117,20 @@ class ZJetsPipeline(nn.Module):
         self.fractions = [float(f) for f in fractions]
 
     def draw_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``[n, noise_dim]`` float32: the family's noise, then 3 uniforms (see module docstring)."""
+        """``[n, noise_dim]`` float32: the family's noise, then 3 (4) uniforms (see module docstring)."""
         z = self._draw_model_noise(n, generator).float()
-        return torch.cat([z, torch.rand(n, N_EXTRA, generator=generator)], dim=-1)
+        return torch.cat([z, torch.rand(n, self.n_extra, generator=generator)], dim=-1)
 
     def forward(self, noise: torch.Tensor):
         m = self.model_noise_dim
         z, u_mult, u_phi, u_q = noise[:, :m], noise[:, m], noise[:, m + 1], noise[:, m + 2]
         onehot = categorical_onehot(u_mult, self.edges)
-        x = self.sampler(z, onehot)
+        if self.mass is None:
+            x = self.sampler(z, onehot)
+        else:  # the mass first, then the rest of the event given it; x's mass column is the drawn one
+            s = self.mass(noise[:, m + 3], onehot).unsqueeze(-1)
+            x = self.sampler(z, torch.cat([onehot, s], dim=-1))
+            x = torch.cat([x[:, :MASS_COLUMN], s, x[:, MASS_COLUMN + 1:]], dim=-1)
         p = self.inverse(x, u_phi)
         q1 = torch.where(u_q < self.charge_frac, torch.ones_like(u_q), -torch.ones_like(u_q))
         return assemble(p, (onehot * self.n_values).sum(-1), q1)
@@ -211,6 +224,9 @@ class ZJetsSettings:
     # learned, the parton's pT and azimuth are set to the dimuon's recoil, so generated events balance
     # exactly and pass the parton's pT cut by construction (hepgen.coords.dimuon.DimuonFrame)
     jet_recoil: bool = False
+    # network: the generator learns the dimuon-mass column; marginal: the mass is drawn from the training
+    # sample's line shape per jet multiplicity and conditions the network (hepgen.coords.marginal)
+    mass_sampling: Literal["network", "marginal"] = "network"
 
 
 class ZJetsProcess:
@@ -269,15 +285,19 @@ class ZJetsProcess:
     def coords(self, card: Card) -> ZJetsCoords:
         cfg = card.process
         settings = settings_of(self, card)
-        return ZJetsCoords(cfg.n_jets, cfg.jet_pt_min, jet_dr_min=cfg.jet_dr_min,
-                           mass_coordinate=settings.mass_coordinate, jet_recoil=settings.jet_recoil)
+        if settings.mass_sampling == "marginal" and card.model.network.backbone == "lgatr":
+            raise InputError("process.settings.mass_sampling: marginal: the lgatr backbone needs the dimuon mass "
+                             "among the learned columns (use mass_sampling: network)")
+        return ZJetsCoords(cfg.n_jets, cfg.jet_pt_min, jet_dr_min=cfg.jet_dr_min, mass_coordinate=settings.mass_coordinate,
+                           jet_recoil=settings.jet_recoil, mass_sampling=settings.mass_sampling)
 
     # -- generation ---------------------------------------------------------------------------
     def pipeline(self, run, sampler: FrozenSampler, draw: int | None) -> ZJetsPipeline:
         coords, card = run.coords, run.card
         fractions = _dirichlet_fractions(coords.mult_counts.numpy(), card.seed, draw)
+        mass = None if coords.marginal is None else MassDraw(coords.marginal.table(card.seed, draw))
         pipe = ZJetsPipeline(sampler, ZJetsInverse(coords, torch.float32), fractions, coords.n_values,
-                             float(coords.charge_frac)).eval()
+                             float(coords.charge_frac), mass).eval()
         if card.generate.calibration_events > 0:
             rates = pass_rates(pipe, card, card.generate.calibration_events, draw)
             pipe.set_fractions(cut_corrected_fractions(fractions, rates))
@@ -312,7 +332,7 @@ class ZJetsProcess:
         spec = GraphSpec(
             inputs=(Port("noise", (len(layout),),
                          f"columns 0..{m - 1}: {sampler.family} noise ({_describe(layout[:m])}); then U[0,1): "
-                         + ", ".join(N_EXTRA_NAMES)),),
+                         + ", ".join(N_EXTRA_NAMES + ((MASS_NAME,) if pipe.mass is not None else ()))),),
             outputs=(Port("momenta", (len(objects), 4),
                           "mu1, mu2 (pT-ordered), then jets (pT-ordered; absent jets all zero)",
                           "pt GeV, eta, phi rad in [-pi, pi), mass GeV"),
