@@ -3,7 +3,7 @@ docs/training.md, "Z+jets at the statistical floor").
 
     python benchmarks/zjets_floor.py RUN [RUN ...] [--reference data/zjets_validation.root]
         [--holdout data/zjets_holdout.root] [--seeds 1 2] [--events 100000] [--floor [FILE]]
-        [--classifier-runs 3] [--json FILE]
+        [--resample] [--classifier-runs 3] [--json FILE]
 
 For every run and generation seed: ``--events`` events are generated (the run's card solver), the
 classifier two-sample test of ``hepgen validate`` (hepgen.validate.classifier, its defaults) gives
@@ -13,7 +13,9 @@ and Delta R_j1j2 per multiplicity over 20 bulk bins (5-95 % reference quantiles,
 benchmarks/zjets_agreement.py) and the m_mumu peak shift. One row per run: the means over the
 seeds, and the run's training time from its log. ``--floor``: a first row with the card's
 training file itself in place of generated events (what a perfect copy of the training sample
-scores: the floor).
+scores: the floor); with ``--resample`` ``--events`` events drawn from it with replacement per
+seed instead (what a generator that reproduced its training sample exactly scores at the size
+generated: its chi2 also carries the training sample's own fluctuations).
 """
 
 from __future__ import annotations
@@ -78,6 +80,10 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=100000)
     ap.add_argument("--floor", type=Path, nargs="?", const=Path("data/zjets_reference.root"),
                     help="also score this training file itself (default data/zjets_reference.root)")
+    ap.add_argument("--resample", action="store_true",
+                    help="score --events events drawn with replacement from the --floor file per seed instead of the "
+                         "file itself: a generator that reproduced its training sample exactly, at the size generated "
+                         "(its chi2 carries the training sample's fluctuations, which no denominator holds)")
     ap.add_argument("--classifier-runs", type=int, default=3,
                     help="classifier trainings per AUC (hepgen validate: 3; 1 for a quicker screen)")
     ap.add_argument("--json", type=Path)
@@ -91,7 +97,12 @@ def main() -> None:
     reference, holdout = read_events(args.reference), read_events(args.holdout)
     oh = observables.compute(holdout, list(CHI2))
     results = {}
-    if args.floor:
+    if args.floor and args.resample:
+        floor = read_events(args.floor)
+        rows = [score(floor.select(np.random.default_rng(s).integers(len(floor), size=args.events)), reference, holdout,
+                      oh, args.classifier_runs) for s in args.seeds]
+        results[f"training file, {args.events} resampled"] = mean_rows(rows)
+    elif args.floor:
         results["training file"] = score(read_events(args.floor), reference, holdout, oh, args.classifier_runs)
     with tempfile.TemporaryDirectory() as tmp:
         for path in args.runs:
