@@ -15,7 +15,9 @@ seeds, and the run's training time from its log. ``--floor``: a first row with t
 training file itself in place of generated events (what a perfect copy of the training sample
 scores: the floor); with ``--resample`` ``--events`` events drawn from it with replacement per
 seed instead (what a generator that reproduced its training sample exactly scores at the size
-generated: its chi2 also carries the training sample's own fluctuations).
+generated: its chi2 also carries the training sample's own fluctuations). A run folder holding
+``generated.seed<k>.root`` (``hepgen generate RUN -n EVENTS --seed k``, e.g. on a GPU by
+benchmarks/gpu_zjets.sh) is scored from that file instead of generating seed k again.
 """
 
 from __future__ import annotations
@@ -108,8 +110,12 @@ def main() -> None:
         for path in args.runs:
             run, rows = load_run(path), []
             for s in args.seeds:
-                gen = Path(tmp) / f"gen{s}.root"
-                generate(run, args.events, output=gen, seed=s, force=True, progress=False)
+                gen = path / f"generated.seed{s}.root"  # made elsewhere (benchmarks/gpu_zjets.sh), same command
+                if gen.is_file():
+                    print(f"{path}: seed {s} from {gen.name} ({read_events(gen).info.get('device', '?')})", flush=True)
+                else:
+                    gen = Path(tmp) / f"gen{s}.root"
+                    generate(run, args.events, output=gen, seed=s, force=True, progress=False)
                 rows.append(score(read_events(gen), reference, holdout, oh, args.classifier_runs))
             results[str(path)] = mean_rows(rows) | {"train_min": training_minutes(path)}
             print(f"{path}: {results[str(path)]['auc']}", flush=True)

@@ -256,23 +256,26 @@ def refine(run, output, no_progress, overrides):
 @click.option("--nuisance", "nuisance", multiple=True, metavar="NAME=VALUE",
               help="A nuisance of the run (model.nuisance) at a fixed value in its range, or NAME=prior: drawn per "
                    "event from its prior (marginalised). Repeatable; the others are nominal (0).")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
+              help="Where the network runs: auto = a CUDA GPU when there is one (torch; with --backend onnx when "
+                   "onnxruntime-gpu is installed), else the CPU. The noise is drawn on the CPU either way.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @_FORCE
 def generate(run, events, bayes_samples, fmt, output, seed, shard, solver, steps, checkpoint, backend, source,
-             nuisance, no_progress, force):
+             nuisance, device, no_progress, force):
     """Generate events from a trained run (or its ONNX export) into ROOT or LHE, streamed in chunks."""
     from .generate import generate as run_generation
 
     if backend == "onnx":
         from .export.runtime import OnnxRun
 
-        r = OnnxRun(run)
+        r = OnnxRun(run, device=device)
     else:
         from .runs import load_run
 
         r = load_run(run, checkpoint)
     paths = run_generation(r, events, bayes_samples=bayes_samples, fmt=fmt, output=output, seed=seed, shard=shard,
-                           force=force, solver=solver, steps=steps, source=source, nuisance=nuisance,
+                           force=force, solver=solver, steps=steps, source=source, nuisance=nuisance, device=device,
                            progress=False if no_progress else None, log=lambda m: click.echo(m, err=True))
     for p in paths:
         click.echo(f"wrote {p}")

@@ -21,15 +21,16 @@ from torch import nn
 from .errors import HepgenError
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, what: str = "train.device") -> torch.device:
+    """``name`` (auto, cpu, cuda, cuda:N) as a torch device; ``what`` names the setting in errors."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise HepgenError(f"train.device = {name!r} but no CUDA GPU is available (use auto or cpu)")
+        raise HepgenError(f"{what} = {name!r} but no CUDA GPU is available (use auto or cpu)")
     try:
         return torch.device(name)
     except RuntimeError:
-        raise HepgenError(f"train.device = {name!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+        raise HepgenError(f"{what} = {name!r} is not a device (auto, cpu, cuda, cuda:N)") from None
 
 
 @dataclass

@@ -43,6 +43,7 @@ from tqdm import tqdm
 from . import __version__
 from . import crosssection as xsec
 from .cards import card_hash
+from .distributed import resolve_device
 from .errors import HepgenError, InputError
 from .io import format_of
 from .io.lhe import LheWriter
@@ -77,10 +78,13 @@ def _as_tuple(out) -> tuple[torch.Tensor, ...]:
     return out if isinstance(out, tuple) else (out,)
 
 
-def _blocks(start: int, stop: int, pipe, seed: int, source: torch.Tensor | None = None, nus: Setting | None = None):
-    """Yield the pipeline outputs (a tuple of tensors) for the blocks covering events [start, stop):
+def _blocks(start: int, stop: int, pipe, seed: int, source: torch.Tensor | None = None, nus: Setting | None = None,
+            device: torch.device | None = None):
+    """Yield the pipeline outputs (a tuple of CPU tensors) for the blocks covering events [start, stop):
     from seeded noise, or from the rows of ``source`` (block b = its rows [b BLOCK, (b+1) BLOCK));
-    ``nus`` sets the nuisance columns (drawn after the noise: the other columns stay the same)."""
+    ``nus`` sets the nuisance columns (drawn after the noise: the other columns stay the same).
+    The noise is always drawn on the CPU (the same numbers on every machine); ``device``: where a
+    torch pipeline evaluates it."""
     for b in range(start // BLOCK, (stop + BLOCK - 1) // BLOCK if stop > start else start // BLOCK):
         gen = torch.Generator().manual_seed(block_seed(seed, b))
         if source is None:
@@ -89,8 +93,10 @@ def _blocks(start: int, stop: int, pipe, seed: int, source: torch.Tensor | None 
             inputs = complete(source[b * BLOCK:(b + 1) * BLOCK], pipe.noise_layout, gen)
         if nus is not None:
             inputs = nus.fill(inputs, pipe.noise_layout, gen)
+        if device is not None:
+            inputs = inputs.to(device)
         with torch.no_grad():
-            out = _as_tuple(pipe(inputs))
+            out = tuple(t.cpu() for t in _as_tuple(pipe(inputs)))
         lo, hi = max(start - b * BLOCK, 0), min(stop - b * BLOCK, BLOCK)
         yield tuple(t[lo:hi] for t in out)
 
@@ -108,7 +114,7 @@ def generate(run, n: int | None, *, bayes_samples: int = 0, fmt: str | None = No
              output: str | os.PathLike | None = None, seed: int | None = None, shard: str | None = None,
              force: bool = False, chunk: int | None = None, solver: str | None = None, steps: int | None = None,
              progress: bool | None = None, log: Callable[[str], None] | None = None,
-             source: str | os.PathLike | None = None, nuisance=()) -> list[Path]:
+             source: str | os.PathLike | None = None, nuisance=(), device: str = "auto") -> list[Path]:
     """Generate ``n`` events (or shard ``k/n`` of them) from ``run`` into ROOT or LHE file(s).
 
     ``run``: a :class:`~hepgen.runs.Run`, a run folder, or an
@@ -125,6 +131,11 @@ def generate(run, n: int | None, *, bayes_samples: int = 0, fmt: str | None = No
     ``nuisance``: ``NAME=VALUE`` / ``NAME=prior`` strings (or a mapping) for a run with
     ``model.nuisance`` (:func:`hepgen.nuisance.setting`): nu fixed, or drawn per event from its
     prior; the others nominal (0). Every file records ``nuisance_<name>``.
+
+    ``device`` (auto, cpu, cuda, cuda:N): where a torch run's pipeline runs (auto: a CUDA GPU when
+    there is one); the noise is drawn on the CPU either way, so a GPU changes the events only by
+    floating-point rounding. An :class:`~hepgen.export.runtime.OnnxRun` has its device (execution
+    provider) from its construction. Every file records ``device``.
     """
     log = log or (lambda msg: None)
     if isinstance(run, (str, os.PathLike)):
@@ -158,13 +169,18 @@ def generate(run, n: int | None, *, bayes_samples: int = 0, fmt: str | None = No
     show = progress if progress is not None else os.isatty(2)
     requested = stop - start
     written = []
+    dev = None
     for draw, path in zip(draws, paths):
         pipe = run.pipeline(draw, solver, steps)
+        if isinstance(pipe, torch.nn.Module):
+            dev = resolve_device(device, "--device")
+            pipe = pipe.to(dev)
         info = {
             "hepgen_version": __version__, **run.record(solver, steps), "card": card.name, "card_hash": card_hash(card),
             "seed": str(seed), "bayesian": str(run.bayesian), "bayes_draw": "mean" if draw is None else str(draw),
             "bayes_draws": str(len(draws)) if bayes_samples else "0", "events_requested": str(requested),
             "event_range": f"{start}:{stop}", "shard": shard or "", "noise_block": str(BLOCK),
+            "device": str(dev) if dev is not None else pipe.device,
         }
         info.update(pipe.record(), **nus.record())
         if src is not None:
@@ -174,7 +190,7 @@ def generate(run, n: int | None, *, bayes_samples: int = 0, fmt: str | None = No
         with _writer(path, fmt, force, card) as writer, tqdm(total=requested, disable=not show, unit="ev",
                                                             desc=path.name, leave=False) as bar:
             buf, index, nbuf, at = [], [], 0, start
-            for out in _blocks(start, stop, pipe, seed, None if src is None else src.x, nus):
+            for out in _blocks(start, stop, pipe, seed, None if src is None else src.x, nus, dev):
                 sel = process.select(tuple(t.double().numpy() for t in out), card)
                 for reason, mask in sel.dropped.items():
                     dropped[reason] = dropped.get(reason, 0) + int(mask.sum())

@@ -12,6 +12,7 @@ gets generation, validation and the calibration report handed in
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +26,8 @@ from .validate import validate_run
 def finish_run(path: Path, log: Callable[[str], None] = print) -> None:
     """After training: the best model's report into the run folder (see the module docstring)."""
     run = load_run(path, "best")
-    run.process.after_training(run, AfterTraining(generate, validate_after_training, calibration_report), log)
+    on_device = partial(generate, device=run.card.train.device)  # the report's events where the run trained
+    run.process.after_training(run, AfterTraining(on_device, validate_after_training, calibration_report), log)
 
 
 def validate_after_training(path: Path, log: Callable[[str], None] = print, source: Path | None = None) -> None:

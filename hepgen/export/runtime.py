@@ -40,13 +40,35 @@ def session_options(threads: int = 1):
     return so
 
 
-def open_session(graph: bytes, location: str, weights: bytes, threads: int = 1):
-    """One ``InferenceSession`` for ``graph`` with the weight file content ``weights``."""
+def providers(device: str = "cpu") -> list:
+    """ONNX Runtime execution providers for ``device``: cpu; cuda / cuda:N (the CUDA provider of
+    onnxruntime-gpu, ``pip install "hepgen[gpu]"``; an error without it); auto (CUDA where
+    onnxruntime-gpu sees a GPU, else the CPU)."""
+    import onnxruntime as ort
+
+    cpu = ["CPUExecutionProvider"]
+    if device == "cpu":
+        return cpu
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if device == "auto":
+        return (["CUDAExecutionProvider"] if has_cuda else []) + cpu
+    name, _, index = device.partition(":")
+    if name != "cuda" or not (index == "" or index.isdigit()):
+        raise HepgenError(f"--device {device!r} is not a device (auto, cpu, cuda, cuda:N)")
+    if not has_cuda:
+        raise HepgenError(f"--device {device}: this onnxruntime has no CUDA execution provider "
+                          "(pip install \"hepgen[gpu]\" for onnxruntime-gpu, or use --device cpu)")
+    return [("CUDAExecutionProvider", {"device_id": int(index or 0)})] + cpu
+
+
+def open_session(graph: bytes, location: str, weights: bytes, threads: int = 1, device: str = "cpu"):
+    """One ``InferenceSession`` for ``graph`` with the weight file content ``weights``, on
+    ``device`` (:func:`providers`)."""
     import onnxruntime as ort
 
     so = session_options(threads)
     so.add_external_initializers_from_files_in_memory([location], [weights], [len(weights)])
-    return ort.InferenceSession(graph, sess_options=so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(graph, sess_options=so, providers=providers(device))
 
 
 class OnnxSampler:
@@ -54,10 +76,10 @@ class OnnxSampler:
 
     ``draws``: which weight files to open — ``None`` = all of the manifest's (every Bayesian
     draw, or the single plain weight set), ``"default"`` = the default weights only (posterior
-    means for a Bayesian export), or a list of draw indices.
+    means for a Bayesian export), or a list of draw indices. ``device``: :func:`providers`.
     """
 
-    def __init__(self, export_dir: str | os.PathLike, draws=None, threads: int = 1):
+    def __init__(self, export_dir: str | os.PathLike, draws=None, threads: int = 1, device: str = "cpu"):
         self.dir = Path(export_dir)
         self.manifest: ExportManifest = load_manifest(self.dir)
         m = self.manifest
@@ -80,12 +102,17 @@ class OnnxSampler:
                 blob = (self.dir / name).read_bytes()
             except OSError as err:
                 raise InputError(f"cannot read weight file {self.dir / name}: {err.strerror}") from None
-            self.sessions.append(open_session(graph, m.weights["location"], blob, threads))
+            self.sessions.append(open_session(graph, m.weights["location"], blob, threads, device))
         self.input_names = [p["name"] for p in m.inputs]
         self.output_names = [p["name"] for p in m.outputs]
 
     def __len__(self) -> int:
         return len(self.sessions)
+
+    @property
+    def device(self) -> str:
+        """The execution provider the sessions run on (e.g. CPUExecutionProvider)."""
+        return self.sessions[0].get_providers()[0] if self.sessions else ""
 
     @property
     def noise_dim(self) -> int:
@@ -146,8 +173,9 @@ class OnnxPipeline:
     momenta ``[N, 5, 4]``, n_jets ``[N]``, charge ``[N, 2]``) to float32 precision.
     """
 
-    def __init__(self, export_dir: str | os.PathLike, draw: int | None = None, threads: int = 1):
-        self.onnx = OnnxSampler(export_dir, "default" if draw is None else [draw], threads)
+    def __init__(self, export_dir: str | os.PathLike, draw: int | None = None, threads: int = 1, device: str = "cpu"):
+        self.onnx = OnnxSampler(export_dir, "default" if draw is None else [draw], threads, device)
+        self.device = self.onnx.device
         self.draw = draw
         m = self.onnx.manifest
         self.manifest = m
@@ -187,11 +215,13 @@ class OnnxRun:
     The same interface as :class:`hepgen.runs.Run`: ``path`` (the export folder), ``card`` (the
     run's card, copied into the export), ``epoch``, ``process``, ``family``, ``bayesian``,
     ``maps_samples``, ``data_info``,
-    ``pipeline(draw)`` and ``record()``.
+    ``pipeline(draw)`` and ``record()``; ``device`` picks the execution provider (:func:`providers`).
     """
 
-    def __init__(self, export_dir: str | os.PathLike, threads: int = 1):
+    def __init__(self, export_dir: str | os.PathLike, threads: int = 1, device: str = "cpu"):
         self.path = Path(export_dir)
+        self.device = device
+        providers(device)  # a device this onnxruntime cannot use: refused before any work
         self.manifest = load_manifest(self.path)
         if not (self.path / "card.yaml").is_file():
             raise InputError(f"{self.path} has no card.yaml: not an export of a trained run")
@@ -210,7 +240,7 @@ class OnnxRun:
         n = len(self.manifest.weights["draws"])
         if draw is not None and not 0 <= draw < n:
             raise InputError(f"Bayesian draw {draw} is not in the export {self.path} (it has {n}; re-export with --bayes-samples)")
-        return OnnxPipeline(self.path, draw, self.threads)
+        return OnnxPipeline(self.path, draw, self.threads, self.device)
 
     def record(self, solver: str | None = None, steps: int | None = None) -> dict[str, str]:
         gen = self.manifest.generator
