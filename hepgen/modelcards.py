@@ -66,8 +66,9 @@ class CFMConfig:
     coupling: Literal["independent", "paired"] = "independent"
     # the flow time t of each training event: uniform on [0, 1), or logit-normal, t = sigmoid(time_loc +
     # time_scale * N(0, 1)) (Esser et al. 2024): more weight in the middle of the path (time_loc 0) or near
-    # the data end t = 1 (time_loc > 0)
-    time_sampling: Literal["uniform", "logit_normal"] = "uniform"
+    # the data end t = 1 (time_loc > 0); mixture: each event's t from either, with probability 1/2 each
+    # (the whole path kept, extra weight where the logit-normal puts it)
+    time_sampling: Literal["uniform", "logit_normal", "mixture"] = "uniform"
     time_loc: float = 0.0
     time_scale: float = ranged(1.0, gt=0)
 

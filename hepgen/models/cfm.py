@@ -160,7 +160,11 @@ class CFM(Generator):
         if cfg.time_sampling == "uniform":
             return torch.rand(x.shape[0], 1, dtype=x.dtype, device=x.device)
         z = torch.randn(x.shape[0], 1, dtype=x.dtype, device=x.device)
-        return torch.sigmoid(cfg.time_loc + cfg.time_scale * z)
+        t = torch.sigmoid(cfg.time_loc + cfg.time_scale * z)
+        if cfg.time_sampling == "mixture":  # half of the events (at random) keep a uniform time
+            u = torch.rand(x.shape[0], 2, dtype=x.dtype, device=x.device)
+            t = torch.where(u[:, :1] < 0.5, u[:, 1:], t)
+        return t
 
     def sampler(self, solver: str | None = None, steps: int | None = None) -> nn.Module:
         return CFMSampler(self.field, solver or self.cfg.cfm.solver, steps or self.cfg.cfm.steps)
