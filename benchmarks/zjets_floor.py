@@ -111,12 +111,13 @@ def main() -> None:
             run, rows = load_run(path), []
             for s in args.seeds:
                 gen = path / f"generated.seed{s}.root"  # made elsewhere (benchmarks/gpu_zjets.sh), same command
-                if gen.is_file():
-                    print(f"{path}: seed {s} from {gen.name} ({read_events(gen).info.get('device', '?')})", flush=True)
-                else:
+                if not gen.is_file():
                     gen = Path(tmp) / f"gen{s}.root"
                     generate(run, args.events, output=gen, seed=s, force=True, progress=False)
-                rows.append(score(read_events(gen), reference, holdout, oh, args.classifier_runs))
+                sample = read_events(gen)
+                if gen.parent == path:
+                    print(f"{path}: seed {s} from {gen.name} ({sample.info.get('device', '?')})", flush=True)
+                rows.append(score(sample, reference, holdout, oh, args.classifier_runs))
             results[str(path)] = mean_rows(rows) | {"train_min": training_minutes(path)}
             print(f"{path}: {results[str(path)]['auc']}", flush=True)
     print("| run | AUC 1j / 2j / 3j | χ²/ndf m_μμ 1j / 2j / 3j | χ²/ndf ΔR_j1j2 2j / 3j | peak (GeV) | training (min) |")
