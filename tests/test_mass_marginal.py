@@ -13,7 +13,7 @@ import torch
 
 from hepgen.cards import card_from_dict
 from hepgen.coords import ZJetsCoords
-from hepgen.coords.marginal import MassDraw, MassMarginal
+from hepgen.coords.marginal import FINE, MassDraw, MassMarginal
 from hepgen.errors import HepgenError
 from hepgen.fourvectors import fourvector, mass
 from hepgen.io.root import write_events
@@ -29,11 +29,11 @@ TRUTH = {  # three unlike line shapes: a wrong multiplicity row is far off in th
 }
 
 
-def _fitted(n_per: int, seed: int, weight: float = 1.0) -> tuple[MassMarginal, np.ndarray, np.ndarray]:
+def _fitted(n_per: int, seed: int, weight: float = 1.0, fine: int = FINE) -> tuple[MassMarginal, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     s = np.concatenate([TRUTH[k][0](rng, n_per) for k in (1, 2, 3)])
     n = np.repeat([1, 2, 3], n_per)
-    marginal = MassMarginal(3)
+    marginal = MassMarginal(3, fine)
     marginal.fit(torch.from_numpy(s), n, (1, 2, 3), np.full(len(s), weight))
     return marginal, s, n
 
@@ -55,20 +55,79 @@ def test_the_drawn_mass_follows_each_multiplicitys_line_shape():
         assert all(ks[j] > 0.1 for j in ks if j != k), (k, ks)
 
 
+def _median(marginal: MassMarginal, draw: int | None = None) -> float:
+    return float(marginal.table(seed=5, draw=draw)[0, 128])
+
+
 def test_each_bayesian_draw_carries_the_line_shapes_statistical_spread():
-    """With N = 2 000 events of N(0, 1) the median of the training sample scatters by
-    sqrt(pi / 2) / sqrt(N) = 0.028; over 300 posterior draws the table's median scatters by that
-    within 20 % (the spread of a 300-draw std is 4 %), also when every event weighs 3 (the
-    effective sample size is the same), and centres on the observed median within 4 of its
-    standard errors."""
-    expected = np.sqrt(np.pi / 2) / np.sqrt(2000)
+    """The posterior draws of the (smoothed) line shape scatter as the fitted line shape itself
+    does from one training sample to the next. N = 2 000 events of N(0, 1): the median of the
+    fitted table over 200 independent samples has a standard deviation s_f (about 0.025, between
+    the sample median's sqrt(pi / 2) / sqrt(N) = 0.028 and a Gaussian fit's 1 / sqrt(N)); over
+    300 posterior draws from one sample the median scatters by s_f within 25 % (the two standard
+    deviations are known to 5 % and 4 %), also when every event weighs 3 (the effective sample
+    size is the same), and centres on the fitted median within 4 of its standard errors. 512
+    equal-count bins (4 events each) instead of 4096 keep its 5 000 spline fits quick."""
+    rng = np.random.default_rng(21)
+    fitted = []
+    for _ in range(200):
+        one = MassMarginal(1, fine=512)
+        one.fit(torch.from_numpy(rng.normal(0.0, 1.0, 2000)), np.ones(2000, dtype=int), (1,), np.ones(2000))
+        fitted.append(_median(one))
+    spread = np.std(fitted, ddof=1)
+    assert 0.8 / np.sqrt(2000) < spread < 1.1 * np.sqrt(np.pi / 2 / 2000)
     for weight in (1.0, 3.0):
-        marginal, _, _ = _fitted(2000, seed=2, weight=weight)
-        observed = marginal.table(seed=5)[0, 128]
-        medians = np.array([marginal.table(seed=5, draw=d)[0, 128] for d in range(300)])
-        assert medians.std(ddof=1) == pytest.approx(expected, rel=0.2), weight
-        assert abs(medians.mean() - observed) < 4 * expected / np.sqrt(300)
+        marginal, _, _ = _fitted(2000, seed=2, weight=weight, fine=512)
+        observed = _median(marginal)
+        medians = np.array([_median(marginal, d) for d in range(300)])
+        assert medians.std(ddof=1) == pytest.approx(spread, rel=0.25), weight
+        assert abs(medians.mean() - observed) < 4 * spread / np.sqrt(300)
         assert not np.allclose(marginal.table(seed=5, draw=0), marginal.table(seed=5, draw=1))
+
+
+def _truth_mass(rng, n: int) -> np.ndarray:
+    """A Z-like line shape with a closed-form CDF (:func:`_truth_cdf`): 95 % a Breit-Wigner in m^2
+    (91.19, 2.5 GeV), 5 % a continuum exp(-m / 20 GeV), both on [60, 150] GeV."""
+    bw = _bw_angle(np.array([60.0, 150.0]))
+    m_bw = np.sqrt(91.19**2 + 91.19 * 2.5 * np.tan(rng.uniform(bw[0], bw[1], n)))
+    ex = np.exp(-np.array([60.0, 150.0]) / 20)
+    m_ex = -20 * np.log(rng.uniform(ex[1], ex[0], n))
+    return np.where(rng.uniform(size=n) < 0.95, m_bw, m_ex)
+
+
+def _bw_angle(m):
+    return np.arctan((m**2 - 91.19**2) / (91.19 * 2.5))
+
+
+def _truth_cdf(m):
+    bw, ex = _bw_angle(np.array([60.0, 150.0])), np.exp(-np.array([60.0, 150.0]) / 20)
+    return 0.95 * (_bw_angle(m) - bw[0]) / (bw[1] - bw[0]) + 0.05 * (ex[0] - np.exp(-m / 20)) / (ex[0] - ex[1])
+
+
+def test_the_smoothed_line_shape_is_closer_to_the_truth_than_the_training_histogram():
+    """The line shape a generator draws from, against a known truth, in 20 bins between the truth's
+    5 % and 95 % quantiles: chi2 = N sum (p_fit - p)^2 / p over 10 training samples of N = 20 000
+    events. The training histogram itself (smoothing off) scores about 19 (its statistical
+    fluctuation; measured 19.6); the Breit-Wigner-flattened spline about its number of knots
+    (6 to 16 chosen; measured 7.6). The smoothed mean must be below 0.6 of the histogram's (the
+    two means are known to about 10 % and 15 %): smoothing that adds bias, or does nothing, fails."""
+    grid = np.linspace(60.0, 150.0, 200001)
+    edges = np.interp(np.linspace(0.05, 0.95, 21), _truth_cdf(grid), grid)
+    p = np.diff(_truth_cdf(edges))
+    rng = np.random.default_rng(8)
+    levels = np.linspace(0.0, 1.0, 257)
+    chi2 = {"histogram": [], "smoothed": []}
+    for _ in range(10):
+        m = _truth_mass(rng, 20_000)
+        marginal = MassMarginal(1)
+        marginal.fit(torch.from_numpy(np.log(m)), np.ones(len(m), dtype=int), (1,), np.ones(len(m)), torch.from_numpy(m))
+        assert np.isfinite(marginal.knots[0]).sum() >= 3  # the smoothing is on
+        for name in ("smoothed", "histogram"):
+            if name == "histogram":
+                marginal.knots.fill_(float("nan"))
+            cdf = np.interp(np.log(edges), marginal.table(seed=1)[0], levels)
+            chi2[name].append(len(m) * np.sum((np.diff(cdf) - p) ** 2 / p))
+    assert np.mean(chi2["smoothed"]) < 0.6 * np.mean(chi2["histogram"]), chi2
 
 
 def test_the_mass_is_a_condition_and_its_column_is_filled():
@@ -102,10 +161,11 @@ def run(tmp_path_factory):
 
 
 def test_a_barely_trained_run_generates_the_training_line_shape(run):
-    """One epoch of a 16-wide CFM cannot learn the Z peak; the drawn mass gives the generated
-    events the training sample's m_mumu in each multiplicity anyway: the KS distance of 20 000
-    generated events to the 4 800 training events is below 0.04 (the 95 % KS bound of the two sample
-    sizes is 0.022 for the pooled sample, 0.033 for the 3-jet one)."""
+    """One epoch of a 16-wide CFM cannot learn the Z peak; the drawn mass gives the generated events the training sample's (smoothed) m_mumu
+    in each multiplicity anyway: the KS distance of the 20 000 generated events to the 4 800
+    training events is within the 95 % two-sample bound 1.36 sqrt(1/n + 1/m) of their counts
+    (0.028 / 0.039 / 0.065 for 1 / 2 / 3 jets; the smoothed line shape is not the training
+    histogram, so that sample's own fluctuation counts) plus the 1/256 of the table's interpolation."""
     pipe = pipeline(run)
     assert pipe.noise_layout[-4:] == ["uniform"] * 4
     with torch.no_grad():
@@ -123,7 +183,7 @@ def test_a_barely_trained_run_generates_the_training_line_shape(run):
         b = np.sort(m_train[train_rows.n_jets == k])
         grid = np.concatenate([a, b])
         ks = np.abs(np.searchsorted(a, grid, side="right") / len(a) - np.searchsorted(b, grid, side="right") / len(b)).max()
-        assert ks < 0.04, (k, ks)
+        assert ks < 1.36 * np.sqrt(1 / len(a) + 1 / len(b)) + 1 / 256, (k, ks, len(a), len(b))
 
 
 @pytest.mark.parametrize("settings, model, message", [

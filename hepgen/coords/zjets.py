@@ -322,7 +322,7 @@ class ZJetsCoords(nn.Module):
                              "cannot be learned (negative weights dominate there)")
         self.mult_counts.copy_(torch.from_numpy(per * (w.sum() / np.sum(w**2))))
         if self.marginal is not None:
-            self.marginal.fit(self.chain.step("standardize")(logs)[0][:, MASS_COLUMN], n.numpy(), self.n_values, w)
+            self.marginal.fit(self.chain.step("standardize")(logs)[0][:, MASS_COLUMN], n.numpy(), self.n_values, w, y[:, 2])
         if "charge" in sample["Muon"].fields:
             q1 = ak.to_numpy(ak.firsts(sample["Muon"].charge)).astype(np.float64)
             self.charge_frac.fill_(float(np.clip(w[q1 > 0].sum() / w.sum(), 0.0, 1.0)))
