@@ -16,9 +16,12 @@ into every generated sample, which at 100 000 generated events from 160 000 trai
 makes the m_mumu chi2/ndf against an independent sample about 1.45 where 1 is the floor. They are
 smoothed by a log-density spline (:func:`fit_log_spline`), between the sample's 5 % and 99.5 %
 quantiles (:data:`SMOOTH_RANGE`; the tails keep their histogram), in a coordinate where the line
-shape is flat: given the mass itself at :meth:`MassMarginal.fit` (Z+jets does), the logit of its
-Breit-Wigner CDF (:class:`~hepgen.coords.dimuon.BreitWignerMass`, fitted to the sample), in which
-the peak becomes a smooth bump a few units wide; else the column itself. The density is
+shape is flat: given the mass itself at :meth:`MassMarginal.fit` (Z+jets does), the logit of the
+Z boson's Breit-Wigner CDF (:class:`~hepgen.coords.dimuon.BreitWignerMass` with
+:data:`~hepgen.electroweak.Z_MASS` and :data:`~hepgen.electroweak.Z_WIDTH`), in which the peak
+becomes a smooth bump a few units wide; else the column itself. (A Breit-Wigner fitted to the
+sample's quartiles is 1.5 times as wide as the Z, its peak is left sharper, and the spline then
+shifted the Z peak by +0.03 GeV.) The density is
 exp(natural cubic spline), maximum likelihood on the binned counts; its number of knots (at
 quantiles of the sample) is chosen by the Akaike criterion among :data:`KNOT_CHOICES`, so a shape
 the spline cannot follow gets more knots. (Two-fold cross-validation chose too few for the 1-jet
@@ -39,11 +42,13 @@ their state) keep their histogram line shape.
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..electroweak import Z_MASS, Z_WIDTH
 from ..errors import InputError
 from .dimuon import BreitWignerMass
 
@@ -151,13 +156,15 @@ class MassMarginal(nn.Module):
     @torch.no_grad()
     def fit(self, s: torch.Tensor, n: np.ndarray, n_values, w: np.ndarray, mass: torch.Tensor | None = None) -> None:
         """``s`` ``[N]`` the standardised column, ``n`` ``[N]`` the multiplicities, ``w`` ``[N]`` the
-        event weights (bins with a negative total count as empty), ``mass`` ``[N]`` the mass itself
-        (GeV, increasing with s): the line shape is smoothed in the logit of its Breit-Wigner CDF
-        (mass and width fitted to it); None: in s."""
+        event weights (bins with a negative total count as empty), ``mass`` ``[N]`` the dimuon mass
+        itself (GeV, increasing with s): the line shape is smoothed in the logit of the Z boson's
+        Breit-Wigner CDF; None: in s."""
         flat = s.double().numpy()
         if mass is not None:
             bw = BreitWignerMass(0)
-            bw.fit(mass.double())
+            bw.mass.fill_(Z_MASS)
+            bw.width.fill_(Z_WIDTH)
+            bw.span.fill_(math.pi / 2 + math.atan(Z_MASS / Z_WIDTH))
             flat = bw(torch.log(mass.double()).unsqueeze(-1))[0][:, 0].numpy()
         s = s.double().numpy()
         fine = self.counts.shape[1]
