@@ -198,3 +198,19 @@ def test_settings_that_cannot_serve_a_drawn_mass_are_refused_in_one_line(setting
     with pytest.raises(HepgenError, match=message) as err:
         build_for(card)
     assert "\n" not in str(err.value)
+
+
+def test_a_line_shape_fitted_before_the_smoothing_loads_and_stays_a_histogram():
+    """A run saved before the smoothing has no ``flat_edges`` or ``knots`` in its coordinates: it
+    loads, and its table is the histogram's (the inverse CDF through the saved equal-count edges),
+    not a smoothed one."""
+    marginal, _, _ = _fitted(5000, seed=3)
+    old = {k: v for k, v in marginal.state_dict().items() if k in ("edges", "counts")}
+    loaded = MassMarginal(3)
+    loaded.load_state_dict(old)
+    assert torch.isnan(loaded.knots).all()
+    histogram = MassMarginal(3)
+    histogram.load_state_dict(marginal.state_dict())
+    histogram.knots.fill_(float("nan"))
+    assert np.array_equal(loaded.table(seed=1), histogram.table(seed=1))
+    assert not np.allclose(loaded.table(seed=1), marginal.table(seed=1))
