@@ -11,6 +11,14 @@ process itself the bits follow the CPU: the digests first recorded (commit d3484
 without AVX-512) did not reproduce on an AVX-512 machine with the same code. The digests below
 were recorded in that mode from the code of commit eb3d316 (the same digests with the code of the
 commit that introduced the mode), which gave d348431's digests on the first machine.
+
+The mode is not enough on every CPU: on an AMD EPYC with AVX-512 (VNNI, BF16; torch 2.13.0+cpu,
+numpy 2.4.6) the unchanged code of commit 4ae7916 gave other weights for every torch training (the
+Pythia simulation agreed). Neither numpy's SIMD dispatch (NPY_DISABLE_CPU_FEATURES), oneDNN's ISA
+(ONEDNN_MAX_CPU_ISA=AVX2), MKL's (MKL_ENABLE_INSTRUCTIONS=AVX2) nor turning MKL and oneDNN off in
+torch changed them. So each test accepts the digests of either kind of machine: a refactor that
+changes a bit still matches neither. A deliberate change records the digests of the machine it is
+made on and drops the other kind's, saying so.
 """
 
 from __future__ import annotations
@@ -37,16 +45,16 @@ from tests.zjets_like import zjets_like
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TOY_WEIGHTS = "c1e7da5d61e49acf"
-TOY_EVENTS = "ee358a5148945bb7"
-ZJETS_WEIGHTS = "2aa73478c26dff85"
-ZJETS_EVENTS = "c23aff05bdb3db89"
+# (weights, events) per kind of machine: the first set from commit eb3d316, the second from commit
+# 4ae7916 on the AMD EPYC (module docstring)
+TOY = {("c1e7da5d61e49acf", "ee358a5148945bb7"), ("fc949ba155235fcb", "4400973ddee25f23")}
+ZJETS = {("2aa73478c26dff85", "c23aff05bdb3db89"), ("0b99aca9c1445403", "752f74a7cf5b545d")}
 SIMULATED_EVENTS = "373f763b158b40ee"
 FAMILIES = {  # toy_ramp, one epoch: (weights, samples)
-    "ddpm": ("301092b20e4ae012", "10c16c2e71bb6af2"),
-    "inn": ("f3167a869642e353", "16eb9e4ec8391f7e"),
-    "jetgpt": ("6daaf1c739d953c8", "7f5825dd7b7af5c4"),
-    "gan": ("6308c8a9c054a66e", "7c76bee2b94b97b9"),
+    "ddpm": {("301092b20e4ae012", "10c16c2e71bb6af2"), ("f343bf591c0f2c9f", "2c40342cb8e0076d")},
+    "inn": {("f3167a869642e353", "16eb9e4ec8391f7e"), ("56338fa1cefa5456", "2b31a50654410690")},
+    "jetgpt": {("6daaf1c739d953c8", "7f5825dd7b7af5c4"), ("afbe238de6628bd4", "ef0d7a2db57e1e10")},
+    "gan": {("6308c8a9c054a66e", "7c76bee2b94b97b9"), ("d83531e1a3cf54ce", "7c76bee2b94b97b9")},
 }
 
 
@@ -133,16 +141,16 @@ def _in_child(function: str, tmp_path: Path, *args) -> tuple[str, ...]:
 
 
 def test_toy_run_is_bit_identical(tmp_path):
-    assert _in_child("toy_digests", tmp_path) == (TOY_WEIGHTS, TOY_EVENTS)
+    assert _in_child("toy_digests", tmp_path) in TOY
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_family_is_bit_identical(family, tmp_path):
-    assert _in_child("family_digests", tmp_path, family) == FAMILIES[family]
+    assert _in_child("family_digests", tmp_path, family) in FAMILIES[family]
 
 
 def test_zjets_run_is_bit_identical(tmp_path):
-    assert _in_child("zjets_digests", tmp_path) == (ZJETS_WEIGHTS, ZJETS_EVENTS)
+    assert _in_child("zjets_digests", tmp_path) in ZJETS
 
 
 @pytest.mark.slow
