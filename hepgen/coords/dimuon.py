@@ -60,9 +60,15 @@ class BreitWignerMass(Transform):
     @torch.no_grad()
     def fit(self, m0: torch.Tensor) -> None:
         q25, q50, q75 = torch.quantile(m0.double(), torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
-        self.mass.fill_(float(q50))
-        self.width.fill_(float((q75 ** 2 - q25 ** 2) / (2 * q50)))
-        self.span.fill_(math.pi / 2 + math.atan(float(self.mass / self.width)))
+        self.set(float(q50), float((q75 ** 2 - q25 ** 2) / (2 * q50)))
+
+    @torch.no_grad()
+    def set(self, mass: float, width: float) -> "BreitWignerMass":
+        """Use the Breit-Wigner of this ``mass`` and ``width`` (GeV) instead of a fitted one."""
+        self.mass.fill_(mass)
+        self.width.fill_(width)
+        self.span.fill_(math.pi / 2 + math.atan(mass / width))
+        return self
 
     def _constants(self, dtype):
         return self.mass.to(dtype), self.width.to(dtype), self.span.to(dtype)

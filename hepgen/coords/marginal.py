@@ -25,7 +25,7 @@ shifted the Z peak by +0.03 GeV.) The density is
 exp(natural cubic spline), maximum likelihood on the binned counts; its number of knots (at
 quantiles of the sample) is chosen by the Akaike criterion among :data:`KNOT_CHOICES`, so a shape
 the spline cannot follow gets more knots. (Two-fold cross-validation chose too few for the 1-jet
-Z line shape in one of three training splits, a bias an independent sample saw; the Akaike
+Z line shape in two of five training splits, a bias an independent sample saw; the Akaike
 choice was stable: benchmarks/lineshape_smoothing.py.)
 
 From it :meth:`MassMarginal.table` builds the inverse CDF at :data:`KNOTS` + 1 equally spaced
@@ -42,7 +42,6 @@ their state) keep their histogram line shape.
 from __future__ import annotations
 
 import hashlib
-import math
 
 import numpy as np
 import torch
@@ -161,10 +160,7 @@ class MassMarginal(nn.Module):
         Breit-Wigner CDF; None: in s."""
         flat = s.double().numpy()
         if mass is not None:
-            bw = BreitWignerMass(0)
-            bw.mass.fill_(Z_MASS)
-            bw.width.fill_(Z_WIDTH)
-            bw.span.fill_(math.pi / 2 + math.atan(Z_MASS / Z_WIDTH))
+            bw = BreitWignerMass(0).set(Z_MASS, Z_WIDTH)
             flat = bw(torch.log(mass.double()).unsqueeze(-1))[0][:, 0].numpy()
         s = s.double().numpy()
         fine = self.counts.shape[1]
