@@ -29,7 +29,6 @@ mapped, and the files record the source (``source_file``, its ``source_card_hash
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import replace
@@ -50,6 +49,7 @@ from .io.lhe import LheWriter
 from .io.root import RootWriter
 from .nuisance import Setting, setting
 from .outputs import check_output
+from .rngstate import derived_seed
 from .runs import load_run
 from .sources import SOURCE_EVENT, SourceInput, complete, read_source
 
@@ -57,8 +57,7 @@ BLOCK = 4096  # events per noise block: the unit of seeding and of network evalu
 
 
 def block_seed(seed: int, block: int) -> int:
-    digest = hashlib.sha256(f"hepgen-generate/{seed}/{block}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+    return derived_seed("generate", seed, block, bits=63)
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

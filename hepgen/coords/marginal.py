@@ -41,7 +41,6 @@ their state) keep their histogram line shape.
 
 from __future__ import annotations
 
-import hashlib
 
 import numpy as np
 import torch
@@ -49,6 +48,7 @@ from torch import nn
 
 from ..electroweak import Z_MASS, Z_WIDTH
 from ..errors import InputError
+from ..rngstate import derived_seed
 from .dimuon import BreitWignerMass
 
 FINE = 4096  # equal-count bins per multiplicity of the fitted line shape (fewer with fewer events)
@@ -191,8 +191,7 @@ class MassMarginal(nn.Module):
         (seeded by ``seed`` and ``k``), None: the fitted contents."""
         counts = self.counts.numpy()
         if draw is not None:
-            digest = hashlib.sha256(f"hepgen-mass/{seed}/{draw}".encode()).digest()
-            rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+            rng = np.random.default_rng(derived_seed("mass", seed, draw))
             counts = rng.gamma(np.maximum(counts, 1e-12))  # normalised below: a Dirichlet draw per row
         levels = np.linspace(0.0, 1.0, knots + 1)
         rows = []

@@ -16,12 +16,13 @@ which is what the ONNX export needs (one graph, one weight file per draw).
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from ..rngstate import derived_seed
 
 
 class BayesianLinear(nn.Module):
@@ -88,11 +89,6 @@ def kl_divergence(model: nn.Module) -> torch.Tensor:
     return sum(layer.kl() for layer in layers)
 
 
-def _draw_seed(seed: int, draw: int, layer: int) -> int:
-    digest = hashlib.sha256(f"hepgen-bayes/{seed}/{draw}/{layer}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
 @torch.no_grad()
 def set_draw(model: nn.Module, draw: int | None, seed: int = 0) -> nn.Module:
     """Freeze posterior draw ``draw`` (deterministic in (seed, draw)); ``None`` = the means."""
@@ -101,7 +97,7 @@ def set_draw(model: nn.Module, draw: int | None, seed: int = 0) -> nn.Module:
             layer.frozen_weight = layer.weight_mu.detach().clone()
             layer.frozen_bias = layer.bias_mu.detach().clone()
         else:
-            gen = torch.Generator().manual_seed(_draw_seed(seed, draw, i))
+            gen = torch.Generator().manual_seed(derived_seed("bayes", seed, draw, i, bits=63))
             layer.frozen_weight, layer.frozen_bias = layer.draw(gen)
     return model
 

@@ -36,7 +36,6 @@ selection or more energy than the beams (``acceptance``).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -59,6 +58,7 @@ from ..export.manifest import GraphSpec, Port
 from ..io.lhe import read_lhe
 from ..io.root import read_events
 from ..kinematics import ptetaphim_to_epxpypz
+from ..rngstate import derived_seed
 from ..simulate import training_file
 from ..simulate.reference import independent_reference
 from .base import AfterTraining, Categories, Category, FrozenSampler, Log, Selection, settings_of
@@ -71,8 +71,7 @@ MASS_NAME = "dimuon mass (mass_sampling marginal: drawn from the training line s
 def _dirichlet_fractions(counts: np.ndarray, seed: int, draw: int | None) -> np.ndarray:
     if draw is None:
         return counts / counts.sum()
-    digest = hashlib.sha256(f"hepgen-fractions/{seed}/{draw}".encode()).digest()
-    rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    rng = np.random.default_rng(derived_seed("fractions", seed, draw))
     return rng.dirichlet(counts + 1.0)
 
 
@@ -176,8 +175,7 @@ def pass_rates(pipe: ZJetsPipeline, card: Card, events: int, draw: int | None = 
     """``[K]``: the fraction of the pipeline's events of each multiplicity that pass the cuts,
     from ``events`` calibration events per multiplicity with their own noise (seeded by the
     card's seed and the draw). Multiplicities with fraction 0 get 1."""
-    digest = hashlib.sha256(f"hepgen-calibration/{card.seed}/{draw}".encode()).digest()
-    gen = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+    gen = torch.Generator().manual_seed(derived_seed("calibration", card.seed, draw))
     edges = pipe.edges.double().numpy()
     rates = np.ones(len(pipe.fractions))
     for k, f in enumerate(pipe.fractions):

@@ -14,7 +14,6 @@ selection) are left out, counted in the provenance.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Callable
@@ -27,14 +26,10 @@ from ..errors import HepgenError, InputError
 from ..events import EventSample
 from ..io import format_of, read_sample
 from ..io.root import RootWriter
+from ..rngstate import derived_seed
 from ..sources import complete
 
 BLOCK = 4096  # reco events per block (all K samples of a block are written together)
-
-
-def _noise_seed(seed: int, sample: int, block: int) -> int:
-    digest = hashlib.sha256(f"hepgen-unfold/{seed}/{sample}/{block}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 def unfold(run, reco: str | os.PathLike, output: str | os.PathLike, *, samples: int = 1, force: bool = False,
@@ -72,7 +67,7 @@ def unfold(run, reco: str | os.PathLike, output: str | os.PathLike, *, samples: 
             for k, draw in enumerate(draws):
                 if draw not in pipes:
                     pipes[draw] = run.pipeline(draw)
-                gen = torch.Generator().manual_seed(_noise_seed(card.seed, k, b))
+                gen = torch.Generator().manual_seed(derived_seed("unfold", card.seed, k, b, bits=63))
                 with torch.no_grad():
                     out = pipes[draw](complete(rows, pipes[draw].noise_layout, gen))
                 events = process.to_events(out)
