@@ -1,16 +1,18 @@
-"""Coverage of the uncertainty band on the toy ring over several training seeds.
+"""Coverage of the uncertainty band on the toys (ring, ramp) over several training seeds.
 
-For each seed: train the card (default ``cards/toy_ring.yaml``, ``--set`` overrides as for
-``hepgen train``: a Bayesian card or one with ``model.ensemble.members`` > 1), sample ``--draws``
-draws (posterior draws or ensemble members) of ``--events`` events each, all with the same noise,
-histogram the radius in ``--bins`` bins on [0.7, 1.3] (truth density > 0.05: the exact Gaussian
-ring integrated over each bin) and compute the pulls with
-:func:`hepgen.validate.coverage.pulls` (band and the generated sample's Poisson error; the truth
-is exact). Prints per seed coverage (fraction of bins with |pull| < 1) and pull width, and the
-same pooled over all seeds (the number the acceptance asks for: 0.8-1.2).
+For each seed: train the card (default ``cards/toy_ring.yaml``; ``cards/toy_ramp.yaml`` for the ramp;
+``--set`` overrides as for ``hepgen train``: a Bayesian card or one with ``model.ensemble.members``
+> 1), sample ``--draws`` draws (posterior draws or ensemble members) of ``--events`` events each,
+all with the same noise, histogram the toy's observable in ``--bins`` bins
+(``ToyProcess.coverage_edges``: the ring's radius on [0.7, 1.3], where the truth density is > 0.05;
+the ramp's x2 on [0, 1]), against the exact truth integrated over each bin, and compute the pulls
+with :func:`hepgen.validate.coverage.pulls` (band and the generated sample's Poisson error; the
+truth is exact). Prints per seed coverage (fraction of bins with |pull| < 1) and pull width, and
+the same pooled over all seeds (the number the acceptance asks for: 0.8-1.2).
 
-    python benchmarks/toy_coverage_seeds.py --seeds 1 2 3 4 5 [--set model.bayes.kl_scale=0.1]
-        [--draws 8] [--events 30000] [--bins 12] [--out validation_out/toy_coverage_seeds/NAME]
+    python benchmarks/toy_coverage_seeds.py --seeds 1 2 3 4 5 [--card cards/toy_ramp.yaml]
+        [--set model.bayes.kl_scale=0.1] [--draws 20] [--events 30000] [--bins 12]
+        [--out validation_out/toy_coverage_seeds/NAME]
 
 Writes ``seeds.json`` (per-seed pulls, band, truth) to ``--out``.
 """
@@ -29,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hepgen.cards import load_card  # noqa: E402
-from hepgen.processes.toys import TOY_RING, draw_histograms  # noqa: E402
+from hepgen.processes.toys import TOYS, draw_histograms  # noqa: E402
 from hepgen.runs import load_run  # noqa: E402
 from hepgen.train import train  # noqa: E402
 from hepgen.validate.coverage import pulls, summarise_pulls  # noqa: E402
@@ -44,7 +46,7 @@ def one_seed(card_path: str, overrides: list[str], seed: int, draws: int, events
     run = load_run(train(card, progress=False, after=False, run_dir=out / f"run-seed{seed}"))
     t_train = time.time() - t0
     h = draw_histograms(run, events, draws, edges, seed=seed + 1000)
-    truth = TOY_RING.truth_in_bins(edges)
+    truth = TOYS[card.process.name].truth_in_bins(edges)
     stat = np.sqrt(h.mean / (events * np.diff(edges)))  # shared noise: one sample's Poisson error
     p = pulls(h.mean, h.std, truth, stat_gen=stat, stat_ref=np.zeros_like(truth))
     s = summarise_pulls(p)
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    edges = np.linspace(0.7, 1.3, a.bins + 1)
+    edges = TOYS[load_card(a.card).process.name].coverage_edges(a.bins)
     per_seed = [one_seed(a.card, a.overrides, s, a.draws, a.events, edges, out) for s in a.seeds]
     pooled = summarise_pulls(np.concatenate([np.array(r["pulls"]) for r in per_seed]))
     widths = [r["pull_width"] for r in per_seed]

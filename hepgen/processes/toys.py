@@ -116,6 +116,11 @@ class ToyProcess:
     def default_edges(self, bins: int = 10) -> np.ndarray:
         return np.linspace(0, 1, bins + 1) if self.name == "toy_ramp" else np.linspace(0.6, 1.4, bins + 1)
 
+    def coverage_edges(self, bins: int = 12) -> np.ndarray:
+        """Bins of the coverage test: the ramp's whole support (the lowest of 12 bins holds 0.7 % of the
+        events, where the band should grow), the ring's radius where the truth density is > 0.05."""
+        return np.linspace(0, 1, bins + 1) if self.name == "toy_ramp" else np.linspace(0.7, 1.3, bins + 1)
+
     # -- the Process protocol -----------------------------------------------------------------
     def load_data(self, card: Card, log: Log) -> np.ndarray:
         return self.sample_truth(card.simulate.events, card.seed)
