@@ -32,7 +32,7 @@ from hepgen.export.bundle import TORCH_RTOL, event_diff, torch_outputs, write_ex
 from hepgen.export.graph import ExportError, to_onnx  # noqa: E402
 from hepgen.export.runtime import OnnxPipeline, OnnxSampler, draw_noise_torch  # noqa: E402
 from hepgen.export.weights import read_weights  # noqa: E402
-from tests.toolchain import needs_cpp, onnxruntime_root  # noqa: E402
+from tests.toolchain import build_sofie, needs_cpp, onnxruntime_root  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DRAWS = 2
@@ -167,9 +167,7 @@ def test_onnx_pipeline_draws_the_torch_pipelines_noise(tmp_path_factory):
                                              ("jetgpt", True)])
 def test_sofie_cpp_matches_onnxruntime_for_every_weight_file(family, bayesian, tmp_path_factory, tmp_path):
     out, _, _, spec = _export(tmp_path_factory, family, bayesian)
-    build = tmp_path / "build"
-    subprocess.run(["make", "-s", "-C", str(REPO / "export/sofie"), f"EXPORT={out}", f"BUILD={build}"],
-                   check=True, capture_output=True)
+    build = build_sofie(out, tmp_path / "build")
     n = 257  # not a multiple of the batch: the last batch is short
     noise = _noise(spec, n, seed=3)
     noise.tofile(tmp_path / "noise.f32")
@@ -199,9 +197,7 @@ def test_sofie_cpp_matches_onnxruntime_for_every_weight_file(family, bayesian, t
 @needs_cpp
 def test_sofie_cpp_reports_a_bad_weight_file(tmp_path_factory, tmp_path):
     out, _, _, _ = _export(tmp_path_factory, "cfm", False)
-    build = tmp_path / "build"
-    subprocess.run(["make", "-s", "-C", str(REPO / "export/sofie"), f"EXPORT={out}", f"BUILD={build}"],
-                   check=True, capture_output=True)
+    build = build_sofie(out, tmp_path / "build")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes((out / "weights.safetensors").read_bytes()[:100])
     run = subprocess.run([str(build / "generate_events"), str(out), "-o", str(tmp_path / "ev"), "-n", "10",

@@ -24,7 +24,7 @@ from hepgen.pipeline import pipeline
 from hepgen.io.root import write_events
 from hepgen.runs import load_run
 from hepgen.train import train
-from tests.toolchain import needs_cpp
+from tests.toolchain import build_sofie, needs_cpp
 from tests.zjets_like import zjets_like
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,9 +103,7 @@ def test_onnx_pipeline_is_a_drop_in_for_generate(runs):
 @needs_cpp
 def test_sofie_cpp_runs_the_zjets_generator(runs, tmp_path):
     _, _, out, _ = runs
-    build = tmp_path / "build"
-    subprocess.run(["make", "-s", "-C", str(REPO / "export/sofie"), f"EXPORT={out}", f"BUILD={build}"],
-                   check=True, capture_output=True)
+    build = build_sofie(out, tmp_path / "build")
     sampler = OnnxSampler(out)
     n = 500
     noise = sampler.draw_noise(n, seed=3)

@@ -27,18 +27,25 @@ needs_cpp = pytest.mark.skipif(shutil.which("g++") is None or shutil.which("make
                                reason="needs g++, make and OpenBLAS (apt-get install libopenblas-dev)")
 
 
+def build_sofie(export_dir: Path, build: Path) -> Path:
+    """Build the SOFIE C++ consumer (export/sofie) for ``export_dir`` into ``build``; returns ``build``
+    (its program is ``build / "generate_events"``).
+
+    -O0: the tests check the generated code's numbers, not its speed. At the Makefile's -O2, g++ took
+    160 s for the tt̄ map's header and 120 s for the unfolding one (the slowest tests of the suite);
+    at -O0 6 s and 46 s, with the same tolerances passing."""
+    subprocess.run(["make", "-s", "-C", str(REPO / "export/sofie"), f"EXPORT={export_dir}", f"BUILD={build}",
+                    "CXXFLAGS=-O0"], check=True, capture_output=True)
+    return build
+
+
 def sofie_outputs(export_dir: Path, inputs: np.ndarray, tmp: Path, shape: tuple[int, ...]) -> np.ndarray:
     """Build the SOFIE C++ consumer (export/sofie) for ``export_dir`` and run it on the float32
     ``inputs`` ``[N, ...]`` (as its --noise file): its first output, ``[draws, N, *shape]``.
     Skips the test when the export has no SOFIE header."""
     if not (export_dir / "sofie" / "generator.hxx").exists():
         pytest.skip("no SOFIE header (the sofie package is not installed)")
-    build = tmp / "build"
-    # -O0: the tests check the generated code's numbers, not its speed. At the Makefile's -O2, g++ took
-    # 160 s for the tt̄ map's header and 120 s for the unfolding one (the slowest tests of the suite);
-    # at -O0 6 s and 46 s, with the same tolerances passing
-    subprocess.run(["make", "-s", "-C", str(REPO / "export/sofie"), f"EXPORT={export_dir}", f"BUILD={build}",
-                    "CXXFLAGS=-O0"], check=True, capture_output=True)
+    build = build_sofie(export_dir, tmp / "build")
     n = len(inputs)
     inputs.astype(np.float32).tofile(tmp / "inputs.f32")
     subprocess.run([str(build / "generate_events"), str(export_dir), "-o", str(tmp / "ev"), "-n", str(n),

@@ -41,7 +41,6 @@ their state) keep their histogram line shape.
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from torch import nn
