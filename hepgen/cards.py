@@ -208,6 +208,9 @@ class RefineConfig:
     layers: int = ranged(2, ge=1)  # its residual blocks
     solver: Literal["euler", "midpoint", "rk4"] = "rk4"
     steps: int = ranged(10, ge=1)
+    # the refiner learns a correction to the identity map (hepgen.models.laser.ResidualField); hepgen refine
+    # writes true; absent (false) in refined runs made before it and in ordinary cards (the hash stays)
+    residual: bool = field(default=False, metadata={"omit_empty": True})
 
 
 @dataclass(frozen=True)

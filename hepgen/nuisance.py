@@ -48,7 +48,8 @@ PRIOR = "prior"  # --nuisance NAME=prior: nu drawn per event from its prior
 
 def check(card, model) -> None:
     """One-line :class:`CardError` for a ``model.nuisance`` list the run cannot train: names not
-    unique or not identifiers, a range that is not [low, high] around 0, a family whose loss takes
+    unique or not identifiers, a range that is not [low, high] around 0 (one-sided, [0, high] or
+    [low, 0], allowed), a family whose loss takes
     no per-event weights, a generator that maps samples or learns from a teacher."""
     nus = card.model.nuisance
     if not nus:
@@ -59,9 +60,9 @@ def check(card, model) -> None:
             raise CardError(f"model.nuisance {n.name!r}: a name is letters, digits and _ (it is NAME in --nuisance NAME=VALUE)")
         if names.count(n.name) > 1:
             raise CardError(f"model.nuisance: the name {n.name!r} is given {names.count(n.name)} times")
-        if len(n.range) != 2 or not n.range[0] < 0 < n.range[1]:
-            raise CardError(f"model.nuisance {n.name}: range {list(n.range)} must be [low, high] with low < 0 < high "
-                            "(nu = 0 is the nominal sample)")
+        if len(n.range) != 2 or not (n.range[0] <= 0 <= n.range[1] and n.range[0] < n.range[1]):
+            raise CardError(f"model.nuisance {n.name}: range {list(n.range)} must be [low, high] with low <= 0 <= high, "
+                            "low < high (nu = 0 is the nominal sample)")
     if model.event_weights == "none":
         raise CardError(f"model.nuisance: model.family {card.model.family} cannot train on weighted events (its loss "
                         "has no per-event form), which a nuisance condition needs; choose another family")
@@ -129,6 +130,23 @@ def psweight_ratios(data, variation: str, path, nuisance: str) -> tuple[np.ndarr
     return up, down
 
 
+def check_weights(nus: Sequence[NuisanceConfig], slopes: np.ndarray) -> None:
+    """One-line :class:`CardError` when a nuisance's factor 1 + |nu| s is negative for a training event
+    at an end of its range (slopes ``[N, K, 2]``, :func:`event_slopes`). The varied density w p would be
+    negative there, which no generator can learn, and a regression loss with w < 0 is unbounded below
+    (a Z+jets CFM with the seed's pT_j1 weight on a in [-0.5, 1] diverged at epoch 61; the lowest a it
+    allows is about -0.01). The factor is linear in nu on each side, so the ends decide."""
+    for k, n in enumerate(nus):
+        for side, end in ((1, n.range[0]), (0, n.range[1])):
+            low = float(slopes[:, k, side].min()) if len(slopes) else 0.0
+            if end != 0 and 1.0 + abs(end) * low < 0:
+                bound = (-1.0 if side else 1.0) / abs(low) * 0.99  # printed to 3 digits: stay inside
+                count = int((1.0 + abs(end) * slopes[:, k, side] < 0).sum())
+                raise CardError(f"model.nuisance {n.name}: at {n.name} = {end:g} the weight is negative for {count} "
+                                f"training events (down to {1.0 + abs(end) * low:.3g}): the varied density would be "
+                                f"negative there; narrow the range to {n.name} {'>=' if side else '<='} {bound:.3g}")
+
+
 def weight(slopes: torch.Tensor, nu: torch.Tensor) -> torch.Tensor:
     """w(x; nu) ``[N]`` for slopes ``[N, K, 2]`` and nu ``[N, K]`` (see the module docstring)."""
     s = torch.where(nu >= 0, slopes[..., 0], slopes[..., 1])
@@ -156,15 +174,9 @@ class TrainingConditions:
     or ``(x, c, w)``; with nuisances ``(x, [c | nu], w_file * w(x; nu))``, nu drawn from the prior.
     ``nominal(c)`` is the validation condition ``[c | 0]``."""
 
-    def __init__(self, card, slopes: np.ndarray | None, model, device):
+    def __init__(self, card, slopes: np.ndarray | None, device):
         self.nus = tuple(card.model.nuisance)
         self.slopes = None if slopes is None else torch.from_numpy(slopes).float().to(device)
-        if self.slopes is not None and model.event_weights == "positive":
-            ends = torch.tensor([[float(n.range[j]) for n in self.nus] for j in (0, 1)], device=device)
-            low = min(float(weight(self.slopes, e.expand(len(self.slopes), -1)).min()) for e in ends)
-            if low < 0:
-                raise CardError(f"model.nuisance: at the ends of the ranges some training events get w = {low:.3g} < 0, "
-                                f"which model.family {card.model.family} cannot take; narrow the ranges")
 
     def batch(self, x, c, w, idx):
         if self.slopes is None:

@@ -11,7 +11,9 @@ second, small generator, so that the refined run samples UNWEIGHTED events from 
    selection drops it); the log and ``data.json`` report the effective sample size (sum w)^2 / sum w^2;
 3. a small CFM in latent space (:class:`hepgen.models.laser.Refined`, ``refine.hidden`` x
    ``refine.layers``) is trained on the weighted z given c by the one training loop
-   (:func:`hepgen.train.train`, a weighted run);
+   (:func:`hepgen.train.train`, a weighted run); by default (``refine.residual``, written here) it
+   is the residual refiner, the identity map plus a learned correction
+   (:class:`hepgen.models.laser.ResidualField`);
 4. the refined generator draws u ~ N(0, 1), maps it to z' with the latent CFM (``refine.solver`` x
    ``refine.steps``) and z' through the frozen base generator.
 
@@ -42,7 +44,7 @@ def refine_card(base: Run, overrides=()) -> Card:
     """The card of a run refined from ``base`` (see the module docstring); a bad override is one line."""
     data = card_to_dict(base.card)
     data["name"] = f"{base.card.name}_refined"
-    data["refine"] = {**data["refine"], "base": str(base.path.resolve()),
+    data["refine"] = {**data["refine"], "residual": True, "base": str(base.path.resolve()),
                       "checkpoint": checkpoint_hash(base.path / "best.pt")}
     card = card_from_dict(data, f"hepgen refine {base.path}", overrides)
     if Path(card.refine.base) != base.path.resolve() or card.refine.checkpoint != data["refine"]["checkpoint"]:

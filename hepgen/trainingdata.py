@@ -40,7 +40,7 @@ from .io import format_of
 from .io.root import weight_branch
 from .outputs import atomic_output
 from . import processes
-from .nuisance import event_slopes
+from .nuisance import check_weights, event_slopes
 
 
 @dataclass
@@ -132,6 +132,8 @@ def prepare_data(card: Card, log: Callable[[str], None] = print, model=None) -> 
         split.update({f"source_{k}": v for k, v in s_split.items()})
         info.update(source=str(card.data.source), source_events=str(len(source)))
     slopes = event_slopes(card, data)
+    if slopes is not None:
+        check_weights(card.model.nuisance, slopes[split["train"]])  # before the run folder exists
     return Data(x_tr.float(), c_tr.float(), x_va.float(), c_va.float(), split, coords, info,
                 w_train=w_tr, w_val=w_va, nuisance_slopes=None if slopes is None else slopes[split["train"]])
 

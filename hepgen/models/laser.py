@@ -12,6 +12,21 @@ image under G is the data density the classifier saw. Sampling stays a pure func
 noise with the base's noise layout: the process's pipeline, ``hepgen generate`` and the ONNX export
 (one graph, refiner then generator) use it as they use the base.
 
+**The residual refiner** (``refine.residual``, what ``hepgen refine`` writes by default): the refiner's
+velocity is v(x, t, c) = g(x, t) + delta(x, t, c) with g the exact flow-matching field of independent
+straight paths from N(0, 1) to N(0, 1) (:func:`gaussian_field`, whose flow maps every point to itself)
+and delta a network whose output layer starts at zero (:class:`ResidualField`). So the refined run is
+the base run at initialisation, and the network learns only what the weights add. Its loss
+(:func:`residual_loss`) is the weighted flow-matching loss with the unweighted part taken exactly: the
+base latents are N(0, 1) draws, for which g is the regression's optimum, so
+
+    E[w |v - (z - u)|^2] = E|delta(x_t)|^2 + E[(w - 1) |v - (z - u)|^2] + const,
+
+whose noise comes from (w - 1) alone: with mild DCTR weights (effective sample fraction 0.97) the
+plain loss buries the correction in the regression noise of |z - u|^2. Without ``refine.residual``
+(refined runs made before it, or ``--set refine.residual=false``) the refiner is a plain CFM from a
+random velocity field.
+
 The state dict holds ``base.*`` (the base's weights, loaded once from its run, never trained) and
 ``refiner.*``. The sampler options (``solver``, ``steps``) are the base's; the refiner samples with
 ``refine.solver`` x ``refine.steps``. The base must start from N(0, 1) noise (:func:`check_base`).
@@ -29,6 +44,49 @@ from ..nn.bayesian import is_bayesian
 from .base import Generator
 from .cfm import CFM
 from .ensemble import is_ensemble
+
+
+def gaussian_field(x: torch.Tensor, t) -> torch.Tensor:
+    """E[z - u | x_t] ``[N, D]`` for independent z, u ~ N(0, 1) and x_t = (1 - t) u + t z: x_t (2t - 1) /
+    (t^2 + (1 - t)^2), the flow-matching optimum between two standard normals. Its flow,
+    x(t) = x(0) sqrt(t^2 + (1 - t)^2), returns every point to itself at t = 1: the identity map."""
+    return x * (2 * t - 1) / (t * t + (1 - t) * (1 - t))
+
+
+class ResidualField(nn.Module):
+    """The residual refiner's velocity ``gaussian_field(x, t) + delta(x, t, c)``; ``delta`` (a
+    :class:`~hepgen.models.cfm.VelocityField`) starts with a zero output layer, so at initialisation the
+    refiner is exactly the identity map."""
+
+    def __init__(self, delta: nn.Module):
+        super().__init__()
+        self.delta = delta
+        with torch.no_grad():
+            delta.net.out.weight.zero_()
+            delta.net.out.bias.zero_()
+
+    def mask(self, c):
+        return self.delta.mask(c)
+
+    def forward(self, x, t, c):
+        return gaussian_field(x, t) + self.delta(x, t, c)
+
+
+def residual_loss(cfm: CFM, z: torch.Tensor, c: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """The weighted flow-matching loss of a :class:`ResidualField` CFM on latents z ``[N, D]`` ~ N(0, 1)
+    given c ``[N, C]`` with weights ``[N]`` (None: all 1), up to a constant: mean |delta(x_t)|^2 (the
+    unweighted part, exact because ``gaussian_field`` is its optimum) plus mean (w - 1) |v - (z - u)|^2
+    (see the module docstring). Its expectation differs from ``cfm.path_loss``'s by a constant for
+    every delta, so both have the same minimum."""
+    u = torch.randn_like(z)
+    t = cfm.draw_times(z)
+    xt = (1 - t) * u + t * z
+    delta = cfm.field.delta(xt, t, c)
+    loss = (delta**2).mean()
+    if weight is None:
+        return loss
+    sq = ((gaussian_field(xt, t) + delta - (z - u)) ** 2).mean(-1)
+    return loss + ((weight.to(sq.dtype) - 1) * sq).mean()
 
 
 def check_base(model: Generator, what: str) -> None:
@@ -73,9 +131,13 @@ class Refined(Generator):
                                     cfm=dataclasses.replace(base.cfg.cfm, solver=refine_cfg.solver,
                                                             steps=refine_cfg.steps, coupling="independent"))
         self.refiner = CFM(base.noise_dim(), base.cond_dim, small)
+        if refine_cfg.residual:
+            self.refiner.field = ResidualField(self.refiner.field)
 
     # -- training: the refiner's weighted flow matching on latent rows z [N, noise_dim] ---------------------
     def loss(self, x, c, weight=None):
+        if self.cfg_refine.residual:
+            return residual_loss(self.refiner, x, c, weight)
         return self.refiner.loss(x, c, weight)
 
     def train(self, mode: bool = True):
