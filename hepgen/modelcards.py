@@ -172,11 +172,14 @@ class NuisanceConfig:
     # linear in nu on each side (nu = +1 the up, -1 the down variation)
     kind: Literal["parametric", "psweight"] = "parametric"
     prior: Literal["uniform", "gaussian"] = "uniform"  # gaussian: N(0, 1) truncated to the range
-    range: tuple[float, ...] = (-1.0, 1.0)  # [low, high], low < 0 < high: the values training draws
+    range: tuple[float, ...] = (-1.0, 1.0)  # [low, high], low <= 0 <= high: the values training draws
     observable: str = "pt_j1"  # parametric: a named observable (hepgen.observables; toys: x1, x2)
     center: float = 15.0  # parametric, in the observable's unit (GeV)
     scale: float = ranged(100.0, gt=0)  # parametric, in the observable's unit (GeV)
     variation: Literal["isr", "fsr"] = "fsr"  # psweight: the shower whose renormalisation scale varies
+    # share of the training draws set to nu = 0 exactly (the rest from the prior): anchors the nominal
+    # sample where the response is steep (docs/systematics.md); generation's "prior" is the prior alone
+    nominal: float = ranged(0.0, ge=0, lt=1)
 
 
 @dataclass(frozen=True)

@@ -177,11 +177,15 @@ class TrainingConditions:
     def __init__(self, card, slopes: np.ndarray | None, device):
         self.nus = tuple(card.model.nuisance)
         self.slopes = None if slopes is None else torch.from_numpy(slopes).float().to(device)
+        shares = [n.nominal for n in self.nus]
+        self.nominal_share = torch.tensor(shares, device=device) if any(shares) else None  # None: no extra draw
 
     def batch(self, x, c, w, idx):
         if self.slopes is None:
             return (x[idx], c[idx]) if w is None else (x[idx], c[idx], w[idx])
         nu = prior_values(self.nus, torch.rand(len(idx), len(self.nus), device=x.device))
+        if self.nominal_share is not None:  # model.nuisance[].nominal: a share of the draws at nu = 0
+            nu = torch.where(torch.rand(nu.shape, device=x.device) < self.nominal_share, torch.zeros_like(nu), nu)
         wn = weight(self.slopes[idx], nu)
         return x[idx], torch.cat([c[idx], nu.to(c.dtype)], dim=-1), wn if w is None else w[idx] * wn
 

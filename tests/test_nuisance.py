@@ -333,3 +333,31 @@ def test_the_reweighted_reference_ratio_has_the_error_of_a_ratio_of_mean_weights
     assert np.all(np.abs(ratios.mean(0) - exact) < 4 * ratios.std(0) / np.sqrt(len(ratios))), (ratios.mean(0), exact)
     assert np.all(np.abs(ratios.var(0) / predicted - 1) < 0.3), ratios.var(0) / predicted
     assert np.all(np.sqrt(2 / n) > 5 * np.sqrt(predicted))
+
+
+def test_a_nominal_share_of_the_training_draws_sits_at_nu_0(tmp_path):
+    """model.nuisance[].nominal = 0.4: 40 % of the batch's draws are exactly 0 (5 sigma of a binomial
+    share), the rest uniform on the range (mean within 5 sigma), each event's weight is w(x; its nu)
+    (1 at nu = 0); without the key no extra random numbers are drawn (the draws are as before)."""
+    from hepgen.nuisance import TrainingConditions
+
+    card = _zjets_card(tmp_path, nuisance=[{**SEED_NUISANCE, "range": [0.0, 1.0], "nominal": 0.4}])
+    n = 40000
+    slopes = np.random.default_rng(1).uniform(0, 2, (n, 1, 2))
+    x, c = torch.zeros(n, 3), torch.zeros(n, 4)
+    torch.manual_seed(7)
+    conditions = TrainingConditions(card, slopes, "cpu")
+    xb, cb, wb = conditions.batch(x, c, None, torch.arange(n))
+    assert torch.equal(conditions.nominal(c), torch.cat([c, torch.zeros(n, 1)], -1))  # validation: at nu = 0
+    nu = cb[:, -1].double().numpy()
+    at0 = nu == 0
+    assert abs(at0.mean() - 0.4) < 5 * np.sqrt(0.4 * 0.6 / n), at0.mean()
+    rest = nu[~at0]
+    assert rest.min() > 0 and rest.max() < 1 and abs(rest.mean() - 0.5) < 5 / np.sqrt(12 * len(rest))
+    assert torch.allclose(wb.double(), torch.from_numpy(1 + nu * slopes[:, 0, 0]), rtol=1e-5)
+    plain = _zjets_card(tmp_path, nuisance=[{**SEED_NUISANCE, "range": [0.0, 1.0]}])
+    torch.manual_seed(7)
+    _, c_plain, _ = TrainingConditions(plain, slopes, "cpu").batch(x, c, None, torch.arange(n))
+    torch.manual_seed(7)
+    expect = torch.rand(n, 1)  # the prior's uniforms alone: uniform on [0, 1] is u itself
+    assert torch.allclose(c_plain[:, -1:], expect)
