@@ -103,7 +103,7 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     with atomic_output(out / "psweight_check.png", force=True) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=75)
     with atomic_output(out / "psweight_check.json", force=True) as tmp:
         tmp.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out / 'psweight_check.png'} and {out / 'psweight_check.json'}")

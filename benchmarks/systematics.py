@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hepgen.io.root import read_events  # noqa: E402
 from hepgen.outputs import atomic_output  # noqa: E402
 from hepgen.runs import load_run  # noqa: E402
-from hepgen.validate.systematics import bands, plot_bands, ratio_chi2, variation_ends  # noqa: E402
+from hepgen.validate.systematics import bands, plot_bands, ratio_chi2s, variation_ends  # noqa: E402
 
 EDGES = {"pt_j1": np.linspace(20, 300, 29), "HT": np.linspace(20, 500, 25), "n_jets": np.arange(0.5, 4.0, 1.0)}
 
@@ -54,12 +54,12 @@ def main(argv=None) -> None:
         settings = [dict([a.split("=", 1)]) for a in args.at] or (
             [{n: v} for n, v in variation_ends(run.card.model.nuisance)]
             + [{n.name: n.range[1] / 2} for n in run.card.model.nuisance])
-        result["chi2"] = []
+        result["chi2"], cache = [], {}
         for values in settings:
-            for name in names:
-                r = ratio_chi2(run, reference, name, EDGES[name], values, args.events)
+            values = {k: v if v == "prior" else float(v) for k, v in values.items()}
+            for r in ratio_chi2s(run, reference, EDGES, values, args.events, cache=cache):
                 result["chi2"].append(r)
-                print(f"{values} {name:7s} chi2/ndf = {r['chi2']:.1f}/{r['ndf']} = {r['chi2_ndf']:.2f}")
+                print(f"{values} {r['observable']:7s} chi2/ndf = {r['chi2']:.1f}/{r['ndf']} = {r['chi2_ndf']:.2f}", flush=True)
     with atomic_output(out / "systematics.json", force=True) as tmp:
         tmp.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out / 'systematics.png'} and {out / 'systematics.json'}")

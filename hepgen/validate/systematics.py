@@ -125,31 +125,50 @@ def reweighted_ratio(values: np.ndarray, w: np.ndarray, edges: np.ndarray) -> tu
 def ratio_chi2(run, reference: EventSample, name: str, edges: np.ndarray, values: dict, events: int,
                seed: int = 1) -> dict:
     """chi2 / ndf of gen(nu) / gen(0) against reference(nu) / reference(0) for observable ``name``
-    (bins with >= 10 reference events). Both generated histograms come from the same noise; the
-    reference ratio is the reference reweighted by w(x; nu) (its own events' slopes) over itself.
-    Errors: the generated ratio's as if its two histograms were independent Poisson counts
-    (conservative: they share the noise); the reference ratio's is that of a mean weight, which it
-    is (:func:`reweighted_ratio`): it comes from the weights' spread within the bin and over the
-    sample. (Counting the reference's two histograms as independent, as an earlier version did,
-    inflates that error several times for a weight that varies slowly across a bin, and makes
-    chi2 / ndf <= 2 nearly automatic.)"""
+    (bins with >= 10 reference events); :func:`ratio_chi2s` for one observable."""
+    return ratio_chi2s(run, reference, {name: edges}, values, events, seed)[0]
+
+
+def ratio_chi2s(run, reference: EventSample, edges: dict, values: dict, events: int, seed: int = 1,
+                cache: dict | None = None) -> list[dict]:
+    """:func:`ratio_chi2` for every observable of ``edges`` (name -> bin edges), from one pair of
+    generated samples. Both generated histograms come from the same noise; the reference ratio is
+    the reference reweighted by w(x; nu) (its own events' slopes) over itself. Errors: the generated
+    ratio's as if its two histograms were independent Poisson counts (conservative: they share the
+    noise); the reference ratio's is that of a ratio of mean weights, which it is
+    (:func:`reweighted_ratio`). (Counting the reference's two histograms as independent, as an earlier
+    version did, inflates that error several times for a weight that varies slowly across a bin, and
+    makes chi2 / ndf <= 2 nearly automatic.) ``cache``: a dict kept between calls on the same run and
+    observables, so the nominal sample is generated once."""
     nus = run.card.model.nuisance
     fixed = setting(nus, values)
-    gen0, gen1 = (observables.compute(sample_at(run, v, events, seed), [name])[name] for v in ({}, values))
-    ref = observables.compute(reference, [name])[name]
+    names = list(edges)
+    cache = {} if cache is None else cache
+
+    def generated(v: dict):
+        key = (tuple(sorted(v.items())), events, seed)
+        if key not in cache:
+            cache[key] = observables.compute(sample_at(run, v, events, seed), names)
+        return cache[key]
+
+    gen0, gen1 = generated({}), generated(values)
+    ref = observables.compute(reference, names)
     slopes = torch.from_numpy(event_slopes(run.card, reference))
     nu = torch.tensor([[0.0 if v is None else v for v in fixed.values]], dtype=torch.float64).expand(len(reference), -1)
     w = weight(slopes, nu).numpy()
-    g0, g1 = (np.histogram(a[np.isfinite(a)], edges)[0].astype(np.float64) for a in (gen0, gen1))
-    rr, var_rr, r0 = reweighted_ratio(ref, w, edges)
-    ok = (r0 >= 10) & (g0 > 0) & (g1 > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):  # empty bins are left out (ok)
-        rg = (g1 / g1.sum()) / (g0 / g0.sum())
-        var = rg**2 * (1 / g1 + 1 / g0) + var_rr
-        chi2 = float(np.sum(((rg - rr) ** 2 / var)[ok]))
-    ndf = int(ok.sum())
-    return {"observable": name, "nuisance": fixed.record(), "chi2": chi2, "ndf": ndf,
-            "chi2_ndf": chi2 / max(ndf, 1), "gen_ratio": rg.tolist(), "ref_ratio": rr.tolist()}
+    out = []
+    for name in names:
+        g0, g1 = (np.histogram(a[name][np.isfinite(a[name])], edges[name])[0].astype(np.float64) for a in (gen0, gen1))
+        rr, var_rr, r0 = reweighted_ratio(ref[name], w, edges[name])
+        ok = (r0 >= 10) & (g0 > 0) & (g1 > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):  # empty bins are left out (ok)
+            rg = (g1 / g1.sum()) / (g0 / g0.sum())
+            var = rg**2 * (1 / g1 + 1 / g0) + var_rr
+            chi2 = float(np.sum(((rg - rr) ** 2 / var)[ok]))
+        ndf = int(ok.sum())
+        out.append({"observable": name, "nuisance": fixed.record(), "chi2": chi2, "ndf": ndf,
+                    "chi2_ndf": chi2 / max(ndf, 1), "gen_ratio": rg.tolist(), "ref_ratio": rr.tolist()})
+    return out
 
 
 def plot_bands(all_bands: list[Bands], path: Path) -> Path:
