@@ -45,7 +45,8 @@ def main(argv=None) -> None:
     out = Path(args.output or run.path)
     names = list(EDGES)
     result = {"run": str(run.path), "events": args.events}
-    all_bands = bands(run, names, EDGES, args.events, args.draws)
+    cache = {}  # generated observables per setting, shared by the bands and the ratios
+    all_bands = bands(run, names, EDGES, args.events, args.draws, cache=cache)
     plot_bands(all_bands, out / "systematics.png")
     result["bands"] = {b.name: {"edges": b.edges.tolist(), "nominal": b.nominal.tolist(), "stat": b.stat.tolist(),
                                 "syst_up": b.syst_up.tolist(), "syst_down": b.syst_down.tolist()} for b in all_bands}
@@ -54,9 +55,9 @@ def main(argv=None) -> None:
         settings = [dict([a.split("=", 1)]) for a in args.at] or (
             [{n: v} for n, v in variation_ends(run.card.model.nuisance)]
             + [{n.name: n.range[1] / 2} for n in run.card.model.nuisance])
-        result["chi2"], cache = [], {}
+        result["chi2"] = []
         for values in settings:
-            values = {k: v if v == "prior" else float(v) for k, v in values.items()}
+            values = {k: v if v == "prior" else float(v) for k, v in values.items()}  # "1.0" -> 1.0: the bands' cache key
             for r in ratio_chi2s(run, reference, EDGES, values, args.events, cache=cache):
                 result["chi2"].append(r)
                 print(f"{values} {r['observable']:7s} chi2/ndf = {r['chi2']:.1f}/{r['ndf']} = {r['chi2_ndf']:.2f}", flush=True)

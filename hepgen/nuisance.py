@@ -49,8 +49,8 @@ PRIOR = "prior"  # --nuisance NAME=prior: nu drawn per event from its prior
 def check(card, model) -> None:
     """One-line :class:`CardError` for a ``model.nuisance`` list the run cannot train: names not
     unique or not identifiers, a range that is not [low, high] around 0 (one-sided, [0, high] or
-    [low, 0], allowed), a family whose loss takes
-    no per-event weights, a generator that maps samples or learns from a teacher."""
+    [low, 0], allowed), a family whose loss takes no per-event weights, a generator that maps
+    samples or learns from a teacher."""
     nus = card.model.nuisance
     if not nus:
         return

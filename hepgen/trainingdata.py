@@ -133,9 +133,10 @@ def prepare_data(card: Card, log: Callable[[str], None] = print, model=None) -> 
         info.update(source=str(card.data.source), source_events=str(len(source)))
     slopes = event_slopes(card, data)
     if slopes is not None:
-        check_weights(card.model.nuisance, slopes[split["train"]])  # before the run folder exists
+        slopes = slopes[split["train"]]
+        check_weights(card.model.nuisance, slopes)  # before the run folder exists
     return Data(x_tr.float(), c_tr.float(), x_va.float(), c_va.float(), split, coords, info,
-                w_train=w_tr, w_val=w_va, nuisance_slopes=None if slopes is None else slopes[split["train"]])
+                w_train=w_tr, w_val=w_va, nuisance_slopes=slopes)
 
 
 def event_weights(card: Card, data) -> np.ndarray | None:

@@ -79,22 +79,37 @@ def sample_at(run, values: dict, events: int, seed: int, draw: int | None = None
     return run.process.to_events(tuple(t[keep] for t in out))
 
 
+def observed_at(run, values: dict, names: list[str], events: int, seed: int, draw: int | None = None,
+                cache: dict | None = None) -> dict[str, np.ndarray]:
+    """The observables ``names`` of :func:`sample_at`'s events; with ``cache`` (a dict kept between
+    calls on the same run) each setting is generated once."""
+    key = (tuple(sorted(values.items())), tuple(names), events, seed, draw)
+    if cache is None or key not in cache:
+        found = observables.compute(sample_at(run, values, events, seed, draw), names)
+        if cache is None:
+            return found
+        cache[key] = found
+    return cache[key]
+
+
 def _density(values: np.ndarray, edges: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
     ok = np.isfinite(values)
     h = np.histogram(values[ok], edges, weights=None if w is None else w[ok])[0].astype(np.float64)
     return h / max(h.sum(), 1e-300)
 
 
-def bands(run, names: list[str], edges: dict[str, np.ndarray], events: int, draws: int = 0, seed: int = 1) -> list[Bands]:
+def bands(run, names: list[str], edges: dict[str, np.ndarray], events: int, draws: int = 0, seed: int = 1,
+          cache: dict | None = None) -> list[Bands]:
     """The :class:`Bands` of each observable in ``names`` (binning ``edges[name]``) from ``events``
-    events per setting; ``draws`` Bayesian draws for the statistical band (0: none)."""
-    def hists(sample):
-        obs = observables.compute(sample, names)
+    events per setting; ``draws`` Bayesian draws for the statistical band (0: none); ``cache``: as
+    :func:`observed_at`'s (shared with :func:`ratio_chi2s`, the nominal and the ends are made once)."""
+    def hists(values: dict, draw: int | None = None):
+        obs = observed_at(run, values, names, events, seed, draw, cache)
         return {n: _density(obs[n], edges[n]) for n in names}
 
-    nominal = hists(sample_at(run, {}, events, seed))
-    per_draw = [hists(sample_at(run, {}, events, seed, k)) for k in range(draws)]
-    shifts = [hists(sample_at(run, {name: v}, events, seed)) for name, v in variation_ends(run.card.model.nuisance)]
+    nominal = hists({})
+    per_draw = [hists({}, k) for k in range(draws)]
+    shifts = [hists({name: v}) for name, v in variation_ends(run.card.model.nuisance)]
     out = []
     for n in names:
         stat = np.std([d[n] for d in per_draw], axis=0, ddof=1) if draws > 1 else np.zeros_like(nominal[n])
@@ -138,20 +153,12 @@ def ratio_chi2s(run, reference: EventSample, edges: dict, values: dict, events: 
     noise); the reference ratio's is that of a ratio of mean weights, which it is
     (:func:`reweighted_ratio`). (Counting the reference's two histograms as independent, as an earlier
     version did, inflates that error several times for a weight that varies slowly across a bin, and
-    makes chi2 / ndf <= 2 nearly automatic.) ``cache``: a dict kept between calls on the same run and
-    observables, so the nominal sample is generated once."""
+    makes chi2 / ndf <= 2 nearly automatic.) ``cache``: as :func:`observed_at`'s, so the nominal
+    sample is generated once over calls."""
     nus = run.card.model.nuisance
     fixed = setting(nus, values)
     names = list(edges)
-    cache = {} if cache is None else cache
-
-    def generated(v: dict):
-        key = (tuple(sorted(v.items())), events, seed)
-        if key not in cache:
-            cache[key] = observables.compute(sample_at(run, v, events, seed), names)
-        return cache[key]
-
-    gen0, gen1 = generated({}), generated(values)
+    gen0, gen1 = (observed_at(run, v, names, events, seed, cache=cache) for v in ({}, values))
     ref = observables.compute(reference, names)
     slopes = torch.from_numpy(event_slopes(run.card, reference))
     nu = torch.tensor([[0.0 if v is None else v for v in fixed.values]], dtype=torch.float64).expand(len(reference), -1)
