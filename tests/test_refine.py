@@ -27,7 +27,7 @@ from hepgen.cards import card_from_dict, load_card
 from hepgen.errors import HepgenError
 from hepgen.latent import base_latents, latent_weights
 from hepgen.processes.toys import TOY_RING, sample_toy
-from hepgen.refine import refine
+from hepgen.refine import refine, refine_card
 from hepgen.runs import load_run
 from hepgen.teacher import checkpoint_hash
 from hepgen.train import train
@@ -142,6 +142,8 @@ def test_the_card_records_the_base_run_and_keeps_its_coordinates(ring):
     card = load_card(refined / "card.yaml")
     assert card.name == "ring_refined" and card.refine.base == str(base.resolve())
     assert card.refine.checkpoint == checkpoint_hash(base / "best.pt") and card.refine.events == 6000
+    # hepgen refine writes the residual refiner unless told otherwise (this run was told: REFINE)
+    assert refine_card(load_run(base)).refine.residual and not card.refine.residual
     assert card.model == load_card(base / "card.yaml").model  # the base generator's settings, unchanged
     mine, theirs = torch.load(refined / "coords.pt"), torch.load(base / "coords.pt")
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
