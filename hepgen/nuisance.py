@@ -24,10 +24,15 @@ so a resumed run stays bit-identical); validation runs at nu = 0. Generation (:f
 the frozen sampler takes K more noise columns, layout word ``"nuisance"``, after the family's own
 noise; they hold nu itself and are 0 (nominal) unless :func:`fill` sets them (``hepgen generate
 --nuisance a=0.5`` fixed, ``a=prior`` drawn per event). The exported graph takes them the same way.
+
+Categories drawn outside the network (Z+jets multiplicities) move with nu too: the mean of w(x; nu)
+over a category's training events is ``term_factors(nu) @ category_means(...)`` exactly (w multiplied
+out into 3^K terms, each a product of relu(+-nu_k) and slope products), fitted once at training.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from dataclasses import dataclass
@@ -151,6 +156,63 @@ def weight(slopes: torch.Tensor, nu: torch.Tensor) -> torch.Tensor:
     """w(x; nu) ``[N]`` for slopes ``[N, K, 2]`` and nu ``[N, K]`` (see the module docstring)."""
     s = torch.where(nu >= 0, slopes[..., 0], slopes[..., 1])
     return (1.0 + nu.abs() * s).prod(-1)
+
+
+# -- the weight expanded: category fractions at nu -------------------------------------------
+
+
+def expansion_terms(k: int) -> list[tuple[int, ...]]:
+    """The 3^K terms of w(x; nu) = prod_k (1 + relu(nu_k) s+_k + relu(-nu_k) s-_k) multiplied out: per
+    nuisance 0 (its 1), +1 (relu(nu_k) s+_k) or -1 (relu(-nu_k) s-_k); the first term is all 0 (the 1)."""
+    return list(itertools.product((0, 1, -1), repeat=k))
+
+
+def term_factors(nu: torch.Tensor) -> torch.Tensor:
+    """``[N, T]``: the nu-part of each expansion term (:func:`expansion_terms`) for nu ``[N, K]``:
+    prod over the term's nuisances of relu(+-nu_k). Exportable (Relu, Mul)."""
+    cols = []
+    for term in expansion_terms(nu.shape[-1]):
+        f = torch.ones_like(nu[:, 0])
+        for k, sign in enumerate(term):
+            if sign:
+                f = f * torch.relu(nu[:, k] if sign > 0 else -nu[:, k])
+        cols.append(f)
+    return torch.stack(cols, dim=-1)
+
+
+def category_means(slopes: np.ndarray, category: np.ndarray, n_categories: int, w: np.ndarray) -> np.ndarray:
+    """``[T, C]`` float64: per category c the w-weighted mean over its events of each expansion term's
+    slope product (prod over the term's nuisances of s+ or s-), so that the mean of w(x; nu) over
+    category c is ``term_factors(nu) @ table[:, c]`` exactly (row 0, the all-1 term, is 1). The
+    fraction of category c at nu is then f_c(0) times that mean, normalised over the categories."""
+    table = np.zeros((3 ** slopes.shape[1], n_categories))
+    norm = np.array([w[category == c].sum() for c in range(n_categories)])
+    for t, term in enumerate(expansion_terms(slopes.shape[1])):
+        prod = np.ones(len(slopes))
+        for k, sign in enumerate(term):
+            if sign:
+                prod = prod * slopes[:, k, 0 if sign > 0 else 1]
+        table[t] = [(w * prod)[category == c].sum() / norm[c] if norm[c] > 0 else float(t == 0) for c in range(n_categories)]
+    return table
+
+
+class CategoryMeans(nn.Module):
+    """The fitted :func:`category_means` table ``[3^K, C]`` (buffer ``table``, float64) of K nuisances and
+    C categories. Unfitted, and in a state saved before it existed, the table is that of no
+    nu-dependence (the 1 term only), so such runs keep their fixed fractions."""
+
+    def __init__(self, k: int, categories: int):
+        super().__init__()
+        table = torch.zeros(3 ** k, categories, dtype=torch.float64)
+        table[0] = 1.0
+        self.register_buffer("table", table)
+        self.register_load_state_dict_pre_hook(self._default)
+
+    def _default(self, module, state_dict, prefix, *args) -> None:
+        state_dict.setdefault(prefix + "table", self.table.clone())
+
+    def fit(self, slopes: np.ndarray, category: np.ndarray, w: np.ndarray) -> None:
+        self.table.copy_(torch.from_numpy(category_means(slopes, category, self.table.shape[1], w)))
 
 
 def prior_values(nus: Sequence[NuisanceConfig], u: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,8 @@ A card with ``data.source`` (a generator that maps samples, DiDi) also loads the
 and pairs rows (:func:`pair_rows`): ``x = [target | source]`` ``[N, 2F]``. :func:`balance_weights` gives the per-event
 draw weights of ``train.balance``; :func:`importance_draw` moves a power of the event weights from the loss into
 how often an event is drawn (``train.weight_power``). With ``model.nuisance`` the training events' slopes of the
-nuisance weight w(x; nu) (:func:`hepgen.nuisance.event_slopes`, from the physics events) come along.
+nuisance weight w(x; nu) (:func:`hepgen.nuisance.event_slopes`, from the physics events) come along, and coordinates
+with categories (Z+jets multiplicities) fit the categories' mean weight terms (``fit_nuisance``) for fractions at nu.
 """
 
 from __future__ import annotations
@@ -135,6 +136,9 @@ def prepare_data(card: Card, log: Callable[[str], None] = print, model=None) -> 
     if slopes is not None:
         slopes = slopes[split["train"]]
         check_weights(card.model.nuisance, slopes)  # before the run folder exists
+        fit_nuisance = getattr(coords, "fit_nuisance", None)  # categories whose fractions follow nu (Z+jets)
+        if fit_nuisance is not None:
+            fit_nuisance(train_rows, slopes)
     return Data(x_tr.float(), c_tr.float(), x_va.float(), c_va.float(), split, coords, info,
                 w_train=w_tr, w_val=w_va, nuisance_slopes=slopes)
 

@@ -258,6 +258,62 @@ def test_a_run_without_nuisances_refuses_the_option():
         setting((), ["a=0.5"])
 
 
+# -- jet-multiplicity fractions at nu ------------------------------------------------------------
+
+
+def test_the_expanded_weight_gives_each_categorys_mean_weight_at_any_nu():
+    """hepgen.nuisance.category_means / term_factors: for two nuisances with different up and down
+    slopes, term_factors(nu) @ table is, per category, the weighted mean of w(x; nu) computed event by
+    event (hepgen.nuisance.weight), at nu of either sign, mixed signs and 0."""
+    from hepgen.nuisance import category_means, term_factors
+
+    rng = np.random.default_rng(1)
+    slopes = rng.uniform(-0.5, 1.0, size=(3000, 2, 2))
+    category, w = rng.integers(0, 3, 3000), rng.uniform(0.5, 2.0, 3000)
+    table = category_means(slopes, category, 3, w)
+    nus = torch.tensor([[0.0, 0.0], [1.0, 0.0], [-0.7, 0.0], [0.4, -0.9], [-1.0, 0.6], [0.3, 0.8]], dtype=torch.float64)
+    got = term_factors(nus).numpy() @ table
+    for i, nu in enumerate(nus):
+        wn = weight(torch.from_numpy(slopes), nu.expand(len(slopes), 2)).numpy()
+        direct = [np.sum((w * wn)[category == c]) / np.sum(w[category == c]) for c in range(3)]
+        assert got[i] == pytest.approx(direct, rel=1e-12)
+
+
+def test_the_jet_multiplicity_fractions_follow_nu(zrun):
+    """The Z+jets pipeline draws n_jets at nu with the sampling fractions times each multiplicity's
+    mean weight w(x; nu) over the training events (recomputed here from the events and the split),
+    normalised: at a = 1 the 3-jet share rises. Tolerance: 5 binomial sigma of 40 000 draws; a
+    pipeline with fixed fractions misses the 3-jet share at a = 1 by about 30 sigma."""
+    run, tmp = zrun
+    pipe = pipeline(run)
+    train_rows = read_events(tmp / "ref.root").select(np.load(run.path / "split.npz")["train"])
+    slopes = event_slopes(run.card, train_rows)
+    noise = pipe.draw_noise(40000, torch.Generator().manual_seed(11))
+    shares = {}
+    for a in (0.0, 1.0):
+        wn = weight(torch.from_numpy(slopes), torch.full((len(slopes), 1), a, dtype=torch.float64)).numpy()
+        mean_w = np.array([wn[train_rows.n_jets == n].mean() for n in (1, 2, 3)])
+        expected = np.asarray(pipe.fractions) * mean_w / np.sum(np.asarray(pipe.fractions) * mean_w)
+        with torch.no_grad():
+            n_jets = pipe(setting(run.card.model.nuisance, {"a": a}).fill(noise, pipe.noise_layout))[1].numpy()
+        got = np.array([np.mean(n_jets == n) for n in (1, 2, 3)])
+        assert np.all(np.abs(got - expected) < 5 * np.sqrt(expected * (1 - expected) / len(noise))), (a, got, expected)
+        shares[a] = got
+    assert shares[1.0][2] > shares[0.0][2] + 10 * np.sqrt(shares[0.0][2] / len(noise))
+
+
+def test_a_run_saved_without_the_fraction_table_loads_with_fixed_fractions(zrun):
+    """Nuisance runs trained before the table existed: their coordinates load, and the table is that
+    of no nu-dependence (the 1 term only), so they generate as they did."""
+    run, _ = zrun
+    state = {k: v for k, v in run.coords.state_dict().items() if k != "mult_nuisance.table"}
+    coords = build_for(run.card)[0]
+    coords.load_state_dict(state)
+    assert len(state) < len(run.coords.state_dict())
+    assert coords.mult_nuisance.table[0].tolist() == [1.0, 1.0, 1.0] and not coords.mult_nuisance.table[1:].any()
+    assert run.coords.mult_nuisance.table[1:].any()  # the trained run's own table does move
+
+
 # -- export --------------------------------------------------------------------------------------
 
 

@@ -16,10 +16,11 @@ The exportable angle wrap is :func:`hepgen.kinematics.wrap_angle`.
 """
 
 from ..kinematics import wrap_angle
+from .azimuth import RelativeAzimuth, pair_gap
 from .chain import Chain, LogShift, Standardize, Transform
 from .dimuon import DimuonMass
 from .toys import ToyCoords, ToyInverse
-from .zjets import RelativeAzimuth, ZJetsCoords, ZJetsInverse, pair_gap
+from .zjets import ZJetsCoords, ZJetsInverse
 
 __all__ = [
     "Chain", "DimuonMass", "LogShift", "RelativeAzimuth", "Standardize", "ToyCoords", "ToyInverse",

@@ -10,12 +10,12 @@ then up to J = max_jets jets (pT-ordered, missing jets all zero). The learned co
     jet 1  : log(pT - pT_min), eta, wrap(phi_j1 - phi1 - pi), log m   (jets recoil against
                                                   the Z: the angle peaks at 0)
     jet j>1: log(pT - pT_min), u, wrap(phi_j - phi_j1 - pi), log m    (measured from jet 1,
-                                                  u the sheared Delta eta, see RelativeAzimuth)
+                                                  u the sheared Delta eta, see hepgen.coords.azimuth)
 
 then standardised with the mean / std fitted on the training set (float64 buffers, saved with
 the model). The condition ``c`` ``[N, K]`` is the one-hot jet multiplicity over ``n_values``.
 
-:class:`RelativeAzimuth` maps p to raw columns (dropping the global azimuth phi1, which is
+:class:`~hepgen.coords.azimuth.RelativeAzimuth` maps p to raw columns (dropping the global azimuth phi1, which is
 not learned: on output it is drawn from an explicit uniform noise column); the named steps of
 ``ZJetsCoords.chain`` then act on the raw columns:
 
@@ -74,7 +74,9 @@ from torch import nn
 
 from ..errors import InputError
 from ..fourvectors import fourvector, mass
-from ..kinematics import MUON_MASS, system_pt, wrap_angle, wrap_phi
+from ..kinematics import system_pt, wrap_angle
+from ..nuisance import CategoryMeans
+from .azimuth import RelativeAzimuth
 from .chain import Chain, LogShift, Standardize
 from .dimuon import BreitWignerMass, DimuonFrame, DimuonMass
 from .marginal import MassMarginal
@@ -84,102 +86,6 @@ MASSLESS_MARGIN = 1e-3  # relative: a decoded jet mass below mass_floor * (1 + t
 RECOIL_COLUMNS = (5, 7)  # jet 1's pT and azimuth: set by the dimuon's recoil with jet_recoil
 MASS_COLUMN = 2  # the dimuon mass (log m0) in x: a condition with mass_sampling marginal
 RECOIL_TOLERANCE = 1e-3  # relative: |pT(mu mu + jet)| above this times the jet's pT does not balance
-
-
-def pair_gap(dphi: torch.Tensor, r: torch.Tensor | float) -> torch.Tensor:
-    """Half-width in Delta eta of the Delta R < r hole at azimuthal distance ``dphi``:
-    sqrt(max(r^2 - dphi^2, 0)) (Sqrt, Relu: exportable)."""
-    return torch.sqrt(torch.relu(r * r - dphi * dphi))
-
-
-class RelativeAzimuth(nn.Module):
-    """p ``[N, 2 + J, 4]`` <-> raw columns ``[N, 5 + 4 J]`` (see module docstring).
-
-    ``forward(p) -> (raw, phi1)``; ``inverse(raw, phi1) -> p`` (muon masses fixed). Unit
-    Jacobian in the kept coordinates.
-
-    Jets after the leading one (``jets_relative`` = 1, the default) are measured
-    from the leading jet: wrap(Delta phi - ``pair_phi_offset``) with Delta phi = phi_j - phi_j1
-    (offset pi: back-to-back jets, the densest region, sit at 0 and the collinear edge at the wrap
-    edge) and the *sheared* Delta eta
-    u = sign(Delta eta) (|Delta eta| - g(Delta phi)) with g = :func:`pair_gap` at radius
-    ``pair_r`` (the card's jet_dr_min). The shear slides the two halves of the plane together
-    along eta and closes the Delta R < r hole around the leading jet: every (u, Delta phi)
-    decodes to Delta R_1j >= r, and the collinear enhancement at the edge of the hole becomes
-    a smooth ridge at u = 0 instead of a cliff the network has to learn. Its Jacobian is
-    triangular with unit diagonal (log-det 0). Delta R between two non-leading jets is not
-    protected (such events are dropped and counted at generation).
-
-    The conventions are float64 buffers (``jet_phi_offset``, ``jets_relative``, ``pair_r``,
-    ``pair_phi_offset``); a state dict without them loads as 0 each: every jet measured from
-    phi1 without offset, no shear.
-    """
-
-    def __init__(self, max_jets: int, jets_relative: bool = True, pair_r: float = 0.0,
-                 pair_phi_offset: float = math.pi):
-        super().__init__()
-        self.max_jets = max_jets
-        self.dim = 5 + 4 * max_jets
-        # jets recoil against the Z, so phi_j - phi1 peaks at +-pi (42 % of leading jets within 0.4
-        # of the wrap edge): measured from phi1 + pi, the peak sits at 0 as for muon 2
-        self.register_buffer("jet_phi_offset", torch.tensor(math.pi, dtype=torch.float64))
-        self.register_buffer("jets_relative", torch.tensor(float(jets_relative), dtype=torch.float64))
-        self.register_buffer("pair_r", torch.tensor(float(pair_r), dtype=torch.float64))
-        self.register_buffer("pair_phi_offset", torch.tensor(pair_phi_offset, dtype=torch.float64))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # a state without the convention buffers: every jet measured from phi1, no shear
-        state_dict.setdefault(prefix + "jet_phi_offset", torch.tensor(0.0, dtype=torch.float64))
-        state_dict.setdefault(prefix + "jets_relative", torch.tensor(0.0, dtype=torch.float64))
-        state_dict.setdefault(prefix + "pair_r", torch.tensor(0.0, dtype=torch.float64))
-        state_dict.setdefault(prefix + "pair_phi_offset", torch.tensor(0.0, dtype=torch.float64))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def forward(self, p: torch.Tensor, wrap=wrap_phi, relative: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``wrap``: :func:`~hepgen.kinematics.wrap_phi` for data, the exportable
-        :func:`~hepgen.kinematics.wrap_angle` inside a graph (they differ only at +pi);
-        ``relative``: the ``jets_relative`` convention as a Python bool (None: read the buffer,
-        which a graph being exported cannot)."""
-        phi1 = p[:, 0, 2]
-        cols = [p[:, 0, 0], p[:, 0, 1], p[:, 1, 0], p[:, 1, 1], wrap(p[:, 1, 2] - phi1 - math.pi)]
-        lead = p[:, 2]
-        relative = bool(self.jets_relative) if relative is None else relative
-        for j in range(self.max_jets):
-            q = p[:, 2 + j]
-            if j == 0 or not relative:
-                cols += [q[:, 0], q[:, 1], wrap(q[:, 2] - phi1 - self.jet_phi_offset.to(p.dtype)), q[:, 3]]
-            else:
-                dphi = wrap(q[:, 2] - lead[:, 2])
-                deta = q[:, 1] - lead[:, 1]
-                shifted = torch.relu(deta.abs() - pair_gap(dphi, self.pair_r.to(p.dtype)))
-                u = torch.where(deta < 0, -shifted, shifted)  # sign(deta) * shifted (0 at deta = 0 either way)
-                cols += [q[:, 0], u, wrap(dphi - self.pair_phi_offset.to(p.dtype)), q[:, 3]]
-        return torch.stack(cols, dim=-1), phi1
-
-    def inverse(self, raw: torch.Tensor, phi1: torch.Tensor) -> torch.Tensor:
-        """Branch-free (the flags are tensors), so one exported graph serves both conventions."""
-        dt = raw.dtype
-        mm = torch.full_like(phi1, MUON_MASS)
-        objs = [
-            torch.stack([raw[:, 0], raw[:, 1], phi1, mm], dim=-1),
-            torch.stack([raw[:, 2], raw[:, 3], wrap_angle(phi1 + raw[:, 4] + math.pi), mm], dim=-1),
-        ]
-        rel, r, offset = self.jets_relative.to(dt), self.pair_r.to(dt), self.jet_phi_offset.to(dt)
-        pair_offset = self.pair_phi_offset.to(dt) * rel
-        lead_eta = raw[:, 6]
-        lead_phi = wrap_angle(phi1 + raw[:, 7] + offset)
-        for j in range(self.max_jets):
-            o = 5 + 4 * j
-            if j == 0:
-                eta, phi = raw[:, o + 1], lead_phi
-            else:
-                u, dphi = raw[:, o + 1], raw[:, o + 2] + pair_offset
-                gap = pair_gap(wrap_angle(dphi), r * rel)
-                deta = u + torch.where(u < 0, -gap, gap)
-                eta = deta + rel * lead_eta
-                phi = wrap_angle(dphi + rel * lead_phi + (1 - rel) * (phi1 + offset))
-            objs.append(torch.stack([raw[:, o], eta, phi, raw[:, o + 3]], -1))
-        return torch.stack(objs, dim=1)
 
 
 def categorical_onehot(u: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
@@ -206,7 +112,7 @@ class ZJetsCoords(nn.Module):
 
     def __init__(self, n_jets: tuple[int, ...] = (1, 2, 3), jet_pt_min: float = 20.0, mass_floor: float = 1e-2,
                  jet_dr_min: float = 0.4, jets_relative: bool = True, mass_coordinate: str = "log",
-                 jet_recoil: bool = False, mass_sampling: str = "network"):
+                 jet_recoil: bool = False, mass_sampling: str = "network", nuisances: int = 0):
         super().__init__()
         self.n_values = tuple(sorted(n_jets))
         if jet_recoil and mass_sampling != "network":
@@ -232,6 +138,10 @@ class ZJetsCoords(nn.Module):
         # mass_sampling marginal: the dimuon mass is drawn from the training line shape and conditions
         # the network (hepgen.coords.marginal); its x column is filled like a missing jet's
         self.marginal = MassMarginal(len(self.n_values)) if mass_sampling == "marginal" else None
+        # model.nuisance (K of them): the mean of w(x; nu)'s expansion terms per multiplicity
+        # (hepgen.nuisance.category_means, [3^K, C]), so the multiplicity fractions follow nu; a run
+        # trained before it existed loads with the table of no nu-dependence (fixed fractions)
+        self.mult_nuisance = CategoryMeans(nuisances, len(self.n_values)) if nuisances else None
 
     @property
     def dim(self) -> int:
@@ -327,6 +237,14 @@ class ZJetsCoords(nn.Module):
             q1 = ak.to_numpy(ak.firsts(sample["Muon"].charge)).astype(np.float64)
             self.charge_frac.fill_(float(np.clip(w[q1 > 0].sum() / w.sum(), 0.0, 1.0)))
         return self
+
+    @torch.no_grad()
+    def fit_nuisance(self, sample, slopes: np.ndarray) -> None:
+        """The multiplicities' mean nuisance weight terms (``mult_nuisance``) from the training events
+        (their weights as in :meth:`fit`) and their nuisance slopes ``[N, K, 2]``."""
+        n = np.asarray(sample.n_jets)
+        category = np.searchsorted(np.asarray(self.n_values), n)
+        self.mult_nuisance.fit(slopes, category, np.asarray(sample.weight, dtype=np.float64))
 
     def _check_balance(self, p: torch.Tensor) -> None:
         """InputError unless every event's muons and jet balance in pT (within RECOIL_TOLERANCE of the

@@ -23,6 +23,11 @@ comparisons, Slice, Concat); the solver loop is unrolled.
 Bayesian draws: ``draw=k`` also draws the multiplicity fractions from their Dirichlet
 posterior (counts + 1); ``draw=None`` uses the observed fractions.
 
+Fractions at nu (``model.nuisance``): the multiplicity is drawn with the sampling fractions times
+each multiplicity's mean nuisance weight over the training events, <w(x; nu)>_n (exact: w expanded
+in its 3^K terms, :func:`hepgen.nuisance.category_means`), normalised; per-event edges from the
+noise's nu columns, inside the graph. The cut correction uses the pass rates at nu = 0.
+
 Cut-corrected fractions: the cuts (:func:`hepgen.selection`) remove more 3-jet than 1-jet
 events, which would bias the multiplicity mix of the kept events. The pipeline therefore
 measures each multiplicity's pass rate eps_k on ``generate.calibration_events`` events of its
@@ -58,6 +63,7 @@ from ..export.manifest import GraphSpec, Port
 from ..io.lhe import read_lhe
 from ..io.root import read_events
 from ..kinematics import ptetaphim_to_epxpypz
+from ..nuisance import NUISANCE, expansion_terms, term_factors
 from ..rngstate import derived_seed
 from ..simulate import training_file
 from ..simulate.reference import independent_reference
@@ -90,11 +96,17 @@ class ZJetsPipeline(nn.Module):
     ``mass`` (mass_sampling marginal) one more uniform column, the draw of the dimuon mass."""
 
     def __init__(self, sampler: FrozenSampler, inverse: nn.Module, fractions: np.ndarray, n_values, charge_frac: float,
-                 mass: MassDraw | None = None):
+                 mass: MassDraw | None = None, nuisance_table: torch.Tensor | None = None):
         super().__init__()
         self.sampler, self.inverse, self.mass = sampler.module, inverse, mass
         self.n_extra = N_EXTRA + (mass is not None)
         self.register_buffer("edges", _edges(fractions))
+        # model.nuisance: the nu columns of the sampler's noise and the multiplicities' mean weight terms
+        cols = [j for j, word in enumerate(sampler.noise_layout) if word == NUISANCE]
+        self.nu_cols = slice(cols[0], cols[-1] + 1) if cols else None  # contiguous (nuisance.conditioned): a Slice
+        self.register_buffer("sampling", torch.tensor(np.asarray(fractions), dtype=torch.float32))
+        self.register_buffer("nu_table", None if nuisance_table is None or not cols
+                             else nuisance_table.to(torch.float32).clone())
         self.register_buffer("n_values", torch.tensor(list(n_values), dtype=torch.float32))
         self.register_buffer("charge_frac", torch.tensor(float(charge_frac), dtype=torch.float32))
         self.model_noise_dim = sampler.noise_dim
@@ -113,7 +125,21 @@ class ZJetsPipeline(nn.Module):
     def set_fractions(self, fractions) -> None:
         """Sample the multiplicities with ``fractions`` (sum 1) from now on."""
         self.edges.copy_(_edges(fractions))
+        self.sampling.copy_(torch.tensor(np.asarray(fractions), dtype=torch.float32))
         self.fractions = [float(f) for f in fractions]
+
+    def edges_at(self, nu: torch.Tensor) -> torch.Tensor:
+        """``[N, K + 1]`` per-event multiplicity edges at nu ``[N, K_nu]``: the sampling fractions times
+        each multiplicity's mean nuisance weight (:func:`hepgen.nuisance.category_means`), normalised.
+        Exportable (Relu, MatMul, Div, Add; no CumSum)."""
+        p = self.sampling * (term_factors(nu) @ self.nu_table)
+        p = p / p.sum(-1, keepdim=True)
+        cols, acc = [torch.zeros_like(p[:, 0])], torch.zeros_like(p[:, 0])
+        for k in range(p.shape[1] - 1):
+            acc = acc + p[:, k]
+            cols.append(acc)
+        cols.append(torch.full_like(acc, 2.0))  # above any u < 1
+        return torch.stack(cols, dim=-1)
 
     def draw_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``[n, noise_dim]`` float32: the family's noise, then 3 (4) uniforms (see module docstring)."""
@@ -123,7 +149,8 @@ class ZJetsPipeline(nn.Module):
     def forward(self, noise: torch.Tensor):
         m = self.model_noise_dim
         z, u_mult, u_phi, u_q = noise[:, :m], noise[:, m], noise[:, m + 1], noise[:, m + 2]
-        onehot = categorical_onehot(u_mult, self.edges)
+        edges = self.edges if self.nu_table is None else self.edges_at(noise[:, self.nu_cols])
+        onehot = categorical_onehot(u_mult, edges)
         if self.mass is None:
             x = self.sampler(z, onehot)
         else:  # the mass first, then the rest of the event given it; x's mass column is the drawn one
@@ -287,7 +314,8 @@ class ZJetsProcess:
             raise InputError("process.settings.mass_sampling: marginal: the lgatr backbone needs the dimuon mass "
                              "among the learned columns (use mass_sampling: network)")
         return ZJetsCoords(cfg.n_jets, cfg.jet_pt_min, jet_dr_min=cfg.jet_dr_min, mass_coordinate=settings.mass_coordinate,
-                           jet_recoil=settings.jet_recoil, mass_sampling=settings.mass_sampling)
+                           jet_recoil=settings.jet_recoil, mass_sampling=settings.mass_sampling,
+                           nuisances=len(card.model.nuisance))
 
     # -- generation ---------------------------------------------------------------------------
     def pipeline(self, run, sampler: FrozenSampler, draw: int | None) -> ZJetsPipeline:
@@ -295,7 +323,8 @@ class ZJetsProcess:
         fractions = _dirichlet_fractions(coords.mult_counts.numpy(), card.seed, draw)
         mass = None if coords.marginal is None else MassDraw(coords.marginal.table(card.seed, draw))
         pipe = ZJetsPipeline(sampler, ZJetsInverse(coords, torch.float32), fractions, coords.n_values,
-                             float(coords.charge_frac), mass).eval()
+                             float(coords.charge_frac), mass,
+                             None if coords.mult_nuisance is None else coords.mult_nuisance.table).eval()
         if card.generate.calibration_events > 0:
             rates = pass_rates(pipe, card, card.generate.calibration_events, draw)
             pipe.set_fractions(cut_corrected_fractions(fractions, rates))
@@ -364,6 +393,12 @@ class ZJetsProcess:
             # what files generated from the export record (hepgen generate --backend onnx)
             "record": pipe.record(), "record_per_draw": [p.record() for p in draw_pipes],
         }
+        if pipe.nu_table is not None:  # model.nuisance: the fractions at nu (the graph applies them)
+            physics["fractions_at_nu"] = {
+                "formula": "sampling fraction_n(nu) = fractions_n * sum_t factor_t(nu) table[t][n], normalised over n; "
+                           "factor_t = prod over the term's nuisances k of relu(+nu_k) (+1) or relu(-nu_k) (-1)",
+                "terms": [list(t) for t in expansion_terms(len(run.card.model.nuisance))],
+                "table": pipe.nu_table.double().tolist()}
         if draw_pipes:
             physics["fraction_draw_std"] = ([float(s) for s in np.std([p.fractions for p in draw_pipes], axis=0, ddof=1)]
                                            if len(draw_pipes) > 1 else None)
