@@ -140,6 +140,10 @@ class TrainConfig:
     # loss weighted by |w| ** (1 - weight_power), the same density with less gradient noise from a
     # wide weight spread (0 = every event drawn equally, 1 = drawn in proportion to its weight)
     weight_power: float = ranged(0.0, ge=0, le=1)
+    # model.nuisance: draw each batch's events in proportion to w(x; nu) instead of weighting their loss
+    # by it (same density; a weight-90 tail event is drawn often rather than dominating a batch's
+    # gradient; hepgen.nuisance.TrainingConditions); every batch holds NUISANCE_GROUPS values of nu
+    nuisance_resample: bool = field(default=False, metadata={"omit_empty": True})
     # exponential moving average of the weights (decay per step; 0 = off): validation, best.pt and
     # generation use the average, training continues on the raw weights
     ema: float = ranged(0.0, ge=0, lt=1)

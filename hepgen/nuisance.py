@@ -57,6 +57,9 @@ def check(card, model) -> None:
     [low, 0], allowed), a family whose loss takes no per-event weights, a generator that maps
     samples or learns from a teacher."""
     nus = card.model.nuisance
+    if card.train.nuisance_resample and (not nus or card.train.weight_power > 0):
+        raise CardError("train.nuisance_resample draws events by their nuisance weight: it needs model.nuisance"
+                        + (" and train.weight_power 0 (it replaces that draw)" if nus else ""))
     if not nus:
         return
     names = [n.name for n in nus]
@@ -231,25 +234,51 @@ def prior_values(nus: Sequence[NuisanceConfig], u: torch.Tensor) -> torch.Tensor
     return torch.stack(cols, dim=-1) if cols else u[:, :0]
 
 
+NUISANCE_GROUPS = 4  # train.nuisance_resample: values of nu per batch, each with its own weighted draw
+
+
 class TrainingConditions:
     """The batches of the one training loop: ``batch(x, c, w, idx)`` -> the loss arguments ``(x, c)``
     or ``(x, c, w)``; with nuisances ``(x, [c | nu], w_file * w(x; nu))``, nu drawn from the prior.
-    ``nominal(c)`` is the validation condition ``[c | 0]``."""
+    With ``train.nuisance_resample`` the batch is instead NUISANCE_GROUPS draws of nu, each with its
+    share of the batch drawn from all training events in proportion to |w_file| w(x; nu) (with
+    replacement; ``idx`` gives only the batch size), the loss weighted by sign(w_file) alone: the same
+    density per nu, without weight-driven gradient spikes. ``nominal(c)`` is the validation
+    condition ``[c | 0]``."""
 
     def __init__(self, card, slopes: np.ndarray | None, device):
         self.nus = tuple(card.model.nuisance)
         self.slopes = None if slopes is None else torch.from_numpy(slopes).float().to(device)
         shares = [n.nominal for n in self.nus]
         self.nominal_share = torch.tensor(shares, device=device) if any(shares) else None  # None: no extra draw
+        self.resample = bool(self.nus) and card.train.nuisance_resample
+
+    def _values(self, n: int, device) -> torch.Tensor:
+        nu = prior_values(self.nus, torch.rand(n, len(self.nus), device=device))
+        if self.nominal_share is not None:  # model.nuisance[].nominal: a share of the draws at nu = 0
+            nu = torch.where(torch.rand(nu.shape, device=device) < self.nominal_share, torch.zeros_like(nu), nu)
+        return nu
 
     def batch(self, x, c, w, idx):
         if self.slopes is None:
             return (x[idx], c[idx]) if w is None else (x[idx], c[idx], w[idx])
-        nu = prior_values(self.nus, torch.rand(len(idx), len(self.nus), device=x.device))
-        if self.nominal_share is not None:  # model.nuisance[].nominal: a share of the draws at nu = 0
-            nu = torch.where(torch.rand(nu.shape, device=x.device) < self.nominal_share, torch.zeros_like(nu), nu)
+        if self.resample:
+            return self._resampled(x, c, w, len(idx))
+        nu = self._values(len(idx), x.device)
         wn = weight(self.slopes[idx], nu)
         return x[idx], torch.cat([c[idx], nu.to(c.dtype)], dim=-1), wn if w is None else w[idx] * wn
+
+    def _resampled(self, x, c, w, size: int):
+        groups = torch.tensor_split(torch.arange(size), min(NUISANCE_GROUPS, size))
+        nus = self._values(len(groups), x.device)
+        picks, rows = [], []
+        for g, nu in zip(groups, nus):
+            p = weight(self.slopes, nu.expand(len(self.slopes), -1))
+            picks.append(torch.multinomial(p if w is None else p * w.abs(), len(g), replacement=True))
+            rows.append(nu.expand(len(g), -1))
+        pick, nu = torch.cat(picks), torch.cat(rows)
+        cond = torch.cat([c[pick], nu.to(c.dtype)], dim=-1)
+        return (x[pick], cond) if w is None else (x[pick], cond, torch.sign(w[pick]))
 
     def nominal(self, c: torch.Tensor) -> torch.Tensor:
         return c if not self.nus else torch.cat([c, c.new_zeros(len(c), len(self.nus))], dim=-1)
