@@ -65,9 +65,8 @@ def variation_ends(nus) -> list[tuple[str, float]]:
     return out
 
 
-def sample_at(run, values: dict, events: int, seed: int, draw: int | None = None) -> EventSample:
-    """``events`` events of ``run`` (Bayesian ``draw``, None = weight means) with the nuisances at
-    ``values`` (name -> value or "prior"), the noise seeded by ``seed``, after the selection."""
+def _generated(run, values: dict, events: int, seed: int, draw: int | None) -> tuple[EventSample, np.ndarray]:
+    """Every one of the ``events`` noise rows' events (before the selection) and the selection's keep mask."""
     pipe = pipeline(run, draw)
     noise = pipe.draw_noise(events, torch.Generator().manual_seed(seed))
     noise = setting(run.card.model.nuisance, values).fill(noise, pipe.noise_layout, torch.Generator().manual_seed(seed + 1))
@@ -75,17 +74,25 @@ def sample_at(run, values: dict, events: int, seed: int, draw: int | None = None
         out = pipe(noise)
     out = out if isinstance(out, tuple) else (out,)
     sel = run.process.select(tuple(t.double().numpy() for t in out), run.card)
-    keep = torch.from_numpy(sel.keep)
-    return run.process.to_events(tuple(t[keep] for t in out))
+    return run.process.to_events(out), sel.keep
+
+
+def sample_at(run, values: dict, events: int, seed: int, draw: int | None = None) -> EventSample:
+    """``events`` events of ``run`` (Bayesian ``draw``, None = weight means) with the nuisances at
+    ``values`` (name -> value or "prior"), the noise seeded by ``seed``, after the selection."""
+    sample, keep = _generated(run, values, events, seed, draw)
+    return sample.select(np.flatnonzero(keep))
 
 
 def observed_at(run, values: dict, names: list[str], events: int, seed: int, draw: int | None = None,
                 cache: dict | None = None) -> dict[str, np.ndarray]:
-    """The observables ``names`` of :func:`sample_at`'s events; with ``cache`` (a dict kept between
-    calls on the same run) each setting is generated once."""
+    """The observables ``names`` ``[events]`` of :func:`sample_at`'s noise rows, one per row and NaN
+    for an event the selection drops, so two settings' arrays pair row by row (the same noise); with
+    ``cache`` (a dict kept between calls on the same run) each setting is generated once."""
     key = (tuple(sorted(values.items())), tuple(names), events, seed, draw)
     if cache is None or key not in cache:
-        found = observables.compute(sample_at(run, values, events, seed, draw), names)
+        sample, keep = _generated(run, values, events, seed, draw)
+        found = {k: np.where(keep, v, np.nan) for k, v in observables.compute(sample, names).items()}
         if cache is None:
             return found
         cache[key] = found
@@ -137,6 +144,34 @@ def reweighted_ratio(values: np.ndarray, w: np.ndarray, edges: np.ndarray) -> tu
         return r, r**2 * np.clip(rel, 0.0, None), n_b
 
 
+def paired_ratio(v1: np.ndarray, v0: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ratio, variance, counts of v0) ``[B]`` of the normalised histogram of ``v1`` over that of ``v0``,
+    two ``[N]`` arrays from the same N noise rows (NaN or outside the edges: in no bin), r_b = (A_b / T1)
+    / (C_b / T0). The variance is the delta method's over the rows, which are independent while each
+    row's two values are not: var log r_b = sum_i u_i^2 with u_i = 1[v1_i in b] / A_b - 1[v1_i in
+    range] / T1 - 1[v0_i in b] / C_b + 1[v0_i in range] / T0 (0 for v1 = v0; for unrelated v1 and v0
+    about 1 / A_b + 1 / C_b, the independent counts' Poisson error). Empty bins give NaN."""
+    def bins(v):
+        inside = np.isfinite(v) & (v >= edges[0]) & (v <= edges[-1])
+        b = np.clip(np.searchsorted(edges, np.where(inside, v, edges[0]), side="right") - 1, 0, len(edges) - 2)
+        return np.where(inside, b, -1), inside
+
+    b1, in1 = bins(np.asarray(v1, dtype=np.float64))
+    b0, in0 = bins(np.asarray(v0, dtype=np.float64))
+    t1, t0 = max(in1.sum(), 1), max(in0.sum(), 1)
+    ratio, var, counts = (np.full(len(edges) - 1, np.nan) for _ in range(3))
+    for b in range(len(edges) - 1):
+        e1, e0 = b1 == b, b0 == b
+        a, c = e1.sum(), e0.sum()
+        counts[b] = c
+        if a == 0 or c == 0:
+            continue
+        u = e1 / a - in1 / t1 - e0 / c + in0 / t0
+        ratio[b] = (a / t1) / (c / t0)
+        var[b] = ratio[b] ** 2 * float(np.sum(u * u))
+    return ratio, var, counts
+
+
 def ratio_chi2(run, reference: EventSample, name: str, edges: np.ndarray, values: dict, events: int,
                seed: int = 1) -> dict:
     """chi2 / ndf of gen(nu) / gen(0) against reference(nu) / reference(0) for observable ``name``
@@ -149,9 +184,10 @@ def ratio_chi2s(run, reference: EventSample, edges: dict, values: dict, events: 
     """:func:`ratio_chi2` for every observable of ``edges`` (name -> bin edges), from one pair of
     generated samples. Both generated histograms come from the same noise; the reference ratio is
     the reference reweighted by w(x; nu) (its own events' slopes) over itself. Errors: the generated
-    ratio's as if its two histograms were independent Poisson counts (conservative: they share the
-    noise); the reference ratio's is that of a ratio of mean weights, which it is
-    (:func:`reweighted_ratio`). (Counting the reference's two histograms as independent, as an earlier
+    ratio's over its noise rows, each row giving a pair of events (:func:`paired_ratio`: the shared
+    noise cancels; an earlier version counted the two histograms as independent, which overstated the
+    error and understated chi2); the reference ratio's is that of a ratio of mean weights, which it
+    is (:func:`reweighted_ratio`). (Counting the reference's two histograms as independent, as an earlier
     version did, inflates that error several times for a weight that varies slowly across a bin, and
     makes chi2 / ndf <= 2 nearly automatic.) ``cache``: as :func:`observed_at`'s, so the nominal
     sample is generated once over calls."""
@@ -165,13 +201,11 @@ def ratio_chi2s(run, reference: EventSample, edges: dict, values: dict, events: 
     w = weight(slopes, nu).numpy()
     out = []
     for name in names:
-        g0, g1 = (np.histogram(a[name][np.isfinite(a[name])], edges[name])[0].astype(np.float64) for a in (gen0, gen1))
+        rg, var_rg, _ = paired_ratio(gen1[name], gen0[name], edges[name])
         rr, var_rr, r0 = reweighted_ratio(ref[name], w, edges[name])
-        ok = (r0 >= 10) & (g0 > 0) & (g1 > 0)
+        ok = (r0 >= 10) & np.isfinite(rg)
         with np.errstate(divide="ignore", invalid="ignore"):  # empty bins are left out (ok)
-            rg = (g1 / g1.sum()) / (g0 / g0.sum())
-            var = rg**2 * (1 / g1 + 1 / g0) + var_rr
-            chi2 = float(np.sum(((rg - rr) ** 2 / var)[ok]))
+            chi2 = float(np.sum(((rg - rr) ** 2 / (var_rg + var_rr))[ok]))
         ndf = int(ok.sum())
         out.append({"observable": name, "nuisance": fixed.record(), "chi2": chi2, "ndf": ndf,
                     "chi2_ndf": chi2 / max(ndf, 1), "gen_ratio": rg.tolist(), "ref_ratio": rr.tolist()})
