@@ -10,7 +10,10 @@ combined; :func:`hepgen.validate.systematics.bands`) and ``DIR/systematics.json`
 needs one simulated with ``simulate.psweight: true``) it also prints, per ``--at`` setting (default:
 each nuisance at the ends of its variation and at half of its upper end) and observable
 (pT_j1, H_T, n_jets), chi2 / ndf of gen(nu) / gen(0) against the reference reweighted by w(x; nu)
-over itself (:func:`hepgen.validate.systematics.ratio_chi2`); the acceptance asks for <= 2.
+over itself (:func:`hepgen.validate.systematics.ratio_chi2`); the acceptance asks for <= 2. Next to
+it, the same chi2 / ndf of the run's own training events reweighted the same way
+(:func:`~hepgen.validate.systematics.training_floor`): what a generator that learned its training
+sample exactly would score.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hepgen.io.root import read_events  # noqa: E402
 from hepgen.outputs import atomic_output  # noqa: E402
 from hepgen.runs import load_run  # noqa: E402
-from hepgen.validate.systematics import bands, plot_bands, ratio_chi2s, variation_ends  # noqa: E402
+from hepgen.validate.systematics import bands, plot_bands, ratio_chi2s, training_floor, variation_ends  # noqa: E402
 
 EDGES = {"pt_j1": np.linspace(20, 300, 29), "HT": np.linspace(20, 500, 25), "n_jets": np.arange(0.5, 4.0, 1.0)}
 
@@ -58,9 +61,12 @@ def main(argv=None) -> None:
         result["chi2"] = []
         for values in settings:
             values = {k: v if v == "prior" else float(v) for k, v in values.items()}  # "1.0" -> 1.0: the bands' cache key
+            floor = training_floor(run, reference, EDGES, values) if "prior" not in values.values() else {}
             for r in ratio_chi2s(run, reference, EDGES, values, args.events, cache=cache):
+                r["training_floor_chi2_ndf"] = floor.get(r["observable"])
                 result["chi2"].append(r)
-                print(f"{values} {r['observable']:7s} chi2/ndf = {r['chi2']:.1f}/{r['ndf']} = {r['chi2_ndf']:.2f}", flush=True)
+                print(f"{values} {r['observable']:7s} chi2/ndf = {r['chi2']:.1f}/{r['ndf']} = {r['chi2_ndf']:.2f}"
+                      + (f"   (training events vs reference: {floor[r['observable']]:.2f})" if floor else ""), flush=True)
     with atomic_output(out / "systematics.json", force=True) as tmp:
         tmp.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out / 'systematics.png'} and {out / 'systematics.json'}")

@@ -480,3 +480,18 @@ def test_resampling_without_nuisances_is_a_card_error(tmp_path):
     card = card_from_dict({"name": "plain", "train": {"nuisance_resample": True}})
     with pytest.raises(CardError, match="needs model.nuisance"):
         build_for(card)
+
+
+def test_the_training_floor_compares_the_runs_own_training_events(zrun):
+    """hepgen.validate.systematics.training_floor: the run's training events (its split.npz) against
+    themselves score chi2 0 at any nu; against the whole file (validation and test events too) they do
+    not, and a nu of 0 gives 0 (no reweighting, both ratios 1)."""
+    from hepgen.validate.systematics import training_floor
+
+    run, tmp = zrun
+    edges = {"pt_j1": np.linspace(20, 200, 7), "n_jets": np.arange(0.5, 4.0, 1.0)}
+    everything = read_events(tmp / "ref.root")
+    train_rows = everything.select(np.load(run.path / "split.npz")["train"])
+    assert training_floor(run, train_rows, edges, {"a": 1.0}) == {"pt_j1": 0.0, "n_jets": 0.0}
+    assert training_floor(run, everything, edges, {"a": 1.0})["pt_j1"] > 0
+    assert training_floor(run, everything, edges, {"a": 0.0}) == {"pt_j1": 0.0, "n_jets": 0.0}

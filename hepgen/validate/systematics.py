@@ -212,6 +212,34 @@ def ratio_chi2s(run, reference: EventSample, edges: dict, values: dict, events: 
     return out
 
 
+def training_floor(run, reference: EventSample, edges: dict, values: dict, log=lambda _m: None) -> dict[str, float]:
+    """chi2 / ndf per observable of the run's own TRAINING events reweighted by w(x; nu) over themselves
+    against the reference's same ratio (both errors :func:`reweighted_ratio`'s; bins as in
+    :func:`ratio_chi2s`): what a generator that learned its training sample exactly would score, the
+    floor set by the training statistics. ``values``: fixed values only."""
+    nus = run.card.model.nuisance
+    fixed = setting(nus, values)
+    data = run.process.load_data(run.card, log)
+    with np.load(run.path / "split.npz") as parts:
+        train = data.select(parts["train"])
+    names = list(edges)
+    out = {}
+    ratios = []
+    for sample in (train, reference):
+        slopes = torch.from_numpy(event_slopes(run.card, sample))
+        nu = torch.tensor([[float(v) for v in fixed.values]], dtype=torch.float64).expand(len(sample), -1)
+        w = weight(slopes, nu).numpy()
+        obs = observables.compute(sample, names)
+        ratios.append({n: reweighted_ratio(obs[n], w, edges[n]) for n in names})
+    for n in names:
+        (r1, v1, c1), (r0, v0, c0) = ratios[0][n], ratios[1][n]
+        ok = (c0 >= 10) & (c1 >= 10)
+        diff2, var = ((r1 - r0) ** 2)[ok], (v1 + v0)[ok]
+        terms = np.divide(diff2, var, out=np.zeros_like(diff2), where=var > 0)  # w = 1 (nu = 0): both ratios 1, no error
+        out[n] = float(terms.sum() / max(int(ok.sum()), 1))
+    return out
+
+
 def plot_bands(all_bands: list[Bands], path: Path) -> Path:
     """One row per observable: the nominal density with the statistical, systematic and combined
     bands (top) and the bands relative to the nominal (bottom)."""
