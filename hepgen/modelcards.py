@@ -171,7 +171,9 @@ class NuisanceConfig:
     # pT_j1 example); psweight: Pythia's shower variation of the training file's PSWeight branch,
     # linear in nu on each side (nu = +1 the up, -1 the down variation)
     kind: Literal["parametric", "psweight"] = "parametric"
-    prior: Literal["uniform", "gaussian"] = "uniform"  # gaussian: N(0, 1) truncated to the range
+    # gaussian: N(0, 1) truncated to the range; ends: training draws nu from the range's ends and 0
+    # (equally), generation samples the exact mixture of those densities (docs/systematics.md)
+    prior: Literal["uniform", "gaussian", "ends"] = "uniform"
     range: tuple[float, ...] = (-1.0, 1.0)  # [low, high], low <= 0 <= high: the values training draws
     observable: str = "pt_j1"  # parametric: a named observable (hepgen.observables; toys: x1, x2)
     center: float = 15.0  # parametric, in the observable's unit (GeV)

@@ -32,7 +32,6 @@ out into 3^K terms, each a product of relu(+-nu_k) and slope products), fitted o
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from . import observables
 from .errors import CardError, InputError
 from .events import EventSample
 from .modelcards import NuisanceConfig
+from .nuisance_mixture import MixtureDraw, cond_width, encode
 
 NUISANCE = "nuisance"  # the noise-layout word of a nuisance column (it holds nu, not noise)
 PRIOR = "prior"  # --nuisance NAME=prior: nu drawn per event from its prior
@@ -71,6 +71,10 @@ def check(card, model) -> None:
         if len(n.range) != 2 or not (n.range[0] <= 0 <= n.range[1] and n.range[0] < n.range[1]):
             raise CardError(f"model.nuisance {n.name}: range {list(n.range)} must be [low, high] with low <= 0 <= high, "
                             "low < high (nu = 0 is the nominal sample)")
+    ends = [n.prior == "ends" for n in nus]
+    if any(ends) and not all(ends):
+        raise CardError("model.nuisance: prior ends is a way of generating (the exact mixture of the ends), so every "
+                        "nuisance of the card has it or none")
     if model.event_weights == "none":
         raise CardError(f"model.nuisance: model.family {card.model.family} cannot train on weighted events (its loss "
                         "has no per-event form), which a nuisance condition needs; choose another family")
@@ -161,71 +165,18 @@ def weight(slopes: torch.Tensor, nu: torch.Tensor) -> torch.Tensor:
     return (1.0 + nu.abs() * s).prod(-1)
 
 
-# -- the weight expanded: category fractions at nu -------------------------------------------
-
-
-def expansion_terms(k: int) -> list[tuple[int, ...]]:
-    """The 3^K terms of w(x; nu) = prod_k (1 + relu(nu_k) s+_k + relu(-nu_k) s-_k) multiplied out: per
-    nuisance 0 (its 1), +1 (relu(nu_k) s+_k) or -1 (relu(-nu_k) s-_k); the first term is all 0 (the 1)."""
-    return list(itertools.product((0, 1, -1), repeat=k))
-
-
-def term_factors(nu: torch.Tensor) -> torch.Tensor:
-    """``[N, T]``: the nu-part of each expansion term (:func:`expansion_terms`) for nu ``[N, K]``:
-    prod over the term's nuisances of relu(+-nu_k). Exportable (Relu, Mul)."""
-    cols = []
-    for term in expansion_terms(nu.shape[-1]):
-        f = torch.ones_like(nu[:, 0])
-        for k, sign in enumerate(term):
-            if sign:
-                f = f * torch.relu(nu[:, k] if sign > 0 else -nu[:, k])
-        cols.append(f)
-    return torch.stack(cols, dim=-1)
-
-
-def category_means(slopes: np.ndarray, category: np.ndarray, n_categories: int, w: np.ndarray) -> np.ndarray:
-    """``[T, C]`` float64: per category c the w-weighted mean over its events of each expansion term's
-    slope product (prod over the term's nuisances of s+ or s-), so that the mean of w(x; nu) over
-    category c is ``term_factors(nu) @ table[:, c]`` exactly (row 0, the all-1 term, is 1). The
-    fraction of category c at nu is then f_c(0) times that mean, normalised over the categories."""
-    table = np.zeros((3 ** slopes.shape[1], n_categories))
-    norm = np.array([w[category == c].sum() for c in range(n_categories)])
-    for t, term in enumerate(expansion_terms(slopes.shape[1])):
-        prod = np.ones(len(slopes))
-        for k, sign in enumerate(term):
-            if sign:
-                prod = prod * slopes[:, k, 0 if sign > 0 else 1]
-        table[t] = [(w * prod)[category == c].sum() / norm[c] if norm[c] > 0 else float(t == 0) for c in range(n_categories)]
-    return table
-
-
-class CategoryMeans(nn.Module):
-    """The fitted :func:`category_means` table ``[3^K, C]`` (buffer ``table``, float64) of K nuisances and
-    C categories. Unfitted, and in a state saved before it existed, the table is that of no
-    nu-dependence (the 1 term only), so such runs keep their fixed fractions."""
-
-    def __init__(self, k: int, categories: int):
-        super().__init__()
-        table = torch.zeros(3 ** k, categories, dtype=torch.float64)
-        table[0] = 1.0
-        self.register_buffer("table", table)
-        self.register_load_state_dict_pre_hook(self._default)
-
-    def _default(self, module, state_dict, prefix, *args) -> None:
-        state_dict.setdefault(prefix + "table", self.table.clone())
-
-    def fit(self, slopes: np.ndarray, category: np.ndarray, w: np.ndarray) -> None:
-        self.table.copy_(torch.from_numpy(category_means(slopes, category, self.table.shape[1], w)))
-
-
-def prior_values(nus: Sequence[NuisanceConfig], u: torch.Tensor) -> torch.Tensor:
+def prior_values(nus: Sequence[NuisanceConfig], u: torch.Tensor, training: bool = False) -> torch.Tensor:
     """nu ``[N, K]`` from uniforms u ``[N, K]`` in [0, 1): uniform on the range, or N(0, 1) truncated
-    to it (inverse CDF)."""
+    to it (inverse CDF); ``ends`` in ``training``: the distinct values of (low, 0, high) equally
+    likely, otherwise (marginalising at generation) uniform on the range."""
     cols = []
     for k, n in enumerate(nus):
         lo, hi = (torch.tensor(float(v), dtype=torch.float64) for v in n.range)
         uk = u[:, k].double()
-        if n.prior == "uniform":
+        if n.prior == "ends" and training:
+            points = torch.tensor(sorted({float(n.range[0]), 0.0, float(n.range[1])}), dtype=torch.float64)
+            v = points[(uk * len(points)).long().clamp(max=len(points) - 1)]
+        elif n.prior in ("uniform", "ends"):
             v = lo + uk * (hi - lo)
         else:
             a, b = torch.special.ndtr(lo), torch.special.ndtr(hi)
@@ -254,7 +205,7 @@ class TrainingConditions:
         self.resample = bool(self.nus) and card.train.nuisance_resample
 
     def _values(self, n: int, device) -> torch.Tensor:
-        nu = prior_values(self.nus, torch.rand(n, len(self.nus), device=device))
+        nu = prior_values(self.nus, torch.rand(n, len(self.nus), device=device), training=True)
         if self.nominal_share is not None:  # model.nuisance[].nominal: a share of the draws at nu = 0
             nu = torch.where(torch.rand(nu.shape, device=device) < self.nominal_share, torch.zeros_like(nu), nu)
         return nu
@@ -266,7 +217,7 @@ class TrainingConditions:
             return self._resampled(x, c, w, len(idx))
         nu = self._values(len(idx), x.device)
         wn = weight(self.slopes[idx], nu)
-        return x[idx], torch.cat([c[idx], nu.to(c.dtype)], dim=-1), wn if w is None else w[idx] * wn
+        return x[idx], torch.cat([c[idx], encode(self.nus, nu).to(c.dtype)], dim=-1), wn if w is None else w[idx] * wn
 
     def _resampled(self, x, c, w, size: int):
         groups = torch.tensor_split(torch.arange(size), min(NUISANCE_GROUPS, size))
@@ -277,40 +228,63 @@ class TrainingConditions:
             picks.append(torch.multinomial(p if w is None else p * w.abs(), len(g), replacement=True))
             rows.append(nu.expand(len(g), -1))
         pick, nu = torch.cat(picks), torch.cat(rows)
-        cond = torch.cat([c[pick], nu.to(c.dtype)], dim=-1)
+        cond = torch.cat([c[pick], encode(self.nus, nu).to(c.dtype)], dim=-1)
         return (x[pick], cond) if w is None else (x[pick], cond, torch.sign(w[pick]))
 
     def nominal(self, c: torch.Tensor) -> torch.Tensor:
-        return c if not self.nus else torch.cat([c, c.new_zeros(len(c), len(self.nus))], dim=-1)
+        return c if not self.nus else torch.cat([c, c.new_zeros(len(c), cond_width(self.nus))], dim=-1)
 
 
 # -- generation ------------------------------------------------------------------------------
 
 
 class NuisanceSampler(nn.Module):
-    """Exportable: ``(z [N, m + K], c [N, C]) -> sampler(z[:, :m], [c | z[:, m:]])``."""
+    """Exportable: ``(z [N, m + K], c [N, C]) -> sampler(z[:, :m], [c | z[:, m:]])``.
 
-    def __init__(self, module: nn.Module, noise_dim: int):
+    With ``table`` (prior ``ends``: :class:`MixtureDraw`) z has one more uniform column after the K
+    nu columns, and the network gets the mixture component's nu instead of nu itself."""
+
+    def __init__(self, module: nn.Module, noise_dim: int, mixture: "MixtureDraw | None" = None):
         super().__init__()
-        self.inner, self.m = module, noise_dim
+        self.inner, self.m, self.mixture = module, noise_dim, mixture
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self.inner(z[:, :self.m], torch.cat([c, z[:, self.m:]], dim=-1))
+        if self.mixture is None:
+            return self.inner(z[:, :self.m], torch.cat([c, z[:, self.m:]], dim=-1))
+        k = self.mixture.k
+        nu = self.mixture(z[:, self.m:self.m + k], z[:, self.m + k], c)
+        return self.inner(z[:, :self.m], torch.cat([c, self.mixture.encode(nu)], dim=-1))
 
 
-def conditioned(sampler, nus: Sequence[NuisanceConfig]):
+def category_table(coords) -> torch.Tensor | None:
+    """The fitted :class:`CategoryMeans` table of ``coords`` (``[3^K, C]``), or None."""
+    means = getattr(coords, "mult_nuisance", None)
+    return None if means is None else means.table
+
+
+def conditioned(sampler, nus: Sequence[NuisanceConfig], table: torch.Tensor | None = None):
     """The :class:`hepgen.pipeline.FrozenSampler` ``sampler`` with K nuisance columns after its noise
-    (nominal 0, drawn without touching the generator's stream); itself without nuisances."""
+    (nominal 0, drawn without touching the generator's stream); itself without nuisances. With prior
+    ``ends`` (and the run's :func:`category_table`) one more uniform column follows, the mixture's
+    draw (:class:`MixtureDraw`), drawn from the generator after the noise."""
     if not nus:
         return sampler
     k, inner = len(nus), sampler.draw_noise
+    mixture = None
+    if all(n.prior == "ends" for n in nus):
+        if table is None:
+            raise InputError("model.nuisance prior ends: the run has no category table of the nuisance weights "
+                             "(its process does not fit one); train it with another prior")
+        mixture = MixtureDraw(nus, table)
 
     def draw_noise(n, generator=None):
         z = inner(n, generator)
-        return torch.cat([z, z.new_zeros(n, k)], dim=-1)
+        extra = [z.new_zeros(n, k)] + ([torch.rand(n, 1, generator=generator).to(z.dtype)] if mixture is not None else [])
+        return torch.cat([z, *extra], dim=-1)
 
-    return type(sampler)(NuisanceSampler(sampler.module, sampler.noise_dim), sampler.noise_dim + k, draw_noise,
-                         list(sampler.noise_layout) + [NUISANCE] * k, sampler.family, dict(sampler.record))
+    layout = list(sampler.noise_layout) + [NUISANCE] * k + (["uniform"] if mixture is not None else [])
+    return type(sampler)(NuisanceSampler(sampler.module, sampler.noise_dim, mixture), len(layout), draw_noise,
+                         layout, sampler.family, dict(sampler.record))
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .models.ensemble import member_of
-from .nuisance import conditioned
+from .nuisance import category_table, conditioned
 from .nn.bayesian import is_bayesian, materialize
 
 
@@ -80,5 +80,6 @@ def frozen_sampler(model: nn.Module, seed: int, draw: int | None = None, solver:
 def pipeline(run, draw: int | None = None, solver: str | None = None, steps: int | None = None) -> nn.Module:
     """The exportable float32 generation module of ``run`` (a :class:`hepgen.runs.Run`) for
     Bayesian draw ``draw``; see the module docstring."""
-    sampler = conditioned(frozen_sampler(run.model, run.card.seed, draw, solver, steps), run.card.model.nuisance)
+    sampler = conditioned(frozen_sampler(run.model, run.card.seed, draw, solver, steps), run.card.model.nuisance,
+                          category_table(run.coords))
     return run.process.pipeline(run, sampler, draw).eval()

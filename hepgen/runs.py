@@ -91,7 +91,7 @@ def build_for(card: Card):
     """(coords, model) of the card's process and model family, unfitted / untrained."""
     processes.settings(card)  # the process's own keys: a typo is a card error before any work
     coords = processes.get(card.process.name).coords(card)
-    model = build_model(card.model, coords.dim, coords.cond_dim + len(card.model.nuisance))  # c = [c | nu]
+    model = build_model(card.model, coords.dim, coords.cond_dim + nuisance.cond_width(card.model.nuisance))  # c = [c | nu]
     model.check_coords(coords)
     nuisance.check(card, model)
     if model.maps_samples and not card.data.source:
@@ -107,7 +107,7 @@ def build_for(card: Card):
         raise CardError(f"card {card.name}: distill.teacher is set but model.family {model.family} "
                         f"(model.cfm.coupling {card.model.cfm.coupling}) does not train on a teacher's pairs")
     if card.model.cfm.absent == "frozen":  # a no-op for the families without frozen columns
-        model.set_active_columns(nuisance.pad_active(coords.active_columns(), len(card.model.nuisance)))
+        model.set_active_columns(nuisance.pad_active(coords.active_columns(), nuisance.cond_width(card.model.nuisance)))
     if card.refine.base:  # hepgen refine: the base run's generator behind its latent refiner (LASER)
         model = Refined(model, card.refine)
     return coords, model

@@ -145,11 +145,22 @@ def toy_ratio(tmp_path_factory):
     same 50 000 noise rows feed every a, so the difference is the learned response, not sampling
     noise; sigma treats the two histograms as independent (conservative: they are positively
     correlated). a is drawn continuously in training, so no value was 'seen'."""
-    tmp = tmp_path_factory.mktemp("toy_nuisance")
+    return _toy_ratio(tmp_path_factory.mktemp("toy_nuisance"), "uniform")
+
+
+@pytest.fixture(scope="module")
+def toy_ratio_ends(tmp_path_factory):
+    """As :func:`toy_ratio` with prior ends: training draws a from {-0.5, 0, 1} only, generation
+    samples the mixture of the three densities."""
+    return _toy_ratio(tmp_path_factory.mktemp("toy_nuisance_ends"), "ends")
+
+
+def _toy_ratio(tmp: Path, prior: str):
     card = card_from_dict({
         "name": "ramp", "seed": 3, "process": {"name": "toy_ramp"}, "simulate": {"events": 20000},
         "model": {"family": "cfm", "network": {"hidden": 96, "layers": 2}, "cfm": {"solver": "midpoint", "steps": 10},
-                  "nuisance": [{"name": "a", "observable": "x2", "center": 0.0, "scale": 1.0, "range": [-0.5, 1.0]}]},
+                  "nuisance": [{"name": "a", "observable": "x2", "center": 0.0, "scale": 1.0, "range": [-0.5, 1.0],
+                                "prior": prior}]},
         "train": {"epochs": 16, "batch_size": 512, "lr": 5e-3, "threads": 1, "validate": False, "runs_dir": str(tmp)},
     })
     run = load_run(train(card, progress=False, after=False, run_dir=tmp / "ramp"))
@@ -179,11 +190,21 @@ def test_learned_ratio_follows_the_weight_on_a_toy(toy_ratio):
     what the 16-epoch toy network leaves unlearned (its nominal gen(0) is within 0.03 of the truth
     in these bins, checked first). A generator that ignores a (ratio 1) misses by 0.2-0.3 in the
     outer bins and fails."""
-    nominal, truth0, ratio = toy_ratio
+    _check_ratio(toy_ratio, (1.0, 0.4))
+
+
+def test_the_mixture_of_the_ends_follows_the_weight_on_a_toy_at_both_edges_and_inside(toy_ratio_ends):
+    """prior ends: the same check at a = 1, 0.4, -0.5 (the lower edge the continuous prior misses) and
+    -0.2; the values inside the range come from the exact mixture of the trained densities."""
+    _check_ratio(toy_ratio_ends, (1.0, 0.4, -0.5, -0.2))
+
+
+def _check_ratio(toy, values):
+    nominal, truth0, ratio = toy
     np.testing.assert_allclose(nominal, truth0, atol=0.03)
-    for a in (1.0, 0.4):
+    for a in values:
         r, truth, sigma = ratio(a)
-        assert np.abs(truth - 1).max() > 0.1  # the test can tell a response from none
+        assert np.abs(truth - 1).max() > 0.07  # the test can tell a response from none
         assert np.all(np.abs(r - truth) <= 4 * sigma + 0.03), (a, r, truth)
 
 
@@ -265,7 +286,7 @@ def test_the_expanded_weight_gives_each_categorys_mean_weight_at_any_nu():
     """hepgen.nuisance.category_means / term_factors: for two nuisances with different up and down
     slopes, term_factors(nu) @ table is, per category, the weighted mean of w(x; nu) computed event by
     event (hepgen.nuisance.weight), at nu of either sign, mixed signs and 0."""
-    from hepgen.nuisance import category_means, term_factors
+    from hepgen.nuisance_mixture import category_means, term_factors
 
     rng = np.random.default_rng(1)
     slopes = rng.uniform(-0.5, 1.0, size=(3000, 2, 2))

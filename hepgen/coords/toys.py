@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..nuisance_mixture import CategoryMeans
 from .chain import Chain, Standardize
 
 
@@ -22,10 +23,17 @@ class ToyCoords(nn.Module):
 
     cond_dim = 0
 
-    def __init__(self, dim: int = 2):
+    def __init__(self, dim: int = 2, nuisances: int = 0):
         super().__init__()
         self.dim = dim
         self.chain = Chain(("standardize", Standardize(dim)))
+        # model.nuisance: the mean of w(x; nu)'s expansion terms over the training events (one category;
+        # hepgen.nuisance.CategoryMeans), for the mixture of prior ends
+        self.mult_nuisance = CategoryMeans(nuisances, 1) if nuisances else None
+
+    @torch.no_grad()
+    def fit_nuisance(self, data, slopes: np.ndarray) -> None:
+        self.mult_nuisance.fit(slopes, np.zeros(len(slopes), dtype=np.int64), np.ones(len(slopes)))
 
     @torch.no_grad()
     def fit(self, data: np.ndarray) -> "ToyCoords":

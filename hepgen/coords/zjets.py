@@ -75,7 +75,7 @@ from torch import nn
 from ..errors import InputError
 from ..fourvectors import fourvector, mass
 from ..kinematics import system_pt, wrap_angle
-from ..nuisance import CategoryMeans
+from ..nuisance_mixture import CategoryMeans
 from .azimuth import RelativeAzimuth
 from .chain import Chain, LogShift, Standardize
 from .dimuon import BreitWignerMass, DimuonFrame, DimuonMass

@@ -32,7 +32,7 @@ from ..modelcards import draws
 from ..models.ensemble import is_ensemble
 from ..nn.bayesian import is_bayesian
 from ..errors import ExportError
-from ..nuisance import conditioned, describe
+from ..nuisance import category_table, conditioned, describe
 from ..pipeline import frozen_sampler
 from ..runs import load_run
 from ..sources import complete, read_source
@@ -63,7 +63,8 @@ def export(run_dir: str | os.PathLike, *, output: str | os.PathLike | None = Non
         raise ExportError("--bayes-samples must be at least 1 for a Bayesian run")
     output = Path(output) if output is not None else Path("exports") / run.path.name
 
-    sampler = conditioned(frozen_sampler(run.model, card.seed, None, solver, steps), card.model.nuisance)
+    sampler = conditioned(frozen_sampler(run.model, card.seed, None, solver, steps), card.model.nuisance,
+                          category_table(run.coords))
     default = process.pipeline(run, sampler, None).eval()
     # each draw's pipeline is built once (Z+jets: it measures its own cut pass rates)
     draw_pipes = [run.pipeline(d, solver, steps) for d in range(k)]

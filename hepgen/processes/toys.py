@@ -130,7 +130,7 @@ class ToyProcess:
         return None
 
     def coords(self, card: Card) -> ToyCoords:
-        return ToyCoords(2)
+        return ToyCoords(2, nuisances=len(card.model.nuisance))
 
     def pipeline(self, run, sampler: FrozenSampler, draw: int | None) -> ToyPipeline:
         return ToyPipeline(sampler, run.coords)

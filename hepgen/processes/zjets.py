@@ -63,7 +63,8 @@ from ..export.manifest import GraphSpec, Port
 from ..io.lhe import read_lhe
 from ..io.root import read_events
 from ..kinematics import ptetaphim_to_epxpypz
-from ..nuisance import NUISANCE, expansion_terms, term_factors
+from ..nuisance import NUISANCE
+from ..nuisance_mixture import expansion_terms, term_factors
 from ..rngstate import derived_seed
 from ..simulate import training_file
 from ..simulate.reference import independent_reference
