@@ -126,7 +126,9 @@ class MixtureDraw(nn.Module):
             mask = self.subsets[s]
             nu_s = end * mask
             mean_w = (term_factors(nu_s) @ self.table * pick).sum(-1)
-            share = (t * mask + (1 - t) * (1 - mask)).prod(-1)
+            share = torch.ones_like(u)
+            for j in range(self.k):  # no ReduceProd (outside SOFIE's set)
+                share = share * (t[:, j] * mask[j] + (1 - t[:, j]) * (1 - mask[j]))
             probs.append(share * mean_w)
             values.append(nu_s)
         p = torch.stack(probs, dim=-1)

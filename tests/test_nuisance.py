@@ -516,3 +516,52 @@ def test_the_training_floor_compares_the_runs_own_training_events(zrun):
     assert training_floor(run, train_rows, edges, {"a": 1.0}) == {"pt_j1": 0.0, "n_jets": 0.0}
     assert training_floor(run, everything, edges, {"a": 1.0})["pt_j1"] > 0
     assert training_floor(run, everything, edges, {"a": 0.0}) == {"pt_j1": 0.0, "n_jets": 0.0}
+
+
+@pytest.fixture(scope="module")
+def zrun_ends(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("nuisance_ends")
+    write_events(tmp / "ref.root", zjets_like(1500, seed=3))
+    card = _zjets_card(tmp, nuisance=[{**SEED_NUISANCE, "range": [0.0, 1.0], "prior": "ends"}])
+    return load_run(train(card, progress=False, after=False, run_dir=tmp / "run")), tmp
+
+
+def test_prior_ends_picks_the_end_with_the_mixture_weight_of_each_multiplicity(zrun_ends):
+    """At a = 0.6 the network gets a = 1 (the end) for a share t m_n / ((1 - t) + t m_n) of the n-jet
+    events, t = 0.6, m_n the mean weight w(x; 1) of the n-jet training events (recomputed here from the
+    events and the split), and a = 0 otherwise; at a = 0 never. 5 binomial sigma of 30 000 events; a
+    mixture that ignored the weights (share t) misses the 3-jet share by over 10 sigma."""
+    run, tmp = zrun_ends
+    pipe = pipeline(run)
+    train_rows = read_events(tmp / "ref.root").select(np.load(run.path / "split.npz")["train"])
+    w_end = 1 + event_slopes(run.card, train_rows)[:, 0, 0]
+    mean_w = np.array([w_end[train_rows.n_jets == n].mean() for n in (1, 2, 3)])
+    seen = []
+    hook = pipe.sampler.inner.register_forward_hook(lambda _m, args, _out: seen.append(args[1].clone()))
+    noise = pipe.draw_noise(30000, torch.Generator().manual_seed(5))
+    try:
+        for a in (0.6, 0.0):
+            seen.clear()
+            with torch.no_grad():
+                pipe(setting(run.card.model.nuisance, {"a": a}).fill(noise, pipe.noise_layout))
+            cond = seen[-1].numpy()
+            assert set(np.unique(cond[:, 3:].round(6)).tolist()) <= {0.0, 1.0}  # the ends' indicators only
+            for k in range(3):
+                rows = cond[:, k] == 1
+                share = cond[rows, 3].mean()
+                expect = a * mean_w[k] / ((1 - a) + a * mean_w[k])
+                assert abs(share - expect) < 5 * np.sqrt(max(expect * (1 - expect), 1e-9) / rows.sum()), (a, k, share, expect)
+        assert abs(0.6 * mean_w[2] / (0.4 + 0.6 * mean_w[2]) - 0.6) > 10 * np.sqrt(0.24 / (cond[:, 2] == 1).sum())
+    finally:
+        hook.remove()
+
+
+def test_an_ends_run_exports_the_mixture_and_matches_torch(zrun_ends, tmp_path):
+    run, _ = zrun_ends
+    out = export(run.path, output=tmp_path / "exp", sofie=False)
+    pipe = pipeline(run)
+    assert pipe.noise_layout[-5:-3] == ["nuisance", "uniform"]  # nu, then the mixture's uniform
+    noise = pipe.draw_noise(400, torch.Generator().manual_seed(9))
+    fed = setting(run.card.model.nuisance, {"a": 0.6}).fill(noise, pipe.noise_layout).numpy()
+    got = list(OnnxSampler(out).run(fed).values())
+    assert event_diff(got, torch_outputs(pipe, {"noise": fed})).max() <= TORCH_RTOL
