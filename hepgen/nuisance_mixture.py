@@ -93,6 +93,18 @@ def encode(nus: Sequence[NuisanceConfig], nu: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.relu(nu) / hi, torch.relu(-nu) / lo], dim=-1)
 
 
+def probability_edges(p: torch.Tensor) -> torch.Tensor:
+    """``[N, K + 1]`` category edges of per-event probabilities ``p`` ``[N, K]`` (rows summing to 1): 0,
+    the running sums, then 2 (above any u < 1), for :func:`hepgen.coords.zjets.categorical_onehot`.
+    Exportable (Add; no CumSum)."""
+    cols, acc = [torch.zeros_like(p[:, 0])], torch.zeros_like(p[:, 0])
+    for k in range(p.shape[1] - 1):
+        acc = acc + p[:, k]
+        cols.append(acc)
+    cols.append(torch.full_like(acc, 2.0))
+    return torch.stack(cols, dim=-1)
+
+
 class MixtureDraw(nn.Module):
     """prior ``ends``: nu -> the nu the network gets, per event. On each side w(x; nu) is linear in nu,
     so w = (1 - t) + t w(x; nu_end) with t = nu / nu_end (nu_end the range's end on nu's side), and
@@ -116,8 +128,8 @@ class MixtureDraw(nn.Module):
         return encode(self.nus, nu)
 
     def forward(self, nu: torch.Tensor, u: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        one = torch.ones_like(self.hi)
-        t = torch.relu(nu) / torch.where(self.hi > 0, self.hi, one) + torch.relu(-nu) / torch.where(self.lo < 0, -self.lo, one)
+        sides = self.encode(nu)
+        t = sides[:, :self.k] + sides[:, self.k:]  # the fraction of the way to nu's end
         end = torch.where(nu >= 0, self.hi, self.lo)  # [N, K]
         cats = self.table.shape[1]
         pick = c[:, :cats] if cats > 1 else torch.ones_like(nu[:, :1])
@@ -133,10 +145,7 @@ class MixtureDraw(nn.Module):
             values.append(nu_s)
         p = torch.stack(probs, dim=-1)
         p = p / p.sum(-1, keepdim=True)
-        acc, edges = torch.zeros_like(u), [torch.zeros_like(u)]
-        for s in range(p.shape[1] - 1):
-            acc = acc + p[:, s]
-            edges.append(acc)
-        edges.append(torch.full_like(u, 2.0))
-        onehot = torch.stack([(u >= edges[s]).to(u.dtype) - (u >= edges[s + 1]).to(u.dtype) for s in range(p.shape[1])], -1)
+        edges = probability_edges(p)
+        onehot = torch.stack([(u >= edges[:, s]).to(u.dtype) - (u >= edges[:, s + 1]).to(u.dtype)
+                              for s in range(p.shape[1])], -1)  # categorical_onehot's (coords.zjets imports this module)
         return (onehot.unsqueeze(-1) * torch.stack(values, dim=1)).sum(1)

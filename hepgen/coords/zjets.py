@@ -139,7 +139,7 @@ class ZJetsCoords(nn.Module):
         # the network (hepgen.coords.marginal); its x column is filled like a missing jet's
         self.marginal = MassMarginal(len(self.n_values)) if mass_sampling == "marginal" else None
         # model.nuisance (K of them): the mean of w(x; nu)'s expansion terms per multiplicity
-        # (hepgen.nuisance.category_means, [3^K, C]), so the multiplicity fractions follow nu; a run
+        # (hepgen.nuisance_mixture.category_means, [3^K, C]), so the multiplicity fractions follow nu; a run
         # trained before it existed loads with the table of no nu-dependence (fixed fractions)
         self.mult_nuisance = CategoryMeans(nuisances, len(self.n_values)) if nuisances else None
 

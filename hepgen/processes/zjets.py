@@ -25,7 +25,7 @@ posterior (counts + 1); ``draw=None`` uses the observed fractions.
 
 Fractions at nu (``model.nuisance``): the multiplicity is drawn with the sampling fractions times
 each multiplicity's mean nuisance weight over the training events, <w(x; nu)>_n (exact: w expanded
-in its 3^K terms, :func:`hepgen.nuisance.category_means`), normalised; per-event edges from the
+in its 3^K terms, :func:`hepgen.nuisance_mixture.category_means`), normalised; per-event edges from the
 noise's nu columns, inside the graph. The cut correction uses the pass rates at nu = 0.
 
 Cut-corrected fractions: the cuts (:func:`hepgen.selection`) remove more 3-jet than 1-jet
@@ -64,7 +64,7 @@ from ..io.lhe import read_lhe
 from ..io.root import read_events
 from ..kinematics import ptetaphim_to_epxpypz
 from ..nuisance import NUISANCE
-from ..nuisance_mixture import expansion_terms, term_factors
+from ..nuisance_mixture import expansion_terms, probability_edges, term_factors
 from ..rngstate import derived_seed
 from ..simulate import training_file
 from ..simulate.reference import independent_reference
@@ -131,16 +131,10 @@ class ZJetsPipeline(nn.Module):
 
     def edges_at(self, nu: torch.Tensor) -> torch.Tensor:
         """``[N, K + 1]`` per-event multiplicity edges at nu ``[N, K_nu]``: the sampling fractions times
-        each multiplicity's mean nuisance weight (:func:`hepgen.nuisance.category_means`), normalised.
+        each multiplicity's mean nuisance weight (:func:`hepgen.nuisance_mixture.category_means`), normalised.
         Exportable (Relu, MatMul, Div, Add; no CumSum)."""
         p = self.sampling * (term_factors(nu) @ self.nu_table)
-        p = p / p.sum(-1, keepdim=True)
-        cols, acc = [torch.zeros_like(p[:, 0])], torch.zeros_like(p[:, 0])
-        for k in range(p.shape[1] - 1):
-            acc = acc + p[:, k]
-            cols.append(acc)
-        cols.append(torch.full_like(acc, 2.0))  # above any u < 1
-        return torch.stack(cols, dim=-1)
+        return probability_edges(p / p.sum(-1, keepdim=True))
 
     def draw_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``[n, noise_dim]`` float32: the family's noise, then 3 (4) uniforms (see module docstring)."""
