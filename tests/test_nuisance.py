@@ -565,3 +565,9 @@ def test_an_ends_run_exports_the_mixture_and_matches_torch(zrun_ends, tmp_path):
     fed = setting(run.card.model.nuisance, {"a": 0.6}).fill(noise, pipe.noise_layout).numpy()
     got = list(OnnxSampler(out).run(fed).values())
     assert event_diff(got, torch_outputs(pipe, {"noise": fed})).max() <= TORCH_RTOL
+
+
+def test_prior_ends_on_some_nuisances_only_is_a_card_error(tmp_path):
+    mixed = [{**SEED_NUISANCE, "range": [0.0, 1.0], "prior": "ends"}, {**SEED_NUISANCE, "name": "b", "range": [0.0, 1.0]}]
+    with pytest.raises(CardError, match="every nuisance of the card has it or none"):
+        build_for(_zjets_card(tmp_path, nuisance=mixed))
