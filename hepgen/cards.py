@@ -193,8 +193,8 @@ class DistillConfig:
     steps: int = ranged(0, ge=0)
     init: Literal["teacher", "scratch"] = "teacher"  # start from the teacher's weights, or from the card's init
     # the pairs' conditions: drawn from the teacher's training events ("data": its multiplicity
-    # fractions) or uniformly over the distinct conditions there ("uniform": as many 3-jet pairs
-    # as 1-jet ones); the run generates with the data's fractions either way
+    # fractions) or each one-hot class equally often ("uniform": as many 3-jet pairs as 1-jet
+    # ones, each with its own events' continuous conditions); the run generates with the data's fractions either way
     conditions: Literal["data", "uniform"] = "data"
 
 

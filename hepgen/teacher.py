@@ -11,7 +11,8 @@ train on events. :func:`teacher_data` (called by :func:`hepgen.train.train` in p
    of their own (:data:`PAIR_STREAM`, so they are not the noise the new run generates its report
    with), and conditions c ``[P, C]`` drawn with replacement from the teacher's TRAINING events
    (its ``split.npz``, encoded with its fitted coordinates), so the multiplicity fractions are the
-   data's, or (``distill.conditions: uniform``) uniformly over the distinct conditions there, so a
+   data's, or (``distill.conditions: uniform``) each one-hot condition class equally often (within
+   a class its events' own rows, so a drawn dimuon mass keeps its distribution), so a
    rare multiplicity gets as many pairs as a common one (the generated fractions stay the data's:
    they come from the fitted coordinates, not from the pairs);
 3. x_T(z, c) ``[P, D]``: the teacher's ODE integrated with ``distill.solver`` x ``distill.steps``
@@ -41,7 +42,7 @@ from tqdm import tqdm
 from .cards import Card
 from .errors import CardError, InputError
 from .runs import Run, load_run
-from .trainingdata import Data, take_rows
+from .trainingdata import Data, balance_weights, take_rows
 
 PAIR_STREAM = 29  # the teacher noise's seed stream (with the card's seed)
 BATCH = 4096  # events per teacher integration batch
@@ -86,7 +87,7 @@ def teacher_run(path: str | os.PathLike) -> Run:
 def teacher_conditions(teacher: Run, n: int, generator: torch.Generator, log: Callable[[str], None],
                        conditions: str = "data") -> torch.Tensor:
     """``[n, C]`` conditions drawn with replacement from the teacher's training events (``conditions``
-    "data"), or uniformly over the distinct condition rows among them ("uniform"); ``[n, 0]`` for
+    "data"), or each one-hot class (multiplicity) equally often ("uniform"); ``[n, 0]`` for
     a process without conditions: nothing is read."""
     if teacher.coords.cond_dim == 0:
         return torch.zeros(n, 0)
@@ -97,10 +98,13 @@ def teacher_conditions(teacher: Run, n: int, generator: torch.Generator, log: Ca
     with np.load(split) as parts:
         rows = take_rows(data)(parts["train"])
     _, c = teacher.coords.encode(rows, torch.Generator().manual_seed(teacher.card.seed))
-    if conditions == "uniform":
-        c = torch.unique(c, dim=0)
-        log(f"pair conditions: uniform over the {len(c)} distinct conditions of the teacher's training events")
-    return c.float()[torch.randint(len(c), (n,), generator=generator)]
+    classes = int(((c == 0) | (c == 1)).all(0).sum())
+    if conditions != "uniform" or classes == 0:
+        return c.float()[torch.randint(len(c), (n,), generator=generator)]
+    # each one-hot class (multiplicity) equally often; within a class the events' own rows, so a
+    # continuous condition (the drawn dimuon mass) keeps its distribution in each class
+    log(f"pair conditions: uniform over the {classes} one-hot condition classes of the teacher's training events")
+    return c.float()[torch.multinomial(balance_weights(c, 1.0).double(), n, replacement=True, generator=generator)]
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ from hepgen.export.runtime import OnnxSampler
 from hepgen.io.root import read_events, write_events
 from hepgen.pipeline import pipeline
 from hepgen.runs import load_run
-from hepgen.teacher import teacher_pairs, teacher_run
+from hepgen.teacher import teacher_conditions, teacher_pairs, teacher_run
 from hepgen.train import train
 from tests.toolchain import needs_cpp, sofie_outputs
 from tests.zjets_like import zjets_like
@@ -76,6 +76,30 @@ def test_uniform_pair_conditions_give_every_multiplicity_a_third(runs):
     got = c.double().mean(0).numpy()
     assert np.all(np.abs(got - 1 / 3) <= 5 * np.sqrt(2 / 9 / n)), got
     assert torch.equal(c.sum(-1), torch.ones(n))
+
+
+def test_uniform_pair_conditions_keep_a_drawn_mass_condition_per_multiplicity(runs, tmp_path):
+    """With mass_sampling marginal the condition is the one-hot multiplicity plus the event's dimuon
+    mass, so nearly every training event's condition is distinct: uniform must still mean a third per
+    multiplicity (not uniform over the distinct rows, which is the data's fractions again), and each
+    multiplicity's mass column must keep that multiplicity's distribution (mean within 5 sigma)."""
+    tmp, _, _ = runs
+    card = card_from_dict({
+        "name": "zjm", "seed": 2, "data": {"path": str(tmp / "ref.root"), "split": [0.8, 0.1, 0.1]},
+        "process": {"settings": {"mass_sampling": "marginal"}},
+        "model": {"family": "cfm", "network": {"hidden": 16, "layers": 1}, "cfm": {"solver": "rk4", "steps": 3}},
+        "train": {"epochs": 1, "batch_size": 256, "threads": 1, "validate": False, "runs_dir": str(tmp_path)},
+    })
+    t = teacher_run(train(card, progress=False, after=False, run_dir=tmp_path / "teacher"))
+    n = 6000
+    c = teacher_conditions(t, n, torch.Generator().manual_seed(5), lambda _: None, "uniform").double()
+    assert c.shape[1] == 4
+    frac = c[:, :3].mean(0).numpy()
+    assert np.all(np.abs(frac - 1 / 3) <= 5 * np.sqrt(2 / 9 / n)), frac
+    data = teacher_conditions(t, 200_000, torch.Generator().manual_seed(6), lambda _: None, "data").double()
+    for k in range(3):
+        want, got = data[data[:, k] == 1, 3], c[c[:, k] == 1, 3]
+        assert abs(got.mean() - want.mean()) <= 5 * want.std() / np.sqrt(len(got)), (k, got.mean(), want.mean())
 
 
 @pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
