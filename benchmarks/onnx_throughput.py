@@ -16,7 +16,9 @@ CPU second of one thread (robust against other load on a shared machine):
   steps (same noise), i.e. what fewer steps / a cheaper solver cost in precision;
 - with ``--reference FILE`` (an independent sample, another seed, >= 100 000 events) and a trained
   ``--run``: the classifier AUC per jet multiplicity of ``--auc-events`` events generated with
-  the configuration (``hepgen validate``), so every speed carries its precision;
+  the configuration, so every speed carries its precision: the report's (``hepgen validate``, the
+  card's observable set with pT_mumu and pt_all) and the two-sample test of
+  benchmarks/zjets_floor.py (its default features, the precision study's measure);
 
 and once, Pythia 8 + FastJet through ``hepgen.simulate`` with cards/zjets.yaml (selected events
 per CPU second, one process), with the reference settings (MPI off) and with MPI on.
@@ -143,9 +145,13 @@ def _ort_cpp_rate(exe: Path, out: Path, tmp: Path, events: int, batch: int) -> f
     return float(re.search(r"([0-9.]+) events per CPU second", run.stdout).group(1))
 
 
-def _auc(run, solver: str, steps: int, reference: Path, events: int, tmp: Path) -> dict[str, float]:
-    """Classifier AUC per jet multiplicity of ``events`` generated with (solver, steps) vs ``reference``."""
+def _auc(run, solver: str, steps: int, reference: Path, events: int, tmp: Path) -> tuple[dict, dict]:
+    """Classifier AUCs per jet multiplicity of ``events`` generated with (solver, steps) vs ``reference``:
+    (the report's, ``hepgen validate`` with the card's observable set, pT_mumu and pt_all included;
+    the two-sample test of benchmarks/zjets_floor.py, its default features, mean of 3 trainings)."""
     from hepgen.generate import generate
+    from hepgen.io.root import read_events
+    from hepgen.validate.classifier import two_sample_test
     from hepgen.validate.report import validate
 
     gen = tmp / "auc.root"
@@ -153,8 +159,9 @@ def _auc(run, solver: str, steps: int, reference: Path, events: int, tmp: Path) 
     report = validate(gen, reference=reference, output=tmp / "auc", force=True, card=run.card,
                       progress=False)
     per = json.loads((report / "metrics.json").read_text())["classifier"]["per_multiplicity"]
+    two = two_sample_test(read_events(reference), read_events(gen), runs=3).per_multiplicity
     gen.unlink()
-    return {k: v["auc"] for k, v in sorted(per.items())}
+    return {k: v["auc"] for k, v in sorted(per.items())}, {str(k): float(r.auc) for k, r in sorted(two.items())}
 
 
 def _simulation_rate(events: int, tmp: Path, mpi: bool = False) -> float | None:
@@ -211,7 +218,7 @@ def main() -> None:
             noise_t = pipe.draw_noise(args.events, torch.Generator().manual_seed(7))
             sampler = OnnxSampler(out, threads=1)
             med, q99 = _solver_error(run, solver, steps) if solver else (None, None)
-            auc = _auc(run, solver, steps, args.reference, args.auc_events, tmp) if args.reference and args.run else {}
+            auc, auc2 = _auc(run, solver, steps, args.reference, args.auc_events, tmp) if args.reference and args.run else ({}, {})
             for batch in batches:
                 n = min(args.events, max(batch * 200, 2000))  # batch 1: fewer events, as many calls
                 with torch.no_grad():
@@ -223,7 +230,7 @@ def main() -> None:
                     skipped["SOFIE"] = why
                 rows.append({"network": net, "solver": solver, "steps": steps, "batch": batch, "torch": r_torch,
                              "ort": r_ort, "ort_cpp": r_cpp, "sofie": r_sofie, "err_median": med, "err_q99": q99,
-                             "auc": auc})
+                             "auc": auc, "auc_two_sample": auc2})
                 print(f"done {net} {solver}/{steps} batch {batch}", file=sys.stderr, flush=True)
         sim = {"MPI off": _simulation_rate(args.sim_events, tmp), "MPI on": _simulation_rate(args.sim_events, tmp, True)}
 
@@ -231,18 +238,19 @@ def main() -> None:
         return "n/a" if v is None else format(v, fmt)
 
     print("events per CPU second, 1 thread; solver error vs RK4 x 64 (median / 99% of events); "
-          "AUC per multiplicity vs the reference")
+          "AUC per multiplicity vs the reference (the report's features; the two-sample test of zjets_floor.py)")
     print("| network | solver × steps | batch | torch | ORT | ORT C++ | SOFIE C++ | ORT / Pythia (MPI off) | "
-          "err median / 99% | AUC 1 / 2 / 3 jets |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|---|")
+          "err median / 99% | AUC 1 / 2 / 3 jets (report) | AUC 1 / 2 / 3 jets (two-sample) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|---|---|")
     ref = sim["MPI off"]
     for r in rows:
         auc = " / ".join(f"{v:.3f}" for v in r["auc"].values()) or "n/a"
+        auc2 = " / ".join(f"{v:.3f}" for v in r["auc_two_sample"].values()) or "n/a"
         config = f"{r['solver']} × {r['steps']}" if r["solver"] else "one pass"
         err = f"{r['err_median']:.1e} / {r['err_q99']:.1e}" if r["solver"] else "n/a"
         print(f"| {r['network']} | {config} | {r['batch']} | {num(r['torch'])} | {num(r['ort'])} | "
               f"{num(r['ort_cpp'])} | {num(r['sofie'])} | {num(ref and r['ort'] / ref, '.1f')}× | "
-              f"{err} | {auc} |")
+              f"{err} | {auc} | {auc2} |")
     for what, why in skipped.items():
         print(f"{what} skipped: {why}")
     for setting, rate in sim.items():

@@ -40,6 +40,7 @@ from tqdm import tqdm
 from .cards import Card
 from .errors import CardError, InputError
 from .events import EventSample
+from . import latent_weight
 from .models.laser import check_base
 from .pipeline import frozen_sampler
 from .runs import Run, load_run
@@ -138,14 +139,31 @@ def refine_data(card: Card, log: Callable[[str], None] = print, progress: bool |
     n_val = min(int(round(n * val_frac / (train_frac + val_frac))), n - 2)
     n_train = n - n_val
     wt = torch.from_numpy(w / w[:n_train].mean()).float()
+    z, c = z.float(), c.float()
+    info = {}
+    if spec.latents:  # refine.latents: fresh latents weighted by a regression of these weights
+        z_fit, c_fit, w_fit = z[:n_train], c[:n_train], wt[:n_train]
+        k = max(1, n_train // 10)  # the regression stops early on a tenth of the training part
+        model_w, r2 = latent_weight.fit(z_fit[k:], c_fit[k:], w_fit[k:], z_fit[:k], c_fit[:k], w_fit[:k], card.seed, log)
+        with torch.no_grad():
+            pred, cv, wv = model_w(z[n_train:], c[n_train:]), c[n_train:], wt[n_train:]
+        r2 = latent_weight.r_squared(pred, wv)
+        classes = [k for k in range(cv.shape[1]) if ((cv[:, k] == 0) | (cv[:, k] == 1)).all() and cv[:, k].sum() > 1]
+        per = ", ".join(f"{latent_weight.r_squared(pred[cv[:, k] == 1], wv[cv[:, k] == 1]):.3f}" for k in classes)
+        log(f"latent weight regression on the validation latents: R^2 {r2:.3f}" + (f" (per condition class {per})"
+            if per else "") + f"; {spec.latents} fresh latents")
+        zf, cf, wf = latent_weight.fresh_rows(model_w, c_fit, spec.latents, card.seed)
+        z, c, wt = torch.cat([zf, z[n_train:]]), torch.cat([cf, c[n_train:]]), torch.cat([wf / wf.mean(), wt[n_train:]])
+        n_train = spec.latents
+        info = {"latent_weight_r2": f"{r2:.4f}", "fresh_latents": str(spec.latents)}
     split = {}
     with np.load(base.path / "split.npz") as parts:
         split = {k: parts[k] for k in parts.files}
     info = {**base.data_info, "refined_from": str(base.path), "base_checkpoint": found, "latent_events": str(n),
-            "dctr_auc": f"{score:.5f}", "dctr_effective_sample_size": f"{ess:.1f}"}
+            "dctr_auc": f"{score:.5f}", "dctr_effective_sample_size": f"{ess:.1f}", **info}
     start = None
     if model is not None:
         model.base.load_state_dict(base.model.state_dict())
         start = {k: v.clone() for k, v in model.state_dict().items()}
-    return Data(z[:n_train].float(), c[:n_train].float(), z[n_train:].float(), c[n_train:].float(), split,
+    return Data(z[:n_train], c[:n_train], z[n_train:], c[n_train:], split,
                 base.coords, info, start=start, w_train=wt[:n_train], w_val=wt[n_train:])
