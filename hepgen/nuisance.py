@@ -193,12 +193,14 @@ class TrainingConditions:
     or ``(x, c, w)``; with nuisances ``(x, [c | nu], w_file * w(x; nu))``, nu drawn from the prior.
     With ``train.nuisance_resample`` the batch is instead NUISANCE_GROUPS draws of nu, each with its
     share of the batch drawn from all training events in proportion to |w_file| w(x; nu) (with
-    replacement; ``idx`` gives only the batch size), the loss weighted by sign(w_file) alone: the same
-    density per nu, without weight-driven gradient spikes. ``nominal(c)`` is the validation
+    replacement; ``idx`` gives only the batch size), times ``draw`` (``train.balance``'s weights, a
+    function of the condition alone, so each condition's density is unchanged), the loss weighted by
+    sign(w_file) alone: the same density per nu, without weight-driven gradient spikes. ``nominal(c)`` is the validation
     condition ``[c | 0]``."""
 
-    def __init__(self, card, slopes: np.ndarray | None, device):
+    def __init__(self, card, slopes: np.ndarray | None, device, draw: torch.Tensor | None = None):
         self.nus = tuple(card.model.nuisance)
+        self.draw = None if draw is None else draw.to(device)  # train.balance's per-event draw weights (resample)
         self.slopes = None if slopes is None else torch.from_numpy(slopes).float().to(device)
         shares = [n.nominal for n in self.nus]
         self.nominal_share = torch.tensor(shares, device=device) if any(shares) else None  # None: no extra draw
@@ -225,7 +227,8 @@ class TrainingConditions:
         picks, rows = [], []
         for g, nu in zip(groups, nus):
             p = weight(self.slopes, nu.expand(len(self.slopes), -1))
-            picks.append(torch.multinomial(p if w is None else p * w.abs(), len(g), replacement=True))
+            p = p if w is None else p * w.abs()
+            picks.append(torch.multinomial(p if self.draw is None else p * self.draw, len(g), replacement=True))
             rows.append(nu.expand(len(g), -1))
         pick, nu = torch.cat(picks), torch.cat(rows)
         cond = torch.cat([c[pick], encode(self.nus, nu).to(c.dtype)], dim=-1)

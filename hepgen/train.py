@@ -164,7 +164,7 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
         start_epoch = card.train.epochs if ckpt.stopped_early else ckpt.epoch + 1
     xtr, ctr, xva, cva = (t.to(device) for t in (data.x_train, data.c_train, data.x_val, data.c_val))
     wtr, wva = [None if w is None else w.to(device) for w in (w_loss, data.w_val)]
-    conditions = TrainingConditions(card, data.nuisance_slopes, device)  # model.nuisance: c = [c | nu]
+    conditions = TrainingConditions(card, data.nuisance_slopes, device, draw_weights)  # model.nuisance: c = [c | nu]
     disc = discflow_for(card, xtr, ctr, wtr, ckpt.discriminator if resume is not None else None)  # DiscFlow or None
     kl_weight = card.model.bayes.kl_scale / n_train
     show = progress if progress is not None else (os.isatty(2) and dist.main)

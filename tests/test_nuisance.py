@@ -469,12 +469,14 @@ def test_a_nominal_share_of_the_training_draws_sits_at_nu_0(tmp_path):
     assert torch.allclose(c_plain[:, -1:], expect)
 
 
-def test_resampled_batches_draw_each_event_with_its_weight_at_the_rows_nu(tmp_path):
+@pytest.mark.parametrize("balance", [None, (1.0, 3.0, 1.0, 0.5, 2.0)])
+def test_resampled_batches_draw_each_event_with_its_weight_at_the_rows_nu(tmp_path, balance):
     """train.nuisance_resample: every row of a batch is a training event drawn with probability
-    w_file_i w_i(nu) / sum_j w_file_j w_j(nu) at the nu of its row (NUISANCE_GROUPS values per batch),
-    and the loss weight is sign(w_file). Tested on five events with very different slopes and file
-    weights: per event, the mean over 4000 batches of 1[row is the event] - p_i(row's nu) is 0 within
-    5 sigma (a uniform draw, or one that ignores the file weights, misses by > 20 sigma)."""
+    b_i w_file_i w_i(nu) / sum_j b_j w_file_j w_j(nu) at the nu of its row (NUISANCE_GROUPS values per
+    batch; b: train.balance's draw weights, 1 without), and the loss weight is sign(w_file). Tested on
+    five events with very different slopes and file weights: per event, the mean over 4000 batches of
+    1[row is the event] - p_i(row's nu) is 0 within 5 sigma (a uniform draw, or one that ignores the
+    file weights or the balance weights, misses by > 20 sigma)."""
     from hepgen.nuisance import NUISANCE_GROUPS, TrainingConditions
 
     card = _zjets_card(tmp_path, nuisance=[{**SEED_NUISANCE, "range": [0.0, 1.0]}])
@@ -483,7 +485,8 @@ def test_resampled_batches_draw_each_event_with_its_weight_at_the_rows_nu(tmp_pa
     slopes = np.array([0.0, 0.5, 2.0, 8.0, 0.1])[:, None, None].repeat(2, axis=2)
     w_file = torch.tensor([1.0, 2.0, 0.5, 1.0, -3.0])
     x, c = torch.arange(5.0)[:, None], torch.zeros(5, 2)
-    conditions = TrainingConditions(card, slopes, "cpu")
+    b = np.ones(5) if balance is None else np.array(balance)
+    conditions = TrainingConditions(card, slopes, "cpu", None if balance is None else torch.tensor(balance))
     torch.manual_seed(3)
     dev, var = np.zeros(5), np.zeros(5)
     for _ in range(4000):
@@ -492,7 +495,7 @@ def test_resampled_batches_draw_each_event_with_its_weight_at_the_rows_nu(tmp_pa
         pick = xb[:, 0].long().numpy()
         assert torch.equal(wb, torch.sign(w_file[pick]))
         nu = cb[:, -1:].double().numpy()
-        p = np.abs(w_file.double().numpy()) * (1 + nu * slopes[:, 0, 0])
+        p = b * np.abs(w_file.double().numpy()) * (1 + nu * slopes[:, 0, 0])
         p /= p.sum(1, keepdims=True)
         dev += (pick[:, None] == np.arange(5)).sum(0) - p.sum(0)
         var += (p * (1 - p)).sum(0)
