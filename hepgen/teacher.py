@@ -99,6 +99,9 @@ def teacher_conditions(teacher: Run, n: int, generator: torch.Generator, log: Ca
         rows = take_rows(data)(parts["train"])
     _, c = teacher.coords.encode(rows, torch.Generator().manual_seed(teacher.card.seed))
     classes = int(((c == 0) | (c == 1)).all(0).sum())
+    if conditions == "uniform" and classes == 0:
+        log("pair conditions: distill.conditions uniform, but the teacher's conditions have no one-hot class; "
+            "drawn from its training events")
     if conditions != "uniform" or classes == 0:
         return c.float()[torch.randint(len(c), (n,), generator=generator)]
     # each one-hot class (multiplicity) equally often; within a class the events' own rows, so a
