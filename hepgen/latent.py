@@ -45,7 +45,7 @@ from .models.laser import check_base
 from .pipeline import frozen_sampler
 from .runs import Run, load_run
 from .teacher import verified_hash
-from .trainingdata import Data, take_rows
+from .trainingdata import Data, onehot_columns, take_rows
 from .validate.reweight import dctr_weights, dctr_weights_array
 
 LATENT_STREAM = 41  # the latent noise's seed stream (with the card's seed)
@@ -144,12 +144,12 @@ def refine_data(card: Card, log: Callable[[str], None] = print, progress: bool |
     if spec.latents:  # refine.latents: fresh latents weighted by a regression of these weights
         z_fit, c_fit, w_fit = z[:n_train], c[:n_train], wt[:n_train]
         k = max(1, n_train // 10)  # the regression stops early on a tenth of the training part
-        model_w, r2 = latent_weight.fit(z_fit[k:], c_fit[k:], w_fit[k:], z_fit[:k], c_fit[:k], w_fit[:k], card.seed, log)
+        model_w, _ = latent_weight.fit(z_fit[k:], c_fit[k:], w_fit[k:], z_fit[:k], c_fit[:k], w_fit[:k], card.seed, log)
         with torch.no_grad():
             pred, cv, wv = model_w(z[n_train:], c[n_train:]), c[n_train:], wt[n_train:]
         r2 = latent_weight.r_squared(pred, wv)
-        classes = [k for k in range(cv.shape[1]) if ((cv[:, k] == 0) | (cv[:, k] == 1)).all() and cv[:, k].sum() > 1]
-        per = ", ".join(f"{latent_weight.r_squared(pred[cv[:, k] == 1], wv[cv[:, k] == 1]):.3f}" for k in classes)
+        classes = [j for j in torch.nonzero(onehot_columns(cv)).flatten().tolist() if cv[:, j].sum() > 1]
+        per = ", ".join(f"{latent_weight.r_squared(pred[cv[:, j] == 1], wv[cv[:, j] == 1]):.3f}" for j in classes)
         log(f"latent weight regression on the validation latents: R^2 {r2:.3f}" + (f" (per condition class {per})"
             if per else "") + f"; {spec.latents} fresh latents")
         zf, cf, wf = latent_weight.fresh_rows(model_w, c_fit, spec.latents, card.seed)

@@ -42,7 +42,7 @@ from tqdm import tqdm
 from .cards import Card
 from .errors import CardError, InputError
 from .runs import Run, load_run
-from .trainingdata import Data, balance_weights, take_rows
+from .trainingdata import Data, balance_weights, onehot_columns, take_rows
 
 PAIR_STREAM = 29  # the teacher noise's seed stream (with the card's seed)
 BATCH = 4096  # events per teacher integration batch
@@ -98,7 +98,7 @@ def teacher_conditions(teacher: Run, n: int, generator: torch.Generator, log: Ca
     with np.load(split) as parts:
         rows = take_rows(data)(parts["train"])
     _, c = teacher.coords.encode(rows, torch.Generator().manual_seed(teacher.card.seed))
-    classes = int(((c == 0) | (c == 1)).all(0).sum())
+    classes = int(onehot_columns(c).sum())
     if conditions == "uniform" and classes == 0:
         log("pair conditions: distill.conditions uniform, but the teacher's conditions have no one-hot class; "
             "drawn from its training events")

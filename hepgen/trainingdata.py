@@ -248,6 +248,12 @@ def data_info(card: Card, data) -> dict[str, str]:
     return info
 
 
+def onehot_columns(c: torch.Tensor) -> torch.Tensor:
+    """``[C]`` bool: the columns of conditions ``c`` ``[N, C]`` that hold only 0 and 1 (the one-hot
+    classes, e.g. the jet multiplicity); a continuous condition (a drawn mass) is not a class."""
+    return ((c == 0) | (c == 1)).all(0)
+
+
 def balance_weights(c: torch.Tensor, balance: float) -> torch.Tensor | None:
     """Per-event draw weights f_k ** -balance for one-hot conditions ``c`` ``[N, K]`` (f_k: the
     fraction of condition k), or None for plain shuffling (balance 0 or no one-hot condition).
@@ -255,7 +261,7 @@ def balance_weights(c: torch.Tensor, balance: float) -> torch.Tensor | None:
     visited changes (the generated fractions come from the counts, not from the model)."""
     if balance <= 0 or c.shape[-1] == 0:
         return None
-    c = c[:, ((c == 0) | (c == 1)).all(0)]  # the one-hot columns; a continuous condition (a drawn mass) is not a class
+    c = c[:, onehot_columns(c)]
     frac = c.double().mean(0)
     per_class = torch.where(frac > 0, frac.clamp_min(1e-12) ** -balance, torch.zeros_like(frac))
     return (c.double() @ per_class).float()
