@@ -134,7 +134,8 @@ class TrainConfig:
     patience: int = ranged(0, ge=0)  # early stopping on validation loss; 0 = off
     grad_clip: float = ranged(0.0, ge=0)  # 0 = off
     # draw training events with weight f_c ** -balance (f_c: the fraction of their condition, e.g. the
-    # jet multiplicity): 0 = plain shuffling, 0.5 = rare multiplicities sqrt-boosted, 1 = equal shares
+    # jet multiplicity; with data.weights: file, its share of the summed |weight|): 0 = plain shuffling,
+    # 0.5 = rare multiplicities sqrt-boosted, 1 = equal shares
     balance: float = ranged(0.0, ge=0, le=1)
     # with per-event weights (data.weights: file): events are drawn with |w| ** weight_power and their
     # loss weighted by |w| ** (1 - weight_power), the same density with less gradient noise from a

@@ -43,7 +43,7 @@ from .outputs import atomic_output
 from .rngstate import rng_state, set_rng_state
 from .runlog import HeldLog, RunLog, new_run_dir, plot_history, write_data_info, write_history, write_text
 from .runs import Checkpoint, build_for
-from .trainingdata import balance_weights, importance_draw, source_card, write_split
+from .trainingdata import draw_and_loss_weights, source_card, write_split
 from .trainrows import discflow_for, training_rows
 
 Log = Callable[[str], None]
@@ -100,8 +100,8 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     _, model = build_for(card)
     source_card(card)  # a didi card's data.source_card must make data.source
     early = HeldLog(dist.main)
-    data = training_rows(card, early, progress, model)
-    draw_weights, w_loss = importance_draw(balance_weights(data.c_train, card.train.balance), data.w_train, card.train.weight_power)
+    data = training_rows(card, early, progress, model, report=bool(after))
+    draw_weights, w_loss = draw_and_loss_weights(data, card.train)
 
     # run folder (rank 0 decides)
     if dist.main:

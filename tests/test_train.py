@@ -198,6 +198,26 @@ def test_balance_draws_rare_multiplicities_more_often():
     assert torch.equal(balance_weights(torch.cat([c, mass], -1), 0.5), balance_weights(c, 0.5))
 
 
+def test_weighted_balance_sets_each_class_share_of_the_loss():
+    """With event weights the fractions are the classes' shares of sum |w| (F_k), so the expected loss
+    share of class k, sum_k draw * |w|, is F_k^(1-a) / sum_j F_j^(1-a): at a = 1 equal shares. A
+    biased sample: the third class holds 30 % of the rows but 5 % of the weight (exact sums, 1e-6;
+    the row fractions instead give it 5 % of the loss at a = 1, not 1/3)."""
+    from hepgen.trainingdata import balance_weights
+
+    rows = np.array([0.55, 0.15, 0.30])
+    k = np.repeat([0, 1, 2], (rows * 10000).astype(int))
+    rng = np.random.default_rng(3)
+    size = np.array([1.0, 0.8, 0.1])[k] * rng.uniform(0.5, 1.5, len(k))
+    w = torch.from_numpy(size * np.where(rng.uniform(size=len(k)) < 0.1, -1.0, 1.0))  # some negative weights
+    c = torch.nn.functional.one_hot(torch.from_numpy(k), 3).double()
+    big = np.bincount(k, weights=size) / size.sum()
+    for a in (0.3, 1.0):
+        share = np.bincount(k, weights=balance_weights(c, a, w).double().numpy() * size)
+        expect = big ** (1 - a) / (big ** (1 - a)).sum()
+        assert np.allclose(share / share.sum(), expect, rtol=1e-6, atol=1e-9), (a, share / share.sum(), expect)
+
+
 def test_resume_with_balanced_draws_is_bit_identical(tmp_path):
     card = card_from_dict({
         "name": "tiny", "seed": 5, "process": {"name": "zjets"},

@@ -194,3 +194,24 @@ def test_cli_validate_uses_an_existing_reference_and_never_simulates(made, no_si
     assert "hepgen simulate CARD -n 150 --seed 1000001" in err and not (tmp / "absent.root").exists()
     m = json.loads((absent / "validation" / "metrics.json").read_text())
     assert m["inputs"]["reference"] == "held-out split" and m["inputs"]["n_reference"] == 200 and "heldout" not in m
+
+
+def test_training_refuses_a_mismatched_reference_before_it_trains(made, no_simulation, tmp_path):
+    """hepgen train with another seed (--set seed=2) asks for a reference simulated with seed 1000002;
+    the file there has 1000001. The report would refuse it after the last epoch: the training
+    refuses it first, before the run folder exists. Without the report (train.validate off, or no
+    after step) nothing is checked and the run trains."""
+    from hepgen.train import train
+    from hepgen.workflow import finish_run
+
+    tmp, card, path, _ = made
+    training_like(tmp, path)
+    runs = tmp_path / "runs"
+    card = dataclasses.replace(card, seed=2, model=dataclasses.replace(card.model, network=dataclasses.replace(
+        card.model.network, hidden=16, layers=1)), train=dataclasses.replace(
+        card.train, epochs=1, batch_size=512, runs_dir=str(runs), threads=1))
+    with pytest.raises(InputError, match=r"simulated with seed 1000001, the card asks for seed 1000002"):
+        train(card, progress=False, after=finish_run)
+    assert not runs.exists()
+    quiet = dataclasses.replace(card, train=dataclasses.replace(card.train, validate=False))
+    assert (train(quiet, progress=False, after=finish_run) / "generated.root").is_file()
