@@ -210,7 +210,8 @@ def test_training_refuses_a_mismatched_reference_before_it_trains(made, no_simul
     card = dataclasses.replace(card, seed=2, model=dataclasses.replace(card.model, network=dataclasses.replace(
         card.model.network, hidden=16, layers=1)), train=dataclasses.replace(
         card.train, epochs=1, batch_size=512, runs_dir=str(runs), threads=1))
-    with pytest.raises(InputError, match=r"simulated with seed 1000001, the card asks for seed 1000002"):
+    with pytest.raises(InputError, match=r"simulated with seed 1000001, the card asks for seed 1000002.*"
+                                         r"or validate.reference_seed: 1000001 to use it as it is$"):
         train(card, progress=False, after=finish_run)
     assert not runs.exists()
     quiet = dataclasses.replace(card, train=dataclasses.replace(card.train, validate=False))

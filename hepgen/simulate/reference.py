@@ -127,8 +127,10 @@ def independent_reference(card: Card, log: Callable[[str], None] = print, *, sim
         if "events" in info and info["events"] != str(events):
             problems.insert(0, f"{info['events']} events, the card asks for validate.reference_events = {events}")
         if problems:
+            reusable = problems[0].startswith("simulated with seed") and info["seed"] != str(card.seed)
+            reuse = f", or validate.reference_seed: {info['seed']} to use it as it is" if reusable else ""
             raise InputError(f"validate.reference {path}: {'; '.join(problems)}; delete it to simulate it "
-                             "again, or set validate.reference to another file")
+                             f"again, or set validate.reference to another file{reuse}")
         log(f"validation reference: {path} ({events} events, seed {seed})")
         return path
     command = f"hepgen simulate CARD -n {events} --seed {seed} -o {path}"
