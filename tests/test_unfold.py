@@ -258,3 +258,28 @@ def test_export_takes_the_reco_event_and_sofie_matches_onnx_runtime(trained, tmp
     assert event_diff(list(ort.values()), torch_outputs(run.pipeline(), {"reco": x})).max() <= TORCH_RTOL
     sofie = sofie_outputs(out, x, tmp_path, (5, 4))
     assert event_diff([sofie[0]], [ort["momenta"]]).max() <= 1e-5
+
+
+def test_the_held_out_split_is_the_truth_at_the_particle_level(trained, tmp_path):
+    """The report's second check, the run's held-out split, holds the truth of the unfolded events:
+    the particle level of the held-out paired events (as an independent paired reference is read),
+    not their reco level. Read at reco level it put the 600k-pair run's m_mumu at chi2/ndf 27 and
+    its 1 / 2 / 3-jet fractions at 0.767 / 0.197 / 0.036 against the truth's 0.733 / 0.216 / 0.050."""
+    import shutil
+
+    from hepgen.validate.inputs import read_run
+
+    run, test_file, base = trained
+    folder = tmp_path / "run"
+    shutil.copytree(run.path, folder)
+    sample = read_events(test_file)
+    write_events(folder / "generated.root", level(sample.select(sample.scalars["pass_gen"]), GEN_NAMES))
+    inputs = read_run(folder)
+    paired = read_events(base / "paired.root")
+    paired = paired.select(paired.scalars["pass_gen"] & paired.scalars["pass_reco"])
+    split = np.load(folder / "split.npz")
+    for got, rows in ((inputs.reference, split["test"]), (inputs.training, split["train"])):
+        truth, reco = paired.select(rows)["GenMuon"].pt, paired.select(rows)["Muon"].pt
+        assert len(got) == len(rows) and ak.all(ak.num(got["Jet"].pt) == ak.num(paired.select(rows)["GenJet"].pt))
+        np.testing.assert_array_equal(ak.to_numpy(ak.flatten(got["Muon"].pt)), ak.to_numpy(ak.flatten(truth)))
+        assert not np.array_equal(ak.to_numpy(ak.flatten(got["Muon"].pt)), ak.to_numpy(ak.flatten(reco)))

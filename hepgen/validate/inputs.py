@@ -194,10 +194,11 @@ def read_run(folder: str | Path, log=lambda msg: None) -> RunInputs:
             try:
                 split = np.load(split_file)
                 data = process.load_data(card, log)  # as the training loop selects it
+                # as a reference file is read (validation_sample_of): unfolding's paired rows at their particle level
                 if reference is None and "test" in split:
-                    reference = data.select(split["test"])
+                    reference = validation_sample_of(process, data.select(split["test"]), str(split_file), log)
                 if "train" in split:
-                    training = data.select(split["train"])
+                    training = validation_sample_of(process, data.select(split["train"]), str(split_file), log)
             except (OSError, ValueError, KeyError, IndexError) as err:
                 raise InputError(f"{split_file}: cannot select the held-out split ({type(err).__name__}: {err})") from None
     return RunInputs(generated, reference, training, card)
