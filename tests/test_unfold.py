@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from hepgen.train import train
 from hepgen import observables
 from hepgen.unfold.report import calibration_report
 from hepgen.validate import calibration
+from hepgen.validate.inputs import read_run
 
 from hepgen.coords.unfold import GEN_NAMES, MultiplicityPosterior, UnfoldCoords, level
 from hepgen.errors import InputError
@@ -265,10 +267,6 @@ def test_the_held_out_split_is_the_truth_at_the_particle_level(trained, tmp_path
     the particle level of the held-out paired events (as an independent paired reference is read),
     not their reco level. Read at reco level it put the 600k-pair run's m_mumu at chi2/ndf 27 and
     its 1 / 2 / 3-jet fractions at 0.767 / 0.197 / 0.036 against the truth's 0.733 / 0.216 / 0.050."""
-    import shutil
-
-    from hepgen.validate.inputs import read_run
-
     run, test_file, base = trained
     folder = tmp_path / "run"
     shutil.copytree(run.path, folder)

@@ -214,5 +214,10 @@ def test_training_refuses_a_mismatched_reference_before_it_trains(made, no_simul
                                          r"or validate.reference_seed: 1000001 to use it as it is$"):
         train(card, progress=False, after=finish_run)
     assert not runs.exists()
+    # refused for more than its seed (here also its selection): no reference_seed hint
+    with pytest.raises(InputError, match="asks for seed 1000002.*another selection") as err:
+        fresh = dataclasses.replace(card, data=dataclasses.replace(card.data, path=str(tmp_path / "absent.root")))
+        R.independent_reference(with_process(fresh, jet_pt_min=25.0), lambda msg: None)
+    assert "reference_seed: 1000001" not in str(err.value)
     quiet = dataclasses.replace(card, train=dataclasses.replace(card.train, validate=False))
     assert (train(quiet, progress=False, after=finish_run) / "generated.root").is_file()

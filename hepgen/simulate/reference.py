@@ -122,12 +122,14 @@ def independent_reference(card: Card, log: Callable[[str], None] = print, *, sim
     if path.exists():
         info = _provenance(path)
         problems = _setting_mismatches(info, card, simulation)
-        if "seed" in info and info["seed"] != str(seed):
+        other_seed = "seed" in info and info["seed"] != str(seed)
+        if other_seed:
             problems.insert(0, f"simulated with seed {info['seed']}, the card asks for seed {seed}")
         if "events" in info and info["events"] != str(events):
             problems.insert(0, f"{info['events']} events, the card asks for validate.reference_events = {events}")
         if problems:
-            reusable = problems[0].startswith("simulated with seed") and info["seed"] != str(card.seed)
+            # refused for its seed alone (e.g. --set seed=2): that seed can be asked for, unless it is the card's
+            reusable = other_seed and len(problems) == 1 and info["seed"] != str(card.seed)
             reuse = f", or validate.reference_seed: {info['seed']} to use it as it is" if reusable else ""
             raise InputError(f"validate.reference {path}: {'; '.join(problems)}; delete it to simulate it "
                              f"again, or set validate.reference to another file{reuse}")
