@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .optim import adam
+
 FRESH_STREAM = 43  # the fresh latents' seed stream (with the card's seed)
 HIDDEN, LAYERS = 128, 3
 EPOCHS, BATCH, LR = 100, 1024, 1e-3
@@ -64,7 +66,7 @@ def fit(z: torch.Tensor, c: torch.Tensor, w: torch.Tensor, z_val: torch.Tensor, 
     best epoch on the validation rows (see the module docstring)."""
     torch.manual_seed(seed)
     model = LatentWeight(z.shape[1], c.shape[1])
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    opt = adam(model.parameters(), lr=LR)
     gen = torch.Generator().manual_seed(seed)
     best, best_state, stale = float("inf"), None, 0
     for epoch in range(EPOCHS):

@@ -1,6 +1,8 @@
 """Optimiser, learning-rate schedule and weight average of the training loop.
 
-:func:`make_optimizer`: Adam or AdamW (``train.optimizer``, ``lr``, ``weight_decay``).
+:func:`make_optimizer`: Adam or AdamW (``train.optimizer``, ``lr``, ``weight_decay``); :func:`adam` builds
+it, and every other Adam in hepgen (the classifier, the latent-weight regression), with the fused
+update where the parameters' device has one.
 :func:`make_scheduler`: one-cycle, cosine or constant (``train.schedule``), stepped per batch
 over ``total_steps``. :class:`WeightAverage`: the exponential moving average of ``train.ema``.
 """
@@ -16,8 +18,23 @@ from .cards import Card
 
 
 def make_optimizer(model: nn.Module, card: Card) -> torch.optim.Optimizer:
-    cls = torch.optim.AdamW if card.train.optimizer == "adamw" else torch.optim.Adam
-    return cls(model.parameters(), lr=card.train.lr, weight_decay=card.train.weight_decay)
+    return adam(model.parameters(), decoupled=card.train.optimizer == "adamw", lr=card.train.lr,
+                weight_decay=card.train.weight_decay)
+
+
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def adam(params, *, decoupled: bool = False, **options) -> torch.optim.Optimizer:
+    """Adam (AdamW with ``decoupled``) over ``params``, fused when every parameter is a floating-point
+    tensor on a CPU or CUDA device: one kernel for all tensors instead of a loop over them. On the
+    Z+jets card (30 tensors, 576k parameters) that is 0.3 ms a step instead of 1.3 ms, about 11 % of
+    a training step (docs/training.md "Timed again, and where the time goes"); the result agrees
+    with the loop to rounding."""
+    params = list(params)
+    fused = bool(params) and all(p.device.type in FUSED_DEVICES and p.is_floating_point() for p in params)
+    cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+    return cls(params, fused=fused or None, **options)
 
 
 def make_scheduler(opt: torch.optim.Optimizer, card: Card, total_steps: int):

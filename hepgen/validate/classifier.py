@@ -30,6 +30,7 @@ import numpy as np
 from .. import kinematics as kin
 from .. import observables
 from ..events import EventSample
+from ..optim import adam
 from .histograms import effective_size
 
 MIN_EVENTS = 50  # per class and multiplicity; fewer -> the multiplicity is not tested
@@ -193,7 +194,7 @@ def _fit_inner(torch, x, y, w, x_val, seed, epochs, hidden, layers, batch):
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     net = _mlp(x.shape[1], hidden, layers).double()
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3, weight_decay=1e-5)
+    opt = adam(net.parameters(), lr=2e-3, weight_decay=1e-5)
     steps = epochs * max(1, int(np.ceil(len(x) / batch)))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
     xt, yt, wt = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(w)
