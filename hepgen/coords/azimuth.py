@@ -68,8 +68,14 @@ class RelativeAzimuth(nn.Module):
         which a graph being exported cannot)."""
         phi1 = p[:, 0, 2]
         cols = [p[:, 0, 0], p[:, 0, 1], p[:, 1, 0], p[:, 1, 1], wrap(p[:, 1, 2] - phi1 - math.pi)]
-        lead = p[:, 2]
         relative = bool(self.jets_relative) if relative is None else relative
+        return torch.stack(cols + self.jet_columns(p, phi1, wrap, relative), dim=-1), phi1
+
+    def jet_columns(self, p: torch.Tensor, phi1: torch.Tensor, wrap, relative: bool) -> list[torch.Tensor]:
+        """The 4 raw columns of each jet slot: the leading jet's azimuth measured from ``phi1`` +
+        ``jet_phi_offset``, the others' from the leading jet's (``relative``, with the shear) or
+        like the leading one's."""
+        cols, lead = [], p[:, 2]
         for j in range(self.max_jets):
             q = p[:, 2 + j]
             if j == 0 or not relative:
@@ -80,20 +86,28 @@ class RelativeAzimuth(nn.Module):
                 shifted = torch.relu(deta.abs() - pair_gap(dphi, self.pair_r.to(p.dtype)))
                 u = torch.where(deta < 0, -shifted, shifted)  # sign(deta) * shifted (0 at deta = 0 either way)
                 cols += [q[:, 0], u, wrap(dphi - self.pair_phi_offset.to(p.dtype)), q[:, 3]]
-        return torch.stack(cols, dim=-1), phi1
+        return cols
 
-    def inverse(self, raw: torch.Tensor, phi1: torch.Tensor) -> torch.Tensor:
-        """Branch-free (the flags are tensors), so one exported graph serves both conventions."""
+    def inverse(self, raw: torch.Tensor, phi1: torch.Tensor, n_jets: torch.Tensor | None = None) -> torch.Tensor:
+        """Branch-free (the flags are tensors), so one exported graph serves both conventions;
+        ``n_jets`` is not needed (every frame's inverse takes it)."""
         dt = raw.dtype
         mm = torch.full_like(phi1, MUON_MASS)
         objs = [
             torch.stack([raw[:, 0], raw[:, 1], phi1, mm], dim=-1),
             torch.stack([raw[:, 2], raw[:, 3], wrap_angle(phi1 + raw[:, 4] + math.pi), mm], dim=-1),
         ]
+        lead_phi = wrap_angle(phi1 + raw[:, 7] + self.jet_phi_offset.to(dt))
+        return torch.stack(objs + self.jets_from(raw, lead_phi, phi1), dim=1)
+
+    def jets_from(self, raw: torch.Tensor, lead_phi: torch.Tensor, phi1: torch.Tensor) -> list[torch.Tensor]:
+        """The jet slots ``[N, 4]`` (pT, eta, phi, m) of raw columns, the leading jet at azimuth
+        ``lead_phi``; the inverse of :meth:`jet_columns`. Branch-free in the conventions."""
+        dt = raw.dtype
         rel, r, offset = self.jets_relative.to(dt), self.pair_r.to(dt), self.jet_phi_offset.to(dt)
         pair_offset = self.pair_phi_offset.to(dt) * rel
         lead_eta = raw[:, 6]
-        lead_phi = wrap_angle(phi1 + raw[:, 7] + offset)
+        jets = []
         for j in range(self.max_jets):
             o = 5 + 4 * j
             if j == 0:
@@ -104,5 +118,5 @@ class RelativeAzimuth(nn.Module):
                 deta = u + torch.where(u < 0, -gap, gap)
                 eta = deta + rel * lead_eta
                 phi = wrap_angle(dphi + rel * lead_phi + (1 - rel) * (phi1 + offset))
-            objs.append(torch.stack([raw[:, o], eta, phi, raw[:, o + 3]], -1))
-        return torch.stack(objs, dim=1)
+            jets.append(torch.stack([raw[:, o], eta, phi, raw[:, o + 3]], -1))
+        return jets

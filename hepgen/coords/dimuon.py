@@ -130,7 +130,8 @@ class DimuonFrame(nn.Module):
         cols = [ptz, rap, mz, acos, phistar, jet[:, 0], jet[:, 1], wrap(jet[:, 2] - phiz - math.pi), jet[:, 3]]
         return torch.stack(cols, dim=-1), phiz
 
-    def inverse(self, raw: torch.Tensor, phiz: torch.Tensor) -> torch.Tensor:
+    def inverse(self, raw: torch.Tensor, phiz: torch.Tensor, n_jets: torch.Tensor | None = None) -> torch.Tensor:
+        """``n_jets`` is not needed (one jet, the recoil; every frame's inverse takes it)."""
         ptz, rap, mz = raw[:, 0], raw[:, 1], raw[:, 2]
         mt = torch.sqrt(mz * mz + ptz * ptz)
         z = torch.stack([mt * cosh_exportable(rap), ptz * torch.cos(phiz), ptz * torch.sin(phiz), mt * sinh_exportable(rap)], -1)

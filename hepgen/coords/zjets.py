@@ -48,6 +48,13 @@ The inverse used at generation (:class:`ZJetsInverse`) runs in the dtype of its 
 for export) with elementary ops only (Exp, Log, Add/Mul/Div, Slice, Concat, Where, compare):
 it is exported inside the ONNX generator, so C++ gets physical four-momenta.
 
+With ``process.settings.frame: imbalance`` the raw columns are those of
+:class:`~hepgen.coords.imbalance.ImbalanceFrame`: the event's pT imbalance (along and across jet 1)
+is learned in place of the leading muon's pT and jet 1's azimuth, the dimuon system (rapidity,
+mass, decay angles) in place of the muons, and the dimuon's pT is the imbalance minus the present
+jets' (so the inverse takes the multiplicity). The global azimuth is jet 1's; there is no
+``"dimuon"`` step (the mass is a raw column, as with ``jet_recoil``).
+
 Missing jets (events with fewer than max_jets jets) get independent N(0, 1) values in their
 standardised columns at training time (:meth:`ZJetsCoords.encode`), so every family learns a
 proper density in all D dimensions; the columns are ignored on output.
@@ -79,6 +86,7 @@ from ..nuisance_mixture import CategoryMeans
 from .azimuth import RelativeAzimuth
 from .chain import Chain, LogShift, Standardize
 from .dimuon import BreitWignerMass, DimuonFrame, DimuonMass
+from .imbalance import ImbalanceFrame
 from .marginal import MassMarginal
 
 TWO_PI = 2 * math.pi
@@ -97,6 +105,21 @@ def categorical_onehot(u: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     return torch.stack([ge[k] - ge[k + 1] for k in range(len(ge) - 1)], dim=-1)
 
 
+FRAMES = ("muon", "imbalance")  # process.settings.frame (jet_recoil sets its own, "recoil")
+
+
+def make_frame(frame: str, max_jets: int, jets_relative: bool = True, pair_r: float = 0.0) -> nn.Module:
+    """The physics <-> raw-column frame: ``muon`` (:class:`RelativeAzimuth`), ``imbalance``
+    (:class:`~hepgen.coords.imbalance.ImbalanceFrame`) or ``recoil`` (:class:`DimuonFrame`)."""
+    if frame == "recoil":
+        return DimuonFrame()
+    if frame == "imbalance":
+        return ImbalanceFrame(max_jets, pair_r)
+    if frame != "muon":
+        raise InputError(f"process.settings.frame: {frame!r} is not one of {', '.join(FRAMES)}")
+    return RelativeAzimuth(max_jets, jets_relative, pair_r)
+
+
 class ZJetsCoords(nn.Module):
     """Fitted coordinates of Z -> mu mu + jets; all fitted numbers are (float64) buffers.
 
@@ -112,9 +135,12 @@ class ZJetsCoords(nn.Module):
 
     def __init__(self, n_jets: tuple[int, ...] = (1, 2, 3), jet_pt_min: float = 20.0, mass_floor: float = 1e-2,
                  jet_dr_min: float = 0.4, jets_relative: bool = True, mass_coordinate: str = "log",
-                 jet_recoil: bool = False, mass_sampling: str = "network", nuisances: int = 0):
+                 jet_recoil: bool = False, mass_sampling: str = "network", nuisances: int = 0, frame: str = "muon"):
         super().__init__()
         self.n_values = tuple(sorted(n_jets))
+        if jet_recoil and frame != "muon":
+            raise InputError("process.settings.jet_recoil sets the frame of leading-order events; leave "
+                             "process.settings.frame: muon")
         if jet_recoil and mass_sampling != "network":
             raise InputError("process.settings.mass_sampling: marginal draws the dimuon mass of showered events; "
                              "with jet_recoil the network learns the dimuon system (leave mass_sampling: network)")
@@ -122,16 +148,20 @@ class ZJetsCoords(nn.Module):
             raise InputError(f"process.settings.jet_recoil: the jet is the dimuon's recoil only in events with exactly "
                              f"one jet (process.n_jets: [1]); this card has n_jets {list(self.n_values)}")
         self.jet_recoil = bool(jet_recoil)
+        self.frame = "recoil" if jet_recoil else frame  # a Python attribute set from the card, like jet_recoil
         self.max_jets = max(self.n_values)
         self.jet_pt_min, self.mass_floor = float(jet_pt_min), float(mass_floor)
-        self.azimuth = DimuonFrame() if jet_recoil else RelativeAzimuth(self.max_jets, jets_relative, jet_dr_min)
+        self.azimuth = make_frame(self.frame, self.max_jets, jets_relative, jet_dr_min)
         d = self.azimuth.dim
-        cols, shifts = [0, 2], [self.jet_pt_min if jet_recoil else 0.0, 0.0]  # the dimuon's pT is the parton's
+        if self.frame == "imbalance":  # column 0 is the signed imbalance: only the mass is logged
+            cols, shifts = [2], [0.0]
+        else:  # the muon's pT and the dimuon mass (m0 after the "dimuon" step); with jet_recoil the dimuon's
+            cols, shifts = [0, 2], [self.jet_pt_min if jet_recoil else 0.0, 0.0]  # pT, the parton's
         for j in range(self.max_jets):
             cols += [5 + 4 * j, 8 + 4 * j]
             shifts += [self.jet_pt_min, 0.0]
         lineshape = [("lineshape", BreitWignerMass(2))] if mass_coordinate == "breit_wigner" else []
-        dimuon = [] if jet_recoil else [("dimuon", DimuonMass())]
+        dimuon = [("dimuon", DimuonMass())] if self.frame == "muon" else []  # the others learn the mass itself
         self.chain = Chain(*dimuon, ("log", LogShift(d, cols, shifts)), *lineshape, ("standardize", Standardize(d)))
         self.register_buffer("mult_counts", torch.zeros(len(self.n_values), dtype=torch.float64))
         self.register_buffer("charge_frac", torch.tensor(0.5, dtype=torch.float64))
@@ -297,9 +327,10 @@ class ZJetsCoords(nn.Module):
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
         return torch.where(valid, x, noise), c
 
-    def inverse(self, x: torch.Tensor, phi_noise: torch.Tensor) -> torch.Tensor:
-        """x ``[N, D]``, uniform ``phi_noise`` ``[N]`` in [0, 1) -> p ``[N, 2 + J, 4]`` (all jets)."""
-        return ZJetsInverse(self, x.dtype)(x, phi_noise)
+    def inverse(self, x: torch.Tensor, phi_noise: torch.Tensor, n_jets: torch.Tensor | None = None) -> torch.Tensor:
+        """x ``[N, D]``, uniform ``phi_noise`` ``[N]`` in [0, 1) -> p ``[N, 2 + J, 4]`` (all jets);
+        ``n_jets`` ``[N]``: needed by the imbalance frame only."""
+        return ZJetsInverse(self, x.dtype)(x, phi_noise, n_jets)
 
     # -- physics inside a network or a loss ------------------------------------------------------
     def momenta(self, x: torch.Tensor) -> torch.Tensor:
@@ -310,6 +341,9 @@ class ZJetsCoords(nn.Module):
         if self.marginal is not None:
             raise InputError("process.settings.mass_sampling: marginal: the dimuon mass is a condition, not in x; "
                              "four-momenta from x alone (the lgatr backbone, an MMD on m_mumu) need mass_sampling: network")
+        if self.frame == "imbalance":
+            raise InputError("process.settings.frame: imbalance decodes the muons from the present jets, which x alone "
+                             "does not say; four-momenta from x (the lgatr backbone, an MMD on m_mumu) need frame: muon")
         p = self.inverse(x, torch.full_like(x[:, 0], 0.5))
         return fourvector(p[..., 0], p[..., 1], p[..., 2], p[..., 3])
 
@@ -341,11 +375,9 @@ class ZJetsInverse(nn.Module):
             self.lineshape = BreitWignerMass(2)
             self.lineshape.load_state_dict(coords.chain.step("lineshape").state_dict())
             self.lineshape.to(dtype)
-        self.jet_recoil = coords.jet_recoil
-        if self.jet_recoil:
-            self.azimuth = DimuonFrame()
-        else:
-            self.azimuth = RelativeAzimuth(coords.max_jets)
+        self.dimuon_step = "dimuon" in coords.chain.names
+        self.azimuth = make_frame(coords.frame, coords.max_jets)
+        if coords.frame != "recoil":
             for name in ("jet_phi_offset", "jets_relative", "pair_r", "pair_phi_offset"):
                 setattr(self.azimuth, name, getattr(coords.azimuth, name).to(dtype).clone())
         # jet masses at the floor stand for massless jets (the encoder lifted them there): a decoded
@@ -355,14 +387,15 @@ class ZJetsInverse(nn.Module):
         keep_above[8::4] = coords.mass_floor * (1.0 + MASSLESS_MARGIN)
         self.register_buffer("keep_above", keep_above)
 
-    def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, u: torch.Tensor, n_jets: torch.Tensor | None = None) -> torch.Tensor:
+        """``n_jets`` ``[N]``: the multiplicity (the imbalance frame decodes the muons from the present jets)."""
         dt = x.dtype
         y = x * self.std.to(dt) + self.mean.to(dt)
         if self.lineshape is not None:
             y = self.lineshape.inverse(y)
         y = torch.where(self.mask, torch.exp(y) + self.shift.to(dt), y)
         y = torch.where(y > self.keep_above.to(dt), y, torch.zeros_like(y))
-        if not self.jet_recoil:
+        if self.dimuon_step:
             y = DimuonMass().inverse(y)
         phi1 = u * TWO_PI - math.pi
-        return self.azimuth.inverse(y, phi1)
+        return self.azimuth.inverse(y, phi1, n_jets)

@@ -152,9 +152,10 @@ class ZJetsPipeline(nn.Module):
             s = self.mass(noise[:, m + 3], onehot).unsqueeze(-1)
             x = self.sampler(z, torch.cat([onehot, s], dim=-1))
             x = torch.cat([x[:, :MASS_COLUMN], s, x[:, MASS_COLUMN + 1:]], dim=-1)
-        p = self.inverse(x, u_phi)
+        n_jets = (onehot * self.n_values).sum(-1)
+        p = self.inverse(x, u_phi, n_jets)
         q1 = torch.where(u_q < self.charge_frac, torch.ones_like(u_q), -torch.ones_like(u_q))
-        return assemble(p, (onehot * self.n_values).sum(-1), q1)
+        return assemble(p, n_jets, q1)
 
 
 def assemble(p: torch.Tensor, n_jets: torch.Tensor, q1: torch.Tensor):
@@ -247,6 +248,10 @@ class ZJetsSettings:
     # network: the generator learns the dimuon-mass column; marginal: the mass is drawn from the training
     # sample's line shape per jet multiplicity and conditions the network (hepgen.coords.marginal)
     mass_sampling: Literal["network", "marginal"] = "network"
+    # muon: the muons and each jet are learned (the leading muon's azimuth is the reference); imbalance: the
+    # event's pT imbalance and the dimuon system are learned and the dimuon's pT is the imbalance minus the
+    # jets', so the pT balance is not a cancellation of learned objects (hepgen.coords.imbalance)
+    frame: Literal["muon", "imbalance"] = "muon"
 
 
 class ZJetsProcess:
@@ -308,9 +313,12 @@ class ZJetsProcess:
         if settings.mass_sampling == "marginal" and card.model.network.backbone == "lgatr":
             raise InputError("process.settings.mass_sampling: marginal: the lgatr backbone needs the dimuon mass "
                              "among the learned columns (use mass_sampling: network)")
+        if settings.frame == "imbalance" and card.model.network.backbone == "lgatr":
+            raise InputError("process.settings.frame: imbalance: the lgatr backbone needs four-momenta from the "
+                             "learned columns alone (use frame: muon)")
         return ZJetsCoords(cfg.n_jets, cfg.jet_pt_min, jet_dr_min=cfg.jet_dr_min, mass_coordinate=settings.mass_coordinate,
                            jet_recoil=settings.jet_recoil, mass_sampling=settings.mass_sampling,
-                           nuisances=len(card.model.nuisance))
+                           nuisances=len(card.model.nuisance), frame=settings.frame)
 
     # -- generation ---------------------------------------------------------------------------
     def pipeline(self, run, sampler: FrozenSampler, draw: int | None) -> ZJetsPipeline:

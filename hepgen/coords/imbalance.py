@@ -1,0 +1,89 @@
+"""The pT-imbalance frame of Z+jets (``process.settings.frame: imbalance``): the event's pT
+imbalance is a learned coordinate, the dimuon system's transverse momentum follows from it.
+
+In the default frame (:class:`~hepgen.coords.azimuth.RelativeAzimuth`) the muons and every jet
+are learned one by one, so the vector sum of their pT, a dozen GeV where each object carries
+tens, is a cancellation: errors per object add up in it, and the classifier's pT-balance
+feature separates generated from simulated events most (docs/training.md). Here the imbalance
+itself is learned; the dimuon's pT is the imbalance minus the jets' vector sum, a sum of large
+terms where per-object errors stay relative. Raw columns ``[N, 5 + 4 J]`` (the layout of the
+default frame where the meaning is shared, so the chain's column lists and the mass column stay):
+
+    0 I_par: the imbalance (vector sum of muon and jet pT) along jet 1's azimuth
+    1 the dimuon's rapidity     2 its mass
+    3 atanh cos theta, 4 phi: the leading muon in the dimuon rest frame (helicity axes,
+      :func:`hepgen.fourvectors.rest_frame_angles`)
+    5 jet 1's pT                6 its eta    7 I_perp: the imbalance across jet 1   8 its mass
+    then jets 2..J as in the default frame: measured from jet 1, with the Delta R shear
+
+The global azimuth is jet 1's (uniform noise on output). The inverse needs the jet multiplicity
+(only present jets enter the sum); it orders the decay muons by pT like
+:class:`~hepgen.coords.dimuon.DimuonFrame`. Exactly invertible; not volume-preserving (the
+log-det of :meth:`ZJetsCoords.forward <hepgen.coords.zjets.ZJetsCoords.forward>` then counts
+the chain's steps only). Exportable: Cos/Sin, Sqrt, Exp, Where, the helpers of
+:mod:`hepgen.fourvectors`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..fourvectors import (cosh_exportable, decay_to_lab, fourvector, mass, ptetaphi, rapidity, rest_frame_angles,
+                           sinh_exportable)
+from ..kinematics import MUON_MASS, wrap_phi
+from .azimuth import RelativeAzimuth
+
+PERP_COLUMN = 7  # I_perp sits where the default frame keeps jet 1's azimuth
+
+
+class ImbalanceFrame(RelativeAzimuth):
+    """p ``[N, 2 + J, 4]`` (mu1, mu2 pT-ordered, jets pT-ordered, absent jets all zero) <-> raw
+    columns (module docstring). The jet conventions (buffers, shear) are
+    :class:`~hepgen.coords.azimuth.RelativeAzimuth`'s, with the jets after the first always relative."""
+
+    def __init__(self, max_jets: int, pair_r: float = 0.0):
+        super().__init__(max_jets, jets_relative=True, pair_r=pair_r)
+
+    def forward(self, p: torch.Tensor, wrap=wrap_phi, relative: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``wrap`` as :meth:`RelativeAzimuth.forward`; ``relative`` is unused (always relative)."""
+        phi_ref = p[:, 2, 2]
+        mm = torch.full_like(p[:, :2, 3], MUON_MASS)
+        mu = fourvector(p[:, :2, 0], p[:, :2, 1], p[:, :2, 2], mm)
+        z = mu[:, 0] + mu[:, 1]
+        mz = mass(z)
+        ptz2 = z[:, 1] ** 2 + z[:, 2] ** 2
+        rap = rapidity(torch.sqrt(mz * mz + ptz2), z[:, 3])
+        acos, phistar = rest_frame_angles(mu[:, 0], mm[:, 0], z, mz)
+        jets = p[:, 2:]
+        ix = z[:, 1] + (jets[..., 0] * torch.cos(jets[..., 2])).sum(-1)  # absent jets have pT 0
+        iy = z[:, 2] + (jets[..., 0] * torch.sin(jets[..., 2])).sum(-1)
+        c, s = torch.cos(phi_ref), torch.sin(phi_ref)
+        cols = [ix * c + iy * s, rap, mz, acos, phistar] + self.jet_columns(p, phi_ref, wrap, True)
+        cols[PERP_COLUMN] = iy * c - ix * s
+        return torch.stack(cols, dim=-1), phi_ref
+
+    def inverse(self, raw: torch.Tensor, phi_ref: torch.Tensor, n_jets: torch.Tensor | None = None) -> torch.Tensor:
+        """``n_jets`` ``[N]`` (float or int): jet slots at index >= n_jets are left out of the
+        dimuon's recoil (their decoded values are the fill columns'). Required."""
+        if n_jets is None:
+            raise ValueError("the imbalance frame decodes the dimuon from the present jets: give n_jets")
+        jets = self.jets_from(raw, phi_ref, phi_ref)
+        jx = torch.zeros_like(phi_ref)
+        jy = torch.zeros_like(phi_ref)
+        for j, q in enumerate(jets):
+            pt = torch.where(n_jets > j + 0.5, q[:, 0], torch.zeros_like(q[:, 0]))
+            jx = jx + pt * torch.cos(q[:, 2])
+            jy = jy + pt * torch.sin(q[:, 2])
+        c, s = torch.cos(phi_ref), torch.sin(phi_ref)
+        i_par, i_perp = raw[:, 0], raw[:, PERP_COLUMN]
+        zx = i_par * c - i_perp * s - jx
+        zy = i_par * s + i_perp * c - jy
+        rap, mz = raw[:, 1], raw[:, 2]
+        mt = torch.sqrt(mz * mz + zx * zx + zy * zy)
+        z = torch.stack([mt * cosh_exportable(rap), zx, zy, mt * sinh_exportable(rap)], -1)
+        mm = torch.full_like(mz, MUON_MASS)
+        a, b = decay_to_lab(z, mz, mm, mm, raw[:, 3], raw[:, 4])
+        muons = [torch.stack([*ptetaphi(v), mm], -1) for v in (a, b)]
+        swap = (muons[1][:, 0] > muons[0][:, 0]).unsqueeze(-1)
+        lead, trail = torch.where(swap, muons[1], muons[0]), torch.where(swap, muons[0], muons[1])
+        return torch.stack([lead, trail] + jets, dim=1)
