@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from hepgen.cards import card_from_dict
-from hepgen.coords.imbalance import PERP_COLUMN, ImbalanceFrame
+from hepgen.coords.imbalance import IMBALANCE_SCALE, PERP_COLUMN, ImbalanceFrame
 from hepgen.coords.zjets import ZJetsCoords
 from hepgen.errors import InputError
 from hepgen.io.root import read_events, write_events
@@ -70,8 +70,26 @@ def test_the_imbalance_columns_are_the_events_pt_balance(sample):
     p = ZJetsCoords((1, 2, 3), 20.0).physics(sample)[0]
     raw, phi_ref = frame(p)
     pt_all = system_pt(*(p[:, k].T.numpy() for k in range(p.shape[1])))  # absent jets: pT 0
-    assert np.allclose(np.hypot(raw[:, 0].numpy(), raw[:, PERP_COLUMN].numpy()), pt_all, rtol=1e-9, atol=1e-9)
+    s = IMBALANCE_SCALE
+    i_par, i_perp = (s * np.sinh(raw[:, c].numpy() / s) for c in (0, PERP_COLUMN))
+    assert np.allclose(np.hypot(i_par, i_perp), pt_all, rtol=1e-9, atol=1e-9)
     assert torch.equal(phi_ref, p[:, 2, 2])
+    # the columns are compressed: 100 GeV of imbalance is 30 GeV of column, 1 GeV stays 1 GeV
+    assert np.isclose(s * np.arcsinh(100.0 / s), 29.98, atol=0.01) and np.abs(raw[:, 0].numpy()).max() < np.abs(i_par).max()
+
+
+def test_a_state_of_the_first_frame_version_loads_with_plain_components(sample):
+    p = ZJetsCoords((1, 2, 3), 20.0).physics(sample)[0]
+    old = {k: v for k, v in ImbalanceFrame(3, 0.4).state_dict().items() if k != "imbalance_scale"}
+    frame = ImbalanceFrame(3, 0.4)
+    frame.load_state_dict(old)
+    raw, _ = frame(p)
+    pt_all = system_pt(*(p[:, k].T.numpy() for k in range(p.shape[1])))
+    assert float(frame.imbalance_scale) == 0.0
+    assert np.allclose(np.hypot(raw[:, 0].numpy(), raw[:, PERP_COLUMN].numpy()), pt_all, rtol=1e-9, atol=1e-9)
+    back = frame.inverse(raw, p[:, 2, 2], ZJetsCoords((1, 2, 3), 20.0).physics(sample)[1])
+    present = _present(p, ZJetsCoords((1, 2, 3), 20.0).physics(sample)[1])
+    assert torch.allclose(back[present][:, 0], p[present][:, 0], rtol=1e-9)
 
 
 def test_absent_jets_leave_the_event_and_present_jets_move_the_dimuon(coords, sample):

@@ -9,12 +9,18 @@ itself is learned; the dimuon's pT is the imbalance minus the jets' vector sum, 
 terms where per-object errors stay relative. Raw columns ``[N, 5 + 4 J]`` (the layout of the
 default frame where the meaning is shared, so the chain's column lists and the mass column stay):
 
-    0 I_par: the imbalance (vector sum of muon and jet pT) along jet 1's azimuth
+    0 I_par: the imbalance (vector sum of muon and jet pT) along jet 1's azimuth, as s asinh(I / s)
     1 the dimuon's rapidity     2 its mass
     3 atanh cos theta, 4 phi: the leading muon in the dimuon rest frame (helicity axes,
       :func:`hepgen.fourvectors.rest_frame_angles`)
-    5 jet 1's pT                6 its eta    7 I_perp: the imbalance across jet 1   8 its mass
+    5 jet 1's pT                6 its eta    7 I_perp: the imbalance across jet 1 (as I_par)
+    8 its mass
     then jets 2..J as in the default frame: measured from jet 1, with the Delta R shear
+
+The imbalance components are compressed, s asinh(I / s) with s = :data:`IMBALANCE_SCALE` (the
+buffer ``imbalance_scale``): linear below s, logarithmic above. Without it their tails reach 24
+standard deviations, and a flow-matching loss spends its weight on them. A state without the
+buffer (runs of the frame's first version) loads with 0: the plain components.
 
 The global azimuth is jet 1's (uniform noise on output). The inverse needs the jet multiplicity
 (only present jets enter the sum); it orders the decay muons by pT like
@@ -28,12 +34,13 @@ from __future__ import annotations
 
 import torch
 
-from ..fourvectors import (cosh_exportable, decay_to_lab, fourvector, mass, ptetaphi, rapidity, rest_frame_angles,
-                           sinh_exportable)
+from ..fourvectors import (asinh_exportable, cosh_exportable, decay_to_lab, fourvector, mass, ptetaphi, rapidity,
+                           rest_frame_angles, sinh_exportable)
 from ..kinematics import MUON_MASS, wrap_phi
 from .azimuth import RelativeAzimuth
 
 PERP_COLUMN = 7  # I_perp sits where the default frame keeps jet 1's azimuth
+IMBALANCE_SCALE = 10.0  # GeV: s of the s asinh(I / s) columns (the median |I| is 13-17 GeV)
 
 
 class ImbalanceFrame(RelativeAzimuth):
@@ -41,8 +48,21 @@ class ImbalanceFrame(RelativeAzimuth):
     columns (module docstring). The jet conventions (buffers, shear) are
     :class:`~hepgen.coords.azimuth.RelativeAzimuth`'s, with the jets after the first always relative."""
 
-    def __init__(self, max_jets: int, pair_r: float = 0.0):
+    def __init__(self, max_jets: int, pair_r: float = 0.0, scale: float = IMBALANCE_SCALE):
         super().__init__(max_jets, jets_relative=True, pair_r=pair_r)
+        self.register_buffer("imbalance_scale", torch.tensor(float(scale), dtype=torch.float64))
+        self.scale = float(scale)  # the buffer as a Python number: a branch fixed when a graph is traced
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.setdefault(prefix + "imbalance_scale", torch.tensor(0.0, dtype=torch.float64))  # plain components
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.scale = float(state_dict[prefix + "imbalance_scale"])
+
+    def _compress(self, i: torch.Tensor) -> torch.Tensor:
+        return self.scale * asinh_exportable(i / self.scale) if self.scale > 0 else i
+
+    def _expand(self, y: torch.Tensor) -> torch.Tensor:
+        return self.scale * sinh_exportable(y / self.scale) if self.scale > 0 else y
 
     def forward(self, p: torch.Tensor, wrap=wrap_phi, relative: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``wrap`` as :meth:`RelativeAzimuth.forward`; ``relative`` is unused (always relative)."""
@@ -58,8 +78,8 @@ class ImbalanceFrame(RelativeAzimuth):
         ix = z[:, 1] + (jets[..., 0] * torch.cos(jets[..., 2])).sum(-1)  # absent jets have pT 0
         iy = z[:, 2] + (jets[..., 0] * torch.sin(jets[..., 2])).sum(-1)
         c, s = torch.cos(phi_ref), torch.sin(phi_ref)
-        cols = [ix * c + iy * s, rap, mz, acos, phistar] + self.jet_columns(p, phi_ref, wrap, True)
-        cols[PERP_COLUMN] = iy * c - ix * s
+        cols = [self._compress(ix * c + iy * s), rap, mz, acos, phistar] + self.jet_columns(p, phi_ref, wrap, True)
+        cols[PERP_COLUMN] = self._compress(iy * c - ix * s)
         return torch.stack(cols, dim=-1), phi_ref
 
     def inverse(self, raw: torch.Tensor, phi_ref: torch.Tensor, n_jets: torch.Tensor | None = None) -> torch.Tensor:
@@ -75,7 +95,7 @@ class ImbalanceFrame(RelativeAzimuth):
             jx = jx + pt * torch.cos(q[:, 2])
             jy = jy + pt * torch.sin(q[:, 2])
         c, s = torch.cos(phi_ref), torch.sin(phi_ref)
-        i_par, i_perp = raw[:, 0], raw[:, PERP_COLUMN]
+        i_par, i_perp = self._expand(raw[:, 0]), self._expand(raw[:, PERP_COLUMN])
         zx = i_par * c - i_perp * s - jx
         zy = i_par * s + i_perp * c - jy
         rap, mz = raw[:, 1], raw[:, 2]

@@ -377,9 +377,8 @@ class ZJetsInverse(nn.Module):
             self.lineshape.to(dtype)
         self.dimuon_step = "dimuon" in coords.chain.names
         self.azimuth = make_frame(coords.frame, coords.max_jets)
-        if coords.frame != "recoil":
-            for name in ("jet_phi_offset", "jets_relative", "pair_r", "pair_phi_offset"):
-                setattr(self.azimuth, name, getattr(coords.azimuth, name).to(dtype).clone())
+        self.azimuth.load_state_dict(coords.azimuth.state_dict())  # the frame's conventions,
+        self.azimuth.to(dtype)  # in the graph's dtype
         # jet masses at the floor stand for massless jets (the encoder lifted them there): a decoded
         # mass within MASSLESS_MARGIN of the floor or below it is written as 0
         # (one Greater against a per-column bound, -1e30 where the column is not a jet mass: no And)
