@@ -9,9 +9,10 @@ Its sampler is that network alone (Gemm, LayerNorm, activations, Add: ONNX Runti
 
 Discriminator D(x, c) -> logit ``[N]``: an MLP (LeakyReLU 0.2) whose linear layers are
 :class:`SNLinear`, W / sigma(W) with sigma from power iteration (Miyato et al. 2018): 20 steps
-at construction, then one step in the first training loss call after the weights moved in place
-(an optimiser step or a loaded state; tracked by the tensors' version counters), i.e. one per
-training step, while loss calls on unchanged weights leave the state alone. It is plain (never
+at construction, then one step in the first training loss call after the weights moved (an
+optimiser step or a loaded state; compared with a copy of the weights at the last power step:
+the fused Adam update does not advance the tensors' version counters), i.e. one per training
+step, while loss calls on unchanged weights leave the state alone. It is plain (never
 Bayesian) and never exported.
 
 One loss, one optimiser step over both networks (the training loop of :mod:`hepgen.train`),
@@ -101,20 +102,20 @@ class Discriminator(nn.Module):
         super().__init__()
         widths = [dim + cond_dim] + [hidden] * layers + [1]
         self.layers = nn.ModuleList(SNLinear(a, b, normalise) for a, b in zip(widths[:-1], widths[1:]))
-        self._seen = self._versions()  # the weights' in-place versions at the last power step
+        self._seen = self._weights()  # the weights at the last power step
 
-    def _versions(self) -> list[int]:
-        return [layer.weight._version for layer in self.layers]
+    def _weights(self) -> list[torch.Tensor]:
+        return [layer.weight.detach().clone() for layer in self.layers]
 
     def power_step(self) -> None:
         """One power-iteration step per layer when the weights moved (in place: an optimiser step,
         a loaded state) since the last one or since construction, i.e. once per training step:
         loss calls on unchanged weights leave ``u`` and ``v`` alone, so a model's state is a
         function of its weights' history, and equal states give equal losses."""
-        if self._versions() != self._seen:
+        if not all(torch.equal(layer.weight, seen.to(layer.weight.device)) for layer, seen in zip(self.layers, self._seen)):
             for layer in self.layers:
                 layer.power_step()
-            self._seen = self._versions()
+            self._seen = self._weights()
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, frozen: bool = False) -> torch.Tensor:
         h = torch.cat([x, c], dim=-1) if c.shape[-1] else x
