@@ -66,7 +66,6 @@ FAMILIES = {  # toy_ramp, one epoch: (weights, samples)
 }
 
 
-
 def _digest(arrays) -> str:
     h = hashlib.sha256()
     for a in arrays:

@@ -95,6 +95,30 @@ class BreitWignerMass(Transform):
         return torch.cat([y[:, :self.col], (0.5 * torch.log(m2)).unsqueeze(-1), y[:, self.col + 1:]], -1)
 
 
+def dimuon_system(p: torch.Tensor):
+    """The dimuon of p ``[N, P, 4]`` (the muons first, pT, eta, phi): (its four-vector ``[N, 4]``,
+    mass, pT, rapidity, and the leading muon's decay angles atanh cos theta, phi about the helicity
+    axes, :func:`hepgen.fourvectors.rest_frame_angles`)."""
+    mu = fourvector(p[:, :2, 0], p[:, :2, 1], p[:, :2, 2], torch.full_like(p[:, :2, 3], MUON_MASS))
+    z = mu[:, 0] + mu[:, 1]
+    mz = mass(z)
+    ptz = torch.sqrt(z[:, 1] ** 2 + z[:, 2] ** 2)
+    rap = rapidity(torch.sqrt(mz * mz + ptz * ptz), z[:, 3])
+    acos, phistar = rest_frame_angles(mu[:, 0], torch.full_like(mz, MUON_MASS), z, mz)
+    return z, mz, ptz, rap, acos, phistar
+
+
+def decay_muons(z: torch.Tensor, mz: torch.Tensor, acos: torch.Tensor, phi: torch.Tensor):
+    """The inverse of :func:`dimuon_system`'s angles: the two muons ``[N, 4]`` (pT, eta, phi, m) of
+    the dimuon ``z`` (lab, mass ``mz``), pT-ordered (a Where), so a point whose first decay muon is
+    the softer one gives the same event as its mirror."""
+    mm = torch.full_like(mz, MUON_MASS)
+    a, b = decay_to_lab(z, mz, mm, mm, acos, phi)
+    muons = [torch.stack([*ptetaphi(v), mm], -1) for v in (a, b)]
+    swap = (muons[1][:, 0] > muons[0][:, 0]).unsqueeze(-1)
+    return torch.where(swap, muons[1], muons[0]), torch.where(swap, muons[0], muons[1])
+
+
 class DimuonFrame(nn.Module):
     """p ``[N, 3, 4]`` (mu1, mu2 pT-ordered, the parton; pT, eta, phi, m) <-> raw columns ``[N, 9]``
     and the global azimuth (the dimuon's, drawn from uniform noise on output); the frame of
@@ -119,13 +143,8 @@ class DimuonFrame(nn.Module):
 
     def forward(self, p: torch.Tensor, wrap=wrap_phi, relative: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``wrap`` and ``relative`` as :meth:`RelativeAzimuth.forward` (``relative`` is unused)."""
-        mu = fourvector(p[:, :2, 0], p[:, :2, 1], p[:, :2, 2], torch.full_like(p[:, :2, 3], MUON_MASS))
-        z = mu[:, 0] + mu[:, 1]
-        mz = mass(z)
-        ptz = torch.sqrt(z[:, 1] ** 2 + z[:, 2] ** 2)
-        rap = rapidity(torch.sqrt(mz * mz + ptz * ptz), z[:, 3])
+        z, mz, ptz, rap, acos, phistar = dimuon_system(p)
         phiz = atan2_exportable(z[:, 2], z[:, 1])
-        acos, phistar = rest_frame_angles(mu[:, 0], torch.full_like(mz, MUON_MASS), z, mz)
         jet = p[:, 2]
         cols = [ptz, rap, mz, acos, phistar, jet[:, 0], jet[:, 1], wrap(jet[:, 2] - phiz - math.pi), jet[:, 3]]
         return torch.stack(cols, dim=-1), phiz
@@ -135,10 +154,6 @@ class DimuonFrame(nn.Module):
         ptz, rap, mz = raw[:, 0], raw[:, 1], raw[:, 2]
         mt = torch.sqrt(mz * mz + ptz * ptz)
         z = torch.stack([mt * cosh_exportable(rap), ptz * torch.cos(phiz), ptz * torch.sin(phiz), mt * sinh_exportable(rap)], -1)
-        mm = torch.full_like(mz, MUON_MASS)
-        a, b = decay_to_lab(z, mz, mm, mm, raw[:, 3], raw[:, 4])
-        muons = [torch.stack([*ptetaphi(v), mm], -1) for v in (a, b)]
-        swap = (muons[1][:, 0] > muons[0][:, 0]).unsqueeze(-1)
-        lead, trail = torch.where(swap, muons[1], muons[0]), torch.where(swap, muons[0], muons[1])
+        lead, trail = decay_muons(z, mz, raw[:, 3], raw[:, 4])
         parton = torch.stack([ptz, raw[:, 6], wrap_angle(phiz + math.pi), raw[:, 8]], -1)
         return torch.stack([lead, trail, parton], dim=1)

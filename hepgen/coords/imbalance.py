@@ -23,8 +23,9 @@ standard deviations, and a flow-matching loss spends its weight on them. A state
 buffer (runs of the frame's first version) loads with 0: the plain components.
 
 The global azimuth is jet 1's (uniform noise on output). The inverse needs the jet multiplicity
-(only present jets enter the sum); it orders the decay muons by pT like
-:class:`~hepgen.coords.dimuon.DimuonFrame`. Exactly invertible; not volume-preserving (the
+(only present jets enter the sum); the dimuon and its decay are those of
+:class:`~hepgen.coords.dimuon.DimuonFrame` (:func:`~hepgen.coords.dimuon.dimuon_system`,
+:func:`~hepgen.coords.dimuon.decay_muons`). Exactly invertible; not volume-preserving (the
 log-det of :meth:`ZJetsCoords.forward <hepgen.coords.zjets.ZJetsCoords.forward>` then counts
 the chain's steps only). Exportable: Cos/Sin, Sqrt, Exp, Where, the helpers of
 :mod:`hepgen.fourvectors`.
@@ -34,10 +35,10 @@ from __future__ import annotations
 
 import torch
 
-from ..fourvectors import (asinh_exportable, cosh_exportable, decay_to_lab, fourvector, mass, ptetaphi, rapidity,
-                           rest_frame_angles, sinh_exportable)
-from ..kinematics import MUON_MASS, wrap_phi
+from ..fourvectors import asinh_exportable, cosh_exportable, sinh_exportable
+from ..kinematics import wrap_phi
 from .azimuth import RelativeAzimuth
+from .dimuon import decay_muons, dimuon_system
 
 PERP_COLUMN = 7  # I_perp sits where the default frame keeps jet 1's azimuth
 IMBALANCE_SCALE = 10.0  # GeV: s of the s asinh(I / s) columns (the median |I| is 13-17 GeV)
@@ -67,13 +68,7 @@ class ImbalanceFrame(RelativeAzimuth):
     def forward(self, p: torch.Tensor, wrap=wrap_phi, relative: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``wrap`` as :meth:`RelativeAzimuth.forward`; ``relative`` is unused (always relative)."""
         phi_ref = p[:, 2, 2]
-        mm = torch.full_like(p[:, :2, 3], MUON_MASS)
-        mu = fourvector(p[:, :2, 0], p[:, :2, 1], p[:, :2, 2], mm)
-        z = mu[:, 0] + mu[:, 1]
-        mz = mass(z)
-        ptz2 = z[:, 1] ** 2 + z[:, 2] ** 2
-        rap = rapidity(torch.sqrt(mz * mz + ptz2), z[:, 3])
-        acos, phistar = rest_frame_angles(mu[:, 0], mm[:, 0], z, mz)
+        z, mz, _, rap, acos, phistar = dimuon_system(p)
         jets = p[:, 2:]
         ix = z[:, 1] + (jets[..., 0] * torch.cos(jets[..., 2])).sum(-1)  # absent jets have pT 0
         iy = z[:, 2] + (jets[..., 0] * torch.sin(jets[..., 2])).sum(-1)
@@ -101,9 +96,5 @@ class ImbalanceFrame(RelativeAzimuth):
         rap, mz = raw[:, 1], raw[:, 2]
         mt = torch.sqrt(mz * mz + zx * zx + zy * zy)
         z = torch.stack([mt * cosh_exportable(rap), zx, zy, mt * sinh_exportable(rap)], -1)
-        mm = torch.full_like(mz, MUON_MASS)
-        a, b = decay_to_lab(z, mz, mm, mm, raw[:, 3], raw[:, 4])
-        muons = [torch.stack([*ptetaphi(v), mm], -1) for v in (a, b)]
-        swap = (muons[1][:, 0] > muons[0][:, 0]).unsqueeze(-1)
-        lead, trail = torch.where(swap, muons[1], muons[0]), torch.where(swap, muons[0], muons[1])
+        lead, trail = decay_muons(z, mz, raw[:, 3], raw[:, 4])
         return torch.stack([lead, trail] + jets, dim=1)

@@ -102,20 +102,20 @@ class Discriminator(nn.Module):
         super().__init__()
         widths = [dim + cond_dim] + [hidden] * layers + [1]
         self.layers = nn.ModuleList(SNLinear(a, b, normalise) for a, b in zip(widths[:-1], widths[1:]))
-        self._seen = self._weights()  # the weights at the last power step
-
-    def _weights(self) -> list[torch.Tensor]:
-        return [layer.weight.detach().clone() for layer in self.layers]
+        # the weights at the last power step: buffers, so they move with the module's device; not saved
+        for k, layer in enumerate(self.layers):
+            self.register_buffer(f"seen{k}", layer.weight.detach().clone(), persistent=False)
 
     def power_step(self) -> None:
         """One power-iteration step per layer when the weights moved (in place: an optimiser step,
         a loaded state) since the last one or since construction, i.e. once per training step:
         loss calls on unchanged weights leave ``u`` and ``v`` alone, so a model's state is a
         function of its weights' history, and equal states give equal losses."""
-        if not all(torch.equal(layer.weight, seen.to(layer.weight.device)) for layer, seen in zip(self.layers, self._seen)):
-            for layer in self.layers:
+        seen = [getattr(self, f"seen{k}") for k in range(len(self.layers))]
+        if not all(torch.equal(layer.weight, w) for layer, w in zip(self.layers, seen)):
+            for layer, w in zip(self.layers, seen):
                 layer.power_step()
-            self._seen = self._weights()
+                w.copy_(layer.weight.detach())
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, frozen: bool = False) -> torch.Tensor:
         h = torch.cat([x, c], dim=-1) if c.shape[-1] else x
