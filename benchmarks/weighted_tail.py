@@ -14,7 +14,8 @@ hepgen.validate.metrics.deviation) and the verdict of the acceptance's "within 1
 (hepgen.validate.acceptance.beyond: a bin fails when |ratio - 1| exceeds 10 % by more than
 STAT_Z errors); "all within" also needs every bin's error below 10 % (a bin with a larger
 error cannot tell 10 % from 0: raise ``--events``). The plot shows both generators' spectra and ratios over the reference, with the
-10 % band.
+10 % band. Next to each bin the table shows what the run trained on there: the training split's
+events in the bin and their share of its Σw (what a weighted loss gives the bin).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hepgen import observables  # noqa: E402
+from hepgen import observables, processes  # noqa: E402
+from hepgen.cards import load_card  # noqa: E402
 from hepgen.io.root import read_events  # noqa: E402
 from hepgen.validate.acceptance import STAT_Z, TAIL_TOLERANCE, beyond  # noqa: E402
 from hepgen.validate.histograms import binned, effective_size  # noqa: E402
@@ -41,6 +43,20 @@ def leading_jet_pt(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(pT_j1 ``[N]``, event weight ``[N]``) of a ROOT sample."""
     sample = read_events(path)
     return observables.compute(sample, ["pt_j1"])["pt_j1"], sample.weight
+
+
+def training_tail(run: str, edges: np.ndarray) -> dict:
+    """The run's training split in the bins: raw events and their share of the split's Σw (the
+    rows the training loop used, ``split.npz`` of the card's data)."""
+    card = load_card(Path(run) / "card.yaml")
+    with np.load(Path(run) / "split.npz") as split:
+        rows = split["train"]
+    sample = processes.get(card.process.name).load_data(card, lambda msg: None).select(rows)
+    pt = observables.compute(sample, ["pt_j1"])["pt_j1"]
+    w = np.asarray(sample.weight, dtype=np.float64)
+    events = np.histogram(pt, edges)[0]
+    share = np.histogram(pt, edges, weights=w)[0] / w.sum()
+    return {"train_events": events.tolist(), "train_share": share.tolist()}
 
 
 def generate(run: str, events: int, seed: int, out: Path) -> Path:
@@ -126,14 +142,16 @@ def main(argv=None) -> int:
             label, run = spec.split("=", 1)
             gen_pt, _ = leading_jet_pt(generate(run, args.events, args.seed, Path(tmp)))
             r = tail_table(ref_pt, ref_w, gen_pt, edges)
-            result["runs"][label] = {"run": run, **r}
+            result["runs"][label] = {"run": run, **r, **training_tail(run, edges)}
+            r = result["runs"][label]
             print(f"\n{label} ({run}, {args.events} events): pT_j1 bins within {100 * TAIL_TOLERANCE:g} % "
                   f"(STAT_Z {STAT_Z:g}): {'all' if r['all_within'] else 'NOT all'}")
-            print("  bin [GeV]      gen/ref   error   gen ev   ref ev   within")
+            print("  bin [GeV]      gen/ref   error   gen ev   ref ev   train ev  train Σw share   within")
             for i in range(len(edges) - 1):
                 verdict = ("yes" if r["within"][i] else "NO") if r["resolved"][i] else "unresolved"
                 print(f"  {edges[i]:4.0f}-{edges[i + 1]:4.0f}   {r['ratio'][i]:8.3f} {r['error'][i]:7.3f} "
-                      f"{r['generated_events'][i]:8d} {r['reference_events'][i]:8d}   {verdict}")
+                      f"{r['generated_events'][i]:8d} {r['reference_events'][i]:8d} {r['train_events'][i]:9d}"
+                      f"  {r['train_share'][i]:14.2e}   {verdict}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     if args.plot:
