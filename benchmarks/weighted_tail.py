@@ -3,7 +3,7 @@
 
     python benchmarks/weighted_tail.py --reference data/zjets_biased_validation.root \
         --run weighted=runs/zjets_biased-<time> --run unweighted=runs/zjets_zjet_unweighted-<time> \
-        [--events 1000000] [--edges 200 225 250 300 400 600] [--seed 7] [--plot FILE] [--json FILE]
+        [--events 1000000] [--edges 200 225 250 300 400 600] [--seed 7] [--multiplicity] [--plot FILE] [--json FILE]
     python benchmarks/weighted_tail.py --replot FILE.json --plot FILE   # the plot again, from a --json result
 
 Each run generates ``--events`` events (``hepgen generate``, the run card's solver, a seed of its
@@ -39,10 +39,16 @@ from hepgen.validate.histograms import binned, effective_size  # noqa: E402
 from hepgen.validate.metrics import deviation  # noqa: E402
 
 
-def leading_jet_pt(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(pT_j1 ``[N]``, event weight ``[N]``) of a ROOT sample."""
+def leading_jet_pt(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pT_j1 ``[N]``, event weight ``[N]``, jet multiplicity ``[N]``) of a ROOT sample."""
     sample = read_events(path)
-    return observables.compute(sample, ["pt_j1"])["pt_j1"], sample.weight
+    return observables.compute(sample, ["pt_j1"])["pt_j1"], sample.weight, np.asarray(sample.n_jets)
+
+
+def only(pt: np.ndarray, n_jets: np.ndarray, k: int | None) -> np.ndarray:
+    """pT_j1 of the events with ``k`` jets, NaN elsewhere (the density stays normalised to all
+    events, so the multiplicities' tables add up to the inclusive one); ``k`` None: all."""
+    return pt if k is None else np.where(n_jets == k, pt, np.nan)
 
 
 def training_tail(run: str, edges: np.ndarray) -> dict:
@@ -114,6 +120,18 @@ def plot(result: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def show(title: str, r: dict, edges: np.ndarray) -> None:
+    print(f"\n{title}: pT_j1 bins within {100 * TAIL_TOLERANCE:g} % "
+          f"(STAT_Z {STAT_Z:g}): {'all' if r['all_within'] else 'NOT all'}")
+    print("  bin [GeV]      gen/ref   error   gen ev   ref ev   train ev  train Σw share   within")
+    for i in range(len(edges) - 1):
+        verdict = ("yes" if r["within"][i] else "NO") if r["resolved"][i] else "unresolved"
+        train = (f"{r['train_events'][i]:9d}  {r['train_share'][i]:14.2e}" if "train_events" in r
+                 else f"{'':9s}  {'':14s}")
+        print(f"  {edges[i]:4.0f}-{edges[i + 1]:4.0f}   {r['ratio'][i]:8.3f} {r['error'][i]:7.3f} "
+              f"{r['generated_events'][i]:8d} {r['reference_events'][i]:8d} {train}   {verdict}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference")
@@ -122,6 +140,8 @@ def main(argv=None) -> int:
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--edges", type=float, nargs="+", default=[200, 225, 250, 300, 400, 600])
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--multiplicity", action="store_true",
+                    help="also a table per jet multiplicity (where a tail miss sits)")
     ap.add_argument("--plot", type=Path)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -133,25 +153,21 @@ def main(argv=None) -> int:
     if not args.reference or not args.run:
         ap.error("--reference and --run are required (or --replot)")
     edges = np.array(args.edges)
-    ref_pt, ref_w = leading_jet_pt(Path(args.reference))
+    ref_pt, ref_w, ref_n = leading_jet_pt(Path(args.reference))
     result = {"reference": args.reference, "reference_events": len(ref_pt),
               "reference_ess": effective_size(ref_w), "tolerance": TAIL_TOLERANCE, "stat_z": STAT_Z, "runs": {}}
     print(f"reference {args.reference}: {len(ref_pt)} events, effective size {result['reference_ess']:.0f}")
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.run:
             label, run = spec.split("=", 1)
-            gen_pt, _ = leading_jet_pt(generate(run, args.events, args.seed, Path(tmp)))
+            gen_pt, _, gen_n = leading_jet_pt(generate(run, args.events, args.seed, Path(tmp)))
             r = tail_table(ref_pt, ref_w, gen_pt, edges)
             result["runs"][label] = {"run": run, **r, **training_tail(run, edges)}
-            r = result["runs"][label]
-            print(f"\n{label} ({run}, {args.events} events): pT_j1 bins within {100 * TAIL_TOLERANCE:g} % "
-                  f"(STAT_Z {STAT_Z:g}): {'all' if r['all_within'] else 'NOT all'}")
-            print("  bin [GeV]      gen/ref   error   gen ev   ref ev   train ev  train Σw share   within")
-            for i in range(len(edges) - 1):
-                verdict = ("yes" if r["within"][i] else "NO") if r["resolved"][i] else "unresolved"
-                print(f"  {edges[i]:4.0f}-{edges[i + 1]:4.0f}   {r['ratio'][i]:8.3f} {r['error'][i]:7.3f} "
-                      f"{r['generated_events'][i]:8d} {r['reference_events'][i]:8d} {r['train_events'][i]:9d}"
-                      f"  {r['train_share'][i]:14.2e}   {verdict}")
+            show(f"{label} ({run}, {args.events} events)", result["runs"][label], edges)
+            for k in sorted(set(ref_n.tolist())) if args.multiplicity else []:
+                r = tail_table(only(ref_pt, ref_n, k), ref_w, only(gen_pt, gen_n, k), edges)
+                result["runs"][label][f"jets{k}"] = r
+                show(f"{label}, events with {k} jets", r, edges)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     if args.plot:
