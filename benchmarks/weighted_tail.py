@@ -47,22 +47,26 @@ def leading_jet_pt(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def only(pt: np.ndarray, n_jets: np.ndarray, k: int | None) -> np.ndarray:
     """pT_j1 of the events with ``k`` jets, NaN elsewhere (the density stays normalised to all
-    events, so the multiplicities' tables add up to the inclusive one); ``k`` None: all."""
+    events, so the multiplicities' tables add up to the inclusive one); ``k`` None: all events."""
     return pt if k is None else np.where(n_jets == k, pt, np.nan)
 
 
-def training_tail(run: str, edges: np.ndarray) -> dict:
-    """The run's training split in the bins: raw events and their share of the split's Σw (the
-    rows the training loop used, ``split.npz`` of the card's data)."""
+def training_sample(run: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pT_j1, weight, jet multiplicity) of the run's training split: the rows the training loop
+    used (``split.npz`` of the card's data)."""
     card = load_card(Path(run) / "card.yaml")
     with np.load(Path(run) / "split.npz") as split:
         rows = split["train"]
     sample = processes.get(card.process.name).load_data(card, lambda msg: None).select(rows)
-    pt = observables.compute(sample, ["pt_j1"])["pt_j1"]
-    w = np.asarray(sample.weight, dtype=np.float64)
-    events = np.histogram(pt, edges)[0]
-    share = np.histogram(pt, edges, weights=w)[0] / w.sum()
-    return {"train_events": events.tolist(), "train_share": share.tolist()}
+    return observables.compute(sample, ["pt_j1"])["pt_j1"], sample.weight, np.asarray(sample.n_jets)
+
+
+def training_tail(train: tuple, edges: np.ndarray, k: int | None = None) -> dict:
+    """The training split's events in the bins (``k`` jets, or all) and their share of its Σw
+    (what a weighted loss gives the bin)."""
+    pt, w, n = train
+    counts = binned(only(pt, n, k), edges, w)
+    return {"train_events": counts.entries.tolist(), "train_share": (counts.density * np.diff(edges)).tolist()}
 
 
 def generate(run: str, events: int, seed: int, out: Path) -> Path:
@@ -126,10 +130,9 @@ def show(title: str, r: dict, edges: np.ndarray) -> None:
     print("  bin [GeV]      gen/ref   error   gen ev   ref ev   train ev  train Σw share   within")
     for i in range(len(edges) - 1):
         verdict = ("yes" if r["within"][i] else "NO") if r["resolved"][i] else "unresolved"
-        train = (f"{r['train_events'][i]:9d}  {r['train_share'][i]:14.2e}" if "train_events" in r
-                 else f"{'':9s}  {'':14s}")
         print(f"  {edges[i]:4.0f}-{edges[i + 1]:4.0f}   {r['ratio'][i]:8.3f} {r['error'][i]:7.3f} "
-              f"{r['generated_events'][i]:8d} {r['reference_events'][i]:8d} {train}   {verdict}")
+              f"{r['generated_events'][i]:8d} {r['reference_events'][i]:8d} {r['train_events'][i]:9d}"
+              f"  {r['train_share'][i]:14.2e}   {verdict}")
 
 
 def main(argv=None) -> int:
@@ -161,11 +164,13 @@ def main(argv=None) -> int:
         for spec in args.run:
             label, run = spec.split("=", 1)
             gen_pt, _, gen_n = leading_jet_pt(generate(run, args.events, args.seed, Path(tmp)))
-            r = tail_table(ref_pt, ref_w, gen_pt, edges)
-            result["runs"][label] = {"run": run, **r, **training_tail(run, edges)}
-            show(f"{label} ({run}, {args.events} events)", result["runs"][label], edges)
+            train = training_sample(run)
+            r = {**tail_table(ref_pt, ref_w, gen_pt, edges), **training_tail(train, edges)}
+            result["runs"][label] = {"run": run, **r}
+            show(f"{label} ({run}, {args.events} events)", r, edges)
             for k in sorted(set(ref_n.tolist())) if args.multiplicity else []:
-                r = tail_table(only(ref_pt, ref_n, k), ref_w, only(gen_pt, gen_n, k), edges)
+                r = {**tail_table(only(ref_pt, ref_n, k), ref_w, only(gen_pt, gen_n, k), edges),
+                     **training_tail(train, edges, k)}
                 result["runs"][label][f"jets{k}"] = r
                 show(f"{label}, events with {k} jets", r, edges)
     if args.json:
