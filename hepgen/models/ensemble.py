@@ -105,7 +105,8 @@ class Ensemble(Generator):
         # The diagonal is exactly 0 (its gradient, 2 f_i - 2 f_i, is 0 in either form).
         k = len(self.members)
         eye = torch.eye(k, dtype=torch.bool, device=f.device)
-        d2 = ((f * f).sum(1)[:, None] + (fd * fd).sum(1)[None, :] - 2.0 * f @ fd.T).clamp_min(0.0)
+        sq = (f * f).sum(1)  # |f_i|^2; its detached copy is |sg(f_j)|^2
+        d2 = (sq[:, None] + sq.detach()[None, :] - 2.0 * f @ fd.T).clamp_min(0.0)
         d2 = d2.masked_fill(eye, 0.0)
         off = d2.detach()[~eye]
         h = (off.median() / math.log(k)).clamp_min(1e-12)
