@@ -176,7 +176,7 @@ def generate(run, n: int | None, *, bayes_samples: int = 0, fmt: str | None = No
             pipe = pipe.to(dev)
         info = {
             "hepgen_version": __version__, **run.record(solver, steps), "card": card.name, "card_hash": card_hash(card),
-            "seed": str(seed), "bayesian": str(run.bayesian), "bayes_draw": "mean" if draw is None else str(draw),
+            "seed": str(seed), "bayesian": str(run.bayesian), "bayes_draw": run.draw_label(draw),
             "bayes_draws": str(len(draws)) if bayes_samples else "0", "events_requested": str(requested),
             "event_range": f"{start}:{stop}", "shard": shard or "", "noise_block": str(BLOCK),
             "device": str(dev) if dev is not None else pipe.device,

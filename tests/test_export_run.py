@@ -223,3 +223,16 @@ def test_ensemble_exports_one_graph_with_a_weight_file_per_member(ensemble_expor
         assert event_diff(got, torch_outputs(pipe, {"noise": noise.numpy()})).max() <= TORCH_RTOL
         events.append(got)
     assert np.abs(events[0][0] - events[1][0]).max() > 1e-3  # the members differ
+
+
+def test_an_ensembles_default_file_says_it_holds_member_0(ensemble_export, tmp_path):
+    """Without --bayes-samples an ensemble generates member 0 (it has no weight mean); the header says
+    so, and a draw's file carries its index."""
+    from hepgen.generate import generate
+    from hepgen.io.root import read_events
+
+    run, _ = ensemble_export
+    generate(run, 300, output=tmp_path / "g.root", progress=False)
+    generate(run, 300, output=tmp_path / "d.root", bayes_samples=2, progress=False)
+    assert read_events(tmp_path / "g.root").info["bayes_draw"] == "member 0"
+    assert read_events(tmp_path / "d.draw1.root").info["bayes_draw"] == "1"
