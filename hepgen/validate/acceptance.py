@@ -73,11 +73,11 @@ def tails(ref: Binned, gen: Binned, band: Band | None, core_width: float, tolera
     }
 
 
-def bulk(ref: Binned, gen: Binned, min_entries: int, quantiles=BULK_QUANTILES) -> dict:
+def bulk(ref: Binned, gen: Binned, min_entries: int, quantiles=BULK_QUANTILES, tolerance: float = BULK_TOLERANCE) -> dict:
     """The bulk's verdict over the trusted bins (both histograms with ``min_entries`` raw events)
     that overlap the central ``quantiles`` of the reference within the range: ``ok`` when no bin
-    is :func:`beyond` ``BULK_TOLERANCE``; ``max_abs_dev`` the largest raw ``|gen/ref - 1|``,
-    ``max_excess`` the largest ``(|gen/ref - 1| - BULK_TOLERANCE) / error`` (fails above STAT_Z)."""
+    is :func:`beyond` ``tolerance``; ``max_abs_dev`` the largest raw ``|gen/ref - 1|``,
+    ``max_excess`` the largest ``(|gen/ref - 1| - tolerance) / error`` (fails above STAT_Z)."""
     content = ref.density * np.diff(ref.edges)
     total = content.sum()
     if total <= 0:
@@ -91,9 +91,9 @@ def bulk(ref: Binned, gen: Binned, min_entries: int, quantiles=BULK_QUANTILES) -
     dev, sigma = deviation(ref, gen)
     dev, sigma = dev[ok], sigma[ok]
     with np.errstate(divide="ignore", invalid="ignore"):
-        excess = float(np.max((dev - BULK_TOLERANCE) / sigma))
+        excess = float(np.max((dev - tolerance) / sigma))
     return {"bins": int(ok.sum()), "max_abs_dev": float(dev.max()), "max_excess": excess,
-            "ok": not bool(beyond(dev, sigma, BULK_TOLERANCE).any())}
+            "ok": not bool(beyond(dev, sigma, tolerance).any())}
 
 
 def evaluate(spec, compared: dict, binned: dict, min_entries: int) -> dict:
