@@ -256,26 +256,22 @@ def onehot_columns(c: torch.Tensor) -> torch.Tensor:
 
 def balance_weights(c: torch.Tensor, balance: float, w: torch.Tensor | None = None) -> torch.Tensor | None:
     """Per-event draw weights f_k ** -balance for one-hot conditions ``c`` ``[N, K]`` (f_k: the
-    fraction of class k), or None for plain shuffling (balance 0 or no one-hot condition).
-    A class is a distinct pattern of the one-hot columns (:func:`onehot_columns`): the jet
-    multiplicity of a forward generator; for unfolding, whose condition holds the reco and the
-    particle-level multiplicity, the pair of them, so the migrations (one reco jet, two
-    particle-level jets: a jet the detector lost) are rare classes of their own and not the sum of
-    two common ones. The model still learns each conditional density; only how often each class is
+    fraction of condition k), or None for plain shuffling (balance 0 or no one-hot condition).
+    The model still learns each conditional density; only how often each multiplicity is
     visited changes (the generated fractions come from the counts, not from the model).
     With event weights ``w`` ``[N]`` f_k is the weighted fraction sum_k |w| / sum |w|: the share of
     the loss a class holds, which for a biased sample differs from its share of the rows (biased
     pT-hat Z+jets: 11 % of the rows but 3.5 % of the weight are 3-jet events)."""
     if balance <= 0 or c.shape[-1] == 0:
         return None
-    onehot = c[:, onehot_columns(c)]
-    if onehot.shape[-1] == 0:
-        return None
-    _, cls = torch.unique(onehot, dim=0, return_inverse=True)
-    size = torch.ones(len(c), dtype=torch.float64) if w is None else w.double().abs()
-    frac = torch.zeros(int(cls.max()) + 1, dtype=torch.float64).index_add_(0, cls, size) / size.sum().clamp_min(1e-300)
+    c = c[:, onehot_columns(c)]
+    if w is None:
+        frac = c.double().mean(0)
+    else:
+        size = w.double().abs()
+        frac = (c.double() * size[:, None]).sum(0) / size.sum().clamp_min(1e-300)
     per_class = torch.where(frac > 0, frac.clamp_min(1e-12) ** -balance, torch.zeros_like(frac))
-    return per_class[cls].float()
+    return (c.double() @ per_class).float()
 
 
 def importance_draw(draw: torch.Tensor | None, w: torch.Tensor | None, power: float

@@ -198,25 +198,6 @@ def test_balance_draws_rare_multiplicities_more_often():
     assert torch.equal(balance_weights(torch.cat([c, mass], -1), 0.5), balance_weights(c, 0.5))
 
 
-def test_balance_classes_are_the_pairs_of_two_multiplicities():
-    """Unfolding's condition holds two one-hot groups (reco and particle-level multiplicity): the
-    class is the pair, so a rare migration cell is drawn with its own f^-a, not the sum of its two
-    common groups' weights (which drew the (1 reco, 2 particle) cell less often than (2, 2))."""
-    from hepgen.trainingdata import balance_weights
-
-    cells = {(0, 0): 7000, (0, 1): 450, (1, 1): 1600, (1, 0): 300, (2, 2): 400, (1, 2): 250}
-    rows = [pair for pair, m in cells.items() for _ in range(m)]
-    reco, gen = (torch.tensor([r[i] for r in rows]) for i in (0, 1))
-    c = torch.cat([torch.randn(len(rows), 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64),
-                   torch.nn.functional.one_hot(reco, 3).double(), torch.nn.functional.one_hot(gen, 3).double()], -1)
-    w = balance_weights(c, 0.5)
-    n = len(rows)
-    for i, (pair, m) in enumerate(cells.items()):
-        got = w[torch.tensor([r == pair for r in rows])]
-        assert torch.allclose(got, torch.full_like(got, (m / n) ** -0.5)), (pair, got[0], (m / n) ** -0.5)
-    assert w[torch.tensor([r == (0, 1) for r in rows])][0] > w[torch.tensor([r == (1, 1) for r in rows])][0]
-
-
 def test_weighted_balance_sets_each_class_share_of_the_loss():
     """With event weights the fractions are the classes' shares of sum |w| (F_k), so the expected loss
     share of class k, sum_k draw * |w|, is F_k^(1-a) / sum_j F_j^(1-a): at a = 1 equal shares. A
