@@ -231,8 +231,11 @@ def test_an_ensembles_default_file_says_it_holds_member_0(ensemble_export, tmp_p
     from hepgen.generate import generate
     from hepgen.io.root import read_events
 
-    run, _ = ensemble_export
-    generate(run, 300, output=tmp_path / "g.root", progress=False)
-    generate(run, 300, output=tmp_path / "d.root", bayes_samples=2, progress=False)
-    assert read_events(tmp_path / "g.root").info["bayes_draw"] == "member 0"
-    assert read_events(tmp_path / "d.draw1.root").info["bayes_draw"] == "1"
+    from hepgen.export.runtime import OnnxRun
+
+    run, out = ensemble_export
+    for tag, source in (("torch", run), ("onnx", OnnxRun(out))):  # the ONNX backend reads the same from its export
+        generate(source, 300, output=tmp_path / f"{tag}.root", progress=False)
+        generate(source, 300, output=tmp_path / f"{tag}_d.root", bayes_samples=2, progress=False)
+        assert read_events(tmp_path / f"{tag}.root").info["bayes_draw"] == "member 0", tag
+        assert read_events(tmp_path / f"{tag}_d.draw1.root").info["bayes_draw"] == "1", tag
