@@ -109,6 +109,14 @@ def _output_paths(run, output: Path | None, fmt: str, draws: list[int | None]) -
     return [output.with_name(f"{output.stem}.draw{d}{output.suffix}") for d in draws]
 
 
+def _draw_label(draw: int | None, ensemble: bool) -> str:
+    """What a generated file of draw ``draw`` holds, for its header: the draw's index; for None the
+    weight mean ("mean") of a Bayesian or plain model, member 0 of an ensemble (it has no mean)."""
+    if draw is not None:
+        return str(int(draw))
+    return "member 0" if ensemble else "mean"
+
+
 def generate(run, n: int | None, *, bayes_samples: int = 0, fmt: str | None = None,
              output: str | os.PathLike | None = None, seed: int | None = None, shard: str | None = None,
              force: bool = False, chunk: int | None = None, solver: str | None = None, steps: int | None = None,
@@ -176,7 +184,7 @@ def generate(run, n: int | None, *, bayes_samples: int = 0, fmt: str | None = No
             pipe = pipe.to(dev)
         info = {
             "hepgen_version": __version__, **run.record(solver, steps), "card": card.name, "card_hash": card_hash(card),
-            "seed": str(seed), "bayesian": str(run.bayesian), "bayes_draw": run.draw_label(draw),
+            "seed": str(seed), "bayesian": str(run.bayesian), "bayes_draw": _draw_label(draw, run.ensemble),
             "bayes_draws": str(len(draws)) if bayes_samples else "0", "events_requested": str(requested),
             "event_range": f"{start}:{stop}", "shard": shard or "", "noise_block": str(BLOCK),
             "device": str(dev) if dev is not None else pipe.device,

@@ -149,12 +149,10 @@ class Run:
         """Whether the run has draws: a Bayesian model, or a repulsive ensemble (draw k = member k)."""
         return is_bayesian(self.model) or is_ensemble(self.model)
 
-    def draw_label(self, draw: int | None) -> str:
-        """What a generated file of draw ``draw`` holds, for its header: the draw's index; for None the
-        weight mean ("mean") of a Bayesian or plain model, member 0 of an ensemble (it has no mean)."""
-        if draw is not None:
-            return str(int(draw))
-        return "member 0" if is_ensemble(self.model) else "mean"
+    @property
+    def ensemble(self) -> bool:
+        """Whether the draws are ensemble members (draw None: member 0, there is no weight mean)."""
+        return is_ensemble(self.model)
 
     @property
     def maps_samples(self) -> bool:

@@ -19,7 +19,7 @@ import torch
 
 from hepgen.cards import card_from_dict
 from hepgen.export.bundle import TORCH_RTOL, event_diff, torch_outputs
-from hepgen.export.runtime import OnnxPipeline, OnnxSampler
+from hepgen.export.runtime import OnnxPipeline, OnnxRun, OnnxSampler
 from hepgen.pipeline import pipeline
 from hepgen.io.root import write_events
 from hepgen.runs import load_run
@@ -230,8 +230,6 @@ def test_an_ensembles_default_file_says_it_holds_member_0(ensemble_export, tmp_p
     so, and a draw's file carries its index."""
     from hepgen.generate import generate
     from hepgen.io.root import read_events
-
-    from hepgen.export.runtime import OnnxRun
 
     run, out = ensemble_export
     for tag, source in (("torch", run), ("onnx", OnnxRun(out))):  # the ONNX backend reads the same from its export

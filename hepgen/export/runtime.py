@@ -215,7 +215,7 @@ class OnnxRun:
     The same interface as :class:`hepgen.runs.Run`: ``path`` (the export folder), ``card`` (the
     run's card, copied into the export), ``epoch``, ``process``, ``family``, ``bayesian``,
     ``maps_samples``, ``data_info``,
-    ``pipeline(draw)``, ``draw_label(draw)`` and ``record()``; ``device`` picks the execution provider (:func:`providers`).
+    ``ensemble``, ``pipeline(draw)`` and ``record()``; ``device`` picks the execution provider (:func:`providers`).
     """
 
     def __init__(self, export_dir: str | os.PathLike, threads: int = 1, device: str = "cpu"):
@@ -229,6 +229,7 @@ class OnnxRun:
         self.process = processes.get(self.card.process.name)
         self.epoch = self.manifest.provenance.get("epoch", "")
         self.bayesian = bool(self.manifest.bayesian)
+        self.ensemble = bool(self.manifest.generator.get("ensemble"))  # its draws are members
         self.family = self.manifest.generator.get("family", "?")
         self.threads = threads
         self.data_info = read_data_info(self.path)  # the run's data.json, copied by the export
@@ -241,13 +242,6 @@ class OnnxRun:
         if draw is not None and not 0 <= draw < n:
             raise InputError(f"Bayesian draw {draw} is not in the export {self.path} (it has {n}; re-export with --bayes-samples)")
         return OnnxPipeline(self.path, draw, self.threads, self.device)
-
-    def draw_label(self, draw: int | None) -> str:
-        """As :meth:`hepgen.runs.Run.draw_label`: the draw's index; for None the default weights, the
-        weight mean, or member 0 of an ensemble's export."""
-        if draw is not None:
-            return str(int(draw))
-        return "member 0" if self.manifest.generator.get("ensemble") else "mean"
 
     def record(self, solver: str | None = None, steps: int | None = None) -> dict[str, str]:
         gen = self.manifest.generator
