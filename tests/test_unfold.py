@@ -32,7 +32,7 @@ from hepgen.validate.inputs import read_run
 
 from hepgen.coords.unfold import GEN_NAMES, MultiplicityPosterior, UnfoldCoords, level
 from hepgen.errors import InputError
-from hepgen.events import EventSample, make_collection
+from hepgen.events import EventSample
 from hepgen.pipeline import FrozenSampler
 from hepgen.processes.zjets_unfold import PROCESS, UnfoldPipeline, reco_rows
 
@@ -134,79 +134,6 @@ def test_pipeline_decodes_the_encoded_particle_level_event_with_the_reco_azimuth
     dphi = np.remainder(got[..., 2] - want[..., 2] + np.pi, 2 * np.pi) - np.pi
     assert np.abs(dphi[present]).max() < 2e-4
     assert (got[..., 0][~present] == 0).all()
-
-
-def smeared_pairs(n: int, seed: int, lose: float = 0.25) -> EventSample:
-    """A paired sample whose reco level is its particle level smeared (muons 1 %, jets 5 % in pT,
-    0.02 in eta and phi) with the second jet lost in ``lose`` of the events that have two or more
-    (so some jet slots are filled at one level only)."""
-    s = zjets_like(n, seed)
-    rng = np.random.default_rng(seed + 100)
-    jets, mu = s["Jet"], s["Muon"]
-    counts = ak.to_numpy(ak.num(jets))
-    flat = lambda a: ak.to_numpy(ak.flatten(a))
-    lost = np.repeat(rng.uniform(size=n) < lose, counts) & (flat(ak.local_index(jets)) == 1)
-    keep = ak.unflatten(~lost, counts)
-    sj = jets[keep]
-    c = ak.to_numpy(ak.num(sj))
-    k = int(c.sum())
-    pt = flat(sj.pt) * (1 + 0.05 * rng.normal(size=k))
-    order = ak.argsort(ak.unflatten(pt, c), ascending=False)
-    reco_jets = make_collection(ak.unflatten(pt, c)[order], ak.unflatten(flat(sj.eta) + 0.02 * rng.normal(size=k), c)[order],
-                                ak.unflatten(flat(sj.phi) + 0.02 * rng.normal(size=k), c)[order], sj.mass[order])
-    m = 2 * n
-    reco_mu = make_collection(ak.unflatten(flat(mu.pt) * (1 + 0.01 * rng.normal(size=m)), 2), mu.eta, mu.phi, mu.mass,
-                              charge=mu.charge)
-    return EventSample.build({"GenMuon": mu, "GenJet": jets, "Muon": reco_mu, "Jet": reco_jets},
-                             scalars={"pass_gen": np.ones(n, bool), "pass_reco": np.ones(n, bool)})
-
-
-@pytest.mark.usefixtures("one_thread")
-def test_jet_slots_filled_at_both_levels_are_residuals_from_the_reco_jets_and_decode_back():
-    """A jet slot present at both levels is learned as its residual from the reco jet in the
-    particle level's coordinates, asinh(r / s) with s the residuals' central half-width (the 5 % pT
-    smearing: s a few tenths of the particle-level column's spread); a slot present at the
-    particle level only (a lost jet) stays in the particle level's coordinates; absolute() turns
-    both back, and a residual beyond the training's largest decodes to that edge, not to an
-    overflow. Runs fitted before the residuals (no ``jet_residuals`` buffer) load with them off."""
-    sample = smeared_pairs(3000, 11)
-    gen = level(sample, GEN_NAMES)
-    reco = level(sample, {"Muon": "Muon", "Jet": "Jet"})
-    lost = (gen.n_jets >= 2) & (reco.n_jets < gen.n_jets)
-    assert 0.05 < lost.mean() < 0.3
-    coords = UnfoldCoords((1, 2, 3), 20.0, 0.0).fit(sample)
-    x, c = coords.encode(sample, torch.Generator().manual_seed(0))
-    x_plain, _ = coords.gen.encode(gen, torch.Generator().manual_seed(0))
-    both1 = (gen.n_jets >= 1) & (reco.n_jets >= 1)
-    # jet 1's log pT column: unit width as a residual; the particle level's own column is wider by far
-    corr = lambda a, b: float(np.corrcoef(a.numpy(), b.numpy())[0, 1])
-    # the residual's core is a few tenths of the particle-level column's unit spread wide, and unrelated to its value
-    assert float(coords.jet_residual_scale[0]) < 0.3 and abs(corr(x[both1, 5], x_plain[both1, 5])) < 0.3
-    half = lambda v: float(np.subtract(*np.quantile(v.numpy(), [0.84, 0.16]))) / 2
-    assert half(x[both1, 5]) == pytest.approx(np.arcsinh(1.0), abs=0.05)  # the core at unit scale
-    # the lost second jets keep the particle level's coordinates; the matched ones do not
-    lost2 = (gen.n_jets == 2) & (reco.n_jets == 1)  # the second jet at the particle level only
-    assert lost2.sum() > 100
-    np.testing.assert_array_equal(x[lost2, 9:13].numpy(), x_plain[lost2, 9:13].numpy())
-    matched2 = (gen.n_jets >= 2) & (reco.n_jets >= 2)
-    assert half(x[matched2, 9]) == pytest.approx(np.arcsinh(1.0), abs=0.1)
-    assert abs(corr(x[matched2, 9], x_plain[matched2, 9])) < 0.3
-    # decode: absolute() turns the residuals back into the particle level's coordinates
-    back = coords.absolute(x, *coords.reco.physics(reco), torch.from_numpy(gen.n_jets).double())
-    present = (c[:, -3:] @ coords.gen.active_columns()[:3].double()).bool()
-    diff = back - x_plain  # an azimuth may come back a period (2 pi in its standardised units) away: the same angle
-    diff = torch.cat([diff[:, :5], coords._wrapped(diff[:, 5:])], dim=-1)
-    assert diff[present].abs().max() < 1e-9
-    assert ((back - x_plain)[present].abs() > 1).sum() > 0  # (there are such azimuths here)
-    wild = coords.absolute(torch.full_like(x, 1e3), *coords.reco.physics(reco), torch.from_numpy(gen.n_jets).double())
-    assert torch.isfinite(wild).all() and wild[both1, 5].max() <= float(x_plain[:, 5].max()) + 50
-    # a state without the jet residual buffers (a run fitted before them) loads with the residuals off
-    state = {k: v for k, v in coords.state_dict().items() if not k.startswith("jet_residual")}
-    old = UnfoldCoords((1, 2, 3), 20.0, 0.0)
-    old.load_state_dict(state)
-    assert float(old.jet_residuals) == 0.0
-    x_old, _ = old.encode(sample, torch.Generator().manual_seed(0))
-    np.testing.assert_array_equal(x_old[:, 5:].numpy(), x_plain[:, 5:].numpy())
 
 
 def test_reco_rows_refuse_events_outside_the_reco_selection_and_non_paired_samples():

@@ -12,15 +12,7 @@ level:
                   log m0, eta2, Delta phi) as residuals from the reco muons in the same coordinates,
                   scaled by the residuals' standard deviations (the detector's resolution: a
                   posterior a few standard deviations wide instead of a peak 0.1 standard
-                  deviations narrow at a place that moves with every event). Each jet slot
-                  filled at BOTH levels (slot j < min(n_gen, n_reco)) is a residual from the reco
-                  jet in that slot too, r = x_gen - x_reco in the particle level's coordinates
-                  (azimuths wrapped), learned as asinh(r / s): s is the central half-width of the
-                  training residuals (the detector's resolution: eta 0.006, log pT 0.24 of the
-                  particle-level spread on the paired card), so the core is unit-wide while the
-                  few per cent of slots whose jets differ (an order swapped, a jet lost or split)
-                  sit in tails a few units out instead of hundreds. A slot filled at the particle
-                  level only (a jet the detector lost) stays in the particle level's coordinates.
+                  deviations narrow at a place that moves with every event).
     c [N, D + 2K] the reco event in its ZJetsCoords (0 in the columns of absent jets, which
                   carry no information), the one-hot reco jet multiplicity, then the one-hot
                   PARTICLE-level multiplicity.
@@ -57,8 +49,6 @@ RECO_NAMES = {"Muon": "Muon", "Jet": "Jet"}
 # p(n_gen | reco): 2 x 32 tanh, 200 L-BFGS iterations, a light L2 on the weights
 POSTERIOR_HIDDEN, POSTERIOR_ITERATIONS, POSTERIOR_L2 = 32, 200, 1e-5
 MUON_COLUMNS = 5  # ZJetsCoords's dimuon columns: log pT1, eta1, log m0, eta2, Delta phi
-JET_COLUMNS = 4  # per jet slot: log(pT - pT_min), eta (jet 1) or the sheared Delta eta u, Delta phi, log m
-ANGLE = 2  # the azimuth's place in a jet slot
 RESIDUAL_FLOOR = 1e-6  # the smallest residual scale (a perfect detector has none)
 
 
@@ -144,18 +134,6 @@ class UnfoldCoords(nn.Module):
         self.posterior = MultiplicityPosterior(self.reco.dim + len(self.n_values), len(self.n_values))
         self.max_jets = self.gen.max_jets
         self.register_buffer("residual_std", torch.ones(MUON_COLUMNS, dtype=torch.float64))
-        # jet slots present at both levels are residuals from the reco jet too (1: on; runs fitted
-        # before this convention load with 0 and keep their jets in the particle level's coordinates)
-        self.register_buffer("jet_residuals", torch.tensor(1.0, dtype=torch.float64))
-        self.register_buffer("jet_residual_scale", torch.ones(JET_COLUMNS * self.max_jets, dtype=torch.float64))
-        self.register_buffer("jet_residual_max", torch.full((JET_COLUMNS * self.max_jets,), 10.0, dtype=torch.float64))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        if prefix + "residual_std" in state_dict and prefix + "jet_residuals" not in state_dict:
-            state_dict[prefix + "jet_residuals"] = torch.tensor(0.0, dtype=torch.float64)
-            for name in ("jet_residual_scale", "jet_residual_max"):
-                state_dict[prefix + name] = getattr(self, name).clone()
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def dim(self) -> int:
@@ -176,65 +154,27 @@ class UnfoldCoords(nn.Module):
         gen, reco = level(sample, GEN_NAMES), level(sample, RECO_NAMES)
         self.gen.fit(gen)
         self.reco.fit(reco)
-        p_gen, n_jets_gen = self.gen.physics(gen)
-        x, _ = self.gen(p_gen, n_jets_gen)
+        x, _ = self.gen(*self.gen.physics(gen))
         p, n = self.reco.physics(reco)
-        xr = self.reco_as_gen(p, n)
-        self.residual_std.copy_((x[:, :MUON_COLUMNS] - xr[:, :MUON_COLUMNS]).std(0).clamp_min(RESIDUAL_FLOOR))
-        both = self.both_levels(n, n_jets_gen.to(n.dtype)).bool()
-        jets = self._wrapped(x[:, MUON_COLUMNS:] - xr[:, MUON_COLUMNS:])
-        for k in range(jets.shape[1]):
-            r = jets[both[:, k], k]
-            if len(r) > 1:
-                lo, hi = torch.quantile(r, torch.tensor([0.16, 0.84], dtype=r.dtype))
-                self.jet_residual_scale[k] = max(float(hi - lo) / 2, RESIDUAL_FLOOR)
-                self.jet_residual_max[k] = float(torch.asinh(r / self.jet_residual_scale[k]).abs().max()) + 1.0
-        self.jet_residuals.fill_(1.0)
+        residual = x[:, :MUON_COLUMNS] - self.reco_muons(p, n)
+        self.residual_std.copy_(residual.std(0).clamp_min(RESIDUAL_FLOOR))
         n_gen = torch.from_numpy(np.searchsorted(np.asarray(self.n_values), gen.n_jets))
         weight = None if sample.weight is None else torch.from_numpy(np.asarray(sample.weight, dtype=np.float64))
         self.posterior.fit(self.condition(p, n), n_gen, weight)
         return self
 
-    def reco_as_gen(self, p: torch.Tensor, n: torch.Tensor, relative: bool | None = None) -> torch.Tensor:
-        """The reco event in the particle level's coordinates ``[N, D]`` (in p's dtype, exportable;
-        placeholders in the slots of absent jets): what the muon columns, and the jet slots present
-        at both levels, of x are residuals from."""
+    def reco_muons(self, p: torch.Tensor, n: torch.Tensor, relative: bool | None = None) -> torch.Tensor:
+        """The reco muons in the particle level's coordinates ``[N, 5]`` (in p's dtype, exportable):
+        what the muon columns of x are residuals from."""
         raw, _ = self.gen._raw(p, n.to(p.dtype), self.relative() if relative is None else relative)
         x, _ = self.gen.chain(raw)
-        return x
+        return x[:, :MUON_COLUMNS]
 
-    def both_levels(self, n_reco: torch.Tensor, n_gen: torch.Tensor) -> torch.Tensor:
-        """``[N, 4 J]`` in n_reco's dtype: 1 in the columns of the jet slots both levels fill (times
-        :attr:`jet_residuals`), else 0 (arithmetic, no And: it runs inside the exported graph)."""
-        on = self.jet_residuals.to(n_reco.dtype)
-        slots = [((n_reco > j).to(n_reco.dtype) * (n_gen > j).to(n_reco.dtype) * on).unsqueeze(-1).expand(-1, JET_COLUMNS)
-                 for j in range(self.max_jets)]
-        return torch.cat(slots, dim=-1)
-
-    def _wrapped(self, r: torch.Tensor) -> torch.Tensor:
-        """Jet-slot residuals ``[N, 4 J]`` in standardised units with the azimuths' wrapped onto
-        (-pi, pi] (a jet near the edge of its azimuth's range at one level and across it at the other)."""
-        std = self.gen.chain.step("standardize").std[MUON_COLUMNS:].to(r.dtype)
-        period = 2 * math.pi / std
-        angle = torch.zeros(r.shape[-1], dtype=torch.bool)
-        angle[ANGLE::JET_COLUMNS] = True
-        return torch.where(angle, r - period * torch.round(r / period), r)
-
-    def absolute(self, x: torch.Tensor, p: torch.Tensor, n: torch.Tensor, n_gen: torch.Tensor,
-                 relative: bool | None = None) -> torch.Tensor:
-        """x ``[N, D]`` with its residuals (the muons; the jet slots present at both levels)
-        turned back into the particle level's coordinates, given the reco event (p ``[N, 2 + J, 4]``,
-        n ``[N]``) and the particle-level multiplicity ``n_gen`` ``[N]``. An azimuth may land
-        beyond its range; the inverse wraps it."""
-        xr = self.reco_as_gen(p, n, relative).to(x.dtype)
-        muons = x[:, :MUON_COLUMNS] * self.residual_std.to(x.dtype) + xr[:, :MUON_COLUMNS]
-        jets = x[:, MUON_COLUMNS:]
-        bound = self.jet_residual_max.to(x.dtype)
-        t = torch.minimum(torch.maximum(jets, -bound), bound)  # beyond training's largest residual: its edge
-        residual = self.jet_residual_scale.to(x.dtype) * (torch.exp(t) - torch.exp(-t)) / 2  # scale * sinh(t)
-        both = self.both_levels(n.to(x.dtype), n_gen.to(x.dtype))
-        jets = jets + both * (residual + xr[:, MUON_COLUMNS:] - jets)
-        return torch.cat([muons, jets], dim=-1)
+    def absolute(self, x: torch.Tensor, p: torch.Tensor, n: torch.Tensor, relative: bool | None = None) -> torch.Tensor:
+        """x ``[N, D]`` with its muon residuals turned back into the particle level's
+        coordinates, given the reco event (p ``[N, 2 + J, 4]``, n ``[N]``)."""
+        muons = x[:, :MUON_COLUMNS] * self.residual_std.to(x.dtype) + self.reco_muons(p, n, relative)
+        return torch.cat([muons, x[:, MUON_COLUMNS:]], dim=-1)
 
     def condition(self, p: torch.Tensor, n: torch.Tensor, relative: bool | None = None) -> torch.Tensor:
         """Reco momenta ``[N, 2 + J, 4]`` and multiplicity ``[N]`` -> c ``[N, C]``, computed in p's
@@ -260,10 +200,5 @@ class UnfoldCoords(nn.Module):
         p, n = self.reco.physics(reco)
         if not torch.isin(n, torch.tensor(self.n_values)).all():
             raise InputError(f"reco events with a jet multiplicity outside process.n_jets {list(self.n_values)}")
-        xr = self.reco_as_gen(p, n)
-        muons = (xg[:, :MUON_COLUMNS] - xr[:, :MUON_COLUMNS]) / self.residual_std
-        jets = xg[:, MUON_COLUMNS:]
-        n_gen = onehot @ torch.tensor([float(v) for v in self.n_values], dtype=onehot.dtype)
-        both = self.both_levels(n.to(jets.dtype), n_gen)
-        jets = jets + both * (torch.asinh(self._wrapped(jets - xr[:, MUON_COLUMNS:]) / self.jet_residual_scale) - jets)
-        return torch.cat([muons, jets], dim=-1), torch.cat([self.condition(p, n), onehot], dim=-1)
+        muons = (xg[:, :MUON_COLUMNS] - self.reco_muons(p, n)) / self.residual_std
+        return torch.cat([muons, xg[:, MUON_COLUMNS:]], dim=-1), torch.cat([self.condition(p, n), onehot], dim=-1)

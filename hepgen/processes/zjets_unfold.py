@@ -109,9 +109,9 @@ class UnfoldPipeline(nn.Module):
         c = self.coords.condition(p_reco, n_reco, self.relative)
         onehot = self.coords.posterior(c, inputs[:, -1])  # n_gen drawn from p(n_gen | reco)
         z = inputs[:, s:s + self.model_noise_dim]
-        n_values = torch.tensor([float(v) for v in self.coords.n_values], dtype=onehot.dtype)
+        x = self.coords.absolute(self.sampler(z, torch.cat([c, onehot], dim=-1)), p_reco, n_reco, self.relative)
+        n_values = torch.tensor([float(v) for v in self.coords.n_values], dtype=x.dtype)
         n_jets = (onehot * n_values).sum(-1)
-        x = self.coords.absolute(self.sampler(z, torch.cat([c, onehot], dim=-1)), p_reco, n_reco, n_jets, self.relative)
         u_phi = (p_reco[:, 0, 2] + math.pi) / (2 * math.pi)  # the reco leading muon's azimuth
         p = self.inverse(x, u_phi)
         return assemble(p, n_jets, torch.where(q1 < 0, -torch.ones_like(q1), torch.ones_like(q1)))
