@@ -216,8 +216,8 @@ class RefineConfig:
     # the refiner learns a correction to the identity map (hepgen.models.laser.ResidualField); hepgen refine
     # writes true; absent (false) in refined runs made before it and in ordinary cards (the hash stays)
     residual: bool = field(default=False, metadata={"omit_empty": True})
-    # > 0: train on this many fresh latents z ~ N(0, 1) weighted by a regression of the DCTR weights in latent
-    # space (hepgen.latent_weight), not on the `events` base latents themselves
+    # > 0: train on this many fresh base latents, their events weighted by the DCTR classifiers trained on the
+    # `events` base events (hepgen.latent), not on those base latents themselves
     latents: int = field(default=0, metadata={"omit_empty": True, "range": {"ge": 0}})
 
 

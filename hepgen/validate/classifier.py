@@ -147,7 +147,9 @@ class MultiplicityResult:
 @dataclass
 class ClassifierResult:
     """Out-of-fold results. ``logw_ref`` / ``logw_gen``: float64 ``[N]``, log of the full density
-    ratio p_ref/p_gen per event (averaged over runs); NaN where the multiplicity was not tested."""
+    ratio p_ref/p_gen per event (averaged over runs); NaN where the multiplicity was not tested.
+    ``logw_unseen``: the same for the test's ``unseen`` events (scored by every fold model, none of
+    which saw them), None when none were given."""
 
     per_multiplicity: dict[int, MultiplicityResult]
     auc_total_runs: list[float]
@@ -156,6 +158,7 @@ class ClassifierResult:
     logw_gen: np.ndarray
     fractions_ref: dict[int, float] = field(default_factory=dict)
     fractions_gen: dict[int, float] = field(default_factory=dict)
+    logw_unseen: np.ndarray | None = None
 
     @property
     def auc_total(self) -> float:
@@ -325,8 +328,15 @@ def two_sample_test(
     seed: int = 1,
     jet_pt_min: float = 20.0,
     progress=None,
+    unseen: EventSample | None = None,
+    unseen_labels: np.ndarray | None = None,
 ) -> ClassifierResult:
     """Run the classifier test; see the module docstring. ``progress``: callable(str) per training.
+
+    ``unseen``: further events of the generated density (category ``unseen_labels``, default their
+    jet multiplicity) that no classifier trains on; each gets the mean logit of the fold models
+    of its category (``logw_unseen``, with the fractions of the test's two samples), so DCTR
+    weights can be had for more events than the classifier learned from.
 
     ``labels``: the category of every reference and generated event (int ``[N]`` each; default:
     the jet multiplicity); ``multiplicities``: the categories tested, each on its own; ``objects``:
@@ -338,6 +348,9 @@ def two_sample_test(
     frac_gen = {k: float(wg[nj_gen == k].sum() / wg.sum()) for k in multiplicities}
     logw_ref_runs = np.full((runs, len(reference)), np.nan)
     logw_gen_runs = np.full((runs, len(generated)), np.nan)
+    if unseen is not None and unseen_labels is None:
+        unseen_labels = unseen.n_jets
+    logw_unseen_runs = None if unseen is None else np.full((runs, len(unseen)), np.nan)
     per: dict[int, MultiplicityResult] = {}
     for k in multiplicities:
         mr, mg = nj_ref == k, nj_gen == k
@@ -351,20 +364,29 @@ def two_sample_test(
         finite = np.isfinite(x).all(axis=1)
         x = np.where(np.isfinite(x), x, 0.0)
         wb = _balanced(y, w * finite)
+        xu = None
+        if unseen is not None and (mu := unseen_labels == k).any():
+            xu, _ = make_features(unseen.select(mu), extra, pairs, jet_pt_min)
+            finite_u = np.isfinite(xu).all(axis=1)
+            xu = np.where(np.isfinite(xu), xu, 0.0)
         aucs, cal_d, cal_y, cal_w = [], [], [], []
         for r in range(runs):
             rng = np.random.default_rng([seed, k, r])
             fold = rng.permutation(np.arange(len(x)) % folds)
-            logit = cross_fit(x, y, w * finite, fold, rng, epochs=epochs, hidden=hidden, layers=layers, progress=progress,
-                              label=f"classifier: {k} jet(s), run {r + 1}/{runs}").logit
+            fit = cross_fit(x, y, w * finite, fold, rng, epochs=epochs, hidden=hidden, layers=layers, progress=progress,
+                            label=f"classifier: {k} jet(s), run {r + 1}/{runs}", extra=xu)
+            logit = fit.logit
             with np.errstate(over="ignore"):  # a classifier that separates perfectly: exp overflows, D = 0 exactly
                 d = 1.0 / (1.0 + np.exp(-logit))
             aucs.append(auc(logit, y, wb))
             cal_d.append(d), cal_y.append(y), cal_w.append(wb)
-            lw = logit + np.log(frac_ref[k] / frac_gen[k])
+            shift = np.log(frac_ref[k] / frac_gen[k])
+            lw = logit + shift
             lw = np.where(finite, lw, np.nan)
             logw_ref_runs[r, np.flatnonzero(mr)] = lw[: len(xr)]
             logw_gen_runs[r, np.flatnonzero(mg)] = lw[len(xr):]
+            if xu is not None:
+                logw_unseen_runs[r, np.flatnonzero(mu)] = np.where(finite_u, fit.extra + shift, np.nan)
         per[k] = MultiplicityResult(
             k, int(mr.sum()), int(mg.sum()), aucs,
             null_auc_sigma(effective_size(wr[mr]), effective_size(wg[mg])),
@@ -387,4 +409,5 @@ def two_sample_test(
         logw_gen=_run_mean(logw_gen_runs),
         fractions_ref=frac_ref,
         fractions_gen=frac_gen,
+        logw_unseen=None if logw_unseen_runs is None else _run_mean(logw_unseen_runs),
     )

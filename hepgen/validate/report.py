@@ -62,14 +62,16 @@ class _Progress:
 
 
 def classifier_test(reference: EventSample, sample: EventSample, card: Card, obsset: ObservableSet, *, runs: int,
-                folds: int, epochs: int, progress) -> ClassifierResult:
-    """The two-sample test of ``sample`` against ``reference``, split as the card's process says."""
+                folds: int, epochs: int, progress, unseen: EventSample | None = None) -> ClassifierResult:
+    """The two-sample test of ``sample`` against ``reference``, split as the card's process says
+    (``unseen``: events scored by the trained classifiers, see :func:`two_sample_test`)."""
     process = processes.get(card.process.name)
     cat_ref, cat_gen = categories_of(process, reference, card), categories_of(process, sample, card)
     return two_sample_test(reference, sample, multiplicities=tuple(cat_ref.members), labels=(cat_ref.labels, cat_gen.labels),
                            objects=obsset.classifier_objects, extra=obsset.classifier_extra, pairs=obsset.classifier_pairs,
                            runs=runs, folds=folds, epochs=epochs, seed=card.seed, jet_pt_min=card.process.jet_pt_min,
-                           progress=progress)
+                           progress=progress, unseen=unseen,
+                           unseen_labels=None if unseen is None else categories_of(process, unseen, card).labels)
 
 
 def _fractions(sample: EventSample, process, card: Card) -> dict[str, float]:

@@ -50,7 +50,7 @@ def reweight(
     process = processes.get(card.process.name)
     gen = read_generated([sample_path], read, process).sample
     ref, _ = read_sample(reference, reference_read, process=process)
-    w, res = dctr_weights(gen, ref, card, str(sample_path), progress)
+    w, res, _ = dctr_weights(gen, ref, card, str(sample_path), progress)
     summary = {"auc": res.auc_total, "auc_std": res.auc_total_std,
                "weight_min": float(w.min()), "weight_max": float(w.max()),
                "effective_fraction": float(w.sum() ** 2 / np.sum(w**2) / len(w))}
@@ -66,37 +66,50 @@ def reweight(
     return output, summary
 
 
-def dctr_weights(gen, ref, card: Card, what: str, progress=None):
-    """(w ``[N]``, the classifier result): the generated events' weights times their DCTR weight
-    p_ref/p_gen (out of fold; log clipped at :data:`LOGW_CLIP`), normalised to the sum of their
-    weights. Too few events to train the classifier is a one-line :class:`InputError` naming ``what``."""
+def dctr_weights(gen, ref, card: Card, what: str, progress=None, unseen=None):
+    """(w ``[N]``, the classifier result, w of ``unseen`` or None): the generated events' weights
+    times their DCTR weight p_ref/p_gen (out of fold; log clipped at :data:`LOGW_CLIP`), normalised
+    to the sum of their weights. ``unseen``: more events of the generated density, weighted by the
+    trained classifiers (none trains on them) with the same normalisation. Too few events to train
+    the classifier is a one-line :class:`InputError` naming ``what``."""
     vc = card.validate
     res = classifier_test(ref, gen, card, for_card(card), runs=vc.classifier_runs, folds=vc.classifier_folds,
-                          epochs=vc.classifier_epochs, progress=progress)
+                          epochs=vc.classifier_epochs, progress=progress, unseen=unseen)
     if not res.per_multiplicity:
         raise InputError(f"{what}: too few events per category (e.g. jet multiplicity) to train the classifier")
-    logw = np.where(np.isfinite(res.logw_gen), res.logw_gen, 0.0)
-    w = gen.weight * np.exp(np.clip(logw, -LOGW_CLIP, LOGW_CLIP))
-    return w * (gen.weight.sum() / w.sum()), res
+    w, scale = _times_ratio(gen.weight, res.logw_gen)
+    return w * scale, res, None if unseen is None else _times_ratio(unseen.weight, res.logw_unseen)[0] * scale
 
 
-def dctr_weights_array(x_gen: np.ndarray, x_ref: np.ndarray, card: Card, progress=None,
-                       hidden: int = 64, layers: int = 3) -> tuple[np.ndarray, float]:
-    """(w ``[N]`` mean 1, AUC): DCTR weights of generated events given as float64 arrays ``[N, F]``
-    against reference events ``[M, F]`` (the features are the coordinates themselves): the logit
-    of the cross-fitted classifier, averaged over ``validate.classifier_runs`` trainings, as in
-    :func:`dctr_weights`; the AUC is the mean over those trainings."""
+def _times_ratio(weight: np.ndarray, logw: np.ndarray) -> tuple[np.ndarray, float]:
+    """(weight times exp(logw) (clipped; NaN: 1), the factor that gives it ``weight``'s sum)."""
+    w = weight * np.exp(np.clip(np.where(np.isfinite(logw), logw, 0.0), -LOGW_CLIP, LOGW_CLIP))
+    return w, float(weight.sum() / w.sum())
+
+
+def dctr_weights_array(x_gen: np.ndarray, x_ref: np.ndarray, card: Card, progress=None, hidden: int = 64,
+                       layers: int = 3, unseen: np.ndarray | None = None) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """(w ``[N]`` mean 1, AUC, w of ``unseen`` or None): DCTR weights of generated events given as
+    float64 arrays ``[N, F]`` against reference events ``[M, F]`` (the features are the coordinates
+    themselves): the logit of the cross-fitted classifier, averaged over ``validate.classifier_runs``
+    trainings, as in :func:`dctr_weights`; the AUC is the mean over those trainings. ``unseen``
+    ``[K, F]``: more generated events, weighted by the fold models (none saw them), same normalisation."""
     vc = card.validate
     x = np.concatenate([x_ref, x_gen]).astype(np.float64)
     y = np.concatenate([np.ones(len(x_ref)), np.zeros(len(x_gen))])
     ones = np.ones(len(x))
+    extra = None if unseen is None else np.asarray(unseen, dtype=np.float64)
     logw, aucs = np.zeros(len(x_gen)), []
+    logw_u = None if extra is None else np.zeros(len(extra))
     for r in range(vc.classifier_runs):
         rng = np.random.default_rng([card.seed, 53, r])
         fold = rng.permutation(np.arange(len(x)) % vc.classifier_folds)
-        logit = cross_fit(x, y, ones, fold, rng, epochs=vc.classifier_epochs, hidden=hidden, layers=layers,
-                          progress=progress, label=f"DCTR classifier, run {r + 1}/{vc.classifier_runs}").logit
-        aucs.append(auc(logit, y, np.where(y > 0, len(x) / (2 * len(x_ref)), len(x) / (2 * len(x_gen)))))
-        logw += logit[len(x_ref):] / vc.classifier_runs
+        fit = cross_fit(x, y, ones, fold, rng, epochs=vc.classifier_epochs, hidden=hidden, layers=layers,
+                        progress=progress, label=f"DCTR classifier, run {r + 1}/{vc.classifier_runs}", extra=extra)
+        aucs.append(auc(fit.logit, y, np.where(y > 0, len(x) / (2 * len(x_ref)), len(x) / (2 * len(x_gen)))))
+        logw += fit.logit[len(x_ref):] / vc.classifier_runs
+        if logw_u is not None:
+            logw_u += fit.extra / vc.classifier_runs
     w = np.exp(np.clip(logw, -LOGW_CLIP, LOGW_CLIP))
-    return w / w.mean(), float(np.mean(aucs))
+    w_u = None if logw_u is None else np.exp(np.clip(logw_u, -LOGW_CLIP, LOGW_CLIP)) / w.mean()
+    return w / w.mean(), float(np.mean(aucs)), w_u
