@@ -56,6 +56,7 @@ from .pipeline import frozen_sampler
 from .runs import Run, load_run
 from .teacher import verified_hash
 from .trainingdata import Data, onehot_columns, take_rows
+from .validate.histograms import effective_size
 from .validate.reweight import dctr_weights, dctr_weights_array
 
 LATENT_STREAM = 41  # the latent noise's seed stream (with the card's seed)
@@ -149,11 +150,11 @@ def latent_weights(card: Card, base: Run, outputs: tuple, log: Callable[[str], N
 
 
 def _ess(w: np.ndarray) -> float:
-    """The effective sample fraction (sum w)^2 / (n sum w^2)."""
-    return float(w.sum() ** 2 / (len(w) * np.sum(w**2))) if len(w) else float("nan")
+    """The effective sample fraction of weights ``w``: :func:`effective_size` over their number."""
+    return effective_size(w) / len(w) if len(w) else float("nan")
 
 
-def onehot_classes(c: torch.Tensor) -> list[int]:
+def _onehot_classes(c: torch.Tensor) -> list[int]:
     """The one-hot condition columns of ``c`` that more than one row sets."""
     return [j for j in torch.nonzero(onehot_columns(c)).flatten().tolist() if c[:, j].sum() > 1]
 
@@ -170,7 +171,7 @@ def refine_data(card: Card, log: Callable[[str], None] = print, progress: bool |
     if spec.latents:  # refine.latents: fresh base events, weighted by the classifiers trained on the others
         fresh = base_latents(base, spec.latents, card.seed, progress, stream=FRESH_STREAM, desc="fresh base events")
     w, score, w_fresh = latent_weights(card, base, outputs, log, None if fresh is None else fresh[2])
-    ess = float(w.sum() ** 2 / np.sum(w**2))
+    ess = effective_size(w)
     log(f"DCTR weights of the base events: classifier AUC {score:.4f}, effective sample size {ess:.1f} of {len(w)} "
         f"({ess / len(w):.3f}), {int((w == 0).sum())} dropped by the selection")
     train_frac, val_frac = card.data.split[0], card.data.split[1]
@@ -182,7 +183,7 @@ def refine_data(card: Card, log: Callable[[str], None] = print, progress: bool |
     info = {}
     if fresh is not None:  # train on the fresh latents; validate on the base's validation part (out of fold)
         wf = torch.from_numpy(w_fresh / w_fresh.mean()).float()
-        per = ", ".join(f"{_ess(w_fresh[(fresh[1][:, j] == 1).numpy()]):.3f}" for j in onehot_classes(fresh[1]))
+        per = ", ".join(f"{_ess(w_fresh[(fresh[1][:, j] == 1).numpy()]):.3f}" for j in _onehot_classes(fresh[1]))
         log(f"{spec.latents} fresh latents weighted by those classifiers: effective sample fraction "
             f"{_ess(w_fresh):.3f}" + (f" (per condition class {per})" if per else ""))
         z, c, wt = torch.cat([fresh[0].float(), z[n_train:]]), torch.cat([fresh[1].float(), c[n_train:]]), \

@@ -27,7 +27,7 @@ class BayesConfig:
 
 @dataclass(frozen=True)
 class EnsembleConfig:
-    """Repulsive deep ensemble (``model.ensemble``; docs/validation.md): K members of the family in one loss."""
+    """Repulsive deep ensemble (the card's ensemble section; docs/validation.md): K members of the family in one loss."""
 
     members: int = ranged(1, ge=1)  # K; 1 = off. Its members are the draws of generate and export
     repulsion: float = ranged(1.0, ge=0)  # strength of the repulsive term (x 1/N_train); 0 = a plain deep ensemble
