@@ -137,6 +137,9 @@ class TrainConfig:
     # jet multiplicity; with data.weights: file, its share of the summed |weight|): 0 = plain shuffling,
     # 0.5 = rare multiplicities sqrt-boosted, 1 = equal shares
     balance: float = ranged(0.0, ge=0, le=1)
+    # > 0: balance the distinct one-hot patterns (the unfolding's (reco, particle) multiplicity pairs), none drawn
+    # > balance_cap x as often per event as the most common (trainingdata.balance_weights); 0: per column, no cap
+    balance_cap: float = field(default=0.0, metadata={"omit_empty": True, "range": {"ge": 0}})
     # with per-event weights (data.weights: file): events are drawn with |w| ** weight_power and their
     # loss weighted by |w| ** (1 - weight_power), the same density with less gradient noise from a
     # wide weight spread (0 = every event drawn equally, 1 = drawn in proportion to its weight)
@@ -219,6 +222,10 @@ class RefineConfig:
     # > 0: train on this many fresh base latents, their events weighted by the DCTR classifiers trained on the
     # `events` base events (hepgen.latent), not on those base latents themselves
     latents: int = field(default=0, metadata={"omit_empty": True, "range": {"ge": 0}})
+    # the latent refiner: "cfm" (hidden x layers, solver x steps) or "inn" (`blocks` spline couplings, subnetworks
+    # hidden x layers, the identity at the start, weighted maximum likelihood; hepgen.models.laser)
+    refiner: Literal["cfm", "inn"] = field(default="cfm", metadata={"omit_default": True})
+    blocks: int = field(default=6, metadata={"omit_default": True, "range": {"ge": 1}})
 
 
 @dataclass(frozen=True)
@@ -420,6 +427,8 @@ def card_to_dict(card) -> dict:
     for f in dataclasses.fields(card):
         v = getattr(card, f.name)
         if f.metadata.get("omit_empty") and not v:  # an empty list or section left out (the hash stays)
+            continue
+        if f.metadata.get("omit_default") and v == f.default:  # a key newer than old cards (the hash stays)
             continue
         if dataclasses.is_dataclass(v):
             v = card_to_dict(v)

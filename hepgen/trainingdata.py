@@ -254,22 +254,32 @@ def onehot_columns(c: torch.Tensor) -> torch.Tensor:
     return ((c == 0) | (c == 1)).all(0)
 
 
-def balance_weights(c: torch.Tensor, balance: float, w: torch.Tensor | None = None) -> torch.Tensor | None:
+def balance_weights(c: torch.Tensor, balance: float, w: torch.Tensor | None = None, cap: float = 0.0
+                    ) -> torch.Tensor | None:
     """Per-event draw weights f_k ** -balance for one-hot conditions ``c`` ``[N, K]`` (f_k: the
     fraction of condition k), or None for plain shuffling (balance 0 or no one-hot condition).
     The model still learns each conditional density; only how often each multiplicity is
     visited changes (the generated fractions come from the counts, not from the model).
     With event weights ``w`` ``[N]`` f_k is the weighted fraction sum_k |w| / sum |w|: the share of
     the loss a class holds, which for a biased sample differs from its share of the rows (biased
-    pT-hat Z+jets: 11 % of the rows but 3.5 % of the weight are 3-jet events)."""
+    pT-hat Z+jets: 11 % of the rows but 3.5 % of the weight are 3-jet events).
+
+    Several one-hot groups (the unfolding's reco and particle multiplicities): the event's weight is
+    the sum over its set columns. With ``cap`` > 0 (``train.balance_cap``) the classes are instead the
+    distinct patterns of set columns (the (reco, particle) multiplicity pairs), each drawn with
+    f ** -balance but at most ``cap`` times the most common pattern's weight, so a pair of a few
+    hundred events is not drawn a hundred times more often than the bulk."""
     if balance <= 0 or c.shape[-1] == 0:
         return None
     c = c[:, onehot_columns(c)]
-    if w is None:
-        frac = c.double().mean(0)
-    else:
-        size = w.double().abs()
-        frac = (c.double() * size[:, None]).sum(0) / size.sum().clamp_min(1e-300)
+    size = torch.ones(len(c), dtype=torch.float64) if w is None else w.double().abs()
+    if cap > 0 and c.shape[-1] > 0:
+        _, cls = torch.unique(c, dim=0, return_inverse=True)
+        frac = torch.zeros(int(cls.max()) + 1, dtype=torch.float64).index_add_(0, cls, size)
+        frac = frac / size.sum().clamp_min(1e-300)
+        per_class = torch.where(frac > 0, frac.clamp_min(1e-12) ** -balance, torch.zeros_like(frac))
+        return per_class.clamp_max(cap * float(frac.max()) ** -balance)[cls].float()
+    frac = (c.double() * size[:, None]).sum(0) / size.sum().clamp_min(1e-300)
     per_class = torch.where(frac > 0, frac.clamp_min(1e-12) ** -balance, torch.zeros_like(frac))
     return (c.double() @ per_class).float()
 
@@ -301,4 +311,5 @@ def importance_draw(draw: torch.Tensor | None, w: torch.Tensor | None, power: fl
 def draw_and_loss_weights(data: Data, train) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """The training rows' draw weights and loss weights: ``train.balance`` (:func:`balance_weights`,
     with the rows' event weights) and ``train.weight_power`` (:func:`importance_draw`)."""
-    return importance_draw(balance_weights(data.c_train, train.balance, data.w_train), data.w_train, train.weight_power)
+    draw = balance_weights(data.c_train, train.balance, data.w_train, train.balance_cap)
+    return importance_draw(draw, data.w_train, train.weight_power)

@@ -109,6 +109,10 @@ def test_the_residual_refiner_follows_moderate_weights_where_the_plain_one_wande
     # refine.latents: the residual refiner on 200 000 fresh latents weighted by the classifiers trained on the 20 000
     runs["fresh"] = load_run(refine(base_path, overrides=common + ["refine.latents=200000", "train.epochs=6"],
                                     run_dir=tmp_path / "fresh", progress=False, after=False))
+    # the INN refiner (refine.refiner=inn), weighted maximum likelihood on the same fresh latents
+    runs["inn"] = load_run(refine(base_path, overrides=common + ["refine.latents=200000", "train.epochs=6",
+                                                                 "refine.refiner=inn", "refine.blocks=4"],
+                                  run_dir=tmp_path / "inn", progress=False, after=False))
     assert runs["true"].card.refine.residual and not runs["false"].card.refine.residual
     base = load_run(base_path)
     z, c, out = base_latents(base, 20000, runs["true"].card.seed, progress=False)
@@ -131,6 +135,9 @@ def test_the_residual_refiner_follows_moderate_weights_where_the_plain_one_wande
     info = json.loads((tmp_path / "fresh" / "data.json").read_text())
     assert info["fresh_latents"] == "200000", info
     assert tv["fresh"] < 0.35 * tv["base"], tv
+    # measured (1 thread): the INN refiner on the same fresh latents 0.007
+    assert runs["inn"].model.sampler_record()["refiner"] == "laser inn 4 blocks"
+    assert tv["inn"] < 0.35 * tv["base"], tv
 
 
 def test_refined_sampler_is_the_latent_cfm_then_the_frozen_base_generator(ring):

@@ -68,6 +68,24 @@ def test_export_is_one_graph_of_refiner_then_generator(refined):
     assert event_diff(got, unrefined).max() > 1e-2
 
 
+def test_an_inn_refiner_exports_as_one_graph_too(refined):
+    """The INN refiner (refine.refiner=inn) samples in one inverse pass: the same export checks."""
+    tmp, base, _ = refined
+    path = refine(base, overrides=TINY + ["refine.refiner=inn", "refine.blocks=2"], run_dir=tmp / "refined_inn",
+                  progress=False, after=False)
+    out = tmp / "export_inn"
+    cli = subprocess.run([sys.executable, "-m", "hepgen", "export", str(path), "-o", str(out)],
+                         capture_output=True, text=True, cwd=REPO)
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads((out / "manifest.json").read_text())["generator"]["refiner"] == "laser inn 2 blocks"
+    pipe = pipeline(load_run(path))
+    noise = pipe.draw_noise(400, torch.Generator().manual_seed(9))
+    got = list(OnnxSampler(out).run(noise.numpy()).values())
+    assert event_diff(got, torch_outputs(pipe, {"noise": noise.numpy()})).max() <= TORCH_RTOL
+    unrefined = torch_outputs(pipeline(load_run(base)), {"noise": noise.numpy()})
+    assert event_diff(got, unrefined).max() > 1e-2  # trained away from its identity start
+
+
 def test_generate_writes_the_refined_events_and_records_the_refiner(refined, tmp_path):
     _, _, path = refined
     cli = subprocess.run([sys.executable, "-m", "hepgen", "generate", str(path), "-n", "300", "-o",

@@ -218,6 +218,29 @@ def test_weighted_balance_sets_each_class_share_of_the_loss():
         assert np.allclose(share / share.sum(), expect, rtol=1e-6, atol=1e-9), (a, share / share.sum(), expect)
 
 
+def test_capped_balance_weighs_multiplicity_pairs_and_caps_the_rare_ones():
+    """train.balance_cap: two one-hot groups (reco and particle multiplicity, 2 + 2 columns); the classes
+    are the four (reco, particle) patterns, each drawn with f^-a per event up to cap x the most common
+    pattern's weight. Exact expectations: the uncapped patterns get f^-a, the capped rare pair
+    cap * f_max^-a; without a cap the per-column sum (the summed balance) is unchanged."""
+    from hepgen.trainingdata import balance_weights
+
+    f = np.array([0.80, 0.12, 0.07, 0.01])  # (1,1) (1,2) (2,1) (2,2) pairs
+    reco, part = np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])
+    k = np.repeat(np.arange(4), (f * 10000).astype(int))
+    c = torch.cat([torch.nn.functional.one_hot(torch.from_numpy(reco[k]), 2),
+                   torch.nn.functional.one_hot(torch.from_numpy(part[k]), 2)], -1).double()
+    a, cap = 0.5, 3.0
+    got = balance_weights(c, a, cap=cap).double().numpy()
+    expect = np.minimum(f ** -a, cap * f.max() ** -a)[k]  # the cap: 3 x 0.80^-0.5 = 3.35
+    assert np.allclose(got, expect, rtol=1e-6), (np.unique(got), np.unique(expect))
+    # it binds for (2,1) (3.78) and (2,2) (10.0), not for (1,2) (2.89)
+    assert np.isclose(got[k == 1][0], f[1] ** -a) and np.isclose(got[k == 3][0], got[k == 2][0])
+    summed = balance_weights(c, a).double().numpy()  # no cap: the sum over set columns, as before
+    col = c.numpy().mean(0)
+    assert np.allclose(summed, (c.numpy() * col ** -a).sum(-1), rtol=1e-6)
+
+
 def test_resume_with_balanced_draws_is_bit_identical(tmp_path):
     card = card_from_dict({
         "name": "tiny", "seed": 5, "process": {"name": "zjets"},

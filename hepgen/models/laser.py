@@ -27,6 +27,14 @@ plain loss buries the correction in the regression noise of |z - u|^2. Without `
 (refined runs made before it, or ``--set refine.residual=false``) the refiner is a plain CFM from a
 random velocity field.
 
+**The INN refiner** (``refine.refiner: inn``, the LASER paper's choice): r is a conditional spline
+coupling flow (:class:`~hepgen.models.inn.INN`, ``refine.blocks`` blocks, subnetworks ``refine.hidden``
+x ``refine.layers``) whose subnetworks' output layers start at zero, so it too is exactly the identity
+map at initialisation. It is trained by weighted maximum likelihood on the latents, loss
+-mean w log q(z | c) with q the refiner's exact density; at the identity its gradient is
+E[(w - 1) grad log q] (E grad log q = 0 under N(0, 1)), the correction alone, with no flow-matching
+time and noise draws around it. It samples in one inverse pass (no ODE steps).
+
 The state dict holds ``base.*`` (the base's weights, loaded once from its run, never trained) and
 ``refiner.*``. The sampler options (``solver``, ``steps``) are the base's; the refiner samples with
 ``refine.solver`` x ``refine.steps``. The base must start from N(0, 1) noise (:func:`check_base`).
@@ -44,6 +52,7 @@ from ..nn.bayesian import is_bayesian
 from .base import Generator
 from .cfm import CFM
 from .ensemble import is_ensemble
+from .inn import INN
 
 
 def gaussian_field(x: torch.Tensor, t) -> torch.Tensor:
@@ -115,8 +124,25 @@ class RefinedSampler(nn.Module):
         return self.generator(self.refiner(noise, c), c)
 
 
+def identity_inn(dim: int, cond_dim: int, cfg) -> INN:
+    """An :class:`~hepgen.models.inn.INN` (card ``cfg``) that is exactly the identity map: every coupling
+    subnetwork's output layer is zero (spline: equal bins, unit derivatives; affine: s = t = 0), and the
+    last block's permutation undoes the earlier ones', so each column ends where it started."""
+    inn = INN(dim, cond_dim, cfg)
+    order = torch.arange(dim)
+    for block in inn.blocks[:-1]:
+        order = order[block.perm]
+    with torch.no_grad():
+        inn.blocks[-1].perm.copy_(torch.argsort(order))
+        inn.blocks[-1].inv_perm.copy_(order)
+        for block in inn.blocks:
+            block.net.out.weight.zero_()
+            block.net.out.bias.zero_()
+    return inn
+
+
 class Refined(Generator):
-    """The base generator ``base`` (frozen) behind a latent CFM ``refiner``; see the module docstring."""
+    """The base generator ``base`` (frozen) behind a latent ``refiner`` (CFM or INN); see the module docstring."""
 
     def __init__(self, base: Generator, refine_cfg):
         super().__init__(base.dim, base.cond_dim, base.cfg)
@@ -124,18 +150,25 @@ class Refined(Generator):
         self.base.requires_grad_(False)
         self.family = base.family
         self.cfg_refine = refine_cfg
-        small = dataclasses.replace(base.cfg, family="cfm", bayes=dataclasses.replace(base.cfg.bayes, enabled=False),
+        small = dataclasses.replace(base.cfg, family=refine_cfg.refiner,
+                                    bayes=dataclasses.replace(base.cfg.bayes, enabled=False),
                                     network=dataclasses.replace(base.cfg.network, hidden=refine_cfg.hidden,
                                                                 layers=refine_cfg.layers, backbone="mlp", fourier=0,
-                                                                dropout=0.0),
+                                                                fourier_columns=(), dropout=0.0),
                                     cfm=dataclasses.replace(base.cfg.cfm, solver=refine_cfg.solver,
-                                                            steps=refine_cfg.steps, coupling="independent"))
+                                                            steps=refine_cfg.steps, coupling="independent"),
+                                    inn=dataclasses.replace(base.cfg.inn, blocks=refine_cfg.blocks, coupling="spline"))
+        if refine_cfg.refiner == "inn":
+            self.refiner = identity_inn(base.noise_dim(), base.cond_dim, small)
+            return
         self.refiner = CFM(base.noise_dim(), base.cond_dim, small)
         if refine_cfg.residual:
             self.refiner.field = ResidualField(self.refiner.field)
 
     # -- training: the refiner's weighted flow matching on latent rows z [N, noise_dim] ---------------------
     def loss(self, x, c, weight=None):
+        if self.cfg_refine.refiner == "inn":  # weighted maximum likelihood
+            return self.refiner.loss(x, c, weight)
         if self.cfg_refine.residual:
             return residual_loss(self.refiner, x, c, weight)
         return self.refiner.loss(x, c, weight)
@@ -163,7 +196,8 @@ class Refined(Generator):
 
     def sampler_record(self, **opts) -> dict:
         r = self.cfg_refine
-        return {**self.base.sampler_record(**opts), "refiner": f"laser cfm {r.solver}/{r.steps}"}
+        how = f"inn {r.blocks} blocks" if r.refiner == "inn" else f"cfm {r.solver}/{r.steps}"
+        return {**self.base.sampler_record(**opts), "refiner": f"laser {how}"}
 
     def sampler(self, **opts) -> nn.Module:
         return RefinedSampler(self.refiner.sampler(), self.base.sampler(**opts))
