@@ -1,7 +1,8 @@
 """The residual LASER refiner (``refine.residual``, :mod:`hepgen.models.laser`): identity at the start,
 and a loss that is the weighted flow-matching loss up to a constant; the INN refiner
 (``refine.refiner: inn``): identity at the start, with the exact N(0, 1) density, and a weighted
-maximum-likelihood fit that reaches the weighted latent density.
+weighted maximum-likelihood fit whose control variate keeps the gradient's mean and cuts its noise,
+and reaches the weighted latent density.
 
 The first three are exact statements, checked without training: the first to the solver's precision,
 the second in expectation with the statistical error of repeated batches stated (4 standard errors).
@@ -18,7 +19,7 @@ import torch
 
 from hepgen.cards import RefineConfig, card_from_dict
 from hepgen.models.cfm import CFM
-from hepgen.models.laser import Refined, gaussian_field, residual_loss
+from hepgen.models.laser import Refined, gaussian_field, inn_residual_loss, residual_loss
 from hepgen.models.solvers import integrate
 
 DIM, COND = 5, 3
@@ -115,8 +116,40 @@ def test_the_inn_refiner_starts_as_the_identity_map_with_the_normal_density():
     assert refined.sampler_record()["refiner"] == "laser inn 4 blocks"
 
 
+def test_the_inn_control_variate_keeps_the_likelihood_gradient_and_cuts_its_noise():
+    """``inn_residual_loss`` = weighted likelihood + mean log q(x), x = r(z) ~ q: for a refiner moved away
+    from the identity, its gradient (projected on a fixed random direction) has the plain weighted
+    likelihood's mean over 60 batches (difference within 4 standard errors: the score's mean is zero
+    under q) and a far smaller spread near the identity (measured: 0.11 against 0.55)."""
+    torch.manual_seed(1)
+    refined = _refined(False, refiner="inn")
+    inn = refined.refiner
+    with torch.no_grad():
+        for block in inn.blocks:
+            block.net.out.weight.normal_(0, 0.003)
+    params = list(inn.parameters())
+    direction = [torch.randn_like(p) for p in params]
+    gen = torch.Generator().manual_seed(8)
+
+    def projected(loss):
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        return sum(float((g * d).sum()) for g, d in zip(grads, direction) if g is not None)
+
+    cv, plain = [], []
+    for _ in range(60):
+        z, c = torch.randn(2000, DIM, generator=gen), _conditions(2000, gen)
+        w = 1 + 0.2 * torch.tanh(z[:, 0] + 0.5 * z[:, 1])
+        torch.manual_seed(0)
+        cv.append(projected(inn_residual_loss(inn, z, c, w)))
+        plain.append(projected(-(w * inn.log_prob(z, c)).mean()))
+    cv, plain = np.array(cv), np.array(plain)
+    diff = cv - plain
+    assert abs(diff.mean()) < 4 * diff.std(ddof=1) / np.sqrt(len(diff)), (diff.mean(), diff.std())
+    assert cv.std() < 0.3 * plain.std(), (cv.std(), plain.std())
+
+
 def test_the_inn_refiner_learns_the_weighted_latent_density():
-    """Weighted maximum likelihood on fresh N(0, 1) latents each step (as ``refine.latents`` gives) with
+    """Its loss on fresh N(0, 1) latents each step (as ``refine.latents`` gives) with
     w(z) = 1 + 0.5 tanh(z0 + 0.5 z1) (mean 1): the refined latents' means reach the weighted density's,
     E_w[z0] = 0.28 and E_w[z1] = 0.14 (1 M draws), from the identity map's 0, and the other columns stay
     at 0. Tolerance 0.04: 6 standard errors of the 20 000-sample mean (0.007); the fit's error was

@@ -30,10 +30,16 @@ random velocity field.
 **The INN refiner** (``refine.refiner: inn``, the LASER paper's choice): r is a conditional spline
 coupling flow (:class:`~hepgen.models.inn.INN`, ``refine.blocks`` blocks, subnetworks ``refine.hidden``
 x ``refine.layers``) whose subnetworks' output layers start at zero, so it too is exactly the identity
-map at initialisation. It is trained by weighted maximum likelihood on the latents, loss
--mean w log q(z | c) with q the refiner's exact density; at the identity its gradient is
-E[(w - 1) grad log q] (E grad log q = 0 under N(0, 1)), the correction alone, with no flow-matching
-time and noise draws around it. It samples in one inverse pass (no ODE steps).
+map at initialisation. It samples in one inverse pass (no ODE steps). It is trained by weighted
+maximum likelihood, -mean w log q(z | c), with a control variate (:func:`inn_residual_loss`): plus
+mean log q(x | c) for x = r(z, c), the same latents carried through the refiner's sampling
+direction. Those x are draws from q, so that term's gradient (the mean score) is zero in expectation
+at every parameter value and the minimum stays the weighted likelihood's; near the identity x is
+close to z and the per-event gradients cancel up to their (w - 1) part, the same noise reduction as
+the residual CFM's. Plain weighted maximum likelihood (the first version) on Z+jets, 1 M fresh
+latents at batch 512: after 5 epochs the refiner's weighted log-likelihood on the validation
+latents was 0.0036 nats below the identity's, after 9 epochs 0.012 below (its sampling noise grew
+faster than the correction it learned; the gain available is about Var(w) / 2 = 0.013).
 
 The state dict holds ``base.*`` (the base's weights, loaded once from its run, never trained) and
 ``refiner.*``. The sampler options (``solver``, ``steps``) are the base's; the refiner samples with
@@ -96,6 +102,19 @@ def residual_loss(cfm: CFM, z: torch.Tensor, c: torch.Tensor, weight: torch.Tens
         return loss
     sq = ((gaussian_field(xt, t) + delta - (z - u)) ** 2).mean(-1)
     return loss + ((weight.to(sq.dtype) - 1) * sq).mean()
+
+
+def inn_residual_loss(inn: INN, z: torch.Tensor, c: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """The INN refiner's loss on latents z ``[N, D]`` ~ N(0, 1) given c ``[N, C]`` with weights ``[N]``
+    (None: all 1; see the module docstring): -mean w log q(z | c) + mean log q(x | c), x = r(z, c)
+    carried through the sampling direction and detached. x ~ q, so the second term's gradient, the
+    mean score, is zero in expectation for every parameter value (a control variate: the gradient
+    is the weighted likelihood's, unbiased); near the identity x is z and the two cancel but for the
+    (w - 1) part."""
+    with torch.no_grad():
+        x = inn.sampler()(z, c)
+    w = torch.ones_like(z[:, 0]) if weight is None else weight.to(z.dtype)
+    return (inn.log_prob(x, c) - w * inn.log_prob(z, c)).mean()
 
 
 def check_base(model: Generator, what: str) -> None:
@@ -167,8 +186,8 @@ class Refined(Generator):
 
     # -- training: the refiner's weighted flow matching on latent rows z [N, noise_dim] ---------------------
     def loss(self, x, c, weight=None):
-        if self.cfg_refine.refiner == "inn":  # weighted maximum likelihood
-            return self.refiner.loss(x, c, weight)
+        if self.cfg_refine.refiner == "inn":
+            return inn_residual_loss(self.refiner, x, c, weight)
         if self.cfg_refine.residual:
             return residual_loss(self.refiner, x, c, weight)
         return self.refiner.loss(x, c, weight)

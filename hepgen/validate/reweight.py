@@ -23,6 +23,7 @@ from ..io.lhe import LheWriter
 from ..io.root import write_events
 from ..outputs import check_output
 from .classifier import auc, cross_fit
+from .histograms import effective_size
 from .obsset import for_card
 from .report import classifier_test
 from .inputs import ReadAs, _is_lhe, read_generated, read_sample
@@ -53,7 +54,7 @@ def reweight(
     w, res, _ = dctr_weights(gen, ref, card, str(sample_path), progress)
     summary = {"auc": res.auc_total, "auc_std": res.auc_total_std,
                "weight_min": float(w.min()), "weight_max": float(w.max()),
-               "effective_fraction": float(w.sum() ** 2 / np.sum(w**2) / len(w))}
+               "effective_fraction": effective_size(w) / len(w)}
     info = {**gen.info, "reweighted_against": str(reference), "dctr_auc": f"{res.auc_total:.5f}"}
     out = replace(gen, weight=w, info=info)
     if _is_lhe(output):
