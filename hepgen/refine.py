@@ -13,9 +13,11 @@ second, small generator, so that the refined run samples UNWEIGHTED events from 
    ``refine.layers``) is trained on the weighted z given c by the one training loop
    (:func:`hepgen.train.train`, a weighted run); by default (``refine.residual``, written here) it
    is the residual refiner, the identity map plus a learned correction
-   (:class:`hepgen.models.laser.ResidualField`);
+   (:class:`hepgen.models.laser.ResidualField`); with ``refine.refiner: inn`` it is a spline coupling
+   flow that starts as the identity, trained by weighted likelihood with a control variate
+   (:func:`hepgen.models.laser.inn_residual_loss`);
 4. the refined generator draws u ~ N(0, 1), maps it to z' with the latent CFM (``refine.solver`` x
-   ``refine.steps``) and z' through the frozen base generator.
+   ``refine.steps``) or the INN's inverse pass, and z' through the frozen base generator.
 
 The new card is the base's with the name ``<base name>_refined`` and a ``refine`` section that records
 the base (folder, sha256 of its ``best.pt``); ``--set`` overrides any key afterwards (e.g.

@@ -1,13 +1,13 @@
 """LASER: latent space refinement of a trained generator (Winterhalder et al., arXiv:2106.00792).
 
 A refined run (``hepgen refine``, :mod:`hepgen.refine`; card section ``refine``) holds the base run's
-generator G(z, c), frozen, and a small CFM r in G's latent space (:class:`Refined`):
+generator G(z, c), frozen, and a small CFM or INN r in G's latent space (:class:`Refined`):
 
     x = G(r(u, c), c),    u ~ the base's noise (N(0, 1), ``noise_dim`` columns)
 
 The refiner is trained, by the one training loop, on the base's latent vectors z with their
 condition c and the DCTR weight w(G(z, c)) of the event they made (:mod:`hepgen.latent`): a weighted
-flow-matching regression, so r carries N(0, 1) to the weighted latent density p(z) w(G(z, c)), whose
+flow-matching regression (or, for the INN, a weighted likelihood), so r carries N(0, 1) to the weighted latent density p(z) w(G(z, c)), whose
 image under G is the data density the classifier saw. Sampling stays a pure function of explicit
 noise with the base's noise layout: the process's pipeline, ``hepgen generate`` and the ONNX export
 (one graph, refiner then generator) use it as they use the base.
@@ -184,7 +184,7 @@ class Refined(Generator):
         if refine_cfg.residual:
             self.refiner.field = ResidualField(self.refiner.field)
 
-    # -- training: the refiner's weighted flow matching on latent rows z [N, noise_dim] ---------------------
+    # -- training: the refiner's weighted flow matching (or likelihood) on latent rows z [N, noise_dim] -------
     def loss(self, x, c, weight=None):
         if self.cfg_refine.refiner == "inn":
             return inn_residual_loss(self.refiner, x, c, weight)
