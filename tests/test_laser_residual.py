@@ -114,6 +114,15 @@ def test_the_inn_refiner_starts_as_the_identity_map_with_the_normal_density():
     normal = torch.distributions.Normal(0.0, 1.0).log_prob(u).sum(-1)
     assert torch.allclose(refined.refiner.log_prob(u, c), normal, atol=1e-5)
     assert refined.sampler_record()["refiner"] == "laser inn 4 blocks"
+    # evaluation mode (the validation loss that picks best.pt) scores the weighted likelihood itself, not the
+    # control-variate loss, whose value is not a measure of fit
+    w = 1 + 0.3 * torch.tanh(u[:, 0])
+    with torch.no_grad():
+        torch.nn.init.normal_(refined.refiner.blocks[0].net.out.weight, 0, 0.01)  # away from the identity
+        refined.eval()
+        assert torch.allclose(refined.loss(u, c, w), -(w * refined.refiner.log_prob(u, c)).mean())
+        refined.train()
+        assert not torch.allclose(refined.loss(u, c, w), -(w * refined.refiner.log_prob(u, c)).mean())
 
 
 def test_the_inn_control_variate_keeps_the_likelihood_gradient_and_cuts_its_noise():
