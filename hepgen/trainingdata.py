@@ -271,17 +271,16 @@ def balance_weights(c: torch.Tensor, balance: float, w: torch.Tensor | None = No
     hundred events is not drawn a hundred times more often than the bulk."""
     if balance <= 0 or c.shape[-1] == 0:
         return None
-    c = c[:, onehot_columns(c)]
+    members = c[:, onehot_columns(c)].double()  # [N, classes]: an event's classes
+    capped = cap > 0 and members.shape[-1] > 0
+    if capped:  # the classes are the distinct patterns, one per event
+        members = torch.nn.functional.one_hot(torch.unique(members, dim=0, return_inverse=True)[1]).double()
     size = torch.ones(len(c), dtype=torch.float64) if w is None else w.double().abs()
-    if cap > 0 and c.shape[-1] > 0:
-        _, cls = torch.unique(c, dim=0, return_inverse=True)
-        frac = torch.zeros(int(cls.max()) + 1, dtype=torch.float64).index_add_(0, cls, size)
-        frac = frac / size.sum().clamp_min(1e-300)
-        per_class = torch.where(frac > 0, frac.clamp_min(1e-12) ** -balance, torch.zeros_like(frac))
-        return per_class.clamp_max(cap * float(frac.max()) ** -balance)[cls].float()
-    frac = (c.double() * size[:, None]).sum(0) / size.sum().clamp_min(1e-300)
+    frac = (members * size[:, None]).sum(0) / size.sum().clamp_min(1e-300)
     per_class = torch.where(frac > 0, frac.clamp_min(1e-12) ** -balance, torch.zeros_like(frac))
-    return (c.double() @ per_class).float()
+    if capped:
+        per_class = per_class.clamp_max(cap * float(frac.max()) ** -balance)
+    return (members @ per_class).float()
 
 
 def importance_draw(draw: torch.Tensor | None, w: torch.Tensor | None, power: float
