@@ -63,7 +63,7 @@ def check_distill_card(card: Card, teacher: Run) -> None:
     check_unweighted(card)
     _, model = build_for(card)
     wanted = METHODS[card.distill.method]
-    if model.family != wanted["family"] or not model.learns_from_teacher:
+    if model.distill_method != card.distill.method:
         raise CardError(f"distill.method {card.distill.method} trains model.family {wanted['family']} on the "
                         f"teacher's pairs; the card has model.family {model.family} "
                         f"(model.cfm.coupling {card.model.cfm.coupling})")

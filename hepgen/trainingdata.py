@@ -272,7 +272,9 @@ def balance_weights(c: torch.Tensor, balance: float, w: torch.Tensor | None = No
     if balance <= 0 or c.shape[-1] == 0:
         return None
     members = c[:, onehot_columns(c)].double()  # [N, classes]: an event's classes
-    capped = cap > 0 and members.shape[-1] > 0
+    if members.shape[-1] == 0:  # only continuous conditions: no class to balance
+        return None
+    capped = cap > 0
     if capped:  # the classes are the distinct patterns, one per event
         members = torch.nn.functional.one_hot(torch.unique(members, dim=0, return_inverse=True)[1]).double()
     size = torch.ones(len(c), dtype=torch.float64) if w is None else w.double().abs()

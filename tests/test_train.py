@@ -196,6 +196,8 @@ def test_balance_draws_rare_multiplicities_more_often():
     # a continuous condition after the one-hot (mass_sampling marginal's drawn mass) is not a class
     mass = torch.randn(len(c), 1, generator=torch.Generator().manual_seed(2), dtype=torch.float64) + 0.3
     assert torch.equal(balance_weights(torch.cat([c, mass], -1), 0.5), balance_weights(c, 0.5))
+    # only continuous conditions: nothing to balance, plain shuffling (None, not all-zero draw weights)
+    assert balance_weights(mass, 0.5) is None and balance_weights(mass, 0.5, cap=4.0) is None
 
 
 def test_weighted_balance_sets_each_class_share_of_the_loss():

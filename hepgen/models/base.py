@@ -52,10 +52,11 @@ class Generator(nn.Module):
     # whether a run of the family can teach ``hepgen distill`` (:mod:`hepgen.distill`): a deterministic
     # map from Gaussian noise whose network the distilled models start from (CFM)
     teaches: ClassVar[bool] = False
-    # True: the training rows are ``[x_T | z]`` ``[N, 2D]``, a teacher's sample and the noise it came
-    # from (made by ``hepgen distill``, :func:`split_pairs`); set per instance where a card key
-    # decides (CFM: ``model.cfm.coupling: paired``)
-    learns_from_teacher: bool = False
+    # the ``hepgen distill`` method (:data:`hepgen.distill.METHODS`) whose rows the model learns:
+    # ``[x_T | z]`` ``[N, 2D]``, a teacher's sample and the noise it came from (:func:`split_pairs`);
+    # None for a model trained on events. Set per instance where a card key decides (CFM: "reflow"
+    # with ``model.cfm.coupling: paired``)
+    distill_method: str | None = None
     # the per-event weights ``loss(x, c, weight)`` takes (``data.weights: file``): "signed" (a weighted
     # likelihood or regression: negative weights allowed), "positive" (only w >= 0) or "none"
     event_weights: ClassVar[str] = "signed"
@@ -63,6 +64,11 @@ class Generator(nn.Module):
     def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig):
         super().__init__()
         self.dim, self.cond_dim, self.cfg = dim, cond_dim, cfg
+
+    @property
+    def learns_from_teacher(self) -> bool:
+        """Whether the training rows are a teacher's pairs (:attr:`distill_method` is set)."""
+        return self.distill_method is not None
 
     def loss(self, x: torch.Tensor, c: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError

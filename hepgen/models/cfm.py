@@ -112,7 +112,7 @@ class CFM(Generator):
     def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig):
         super().__init__(dim, cond_dim, cfg)
         self.field = VelocityField(dim, cond_dim, cfg)
-        self.learns_from_teacher = cfg.cfm.coupling == "paired"
+        self.distill_method = "reflow" if cfg.cfm.coupling == "paired" else None
 
     def attach_coords(self, coords: nn.Module) -> None:
         self.field.attach_coords(coords)

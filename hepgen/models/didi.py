@@ -81,7 +81,7 @@ class DiDi(CFM):
 
     def __init__(self, dim: int, cond_dim: int, cfg):
         super().__init__(dim, cond_dim, cfg)
-        self.learns_from_teacher = False  # its pairs are [target | source] (model.didi.coupling)
+        self.distill_method = None  # its pairs are [target | source] (model.didi.coupling), not a teacher's
         self.register_buffer("fill", torch.zeros(dim))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

@@ -35,7 +35,7 @@ class Student(CFM):
 
     def __init__(self, dim: int, cond_dim: int, cfg):
         super().__init__(dim, cond_dim, cfg)
-        self.learns_from_teacher = True
+        self.distill_method = "student"
 
     def predict(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """G(z, c) ``[N, D]``."""
