@@ -31,6 +31,15 @@ rows stay the base's (out of fold). On Z+jets the fresh events so weighted reach
 regression of the weights on [z | c] (the first version) explained 0.84 / 0.31 / 0.12 of their
 variance per multiplicity. Making the fresh events costs what generating them costs.
 
+**The cache.** Steps 2 and 3 (and the fresh latents) cost most of a refinement (Z+jets, 200 000
+events and 1 M fresh latents: about 19 minutes on one thread), and they depend only on the base's
+``best.pt``, the card's seed, ``refine.events``, ``refine.latents`` and the ``validate`` section (the
+classifier's settings). :func:`refine_data` keeps them in the base run's folder,
+``refine_cache/<key>.pt`` (key: sha256/16 of those), and a later refinement with the same values
+(another refiner, more epochs) reads them back and says so in its log. A folder that cannot be
+written only costs the cache; delete ``refine_cache/`` to free the space (1 M Z+jets latents: about
+90 MB).
+
 The log and ``data.json`` give the classifier's AUC and the effective sample size of the weights,
 (sum w)^2 / sum w^2. The refined run keeps the base's coordinates, ``split.npz`` and cross section,
 and starts from the base's weights (:attr:`Data.start`). The rows are a deterministic function of
@@ -39,6 +48,8 @@ the card and the base run (at a fixed number of torch threads), so a resumed run
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -48,10 +59,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cards import Card
+from .cards import Card, card_to_dict
 from .errors import CardError, InputError
 from .events import EventSample
 from .models.laser import check_base
+from .outputs import atomic_output
 from .pipeline import frozen_sampler
 from .runs import Run, load_run
 from .teacher import verified_hash
@@ -62,6 +74,8 @@ from .validate.reweight import dctr_weights, dctr_weights_array
 LATENT_STREAM = 41  # the latent noise's seed stream (with the card's seed)
 FRESH_STREAM = 43  # the fresh latents' (refine.latents) seed stream
 BATCH = 4096  # events per generation batch
+CACHE_DIR = "refine_cache"  # in the base run's folder: the weighted latents of earlier refinements
+CACHE_FORMAT = 1  # bump when what the cache holds changes
 
 
 def base_run(path: str | os.PathLike) -> Run:
@@ -159,6 +173,44 @@ def _onehot_classes(c: torch.Tensor) -> list[int]:
     return [j for j in torch.nonzero(onehot_columns(c)).flatten().tolist() if c[:, j].sum() > 1]
 
 
+def cache_key(card: Card, checkpoint: str) -> str:
+    """sha256/16 of what the weighted latents depend on (see the module docstring)."""
+    spec = {"format": CACHE_FORMAT, "checkpoint": checkpoint, "seed": card.seed, "events": card.refine.events,
+            "latents": card.refine.latents, "validate": card_to_dict(card)["validate"]}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def weighted_latents(card: Card, base: Run, checkpoint: str, log: Callable[[str], None] = print,
+                     progress: bool | None = None) -> dict:
+    """Steps 2 and 3 of the module docstring, read from the base's cache when it holds them: a dict
+    with ``z`` ``[n, m]``, ``c`` ``[n, C]``, ``w`` ``[n]`` (float64), ``auc``, and with ``refine.latents``
+    ``fresh_z``, ``fresh_c``, ``fresh_w``."""
+    spec = card.refine
+    path = base.path / CACHE_DIR / f"{cache_key(card, checkpoint)}.pt"
+    if path.is_file():
+        try:
+            rows = torch.load(path, weights_only=True)
+            log(f"weighted latents from the cache {path} (delete it to make them again)")
+            return rows
+        except Exception as err:  # a damaged cache is made again, never trusted
+            log(f"the cache {path} is unreadable ({type(err).__name__}); making the weighted latents again")
+    z, c, outputs = base_latents(base, spec.events, card.seed, progress)
+    fresh = None
+    if spec.latents:  # refine.latents: fresh base events, weighted by the classifiers trained on the others
+        fresh = base_latents(base, spec.latents, card.seed, progress, stream=FRESH_STREAM, desc="fresh base events")
+    w, score, w_fresh = latent_weights(card, base, outputs, log, None if fresh is None else fresh[2])
+    rows = {"z": z.float(), "c": c.float(), "w": torch.from_numpy(w), "auc": float(score)}
+    if fresh is not None:
+        rows.update(fresh_z=fresh[0].float(), fresh_c=fresh[1].float(), fresh_w=torch.from_numpy(w_fresh))
+    try:
+        path.parent.mkdir(exist_ok=True)
+        with atomic_output(path, force=True) as tmp:
+            torch.save(rows, tmp)
+    except OSError as err:  # a read-only base folder costs the cache, not the refinement
+        log(f"could not cache the weighted latents in {path.parent} ({err.strerror or err})")
+    return rows
+
+
 def refine_data(card: Card, log: Callable[[str], None] = print, progress: bool | None = None, model=None) -> Data:
     """The training rows of a refined card (see the module docstring); ``model``: the card's
     :class:`~hepgen.models.laser.Refined`, whose base gets the base run's weights in :attr:`Data.start`."""
@@ -166,11 +218,10 @@ def refine_data(card: Card, log: Callable[[str], None] = print, progress: bool |
     base = base_run(spec.base)
     found = verified_hash(base, spec.checkpoint, "base run", "refine.checkpoint")
     log(f"base run {base.path} (best.pt {found}, epoch {base.epoch + 1}): {spec.events} latent vectors")
-    z, c, outputs = base_latents(base, spec.events, card.seed, progress)
-    fresh = None
-    if spec.latents:  # refine.latents: fresh base events, weighted by the classifiers trained on the others
-        fresh = base_latents(base, spec.latents, card.seed, progress, stream=FRESH_STREAM, desc="fresh base events")
-    w, score, w_fresh = latent_weights(card, base, outputs, log, None if fresh is None else fresh[2])
+    rows = weighted_latents(card, base, found, log, progress)
+    z, c, w, score = rows["z"], rows["c"], rows["w"].numpy(), rows["auc"]
+    fresh = (rows["fresh_z"], rows["fresh_c"]) if spec.latents else None
+    w_fresh = rows["fresh_w"].numpy() if spec.latents else None
     ess = effective_size(w)
     log(f"DCTR weights of the base events: classifier AUC {score:.4f}, effective sample size {ess:.1f} of {len(w)} "
         f"({ess / len(w):.3f}), {int((w == 0).sum())} dropped by the selection")
@@ -179,7 +230,6 @@ def refine_data(card: Card, log: Callable[[str], None] = print, progress: bool |
     n_val = min(int(round(n * val_frac / (train_frac + val_frac))), n - 2)
     n_train = n - n_val
     wt = torch.from_numpy(w / w[:n_train].mean()).float()
-    z, c = z.float(), c.float()
     info = {}
     if fresh is not None:  # train on the fresh latents; validate on the base's validation part (out of fold)
         wf = torch.from_numpy(w_fresh / w_fresh.mean()).float()

@@ -25,7 +25,7 @@ import torch
 
 from hepgen.cards import card_from_dict, load_card
 from hepgen.errors import HepgenError
-from hepgen.latent import FRESH_STREAM, base_latents, latent_weights
+from hepgen.latent import CACHE_DIR, FRESH_STREAM, base_latents, cache_key, latent_weights
 from hepgen.processes.toys import TOY_RING, sample_toy
 from hepgen.refine import refine, refine_card
 from hepgen.runs import load_run
@@ -138,6 +138,22 @@ def test_the_residual_refiner_follows_moderate_weights_where_the_plain_one_wande
     # measured (1 thread): the INN refiner on the same fresh latents 0.013 (0.007 by plain weighted likelihood)
     assert runs["inn"].model.sampler_record()["refiner"] == "laser inn 4 blocks"
     assert tv["inn"] < 0.35 * tv["base"], tv
+    # the weighted latents are made once per setting and read back by the next refinement with the same one:
+    # "false" reuses "true"'s (refine.events=20000), "inn" reuses "fresh"'s (refine.latents=200000)
+    cached = sorted((base_path / CACHE_DIR).glob("*.pt"))
+    keys = {name: cache_key(run.card, run.card.refine.checkpoint) for name, run in runs.items()}
+    assert keys["true"] == keys["false"] and keys["fresh"] == keys["inn"] and keys["true"] != keys["fresh"], keys
+    assert [p.stem for p in cached] == sorted({keys["true"], keys["fresh"]}), cached
+    logs = {name: (tmp_path / name / "train.log").read_text() for name in runs}
+    assert [("weighted latents from the cache" in logs[n]) for n in ("true", "false", "fresh", "inn")] == \
+        [False, True, False, True], {n: t[:400] for n, t in logs.items()}
+    # what the cache holds is what the latents are: the base's noise of that stream and its out-of-fold weights
+    rows = torch.load(base_path / CACHE_DIR / f"{keys['true']}.pt", weights_only=True)
+    assert torch.equal(rows["z"], z.float()) and len(rows["w"]) == 20000 and abs(rows["auc"] - auc) < 0.02
+    assert torch.equal(rows["c"], c.float()) and (rows["w"].numpy()[w == 0] == 0).all()
+    # the classifier's settings are part of the key: another validate.classifier_epochs makes new latents
+    other = refine_card(base, common + ["validate.classifier_epochs=41"])
+    assert cache_key(other, runs["true"].card.refine.checkpoint) != keys["true"]
 
 
 def test_refined_sampler_is_the_latent_cfm_then_the_frozen_base_generator(ring):
