@@ -211,6 +211,20 @@ def weighted_latents(card: Card, base: Run, checkpoint: str, log: Callable[[str]
     return rows
 
 
+def likelihood_scale(z: torch.Tensor, w: torch.Tensor, log: Callable[[str], None] = print) -> dict[str, str]:
+    """Where the INN refiner's validation loss, mean(-w log q(z | c)) over the validation latents z
+    ``[n, m]`` with weights w ``[n]`` (the training weights' normalisation, mean 1), starts and where
+    it could end: the identity map (q = N(0, 1), the base) scores mean(-w log N(z)); the exact
+    weighted density q = N(z) w scores mean(w log w) less (the gain available: about Var(w) / 2 for
+    mild weights). Logged, and returned for ``data.json``."""
+    z, w = z.double(), w.double()
+    identity = float((w * 0.5 * ((z**2).sum(-1) + z.shape[-1] * np.log(2 * np.pi))).mean())
+    gain = float(torch.where(w > 0, w * torch.log(w.clamp_min(1e-300)), torch.zeros_like(w)).mean())
+    log(f"validation latents: the identity map (the base) scores a loss of {identity:.5f}; the exact weighted "
+        f"density would score {identity - gain:.5f} (gain available {gain:.5f} nats)")
+    return {"identity_validation_loss": f"{identity:.6f}", "validation_gain_available": f"{gain:.6f}"}
+
+
 def refine_data(card: Card, log: Callable[[str], None] = print, progress: bool | None = None, model=None) -> Data:
     """The training rows of a refined card (see the module docstring); ``model``: the card's
     :class:`~hepgen.models.laser.Refined`, whose base gets the base run's weights in :attr:`Data.start`."""
@@ -245,6 +259,8 @@ def refine_data(card: Card, log: Callable[[str], None] = print, progress: bool |
         split = {k: parts[k] for k in parts.files}
     info = {**base.data_info, "refined_from": str(base.path), "base_checkpoint": found, "latent_events": str(n),
             "dctr_auc": f"{score:.5f}", "dctr_effective_sample_size": f"{ess:.1f}", **info}
+    if spec.refiner == "inn" and n_train < len(z):  # the INN's validation loss is the weighted likelihood
+        info.update(likelihood_scale(z[n_train:], wt[n_train:], log))
     start = None
     if model is not None:
         model.base.load_state_dict(base.model.state_dict())

@@ -188,3 +188,27 @@ def test_the_inn_refiner_learns_the_weighted_latent_density():
     assert float(target[0]) > 0.25 and float(target[1]) > 0.1, target  # the weights shift the latents
     assert torch.allclose(moved, target, atol=0.04), (moved, target)  # there, and the rest stays
     assert all(not p.requires_grad for p in refined.base.parameters())  # the base stays frozen
+
+
+def test_the_logged_likelihood_scale_is_where_the_inn_validation_loss_starts_and_could_end():
+    """hepgen.latent.likelihood_scale: the identity's value is the (untrained, identity) INN refiner's
+    validation loss; identity - gain is the loss of the exact weighted density. With w the ratio of
+    N(mu, 1) to N(0, 1) in z0 that density is known, N(mu, 1) x N(0, 1)^(m-1), and its weighted loss
+    equals identity - gain to float64 rounding (the identity log w = log N_mu - log N is exact, so
+    no statistical tolerance is involved)."""
+    from hepgen.latent import likelihood_scale
+
+    gen = torch.Generator().manual_seed(5)
+    z, c = torch.randn(4000, DIM, generator=gen, dtype=torch.float64), _conditions(4000, gen)
+    mu = 0.3
+    w = torch.exp(mu * z[:, 0] - mu**2 / 2)
+    info = likelihood_scale(z, w, log=lambda _m: None)
+    identity, gain = float(info["identity_validation_loss"]), float(info["validation_gain_available"])
+    refined = _refined(False, refiner="inn").eval()
+    with torch.no_grad():
+        assert abs(float(refined.loss(z.float(), c, w.float())) - identity) < 1e-4
+    shifted = z.clone()
+    shifted[:, 0] -= mu
+    exact = -(w * torch.distributions.Normal(0.0, 1.0).log_prob(shifted).sum(-1)).mean()
+    assert abs(float(exact) - (identity - gain)) < 1e-5, (float(exact), identity - gain)
+    assert 0 < gain < mu**2  # about Var(w) / 2 = (e^(mu^2) - 1) / 2 = 0.047 for mild weights

@@ -138,6 +138,14 @@ def test_the_residual_refiner_follows_moderate_weights_where_the_plain_one_wande
     # measured (1 thread): the INN refiner on the same fresh latents 0.013 (0.007 by plain weighted likelihood)
     assert runs["inn"].model.sampler_record()["refiner"] == "laser inn 4 blocks"
     assert tv["inn"] < 0.35 * tv["base"], tv
+    # its data.json says where its validation loss started (the identity) and the gain the weights offer;
+    # the best epoch's validation loss is below the identity's (it learned part of that gain)
+    inn_info = json.loads((tmp_path / "inn" / "data.json").read_text())
+    identity = float(inn_info["identity_validation_loss"])
+    assert 0 < float(inn_info["validation_gain_available"]) < 0.2, inn_info
+    history = json.loads((tmp_path / "inn" / "history.json").read_text())
+    best = min(e["val_loss"] for e in history)
+    assert best < identity, (best, identity)
     # the weighted latents are made once per setting and read back by the next refinement with the same one:
     # "false" reuses "true"'s (refine.events=20000), "inn" reuses "fresh"'s (refine.latents=200000)
     cached = sorted((base_path / CACHE_DIR).glob("*.pt"))
