@@ -62,6 +62,7 @@ from tqdm import tqdm
 from .cards import Card, card_to_dict
 from .errors import CardError, InputError
 from .events import EventSample
+from .models.base import normal_log_prob
 from .models.laser import check_base
 from .outputs import atomic_output
 from .pipeline import frozen_sampler
@@ -218,7 +219,7 @@ def likelihood_scale(z: torch.Tensor, w: torch.Tensor, log: Callable[[str], None
     weighted density q = N(z) w scores mean(w log w) less (the gain available: about Var(w) / 2 for
     mild weights). Logged, and returned for ``data.json``."""
     z, w = z.double(), w.double()
-    identity = float((w * 0.5 * ((z**2).sum(-1) + z.shape[-1] * np.log(2 * np.pi))).mean())
+    identity = float(-(w * normal_log_prob(z)).mean())
     gain = float(torch.where(w > 0, w * torch.log(w.clamp_min(1e-300)), torch.zeros_like(w)).mean())
     log(f"validation latents: the identity map (the base) scores a loss of {identity:.5f}; the exact weighted "
         f"density would score {identity - gain:.5f} (gain available {gain:.5f} nats)")

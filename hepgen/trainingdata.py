@@ -269,10 +269,10 @@ def balance_weights(c: torch.Tensor, balance: float, w: torch.Tensor | None = No
     distinct patterns of set columns (the (reco, particle) multiplicity pairs), each drawn with
     f ** -balance but at most ``cap`` times the most common pattern's weight, so a pair of a few
     hundred events is not drawn a hundred times more often than the bulk."""
-    if balance <= 0 or c.shape[-1] == 0:
+    if balance <= 0:
         return None
     members = c[:, onehot_columns(c)].double()  # [N, classes]: an event's classes
-    if members.shape[-1] == 0:  # only continuous conditions: no class to balance
+    if members.shape[-1] == 0:  # no condition, or only continuous ones: no class to balance
         return None
     capped = cap > 0
     if capped:  # the classes are the distinct patterns, one per event

@@ -22,6 +22,7 @@ events for the same noise, and a framework keeps control of its random numbers.
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -143,6 +144,11 @@ def empty_condition(n: int, like: torch.Tensor | None = None) -> torch.Tensor:
     """A ``[n, 0]`` condition for unconditional models."""
     kw = {} if like is None else {"dtype": like.dtype, "device": like.device}
     return torch.zeros(n, 0, **kw)
+
+
+def normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """``[N]`` log density of the standard normal in z's ``D`` columns, ``[N, D]`` -> ``[N]``."""
+    return -0.5 * (z**2).sum(-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
 
 
 def weighted_mean(per_event: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:

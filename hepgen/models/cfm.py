@@ -28,13 +28,12 @@ import torch
 from torch import nn
 
 from ..cards import ModelConfig
-import math
 
 from ..nn.blocks import ResidualMLP, TimeEmbedding
 from ..nn.coord_transformer import CoordinateTransformer
 from ..nn.lgatr_backbone import LGATrBackbone
 from . import solvers
-from .base import Generator, split_pairs, weighted_mean
+from .base import Generator, normal_log_prob, split_pairs, weighted_mean
 
 
 # cycles per unit time of the fastest time feature: the field must vary slowly in t, or a
@@ -214,5 +213,4 @@ class CFM(Generator):
         else:
             out = solvers.integrate(aug, state, 1.0, 0.0, steps or self.cfg.cfm.steps, method)
         x0, delta = out[:, :d], out[:, d]
-        log_n = -0.5 * (x0**2).sum(-1) - 0.5 * d * math.log(2 * math.pi)
-        return log_n + delta
+        return normal_log_prob(x0) + delta

@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from ..cards import ModelConfig
 from ..nn.blocks import ResidualMLP
-from .base import Generator, ModelSettingError, check_no_options, weighted_mean
+from .base import Generator, ModelSettingError, check_no_options, normal_log_prob, weighted_mean
 
 MIN_BIN = 1e-3  # minimal bin width / height, as a fraction of the domain
 MIN_DERIV = 1e-3
@@ -171,7 +171,7 @@ class INN(Generator):
 
     def log_prob(self, x, c):
         z, logdet = self.forward_flow(x, c)
-        return -0.5 * (z**2).sum(-1) - 0.5 * self.dim * math.log(2 * math.pi) + logdet
+        return normal_log_prob(z) + logdet
 
     def loss(self, x, c, weight=None):
         if weight is None:
