@@ -576,3 +576,38 @@ def test_prior_ends_on_some_nuisances_only_is_a_card_error(tmp_path):
     mixed = [{**SEED_NUISANCE, "range": [0.0, 1.0], "prior": "ends"}, {**SEED_NUISANCE, "name": "b", "range": [0.0, 1.0]}]
     with pytest.raises(CardError, match="every nuisance of the card has it or none"):
         build_for(_zjets_card(tmp_path, nuisance=mixed))
+
+
+def test_an_ensembles_nominal_and_ratio_pool_its_members(tmp_path):
+    """hepgen.validate.systematics on a 2-member ensemble with a nuisance: the nominal sample (draw
+    None) is the ensemble's prediction, its members pooled (the first half of the noise rows through
+    member 0, the second through member 1, event by event as each member's own pipeline makes them
+    from the same rows), not member 0 alone; the pooled ratio at a = 0 is 1 in every bin (the pairing
+    of the rows holds per member); the statistical band is the spread over the members."""
+    from hepgen.validate import systematics
+
+    write_events(tmp_path / "ref.root", zjets_like(1500, seed=3))
+    card = _zjets_card(tmp_path, ensemble={"members": 2, "repulsion": 0.0})
+    run = load_run(train(card, progress=False, after=False, run_dir=tmp_path / "run"))
+    assert systematics.pooled_draws(run, None) == [0, 1] and systematics.pooled_draws(run, 1) == [1]
+    names, events = ["pt_mumu"], 3000
+    pooled = systematics.observed_at(run, {"a": 0.7}, names, events, seed=5)["pt_mumu"]
+    noise = pipeline(run).draw_noise(events, torch.Generator().manual_seed(5))
+    noise = setting(run.card.model.nuisance, {"a": 0.7}).fill(noise, pipeline(run).noise_layout,
+                                                              torch.Generator().manual_seed(6))
+    for k, rows in enumerate(torch.tensor_split(noise, 2)):
+        pipe = pipeline(run, k)
+        with torch.no_grad():
+            out = pipe(rows)
+        sample = run.process.to_events(out)
+        keep = run.process.select(tuple(t.double().numpy() for t in out), run.card).keep
+        own = np.where(keep, observables.compute(sample, names)["pt_mumu"], np.nan)
+        half = pooled[k * events // 2:(k + 1) * events // 2]
+        assert np.array_equal(np.isnan(half), np.isnan(own)) and np.allclose(half[~np.isnan(half)], own[~np.isnan(own)])
+    member0 = systematics.observed_at(run, {"a": 0.7}, names, events, seed=5, draw=0)["pt_mumu"]
+    assert not np.allclose(np.nan_to_num(pooled[events // 2:]), np.nan_to_num(member0[events // 2:]))
+    ref = read_events(tmp_path / "ref.root")
+    r = systematics.ratio_chi2(run, ref, "pt_mumu", np.linspace(0, 150, 16), {"a": 0.0}, events=2000)
+    assert r["chi2"] == pytest.approx(0.0, abs=1e-20) and r["ndf"] > 5
+    (band,) = systematics.bands(run, names, {"pt_mumu": np.linspace(0, 150, 16)}, events, draws=2, seed=5)
+    assert band.stat.any()

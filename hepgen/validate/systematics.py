@@ -4,7 +4,8 @@ reference (docs/systematics.md).
 :func:`bands` generates ``events`` events of the run through its pipeline (the same noise for
 every setting, kept by the process's selection) and histograms named observables:
 
-* ``nominal`` ``[B]``: every nuisance at 0, weight means;
+* ``nominal`` ``[B]``: every nuisance at 0, weight means (an ensemble: its members pooled,
+  :func:`pooled_draws`);
 * ``stat`` ``[B]``: the standard deviation over the Bayesian draws (or ensemble members) at nu = 0,
   zeros for a plain run: the training (statistical) uncertainty;
 * ``syst_up`` / ``syst_down`` ``[B]`` (>= 0): per nuisance the histogram at the end of its
@@ -65,21 +66,37 @@ def variation_ends(nus) -> list[tuple[str, float]]:
     return out
 
 
+def pooled_draws(run, draw: int | None) -> list[int | None]:
+    """The draws whose events make up draw ``draw``'s sample: ``draw`` itself, except draw None of a
+    repulsive ensemble, which is the ensemble's prediction: every member, each on an equal share of
+    the noise rows (the mixture of the members; an ensemble has no weight mean, and its member 0
+    alone carries one member's training noise)."""
+    if draw is None and run.ensemble:
+        return list(range(len(run.model.members)))
+    return [draw]
+
+
 def _generated(run, values: dict, events: int, seed: int, draw: int | None) -> tuple[EventSample, np.ndarray]:
-    """Every one of the ``events`` noise rows' events (before the selection) and the selection's keep mask."""
-    pipe = pipeline(run, draw)
-    noise = pipe.draw_noise(events, torch.Generator().manual_seed(seed))
-    noise = setting(run.card.model.nuisance, values).fill(noise, pipe.noise_layout, torch.Generator().manual_seed(seed + 1))
+    """Every one of the ``events`` noise rows' events (before the selection) and the selection's keep
+    mask; the rows are split in equal consecutive blocks over :func:`pooled_draws`, so two settings
+    with the same seed pair row by row, member by member."""
+    pipes = [pipeline(run, d) for d in pooled_draws(run, draw)]
+    noise = pipes[0].draw_noise(events, torch.Generator().manual_seed(seed))
+    noise = setting(run.card.model.nuisance, values).fill(noise, pipes[0].noise_layout, torch.Generator().manual_seed(seed + 1))
+    parts = []
     with torch.no_grad():
-        out = pipe(noise)
-    out = out if isinstance(out, tuple) else (out,)
+        for pipe, rows in zip(pipes, torch.tensor_split(noise, len(pipes))):
+            out = pipe(rows)
+            parts.append(out if isinstance(out, tuple) else (out,))
+    out = tuple(torch.cat(columns) for columns in zip(*parts))
     sel = run.process.select(tuple(t.double().numpy() for t in out), run.card)
     return run.process.to_events(out), sel.keep
 
 
 def sample_at(run, values: dict, events: int, seed: int, draw: int | None = None) -> EventSample:
-    """``events`` events of ``run`` (Bayesian ``draw``, None = weight means) with the nuisances at
-    ``values`` (name -> value or "prior"), the noise seeded by ``seed``, after the selection."""
+    """``events`` events of ``run`` (Bayesian ``draw``; None: the weight means, or an ensemble's
+    pooled members) with the nuisances at ``values`` (name -> value or "prior"), the noise seeded by
+    ``seed``, after the selection."""
     sample, keep = _generated(run, values, events, seed, draw)
     return sample.select(np.flatnonzero(keep))
 
