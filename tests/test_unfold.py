@@ -208,6 +208,39 @@ def test_unfold_writes_k_samples_per_event_deterministically(trained):
     assert np.mean(np.ptp(pt, axis=1) > 0) > 0.99
 
 
+def test_an_ensemble_run_unfolds_any_number_of_samples_from_its_pooled_members(trained, tmp_path):
+    """An ensemble unfolding run (2 members, trained briefly on the same pairs) writes K = 5 > 2
+    samples per event: sample k comes from member k mod 2 (the events equal what that member's own
+    pipeline makes from sample k's noise, and differ from the other member's), so the posterior
+    pools the members; a plain run gives None for every k, a Bayesian one draw k."""
+    from hepgen.rngstate import derived_seed
+    from hepgen.unfold.posterior import sample_draw
+
+    run, test_file, base = trained
+    card = load_card(ROOT / "cards" / "zjets_unfold.yaml", overrides=[
+        f"data.path={base / 'paired.root'}", "train.epochs=2", "train.batch_size=256", "model.network.hidden=16",
+        "model.network.layers=1", "validate.reference_events=0", "train.threads=1",
+        "model.ensemble.members=2", "model.ensemble.repulsion=0"])
+    ens = load_run(train(card, progress=False, after=False, run_dir=tmp_path / "ens"))
+    assert [sample_draw(ens, k) for k in range(5)] == [0, 1, 0, 1, 0]
+    assert sample_draw(run, 3) is None
+    out = tmp_path / "k5.root"
+    assert _hepgen("unfold", ens.path, test_file, "-o", out, "-k", "5", "-n", "100", "--no-progress") == 0
+    got = read_events(out)
+    src = read_events(test_file, entry_stop=100)
+    rows = ens.process.source_input(src.select(np.flatnonzero(ens.process.source_events(src))), ens.card)
+    for k in (1, 4):
+        mine = got.select(np.flatnonzero(got.scalars["sample"] == k))
+        pt = {}
+        for member in (0, 1):
+            pipe = ens.pipeline(member)
+            gen = torch.Generator().manual_seed(derived_seed("unfold", ens.card.seed, k, 0, bits=63))
+            with torch.no_grad():
+                pt[member] = _ptll(ens.process.to_events(pipe(complete(rows, pipe.noise_layout, gen)))["Muon"])
+        np.testing.assert_allclose(_ptll(mine["Muon"]), pt[k % 2], rtol=1e-6)
+        assert not np.allclose(pt[0], pt[1], rtol=1e-3)
+
+
 def test_unfold_refuses_files_without_the_reco_level(trained, tmp_path, capsys):
     run, test_file, _ = trained
     s = read_events(test_file, entry_stop=50)

@@ -3,9 +3,10 @@ particle-level event for every reco event, from a run whose pipeline takes a rec
 (``process.name: zjets_unfold``, docs/unfolding.md).
 
 Sample k of every event uses its own noise and, for a Bayesian run, posterior draw k of the
-network weights (k = 0 .. K-1, so K must not exceed what the Bayesian draws can index: any K
-works, each draw is seeded by the card's seed), so the spread of the K samples holds both the
-detector's smearing and the training uncertainty; a plain run uses its weights for all K.
+network weights (k = 0 .. K-1: any K works, each draw is seeded by the card's seed), for an
+ensemble run member k mod M of its M members (the pooled posterior of the members, for any K), so
+the spread of the K samples holds both the detector's smearing and the training uncertainty; a
+plain run uses its weights for all K.
 The output holds one entry per (event, sample), event-major, with the int64 scalars ``event``
 (the reco event's index in its file) and ``sample`` (k); deterministic for a given reco file,
 run and K. Events the run does not unfold (``Process.source_events``: outside the reco
@@ -32,6 +33,14 @@ from ..sources import complete
 BLOCK = 4096  # reco events per block (all K samples of a block are written together)
 
 
+def sample_draw(run, k: int) -> int | None:
+    """The network draw of posterior sample ``k``: Bayesian draw k, ensemble member k mod M, or the
+    weights of a plain run (None)."""
+    if run.ensemble:
+        return k % len(run.model.members)
+    return k if run.bayesian else None
+
+
 def unfold(run, reco: str | os.PathLike, output: str | os.PathLike, *, samples: int = 1, force: bool = False,
            max_events: int = 0, log: Callable[[str], None] = print, progress: bool = True) -> Path:
     """Write ``samples`` unfolded particle-level events per reco event of ``reco`` to ``output``
@@ -54,7 +63,7 @@ def unfold(run, reco: str | os.PathLike, output: str | os.PathLike, *, samples: 
     keep = np.flatnonzero(process.source_events(sample))
     x = process.source_input(sample, card)  # the rows of `keep`, checked against the run's reco selection
     pipes = {}
-    draws = [k if run.bayesian else None for k in range(samples)]
+    draws = [sample_draw(run, k) for k in range(samples)]
     info = {**run.record(), "unfolded_file": str(reco), "unfolded_events": str(len(keep)),
             "unfold_skipped_events": str(len(sample) - len(keep)), "unfold_samples": str(samples)}
     log(f"unfolding {len(keep)} reco events of {reco} ({len(sample) - len(keep)} outside the selection), "
