@@ -1,7 +1,7 @@
 """Bands and the acceptance check of a nuisance-conditioned Z+jets run (docs/systematics.md).
 
     python benchmarks/systematics.py RUN [--events 100000] [--draws 10] [--reference FILE]
-                                         [--at a=0.5 --at a=1 ...] [-o DIR]
+                                         [--at a=0.5 --at a=1 ...] [--each-draw] [-o DIR]
 
 Writes ``DIR/systematics.png`` (per observable: the nominal density with the statistical band of
 the Bayesian draws, the systematic band of the nuisances at the ends of their variation, and both
@@ -13,7 +13,8 @@ each nuisance at the ends of its variation and at half of its upper end) and obs
 over itself (:func:`hepgen.validate.systematics.ratio_chi2`); the acceptance asks for <= 2. Next to
 it, the same chi2 / ndf of the run's own training events reweighted the same way
 (:func:`~hepgen.validate.systematics.training_floor`): what a generator that learned its training
-sample exactly would score.
+sample exactly would score. For an ensemble run (``model.ensemble``) gen is its members pooled;
+``--each-draw`` with ``--draws K`` adds each member's (or Bayesian draw's) chi2 / ndf on its own.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def main(argv=None) -> None:
     ap.add_argument("--draws", type=int, default=0, help="Bayesian draws for the statistical band (0: none)")
     ap.add_argument("--reference", help="Pythia sample for the chi2 of the ratios")
     ap.add_argument("--at", action="append", default=[], metavar="NAME=VALUE")
+    ap.add_argument("--each-draw", action="store_true",
+                    help="also the chi2 of each of the --draws draws (ensemble members) on its own")
     ap.add_argument("-o", "--output", default=None)
     args = ap.parse_args(argv)
     run = load_run(args.run)
@@ -67,6 +70,10 @@ def main(argv=None) -> None:
                 result["chi2"].append(r)
                 print(f"{values} {r['observable']:7s} chi2/ndf = {r['chi2']:.1f}/{r['ndf']} = {r['chi2_ndf']:.2f}"
                       + (f"   (training events vs reference: {floor[r['observable']]:.2f})" if floor else ""), flush=True)
+            for k in range(args.draws if args.each_draw else 0):
+                each = ratio_chi2s(run, reference, EDGES, values, args.events, cache=cache, draw=k)
+                result.setdefault("chi2_each_draw", []).extend({**r, "draw": k} for r in each)
+                print(f"{values} draw {k}: " + " / ".join(f"{r['observable']} {r['chi2_ndf']:.2f}" for r in each), flush=True)
     with atomic_output(out / "systematics.json", force=True) as tmp:
         tmp.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out / 'systematics.png'} and {out / 'systematics.json'}")

@@ -611,3 +611,9 @@ def test_an_ensembles_nominal_and_ratio_pool_its_members(tmp_path):
     assert r["chi2"] == pytest.approx(0.0, abs=1e-20) and r["ndf"] > 5
     (band,) = systematics.bands(run, names, {"pt_mumu": np.linspace(0, 150, 16)}, events, draws=2, seed=5)
     assert band.stat.any()
+    edges = {"pt_mumu": np.linspace(0, 150, 16)}
+    one = systematics.ratio_chi2s(run, ref, edges, {"a": 0.7}, events, seed=5, draw=1)[0]
+    own = systematics.paired_ratio(systematics.observed_at(run, {"a": 0.7}, names, events, 5, draw=1)["pt_mumu"],
+                                   systematics.observed_at(run, {}, names, events, 5, draw=1)["pt_mumu"], edges["pt_mumu"])[0]
+    both = systematics.ratio_chi2s(run, ref, edges, {"a": 0.7}, events, seed=5)[0]
+    assert np.allclose(one["gen_ratio"], own, equal_nan=True) and not np.allclose(one["gen_ratio"], both["gen_ratio"], equal_nan=True)

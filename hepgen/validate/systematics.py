@@ -197,7 +197,7 @@ def ratio_chi2(run, reference: EventSample, name: str, edges: np.ndarray, values
 
 
 def ratio_chi2s(run, reference: EventSample, edges: dict, values: dict, events: int, seed: int = 1,
-                cache: dict | None = None) -> list[dict]:
+                cache: dict | None = None, draw: int | None = None) -> list[dict]:
     """:func:`ratio_chi2` for every observable of ``edges`` (name -> bin edges), from one pair of
     generated samples. Both generated histograms come from the same noise; the reference ratio is
     the reference reweighted by w(x; nu) (its own events' slopes) over itself. Errors: the generated
@@ -207,11 +207,12 @@ def ratio_chi2s(run, reference: EventSample, edges: dict, values: dict, events: 
     is (:func:`reweighted_ratio`). (Counting the reference's two histograms as independent, as an earlier
     version did, inflates that error several times for a weight that varies slowly across a bin, and
     makes chi2 / ndf <= 2 nearly automatic.) ``cache``: as :func:`observed_at`'s, so the nominal
-    sample is generated once over calls."""
+    sample is generated once over calls. ``draw``: the Bayesian draw or ensemble member to check
+    (None: the weight means, or an ensemble's pooled members)."""
     nus = run.card.model.nuisance
     fixed = setting(nus, values)
     names = list(edges)
-    gen0, gen1 = (observed_at(run, v, names, events, seed, cache=cache) for v in ({}, values))
+    gen0, gen1 = (observed_at(run, v, names, events, seed, draw, cache) for v in ({}, values))
     ref = observables.compute(reference, names)
     slopes = torch.from_numpy(event_slopes(run.card, reference))
     nu = torch.tensor([[0.0 if v is None else v for v in fixed.values]], dtype=torch.float64).expand(len(reference), -1)
