@@ -47,6 +47,8 @@ def main(argv=None) -> None:
                     help="also the chi2 of each of the --draws draws (ensemble members) on its own")
     ap.add_argument("-o", "--output", default=None)
     args = ap.parse_args(argv)
+    if args.each_draw and args.draws < 1:
+        ap.error("--each-draw checks each of the --draws draws: give --draws K (an ensemble: its members)")
     run = load_run(args.run)
     out = Path(args.output or run.path)
     names = list(EDGES)
