@@ -32,6 +32,9 @@ class EnsembleConfig:
     members: int = ranged(1, ge=1)  # K; 1 = off. Its members are the draws of generate and export
     repulsion: float = ranged(1.0, ge=0)  # strength of the repulsive term (x 1/N_train); 0 = a plain deep ensemble
     kernel: Literal["weight", "function"] = "weight"  # compare flat parameters, or samples on shared noise
+    # bagging: member k's loss counts training event i n_k(i) ~ Poisson(1) times, drawn once from the card's
+    # seed (each member on its own bootstrap resample of the one split; validation sees every event)
+    bootstrap: bool = False
 
 
 def draws(cfg: "ModelConfig") -> int:

@@ -196,9 +196,12 @@ class TrainingConditions:
     replacement; ``idx`` gives only the batch size), times ``draw`` (``train.balance``'s weights, a
     function of the condition alone, so each condition's density is unchanged), the loss weighted by
     sign(w_file) alone: the same density per nu, without weight-driven gradient spikes. ``nominal(c)`` is the validation
-    condition ``[c | 0]``."""
+    condition ``[c | 0]``. With ``counts`` ``[N_train, K]`` (``model.ensemble.bootstrap``) the weight is ``[B, K]``:
+    the batch rows' counts times their weight (1 without one), column k for ensemble member k."""
 
-    def __init__(self, card, slopes: np.ndarray | None, device, draw: torch.Tensor | None = None):
+    def __init__(self, card, slopes: np.ndarray | None, device, draw: torch.Tensor | None = None,
+                 counts: torch.Tensor | None = None):
+        self.counts = None if counts is None else counts.to(device)
         self.nus = tuple(card.model.nuisance)
         self.draw = None if draw is None else draw.to(device)  # train.balance's per-event draw weights (resample)
         self.slopes = None if slopes is None else torch.from_numpy(slopes).float().to(device)
@@ -213,13 +216,21 @@ class TrainingConditions:
         return nu
 
     def batch(self, x, c, w, idx):
+        rows, args = self._batch(x, c, w, idx)
+        if self.counts is None:
+            return args
+        k = self.counts[rows]  # [B, K]: how often each row is in each member's resample
+        return args[0], args[1], k if len(args) == 2 else args[2][:, None] * k
+
+    def _batch(self, x, c, w, idx):
+        """(the training rows of the batch, the loss arguments)."""
         if self.slopes is None:
-            return (x[idx], c[idx]) if w is None else (x[idx], c[idx], w[idx])
+            return idx, (x[idx], c[idx]) if w is None else (x[idx], c[idx], w[idx])
         if self.resample:
             return self._resampled(x, c, w, len(idx))
         nu = self._values(len(idx), x.device)
         wn = weight(self.slopes[idx], nu)
-        return x[idx], torch.cat([c[idx], encode(self.nus, nu).to(c.dtype)], dim=-1), wn if w is None else w[idx] * wn
+        return idx, (x[idx], torch.cat([c[idx], encode(self.nus, nu).to(c.dtype)], dim=-1), wn if w is None else w[idx] * wn)
 
     def _resampled(self, x, c, w, size: int):
         groups = torch.tensor_split(torch.arange(size), min(NUISANCE_GROUPS, size))
@@ -232,7 +243,7 @@ class TrainingConditions:
             rows.append(nu.expand(len(g), -1))
         pick, nu = torch.cat(picks), torch.cat(rows)
         cond = torch.cat([c[pick], encode(self.nus, nu).to(c.dtype)], dim=-1)
-        return (x[pick], cond) if w is None else (x[pick], cond, torch.sign(w[pick]))
+        return pick, (x[pick], cond) if w is None else (x[pick], cond, torch.sign(w[pick]))
 
     def nominal(self, c: torch.Tensor) -> torch.Tensor:
         return c if not self.nus else torch.cat([c, c.new_zeros(len(c), cond_width(self.nus))], dim=-1)

@@ -43,7 +43,7 @@ from .outputs import atomic_output
 from .rngstate import rng_state, set_rng_state
 from .runlog import HeldLog, RunLog, new_run_dir, plot_history, write_data_info, write_history, write_text
 from .runs import Checkpoint, build_for
-from .trainingdata import draw_and_loss_weights, source_card, write_split
+from .trainingdata import bootstrap_counts, draw_and_loss_weights, source_card, write_split
 from .trainrows import discflow_for, training_rows
 
 Log = Callable[[str], None]
@@ -113,8 +113,8 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
     log = RunLog(path / "train.log" if dist.main else None)
     if dist.main and resume is None:
         write_text(path / "card.yaml", dump_card(card))
-    kind = " (Bayesian)" if card.model.bayes.enabled else ""
-    kind += f" (repulsive ensemble of {card.model.ensemble.members})" if card.model.ensemble.members > 1 else ""
+    ens, kind = card.model.ensemble, " (Bayesian)" if card.model.bayes.enabled else ""
+    kind += f" (repulsive ensemble of {ens.members}{', bootstrap' * ens.bootstrap})" if ens.members > 1 else ""
     log(f"{'resuming' if resume else 'training'} {card.model.family}{kind} "
         f"on {card.process.name} -> {path} (device {device}, {torch.get_num_threads()} threads"
         f"{f', {dist.world} ranks' if dist.on else ''})")
@@ -164,7 +164,7 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
         start_epoch = card.train.epochs if ckpt.stopped_early else ckpt.epoch + 1
     xtr, ctr, xva, cva = (t.to(device) for t in (data.x_train, data.c_train, data.x_val, data.c_val))
     wtr, wva = [None if w is None else w.to(device) for w in (w_loss, data.w_val)]
-    conditions = TrainingConditions(card, data.nuisance_slopes, device, draw_weights)  # model.nuisance: c = [c | nu]
+    conditions = TrainingConditions(card, data.nuisance_slopes, device, draw_weights, bootstrap_counts(card, n_train))
     disc = discflow_for(card, xtr, ctr, wtr, ckpt.discriminator if resume is not None else None)  # DiscFlow or None
     kl_weight = card.model.bayes.kl_scale / n_train
     show = progress if progress is not None else (os.isatty(2) and dist.main)

@@ -309,6 +309,20 @@ def importance_draw(draw: torch.Tensor | None, w: torch.Tensor | None, power: fl
     return (base * size).float(), loss.float()
 
 
+BOOTSTRAP_STREAM = 13  # the seed stream of model.ensemble.bootstrap's resample counts
+
+
+def bootstrap_counts(card: Card, n_train: int) -> torch.Tensor | None:
+    """``[N_train, K]`` float32: how often each training event is in member k's bootstrap resample,
+    Poisson(1) (the bootstrap of N events for large N), drawn once from the card's seed, so a
+    resumed run gets the same; None unless ``model.ensemble.bootstrap``."""
+    ens = card.model.ensemble
+    if not ens.bootstrap:
+        return None
+    counts = np.random.default_rng([card.seed, BOOTSTRAP_STREAM]).poisson(1.0, size=(n_train, ens.members))
+    return torch.from_numpy(counts).float()
+
+
 def draw_and_loss_weights(data: Data, train) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """The training rows' draw weights and loss weights: ``train.balance`` (:func:`balance_weights`,
     with the rows' event weights) and ``train.weight_power`` (:func:`importance_draw`)."""

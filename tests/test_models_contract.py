@@ -754,3 +754,42 @@ def test_ensemble_with_bayesian_layers_is_one_card_error():
 
     with pytest.raises(HepgenError, match="choose one"):
         build("cfm", bayes=True, ensemble=EnsembleConfig(members=2))
+
+
+def test_a_bootstrapped_members_loss_sees_only_the_events_of_its_resample():
+    """Ensemble.loss with weights [N, K] (model.ensemble.bootstrap): member k's loss is its own loss
+    with column k. Events that member 1 counts 0 times can change arbitrarily without moving its
+    gradient, while they move member 0's (counts 1); a 1-D weight still reaches every member."""
+    from hepgen.cards import EnsembleConfig
+
+    model = build("cfm", ensemble=EnsembleConfig(members=2, repulsion=0.0, bootstrap=True))
+    x, c = data()
+    model.fit_data(x)
+    for m in model.members:
+        _randomise_outputs(m, 0.1)
+    w = torch.ones(N, 2, dtype=torch.float64)
+    w[N // 2:, 1] = 0.0  # member 1's resample leaves out the second half
+
+    def grads(xx, weight):
+        model.zero_grad()
+        torch.manual_seed(11)  # the flow times and noise: the same draws in every call
+        model.loss(xx, c, weight).backward()
+        return [torch.cat([p.grad.reshape(-1) for p in m.parameters()]) for m in model.members]
+
+    moved = x.clone()
+    moved[N // 2:] += 3.0
+    g0, g1 = grads(x, w), grads(moved, w)
+    torch.testing.assert_close(g0[1], g1[1], rtol=0, atol=0)
+    assert (g0[0] - g1[0]).abs().max() > 1e-3
+    flat = grads(x, w[:, 0])  # [N]: the same weights for both members
+    torch.testing.assert_close(flat[0], g0[0], rtol=0, atol=0)
+    assert (flat[1] - g0[1]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("family,members,match", [("cfm", 1, "members > 1"), ("gan", 2, "no per-event form")])
+def test_bootstrap_without_members_or_per_event_loss_is_a_card_error(family, members, match):
+    from hepgen.cards import EnsembleConfig
+
+    with pytest.raises(HepgenError, match=match) as err:
+        build(family, ensemble=EnsembleConfig(members=members, bootstrap=True))
+    assert "\n" not in str(err.value)

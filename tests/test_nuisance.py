@@ -617,3 +617,56 @@ def test_an_ensembles_nominal_and_ratio_pool_its_members(tmp_path):
                                    systematics.observed_at(run, {}, names, events, 5, draw=1)["pt_mumu"], edges["pt_mumu"])[0]
     both = systematics.ratio_chi2s(run, ref, edges, {"a": 0.7}, events, seed=5)[0]
     assert np.allclose(one["gen_ratio"], own, equal_nan=True) and not np.allclose(one["gen_ratio"], both["gen_ratio"], equal_nan=True)
+
+
+def test_bootstrap_counts_are_poisson_1_per_member_and_fixed_by_the_seed(tmp_path):
+    """model.ensemble.bootstrap: [N, K] counts, the same for the same seed (a resumed run's), other
+    for another seed and per member; mean 1 and P(0) = 1/e within 5 sigma; None when off."""
+    from hepgen.trainingdata import bootstrap_counts
+
+    ens = {"members": 3, "repulsion": 0.0, "bootstrap": True}
+    card = _zjets_card(tmp_path, ensemble=ens)
+    n = 30000
+    counts = bootstrap_counts(card, n)
+    assert counts.shape == (n, 3) and counts.dtype == torch.float32
+    assert torch.equal(counts, bootstrap_counts(card, n))
+    other = card_from_dict({**yaml.safe_load(dump_card(card)), "seed": 5})
+    assert not torch.equal(counts, bootstrap_counts(other, n))
+    k = counts.double().numpy()
+    assert np.abs(k.mean(0) - 1).max() < 5 / np.sqrt(n)  # Poisson(1): variance 1
+    p0 = np.exp(-1)
+    assert np.abs((k == 0).mean(0) - p0).max() < 5 * np.sqrt(p0 * (1 - p0) / n)
+    assert (k[:, 0] != k[:, 1]).mean() > 0.5  # members resample apart (equal with probability ~0.31)
+    assert bootstrap_counts(_zjets_card(tmp_path, ensemble={"members": 3}), n) is None
+
+
+@pytest.mark.parametrize("resample", [False, True])
+def test_bootstrap_counts_multiply_each_rows_loss_weight_per_member(tmp_path, resample):
+    """TrainingConditions with counts [N, K]: the batch's weight is [B, K], the counts of the rows the
+    batch holds (idx, or the resampled picks) times the row's weight: w_file * w(x; nu), or
+    sign(w_file) with train.nuisance_resample; without nuisances the counts times w_file."""
+    from hepgen.nuisance import TrainingConditions
+
+    card = _zjets_card(tmp_path, nuisance=[{**SEED_NUISANCE, "range": [0.0, 1.0]}])
+    if resample:
+        card = card_from_dict({**yaml.safe_load(dump_card(card)),
+                               "train": {**yaml.safe_load(dump_card(card))["train"], "nuisance_resample": True}})
+    n = 50
+    slopes = np.random.default_rng(2).uniform(0, 2, (n, 1, 2))
+    x, c = torch.arange(float(n))[:, None], torch.zeros(n, 2)
+    w_file = torch.linspace(-1.0, 2.0, n)
+    counts = torch.from_numpy(np.random.default_rng(3).poisson(1.0, (n, 2))).float()
+    idx = torch.tensor([3, 7, 7, 20, 41, 0])
+    torch.manual_seed(5)
+    xb, cb, wb = TrainingConditions(card, slopes, "cpu", counts=counts).batch(x, c, w_file, idx)
+    torch.manual_seed(5)
+    _, _, w_plain = TrainingConditions(card, slopes, "cpu").batch(x, c, w_file, idx)
+    rows = xb[:, 0].long()
+    assert wb.shape == (len(idx), 2)
+    assert resample or torch.equal(rows, idx)
+    torch.testing.assert_close(wb, w_plain[:, None] * counts[rows])
+    none = _zjets_card(tmp_path, nuisance=[])
+    _, _, wb = TrainingConditions(none, None, "cpu", counts=counts).batch(x, c, w_file, idx)
+    torch.testing.assert_close(wb, w_file[idx, None] * counts[idx])
+    _, _, wb = TrainingConditions(none, None, "cpu", counts=counts).batch(x, c, None, idx)
+    assert torch.equal(wb, counts[idx])

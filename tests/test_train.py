@@ -316,3 +316,20 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeyp
     made = [rl.new_run_dir(card) for _ in range(3)]
     assert [p.name for p in made] == ["tiny-20261123-064213", "tiny-20261123-064213-1", "tiny-20261123-064213-2"]
     assert all(p.is_dir() for p in made)
+
+
+def test_bootstrap_ensemble_resumes_bit_identically_and_differs_from_the_plain_one(tmp_path):
+    """model.ensemble.bootstrap: the resample counts come from the card's seed, so a resumed run
+    trains on the same resamples (bit-identical parameters); and they reach the loss (the same
+    card without bootstrap ends elsewhere)."""
+    ens = ["model.bayes.enabled=false", "model.ensemble.members=2", "model.ensemble.repulsion=0"]
+    card = card_from_dict(card_to_dict(tiny_card(tmp_path)), overrides=ens + ["model.ensemble.bootstrap=true"])
+    plain = card_from_dict(card_to_dict(tiny_card(tmp_path)), overrides=ens)
+    straight = train(card, progress=False, after=False, run_dir=tmp_path / "a")
+    first = train(card, progress=False, after=False, max_epochs=1, run_dir=tmp_path / "b")
+    resumed = train(resume=first, progress=False, after=False)
+    assert_same(params(straight), params(resumed))
+    other = params(train(plain, progress=False, after=False, run_dir=tmp_path / "c"))
+    assert all(not torch.equal(other[k], v) for k, v in params(straight).items() if v.is_floating_point() and v.numel() > 1
+               and k.endswith("weight") and v.abs().max() > 0)
+    assert "repulsive ensemble of 2, bootstrap" in (straight / "train.log").read_text()

@@ -45,6 +45,9 @@ def build_model(cfg: ModelConfig, dim: int, cond_dim: int = 0) -> Generator:
     if bad:
         raise CardError(f"model.network.fourier_columns: {bad[0]} is not a column (0..{dim - 1})")
     k = cfg.ensemble.members
+    if k == 1 and cfg.ensemble.bootstrap:
+        raise CardError("model.ensemble.bootstrap resamples the training events per member; set "
+                        "model.ensemble.members > 1")
     if k == 1:
         return family(dim, cond_dim, cfg)
     if cfg.bayes.enabled:

@@ -13,6 +13,9 @@ training loop's one optimiser step (:mod:`hepgen.train`),
 gradient flow into a particle approximation of the posterior; with ``repulsion`` 0 it is a plain
 deep ensemble. The 1/N_train puts it on the scale of the per-event loss (the posterior is N_train
 times the mean log-likelihood plus the log prior), like the KL term of Bayesian layers.
+With ``bootstrap`` (bagging) the training loop passes weights ``[N, K]``: column k is member k's
+Poisson(1) resample counts of the batch's events (:func:`hepgen.trainingdata.bootstrap_counts`)
+times their event weights, so the members differ by the events they learn, not only by their start.
 ``k(a, b) = exp(-|a - b|^2 / h)``, h by the median heuristic (median of the squared distances /
 log K, no gradient). ``kernel``:
 
@@ -54,6 +57,9 @@ class Ensemble(Generator):
         if ens.kernel == "function" and first.maps_samples:
             raise CardError(f"model.ensemble.kernel function compares the members' samples from noise; the "
                             f"{first.family} generator maps source events: use kernel weight")
+        if ens.bootstrap and first.event_weights == "none":
+            raise CardError(f"model.ensemble.bootstrap weights each member's loss by its resample counts; the "
+                            f"{first.family} loss has no per-event form: set bootstrap false")
         self.members = nn.ModuleList(members)
         self.family = first.family
         self.maps_samples = first.maps_samples
@@ -81,7 +87,10 @@ class Ensemble(Generator):
 
     # -- training -----------------------------------------------------------------------------
     def loss(self, x, c, weight=None):
-        losses = torch.stack([m.loss(x, c) if weight is None else m.loss(x, c, weight) for m in self.members])
+        """``weight`` ``[N]`` weights every member's events alike; ``[N, K]`` gives member k column k
+        (``model.ensemble.bootstrap``: its resample counts, times the event weights)."""
+        per = [weight if weight is None or weight.dim() == 1 else weight[:, k] for k in range(len(self.members))]
+        losses = torch.stack([m.loss(x, c) if w is None else m.loss(x, c, w) for m, w in zip(self.members, per)])
         total = losses.mean()
         if self.training and self.repulsion > 0 and len(self.members) > 1:
             total = total + self.repulsion / max(float(self.n_train), 1.0) * self.repulsive_term(x, c)
