@@ -670,3 +670,16 @@ def test_bootstrap_counts_multiply_each_rows_loss_weight_per_member(tmp_path, re
     torch.testing.assert_close(wb, w_file[idx, None] * counts[idx])
     _, _, wb = TrainingConditions(none, None, "cpu", counts=counts).batch(x, c, None, idx)
     assert torch.equal(wb, counts[idx])
+
+
+def test_the_systematics_benchmark_refuses_each_draw_without_draws(tmp_path):
+    """benchmarks/systematics.py --each-draw checks each of --draws K draws: without --draws it is a
+    usage error (exit 2, one line naming --draws) before the run is loaded or anything is written."""
+    run = tmp_path / "run"
+    run.mkdir()
+    r = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "benchmarks" / "systematics.py"),
+                        str(run), "--each-draw", "-o", str(tmp_path / "out")], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].endswith("--each-draw checks each of the --draws draws: give --draws K "
+                                                       "(an ensemble: its members)")
+    assert not (tmp_path / "out").exists() and not any(run.iterdir())
