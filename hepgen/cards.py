@@ -133,9 +133,8 @@ class TrainConfig:
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     patience: int = ranged(0, ge=0)  # early stopping on validation loss; 0 = off
     grad_clip: float = ranged(0.0, ge=0)  # 0 = off
-    # draw training events with weight f_c ** -balance (f_c: the fraction of their condition, e.g. the
-    # jet multiplicity; with data.weights: file, its share of the summed |weight|): 0 = plain shuffling,
-    # 0.5 = rare multiplicities sqrt-boosted, 1 = equal shares
+    # draw training events with weight f_c ** -balance (f_c: their condition's fraction, e.g. the jet multiplicity's;
+    # with data.weights: file its share of the summed |weight|): 0 = plain shuffling, 0.5 = sqrt-boosted, 1 = equal
     balance: float = ranged(0.0, ge=0, le=1)
     # > 0: balance the distinct one-hot patterns (the unfolding's (reco, particle) multiplicity pairs), none drawn
     # > balance_cap x as often per event as the most common (trainingdata.balance_weights); 0: per column, no cap
@@ -144,10 +143,11 @@ class TrainConfig:
     # loss weighted by |w| ** (1 - weight_power), the same density with less gradient noise from a
     # wide weight spread (0 = every event drawn equally, 1 = drawn in proportion to its weight)
     weight_power: float = ranged(0.0, ge=0, le=1)
-    # model.nuisance: draw each batch's events in proportion to w(x; nu) instead of weighting their loss
-    # by it (same density; a weight-90 tail event is drawn often rather than dominating a batch's
-    # gradient; hepgen.nuisance.TrainingConditions); every batch holds NUISANCE_GROUPS values of nu
+    # model.nuisance: draw each batch's events in proportion to w(x; nu), not weighting their loss by it (same
+    # density, no weight-90 event dominating a step; nuisance.TrainingConditions); NUISANCE_GROUPS nu per batch
     nuisance_resample: bool = field(default=False, metadata={"omit_empty": True})
+    # model.nuisance: each batch event regressed at nu = 0 and at its drawn nu (CFM.paired_loss)
+    nuisance_paired: bool = field(default=False, metadata={"omit_empty": True})
     # exponential moving average of the weights (decay per step; 0 = off): validation, best.pt and
     # generation use the average, training continues on the raw weights
     ema: float = ranged(0.0, ge=0, lt=1)

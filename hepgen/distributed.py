@@ -94,13 +94,16 @@ def gather(obj, dist: Dist) -> list:
 
 
 class _LossModule(nn.Module):
-    """forward(x, c, weight) = model.loss(x, c[, weight]): the call DistributedDataParallel wraps."""
+    """forward(x, c, weight) = model.loss(x, c[, weight]): the call DistributedDataParallel wraps;
+    with ``c_varied`` and ``w_varied`` (``train.nuisance_paired``) model.paired_loss."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x, c, weight=None):
+    def forward(self, x, c, weight=None, c_varied=None, w_varied=None):
+        if c_varied is not None:
+            return self.model.paired_loss(x, c, c_varied, w_varied, weight)
         return self.model.loss(x, c) if weight is None else self.model.loss(x, c, weight)
 
 

@@ -20,7 +20,11 @@ computed once from the physics events, never from network units)::
 
 Training (:class:`TrainingConditions`): per batch nu is drawn from the prior (uniform on the range, or
 N(0, 1) truncated to it) with the global torch RNG (the model-noise stream, which checkpoints save,
-so a resumed run stays bit-identical); validation runs at nu = 0. Generation (:func:`conditioned`):
+so a resumed run stays bit-identical); validation runs at nu = 0. ``train.nuisance_paired``: every
+batch event is regressed at nu = 0 and at its drawn nu with the same random numbers, the varied
+term's nominal part taken by a control variate (``CFM.paired_loss``), so the learned ratio
+p(x | c, nu) / p(x | c, 0) comes from the weights alone and the nominal network's error cancels in
+it. Generation (:func:`conditioned`):
 the frozen sampler takes K more noise columns, layout word ``"nuisance"``, after the family's own
 noise; they hold nu itself and are 0 (nominal) unless :func:`fill` sets them (``hepgen generate
 --nuisance a=0.5`` fixed, ``a=prior`` drawn per event). The exported graph takes them the same way.
@@ -60,6 +64,9 @@ def check(card, model) -> None:
     if card.train.nuisance_resample and (not nus or card.train.weight_power > 0):
         raise CardError("train.nuisance_resample draws events by their nuisance weight: it needs model.nuisance"
                         + (" and train.weight_power 0 (it replaces that draw)" if nus else ""))
+    if card.train.nuisance_paired and (not nus or card.train.nuisance_resample):
+        raise CardError("train.nuisance_paired regresses each batch event at nu = 0 and at its drawn nu: it needs "
+                        "model.nuisance" + (" and train.nuisance_resample false (a resampled batch has no pairs)" if nus else ""))
     if not nus:
         return
     names = [n.name for n in nus]
@@ -81,6 +88,9 @@ def check(card, model) -> None:
     if model.maps_samples or model.learns_from_teacher:
         raise CardError(f"model.nuisance: a {card.model.family} generator that maps samples or learns from a teacher "
                         "takes no nuisance condition")
+    if card.train.nuisance_paired and not model.pairs_nuisances:
+        raise CardError(f"train.nuisance_paired: the {card.model.family} loss has no paired form (cfm has one); "
+                        "set it false")
 
 
 def pad_active(active: torch.Tensor | None, k: int) -> torch.Tensor | None:
@@ -195,7 +205,9 @@ class TrainingConditions:
     share of the batch drawn from all training events in proportion to |w_file| w(x; nu) (with
     replacement; ``idx`` gives only the batch size), times ``draw`` (``train.balance``'s weights, a
     function of the condition alone, so each condition's density is unchanged), the loss weighted by
-    sign(w_file) alone: the same density per nu, without weight-driven gradient spikes. ``nominal(c)`` is the validation
+    sign(w_file) alone: the same density per nu, without weight-driven gradient spikes. With
+    ``train.nuisance_paired`` the arguments are ``(x, [c | 0], w_file, [c | nu], w(x; nu))`` for the
+    model's ``paired_loss``: each event at nu = 0 and at its drawn nu. ``nominal(c)`` is the validation
     condition ``[c | 0]``. With ``counts`` ``[N_train, K]`` (``model.ensemble.bootstrap``) the weight is ``[B, K]``:
     the batch rows' counts times their weight (1 without one), column k for ensemble member k."""
 
@@ -208,6 +220,7 @@ class TrainingConditions:
         shares = [n.nominal for n in self.nus]
         self.nominal_share = torch.tensor(shares, device=device) if any(shares) else None  # None: no extra draw
         self.resample = bool(self.nus) and card.train.nuisance_resample
+        self.paired = bool(self.nus) and card.train.nuisance_paired
 
     def _values(self, n: int, device) -> torch.Tensor:
         nu = prior_values(self.nus, torch.rand(n, len(self.nus), device=device), training=True)
@@ -220,7 +233,9 @@ class TrainingConditions:
         if self.counts is None:
             return args
         k = self.counts[rows]  # [B, K]: how often each row is in each member's resample
-        return args[0], args[1], k if len(args) == 2 else args[2][:, None] * k
+        x, c, *rest = args
+        w = rest[0] if rest else None
+        return (x, c, k if w is None else w[:, None] * k, *rest[1:])
 
     def _batch(self, x, c, w, idx):
         """(the training rows of the batch, the loss arguments)."""
@@ -230,7 +245,10 @@ class TrainingConditions:
             return self._resampled(x, c, w, len(idx))
         nu = self._values(len(idx), x.device)
         wn = weight(self.slopes[idx], nu)
-        return idx, (x[idx], torch.cat([c[idx], encode(self.nus, nu).to(c.dtype)], dim=-1), wn if w is None else w[idx] * wn)
+        varied = torch.cat([c[idx], encode(self.nus, nu).to(c.dtype)], dim=-1)
+        if self.paired:
+            return idx, (x[idx], self.nominal(c[idx]), None if w is None else w[idx], varied, wn)
+        return idx, (x[idx], varied, wn if w is None else w[idx] * wn)
 
     def _resampled(self, x, c, w, size: int):
         groups = torch.tensor_split(torch.arange(size), min(NUISANCE_GROUPS, size))

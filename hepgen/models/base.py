@@ -61,6 +61,8 @@ class Generator(nn.Module):
     # the per-event weights ``loss(x, c, weight)`` takes (``data.weights: file``): "signed" (a weighted
     # likelihood or regression: negative weights allowed), "positive" (only w >= 0) or "none"
     event_weights: ClassVar[str] = "signed"
+    # whether the family has :meth:`paired_loss` (``train.nuisance_paired``, :mod:`hepgen.nuisance`)
+    pairs_nuisances: ClassVar[bool] = False
 
     def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig):
         super().__init__()
@@ -72,6 +74,13 @@ class Generator(nn.Module):
         return self.distill_method is not None
 
     def loss(self, x: torch.Tensor, c: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def paired_loss(self, x: torch.Tensor, c: torch.Tensor, c_varied: torch.Tensor, w_varied: torch.Tensor,
+                    weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The loss of x ``[N, D]`` at the nominal condition c ``[N, C]`` plus, with the same random
+        numbers, at ``c_varied`` with the nuisance weights ``w_varied`` ``[N]``, its nominal part
+        taken by a control variate (families with :attr:`pairs_nuisances`)."""
         raise NotImplementedError
 
     def set_active_columns(self, active: torch.Tensor | None) -> None:

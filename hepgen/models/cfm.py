@@ -107,6 +107,7 @@ class CFM(Generator):
     backbones = ("mlp", "transformer", "lgatr")
     family = "cfm"
     teaches = True
+    pairs_nuisances = True
 
     def __init__(self, dim: int, cond_dim: int, cfg: ModelConfig):
         super().__init__(dim, cond_dim, cfg)
@@ -152,6 +153,33 @@ class CFM(Generator):
         if weight is None:
             return sq.sum() / m.sum()
         return (sq.sum(-1) * weight.to(sq.dtype)).sum() / m.sum()
+
+    def paired_loss(self, x, c, c_varied, w_varied, weight=None):
+        """``train.nuisance_paired``: each event's straight path (the same x0 and t) regressed at the
+        nominal condition c, v0, and at ``c_varied``, v1 = v0 + d. With u = x - x0 the weighted loss
+        w |v1 - u|^2 has the gradient 2 w d + 2 w (v0 - u) with respect to d; its part 2 (v0 - u)
+        has zero mean where v0 is the nominal regression's optimum, so it is taken away (a control
+        variate, v0 held fixed in it): per event
+
+            |v0 - u|^2 + w |d|^2 + 2 (w - 1) sg(v0 - u) . d,    d = v1 - sg(v0)
+
+        whose noise in d comes from (w - 1) alone. Its optimum is v1 = E_w[u | x_t] + (v0 - E[u |
+        x_t]) / E[w | x_t]: the weighted field plus the nominal field's own error, which then cancels
+        in gen(nu) / gen(0). One forward pass of both halves (a Bayesian network's one weight draw)."""
+        x0 = torch.randn_like(x)
+        t = self.draw_times(x)
+        m = self.field.mask(c)
+        m = torch.ones_like(x) if m is None else m.to(x.dtype)
+        x1 = m * x + (1 - m) * x0
+        xt = (1 - t) * x0 + t * x1
+        v0, v1 = self.field(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([c, c_varied])).chunk(2)
+        r0 = (v0 - (x1 - x0)) * m
+        d = (v1 - v0.detach()) * m
+        w = w_varied.to(x.dtype)
+        per = (r0**2).sum(-1) + w * (d**2).sum(-1) + 2 * (w - 1) * (r0.detach() * d).sum(-1)
+        if weight is not None:
+            per = per * weight.to(per.dtype)
+        return per.sum() / m.sum()
 
     def draw_times(self, x: torch.Tensor) -> torch.Tensor:
         """The training times ``[N, 1]`` of a batch x ``[N, D]`` (``model.cfm.time_sampling``)."""

@@ -64,6 +64,7 @@ class Ensemble(Generator):
         self.family = first.family
         self.maps_samples = first.maps_samples
         self.event_weights = first.event_weights  # data.weights: file reaches every member's loss
+        self.pairs_nuisances = first.pairs_nuisances
         self.repulsion, self.kernel = float(ens.repulsion), ens.kernel
         self.register_buffer("n_train", torch.zeros((), dtype=torch.float64))
 
@@ -89,9 +90,15 @@ class Ensemble(Generator):
     def loss(self, x, c, weight=None):
         """``weight`` ``[N]`` weights every member's events alike; ``[N, K]`` gives member k column k
         (``model.ensemble.bootstrap``: its resample counts, times the event weights)."""
+        return self._members_loss(lambda m, w: m.loss(x, c) if w is None else m.loss(x, c, w), x, c, weight)
+
+    def paired_loss(self, x, c, c_varied, w_varied, weight=None):
+        """Every member's :meth:`~hepgen.models.base.Generator.paired_loss`; ``weight`` as in :meth:`loss`."""
+        return self._members_loss(lambda m, w: m.paired_loss(x, c, c_varied, w_varied, w), x, c, weight)
+
+    def _members_loss(self, member_loss, x, c, weight):
         per = [weight if weight is None or weight.dim() == 1 else weight[:, k] for k in range(len(self.members))]
-        losses = torch.stack([m.loss(x, c) if w is None else m.loss(x, c, w) for m, w in zip(self.members, per)])
-        total = losses.mean()
+        total = torch.stack([member_loss(m, w) for m, w in zip(self.members, per)]).mean()
         if self.training and self.repulsion > 0 and len(self.members) > 1:
             total = total + self.repulsion / max(float(self.n_train), 1.0) * self.repulsive_term(x, c)
         return total
