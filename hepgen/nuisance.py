@@ -66,7 +66,8 @@ def check(card, model) -> None:
                         + (" and train.weight_power 0 (it replaces that draw)" if nus else ""))
     if card.train.nuisance_paired and (not nus or card.train.nuisance_resample):
         raise CardError("train.nuisance_paired regresses each batch event at nu = 0 and at its drawn nu: it needs "
-                        "model.nuisance" + (" and train.nuisance_resample false (a resampled batch has no pairs)" if nus else ""))
+                        "model.nuisance"
+                        + (" and train.nuisance_resample false (a resampled batch has no pairs)" if nus else ""))
     if not nus:
         return
     names = [n.name for n in nus]
