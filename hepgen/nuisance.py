@@ -246,9 +246,10 @@ class TrainingConditions:
             return self._resampled(x, c, w, len(idx))
         nu = self._values(len(idx), x.device)
         wn = weight(self.slopes[idx], nu)
-        varied = torch.cat([c[idx], encode(self.nus, nu).to(c.dtype)], dim=-1)
+        ci = c[idx]
+        varied = torch.cat([ci, encode(self.nus, nu).to(c.dtype)], dim=-1)
         if self.paired:
-            return idx, (x[idx], self.nominal(c[idx]), None if w is None else w[idx], varied, wn)
+            return idx, (x[idx], self.nominal(ci), None if w is None else w[idx], varied, wn)
         return idx, (x[idx], varied, wn if w is None else w[idx] * wn)
 
     def _resampled(self, x, c, w, size: int):
