@@ -149,6 +149,30 @@ def reweight(sample, reference, output, card_path, tree, branches, reference_tre
                f"[{s['weight_min']:.3g}, {s['weight_max']:.3g}], effective sample fraction {s['effective_fraction']:.3f}")
 
 
+@cli.command()
+@click.argument("sample", type=click.Path(path_type=Path))
+@click.option("--source", required=True, type=click.Path(path_type=Path),
+              help="Simulated sample with the weight variations (simulate.psweight: true).")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output .root file.")
+@click.option("--card", "card_path", type=click.Path(path_type=Path), help="Card for the process and its features.")
+@click.option("--id", "ids", multiple=True, help="Variation id to learn (repeatable; default: all of the source's).")
+@click.option("--epochs", default=40, show_default=True, type=click.IntRange(min=1), help="Regression epochs.")
+@_TREE
+@_BRANCHES
+@_FORCE
+@_SET
+def variations(sample, source, output, card_path, ids, epochs, tree, branches, force, overrides):
+    """Attach learned weight variations E[w_var / w | x] (PSWeight) to generated events; write ROOT."""
+    card = _load(card_path, overrides) if card_path else (_card_from_overrides(overrides) if overrides else None)
+    read, source_read = _read_as(tree, branches)
+    from .validate.learned_weights import LearnedSettings, attach
+
+    path, s = attach(sample, source, output, card=card, ids=list(ids) or None, settings=LearnedSettings(epochs=epochs),
+                     force=force, read=read, source_read=source_read)
+    click.echo(f"wrote {path}: " + ", ".join(f"{i} mean {v['mean']:.4f} [{v['q01']:.3g}, {v['q99']:.3g}]"
+                                              for i, v in s.items()))
+
+
 def _read_as(tree, branches, reference_tree=None, reference_branches=()):
     """(samples, reference) ReadAs from the command line's --tree/--branches options."""
     from .io.root.branch_map import parse_mapping

@@ -230,6 +230,32 @@ def ratio_chi2s(run, reference: EventSample, edges: dict, values: dict, events: 
     return out
 
 
+def weighted_ratio_chi2s(card, sample: EventSample, reference: EventSample, edges: dict, values: dict) -> list[dict]:
+    """chi2 / ndf per observable of ``edges`` of two samples that carry their own weight variations:
+    ``sample`` (e.g. generated events with learned PSWeight, ``hepgen variations``) weighted by
+    w(x; nu) over itself against ``reference`` the same way, both for the nuisances of ``card``'s
+    ``model.nuisance`` at ``values``. Errors: :func:`reweighted_ratio`'s of both; bins as in
+    :func:`ratio_chi2s` (>= 10 reference events). The records as :func:`ratio_chi2s`'s."""
+    fixed = setting(card.model.nuisance, values)
+    names = list(edges)
+    ratios = []
+    for s in (sample, reference):
+        nu = torch.tensor([[float(v) for v in fixed.values]], dtype=torch.float64).expand(len(s), -1)
+        w = weight(torch.from_numpy(event_slopes(card, s)), nu).numpy()
+        obs = observables.compute(s, names)
+        ratios.append({n: reweighted_ratio(obs[n], w, edges[n]) for n in names})
+    out = []
+    for n in names:
+        (rg, vg, _), (rr, vr, c) = ratios[0][n], ratios[1][n]
+        ok = (c >= 10) & np.isfinite(rg) & np.isfinite(rr)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            chi2 = float(np.sum(((rg - rr) ** 2 / (vg + vr))[ok]))
+        ndf = int(ok.sum())
+        out.append({"observable": n, "nuisance": fixed.record(), "chi2": chi2, "ndf": ndf,
+                    "chi2_ndf": chi2 / max(ndf, 1), "gen_ratio": rg.tolist(), "ref_ratio": rr.tolist()})
+    return out
+
+
 def training_floor(run, reference: EventSample, edges: dict, values: dict, log=lambda _m: None) -> dict[str, float]:
     """chi2 / ndf per observable of the run's own TRAINING events reweighted by w(x; nu) over themselves
     against the reference's same ratio (both errors :func:`reweighted_ratio`'s; bins as in
