@@ -1,7 +1,7 @@
 """Bands and the acceptance check of a nuisance-conditioned Z+jets run (docs/systematics.md).
 
     python benchmarks/systematics.py RUN [--events 100000] [--draws 10] [--reference FILE]
-                                         [--at a=0.5 --at a=1 ...] [--each-draw] [-o DIR]
+                                         [--at a=0.5 --at a=1 ...] [--each-draw] [--pool FILE] [-o DIR]
 
 Writes ``DIR/systematics.png`` (per observable: the nominal density with the statistical band of
 the Bayesian draws, the systematic band of the nuisances at the ends of their variation, and both
@@ -15,6 +15,9 @@ it, the same chi2 / ndf of the run's own training events reweighted the same way
 (:func:`~hepgen.validate.systematics.training_floor`): what a generator that learned its training
 sample exactly would score. For an ensemble run (``model.ensemble``) gen is its members pooled;
 ``--each-draw`` with ``--draws K`` adds each member's (or Bayesian draw's) chi2 / ndf on its own.
+``--pool FILE`` (more events of the reference's simulation) adds the chi2 / ndf with the reference's
+errors from the weights' variance per bin over both samples
+(:func:`~hepgen.validate.systematics.pooled_variance`: a heavy-tailed weight's tail bins).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ def main(argv=None) -> None:
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--draws", type=int, default=0, help="Bayesian draws for the statistical band (0: none)")
     ap.add_argument("--reference", help="Pythia sample for the chi2 of the ratios")
+    ap.add_argument("--pool", help="more events of the reference's simulation (e.g. the training file): the "
+                    "reference's errors also with the weights' variance per bin from both")
     ap.add_argument("--at", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--each-draw", action="store_true",
                     help="also the chi2 of each of the --draws draws (ensemble members) on its own")
@@ -60,6 +65,7 @@ def main(argv=None) -> None:
                                 "syst_up": b.syst_up.tolist(), "syst_down": b.syst_down.tolist()} for b in all_bands}
     if args.reference:
         reference = read_events(args.reference)
+        pool = read_events(args.pool) if args.pool else None
         settings = [dict([a.split("=", 1)]) for a in args.at] or (
             [{n: v} for n, v in variation_ends(run.card.model.nuisance)]
             + [{n.name: n.range[1] / 2} for n in run.card.model.nuisance])
@@ -72,6 +78,11 @@ def main(argv=None) -> None:
                 result["chi2"].append(r)
                 print(f"{values} {r['observable']:7s} chi2/ndf = {r['chi2']:.1f}/{r['ndf']} = {r['chi2_ndf']:.2f}"
                       + (f"   (training events vs reference: {floor[r['observable']]:.2f})" if floor else ""), flush=True)
+            if pool is not None:
+                pooled = ratio_chi2s(run, reference, EDGES, values, args.events, cache=cache, pool=pool)
+                result.setdefault("chi2_pooled_variance", []).extend(pooled)
+                print(f"{values} pooled variance: " + " / ".join(f"{r['observable']} {r['chi2_ndf']:.2f}" for r in pooled),
+                      flush=True)
             for k in range(args.draws if args.each_draw else 0):
                 each = ratio_chi2s(run, reference, EDGES, values, args.events, cache=cache, draw=k)
                 result.setdefault("chi2_each_draw", []).extend({**r, "draw": k} for r in each)

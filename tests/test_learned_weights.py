@@ -160,3 +160,28 @@ def test_the_command_keeps_an_existing_output_without_force(pythia_psweight, tmp
         main(["variations", str(plain), "--source", str(src), "-o", str(out), "--card", str(CARD)])
     assert exit_.value.code == 2 and out.read_bytes() == b"keep me"
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_the_response_check_scores_exact_weights_near_one_and_flat_ones_far_off():
+    """hepgen.validate.systematics.weighted_ratio_chi2s at isr = +1: "generated" events carrying the
+    exact E[r | x] as their isr_up ratio against an independent "simulation" whose ratios scatter
+    around it (r = m(x) g) score chi2 / ndf near 1 in pT_j1 (below 2); the same events with a flat
+    ratio (no response) score above 5: the check sees a missing response."""
+    from hepgen.cards import card_from_dict
+    from hepgen.validate.systematics import weighted_ratio_chi2s
+
+    card = card_from_dict({"model": {"nuisance": [{"name": "isr", "kind": "psweight", "variation": "isr"}]}})
+    edges = {"pt_j1": np.linspace(20, 200, 19)}
+
+    def tagged(sample, up):
+        return dataclasses.replace(sample, variations={"isr_up": up, "isr_down": 2.0 - up})
+
+    reference = zjets_like(40_000, seed=7)
+    g = np.random.default_rng(8).gamma(8.0, 0.125, len(reference))
+    reference = tagged(reference, truth(reference) * g)
+    generated = zjets_like(40_000, seed=9)
+    exact = weighted_ratio_chi2s(card, tagged(generated, truth(generated)), reference, edges, {"isr": 1.0})[0]
+    flat = weighted_ratio_chi2s(card, tagged(generated, np.ones(len(generated))), reference, edges, {"isr": 1.0})[0]
+    assert exact["ndf"] >= 12
+    assert exact["chi2_ndf"] < 2.0, exact["chi2_ndf"]
+    assert flat["chi2_ndf"] > 5.0, flat["chi2_ndf"]

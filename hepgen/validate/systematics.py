@@ -144,21 +144,43 @@ def bands(run, names: list[str], edges: dict[str, np.ndarray], events: int, draw
     return out
 
 
-def reweighted_ratio(values: np.ndarray, w: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def reweighted_ratio(values: np.ndarray, w: np.ndarray, edges: np.ndarray,
+                     variance: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ratio, variance, counts) ``[B]`` of the normalised histogram of ``values`` ``[N]`` weighted by
     ``w`` over the unweighted one: per bin the mean weight over the overall mean, r = (S_b / N_b) /
     (S / N). The variance is the delta method's over the events (each event enters S_b, N_b, S, N):
     var r / r^2 = Q_b / S_b^2 - 1 / N_b + 2 (S_b / (N_b S) - Q_b / (S_b S)) + Q / S^2 - 1 / N, with Q
     the sums of w^2; the last two terms, the overall mean weight's own noise, are common to all bins.
+    ``variance`` ``[B]``: the weights' variance per bin from more events of the same simulation
+    (:func:`pooled_variance`), Q_b = N_b (variance + (S_b / N_b)^2) in place of the bin's own sum:
+    with heavy-tailed weights (Pythia's FSR up) a bin of a few hundred events often lacks the rare
+    large weights that carry a share of its mean, its mean comes out low and its own spread
+    understates the error.
     Non-finite values are left out; empty bins give NaN."""
     ok = np.isfinite(values)
     v, w = values[ok], w[ok]
     n_b, s_b, q_b = (np.histogram(v, edges, weights=ww)[0].astype(np.float64) for ww in (None, w, w**2))
+    if variance is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q_b = n_b * (np.asarray(variance, dtype=np.float64) + (s_b / n_b) ** 2)
     n, s, q = float(len(w)), float(w.sum()), float((w**2).sum())
     with np.errstate(divide="ignore", invalid="ignore"):
         r = (s_b / n_b) / (s / n)
         rel = q_b / s_b**2 - 1 / n_b + 2 * (s_b / (n_b * s) - q_b / (s_b * s)) + q / s**2 - 1 / n
         return r, r**2 * np.clip(rel, 0.0, None), n_b
+
+
+def pooled_variance(pairs, edges: np.ndarray) -> np.ndarray:
+    """The weights' variance per bin ``[B]`` over all events of ``pairs`` ((values ``[N]``, w ``[N]``)
+    of several samples of one simulation, the same weights); NaN for empty bins."""
+    n_b, s_b, q_b = (np.zeros(len(edges) - 1) for _ in range(3))
+    for values, w in pairs:
+        ok = np.isfinite(values)
+        n_b += np.histogram(values[ok], edges)[0]
+        s_b += np.histogram(values[ok], edges, weights=w[ok])[0]
+        q_b += np.histogram(values[ok], edges, weights=w[ok] ** 2)[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return q_b / n_b - (s_b / n_b) ** 2
 
 
 def paired_ratio(v1: np.ndarray, v0: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -197,7 +219,7 @@ def ratio_chi2(run, reference: EventSample, name: str, edges: np.ndarray, values
 
 
 def ratio_chi2s(run, reference: EventSample, edges: dict, values: dict, events: int, seed: int = 1,
-                cache: dict | None = None, draw: int | None = None) -> list[dict]:
+                cache: dict | None = None, draw: int | None = None, pool: EventSample | None = None) -> list[dict]:
     """:func:`ratio_chi2` for every observable of ``edges`` (name -> bin edges), from one pair of
     generated samples. Both generated histograms come from the same noise; the reference ratio is
     the reference reweighted by w(x; nu) (its own events' slopes) over itself. Errors: the generated
@@ -208,19 +230,23 @@ def ratio_chi2s(run, reference: EventSample, edges: dict, values: dict, events: 
     version did, inflates that error several times for a weight that varies slowly across a bin, and
     makes chi2 / ndf <= 2 nearly automatic.) ``cache``: as :func:`observed_at`'s, so the nominal
     sample is generated once over calls. ``draw``: the Bayesian draw or ensemble member to check
-    (None: the weight means, or an ensemble's pooled members)."""
+    (None: the weight means, or an ensemble's pooled members). ``pool``: more events of the
+    reference's simulation, for the weights' variance per bin (:func:`pooled_variance`)."""
     nus = run.card.model.nuisance
     fixed = setting(nus, values)
     names = list(edges)
     gen0, gen1 = (observed_at(run, v, names, events, seed, draw, cache) for v in ({}, values))
-    ref = observables.compute(reference, names)
-    slopes = torch.from_numpy(event_slopes(run.card, reference))
-    nu = torch.tensor([[0.0 if v is None else v for v in fixed.values]], dtype=torch.float64).expand(len(reference), -1)
-    w = weight(slopes, nu).numpy()
+    obs, ws = [], []
+    for s in (reference,) + ((pool,) if pool is not None else ()):
+        nu = torch.tensor([[0.0 if v is None else v for v in fixed.values]], dtype=torch.float64).expand(len(s), -1)
+        ws.append(weight(torch.from_numpy(event_slopes(run.card, s)), nu).numpy())
+        obs.append(observables.compute(s, names))
+    ref, w = obs[0], ws[0]
     out = []
     for name in names:
         rg, var_rg, _ = paired_ratio(gen1[name], gen0[name], edges[name])
-        rr, var_rr, r0 = reweighted_ratio(ref[name], w, edges[name])
+        var = None if pool is None else pooled_variance([(o[name], ww) for o, ww in zip(obs, ws)], edges[name])
+        rr, var_rr, r0 = reweighted_ratio(ref[name], w, edges[name], var)
         ok = (r0 >= 10) & np.isfinite(rg)
         with np.errstate(divide="ignore", invalid="ignore"):  # empty bins are left out (ok)
             chi2 = float(np.sum(((rg - rr) ** 2 / (var_rg + var_rr))[ok]))
@@ -230,23 +256,29 @@ def ratio_chi2s(run, reference: EventSample, edges: dict, values: dict, events: 
     return out
 
 
-def weighted_ratio_chi2s(card, sample: EventSample, reference: EventSample, edges: dict, values: dict) -> list[dict]:
+def weighted_ratio_chi2s(card, sample: EventSample, reference: EventSample, edges: dict, values: dict,
+                         pool: EventSample | None = None, simulated: bool = False) -> list[dict]:
     """chi2 / ndf per observable of ``edges`` of two samples that carry their own weight variations:
     ``sample`` (e.g. generated events with learned PSWeight, ``hepgen variations``) weighted by
     w(x; nu) over itself against ``reference`` the same way, both for the nuisances of ``card``'s
     ``model.nuisance`` at ``values``. Errors: :func:`reweighted_ratio`'s of both; bins as in
-    :func:`ratio_chi2s` (>= 10 reference events). The records as :func:`ratio_chi2s`'s."""
+    :func:`ratio_chi2s` (>= 10 reference events). ``pool``: more events of the reference's
+    simulation; the reference's error then takes the weights' variance per bin from both
+    (:func:`pooled_variance`),
+    and so does ``sample``'s with ``simulated`` (it is the same simulation's events and weights, not
+    a generator's with learned, smooth ones). The records as :func:`ratio_chi2s`'s."""
     fixed = setting(card.model.nuisance, values)
     names = list(edges)
-    ratios = []
-    for s in (sample, reference):
+    obs, ws = [], []
+    for s in (sample, reference) + ((pool,) if pool is not None else ()):
         nu = torch.tensor([[float(v) for v in fixed.values]], dtype=torch.float64).expand(len(s), -1)
-        w = weight(torch.from_numpy(event_slopes(card, s)), nu).numpy()
-        obs = observables.compute(s, names)
-        ratios.append({n: reweighted_ratio(obs[n], w, edges[n]) for n in names})
+        ws.append(weight(torch.from_numpy(event_slopes(card, s)), nu).numpy())
+        obs.append(observables.compute(s, names))
     out = []
     for n in names:
-        (rg, vg, _), (rr, vr, c) = ratios[0][n], ratios[1][n]
+        m2 = None if pool is None else pooled_variance([(obs[i][n], ws[i]) for i in (1, 2)], edges[n])
+        rg, vg, _ = reweighted_ratio(obs[0][n], ws[0], edges[n], m2 if simulated else None)
+        rr, vr, c = reweighted_ratio(obs[1][n], ws[1], edges[n], m2)
         ok = (c >= 10) & np.isfinite(rg) & np.isfinite(rr)
         with np.errstate(divide="ignore", invalid="ignore"):
             chi2 = float(np.sum(((rg - rr) ** 2 / (vg + vr))[ok]))
