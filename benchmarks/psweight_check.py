@@ -1,7 +1,7 @@
 """Pythia's shower-variation weights (PSWeight) against separate Pythia runs at the varied scale.
 
     python benchmarks/psweight_check.py NOMINAL.root --run isr_up=A.root [--run fsr_down=B.root ...]
-                                        [-o DIR]
+                                        [--pool MORE.root] [-o DIR]
 
 NOMINAL is a sample simulated with ``simulate.psweight: true`` (its ``variations`` hold the four
 PSWeight columns, docs/io.md); each ``--run ID=FILE`` is a sample of the same card simulated with the
@@ -11,7 +11,10 @@ Per variation and observable (pT_j1, H_T, n_jets, pT_mumu) it prints chi2 / ndf 
 sample's shape reweighted by the variation against the separate run's shape (normalised histograms;
 errors: sum w^2 for the reweighted one, Poisson for the run: independent samples), next to chi2 /
 ndf of the unweighted nominal against the run (how visible the variation is at these statistics),
-and draws both ratios to the nominal (``DIR/psweight_check.png``, with ``.json``).
+and draws both ratios to the nominal (``DIR/psweight_check.png``, with ``.json``). ``--pool MORE.root``
+(more events simulated like NOMINAL, another seed) prints the reweighted chi2 / ndf again with the
+weights' variance per bin over both samples in place of NOMINAL's own sum of w^2
+(:func:`hepgen.validate.systematics.pooled_variance`; the FSR up weights are heavy-tailed).
 """
 
 from __future__ import annotations
@@ -28,19 +31,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hepgen import observables  # noqa: E402
 from hepgen.io.root import read_events  # noqa: E402
 from hepgen.outputs import atomic_output  # noqa: E402
+from hepgen.validate.systematics import pooled_variance  # noqa: E402
 
 EDGES = {"pt_j1": np.linspace(20, 300, 15), "HT": np.linspace(20, 500, 13), "n_jets": np.arange(0.5, 4.0, 1.0),
          "pt_mumu": np.linspace(0, 300, 16)}
 MIN_COUNT = 25  # bins with fewer events in either sample are left out
 
 
-def shape(values: np.ndarray, w: np.ndarray | None, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def shape(values: np.ndarray, w: np.ndarray | None, edges: np.ndarray,
+          variance: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(density, variance, counts) ``[B]`` of a (weighted) normalised histogram; non-finite values
-    (an absent object) are left out."""
+    (an absent object) are left out. ``variance`` ``[B]``: the weights' variance per bin from more
+    events (the bin's sum of w^2 is then N_b (variance + mean_b^2))."""
     ok = np.isfinite(values)
     w = np.ones(ok.sum()) if w is None else w[ok]
     s, q = (np.histogram(values[ok], edges, weights=ww)[0] for ww in (w, w**2))
     n = np.histogram(values[ok], edges)[0]
+    if variance is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = np.where(n > 0, n * (variance + (s / np.maximum(n, 1)) ** 2), 0.0)
     total = s.sum()
     return s / total, q / total**2, n
 
@@ -55,11 +64,14 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("nominal")
     ap.add_argument("--run", action="append", required=True, metavar="ID=FILE")
+    ap.add_argument("--pool", help="more events simulated like NOMINAL: the weights' variance per bin over both")
     ap.add_argument("-o", "--output", default="validation_out/psweight_check")
     args = ap.parse_args(argv)
     nominal = read_events(args.nominal)
     names = list(EDGES)
     obs_nom = observables.compute(nominal, names)
+    pool = read_events(args.pool) if args.pool else None
+    obs_pool = observables.compute(pool, names) if pool is not None else None
     runs = dict(r.split("=", 1) for r in args.run)
     missing = sorted(set(runs) - set(nominal.variations or {}))
     if missing:
@@ -84,7 +96,13 @@ def main(argv=None) -> None:
             c_w, n_w = chi2(weighted, run)
             c_0, n_0 = chi2(base, run)
             rows[name] = {"chi2_reweighted": c_w, "ndf": n_w, "chi2_nominal": c_0, "ndf_nominal": n_0}
-            print(f"{vid:8s} {name:8s} reweighted vs run chi2/ndf = {c_w:.1f}/{n_w} = {c_w / max(n_w, 1):.2f}   "
+            pooled = ""
+            if pool is not None:
+                var = pooled_variance([(obs_nom[name], w), (obs_pool[name], np.asarray(pool.variations[vid]))], edges)
+                c_p, _ = chi2(shape(obs_nom[name], w, edges, var), run)
+                rows[name]["chi2_reweighted_pooled_variance"] = c_p
+                pooled = f", pooled variance {c_p / max(n_w, 1):.2f}"
+            print(f"{vid:8s} {name:8s} reweighted vs run chi2/ndf = {c_w:.1f}/{n_w} = {c_w / max(n_w, 1):.2f}{pooled}   "
                   f"(unweighted nominal vs run: {c_0 / max(n_0, 1):.2f})")
             ax = axes[i, j]
             mid = 0.5 * (edges[1:] + edges[:-1])

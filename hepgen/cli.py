@@ -167,8 +167,9 @@ def variations(sample, source, output, card_path, ids, epochs, tree, branches, f
     read, source_read = _read_as(tree, branches)
     from .validate.learned_weights import LearnedSettings, attach
 
-    path, s = attach(sample, source, output, card=card, ids=list(ids) or None, settings=LearnedSettings(epochs=epochs),
-                     force=force, read=read, source_read=source_read)
+    seed = card.seed if card is not None else LearnedSettings.seed  # --set seed=N: another regression
+    path, s = attach(sample, source, output, card=card, ids=list(ids) or None,
+                     settings=LearnedSettings(epochs=epochs, seed=seed), force=force, read=read, source_read=source_read)
     click.echo(f"wrote {path}: " + ", ".join(f"{i} mean {v['mean']:.4f} [{v['q01']:.3g}, {v['q99']:.3g}]"
                                               for i, v in s.items()))
 
