@@ -55,6 +55,7 @@ from .inputs import ReadAs, read_generated, read_sample
 from .obsset import for_card
 
 MIN_EVENTS = 200  # source events: fewer is an error
+RATIO_MIN = 1e-3  # the smallest learned ratio
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,8 @@ def _features(sample: EventSample, card: Card, names: list[str] | None = None) -
 
 def _fit(x: np.ndarray, r: np.ndarray, w: np.ndarray, s: LearnedSettings, progress=None):
     """The regression of ratios ``r`` ``[N, V]`` on features ``x`` ``[N, F]`` (event weights ``w``): a
-    callable ``x [M, F] -> [M, V]``, 1 + f of each id at its best held-out epoch."""
+    callable ``x [M, F] -> [M, V]``, 1 + f of each id at its best held-out epoch, at least
+    :data:`RATIO_MIN` (a ratio of two positive weights; a negative one would make w(x; nu) < 0)."""
     rng = np.random.default_rng(s.seed)
     held = rng.random(len(x)) < 0.2
     mean, std = x.mean(0), x.std(0) + 1e-9
@@ -147,7 +149,7 @@ def _fit(x: np.ndarray, r: np.ndarray, w: np.ndarray, s: LearnedSettings, progre
             for j, (_, state) in enumerate(best):
                 net.load_state_dict(state)
                 cols.append(net(xa)[:, j].double().numpy() * np.sqrt(scale[j]))
-        return 1.0 + np.stack(cols, 1)
+        return np.maximum(1.0 + np.stack(cols, 1), RATIO_MIN)
 
     return raw
 
@@ -195,7 +197,7 @@ def attach(sample_path: str | os.PathLike, source: str | os.PathLike, output: st
     """Write ``output`` (ROOT): the events of ``sample_path`` with the variations learned from
     ``source`` (:func:`learn`), in the source's weight groups (PSWeight stays PSWeight); returns
     (path, summary: per id the mean and the 1 / 99 % quantiles of the learned ratios). ``progress``:
-    a bar over the categories' epochs on stderr (None: when stderr is a terminal)."""
+    a bar over the regression's epochs on stderr (None: when stderr is a terminal)."""
     output = Path(output)
     if output.suffix != ".root":
         raise InputError(f"{output}: hepgen variations writes ROOT (.root)")
