@@ -16,7 +16,7 @@ E[r | x] is regressed from the simulated ("source") events, for all ids at once,
   the category one-hot; standardised on the source events. Not the observable set's extra
   classifier observables: those are where generators are least precise (Z+jets: pt_all, the recoil
   of everything unclustered), and a regression that leans on them carries the generator's error
-  into the weights (measured: ISR H_T chi2/ndf 3.6-4.9 with them, 1.2-1.5 without);
+  into the weights (measured: ISR H_T chi2/ndf 3.1-4.9 with them, 1.0-1.5 without);
 * targets: r - 1, clipped above ``clip`` - 1 (Pythia's FSR up ratios reach 129 on Z+jets, a few
   events that would set the fit; the category's mean restores their share, below); each target's
   squared error divided by its variance, so the ids weigh alike;
@@ -27,7 +27,9 @@ E[r | x] is regressed from the simulated ("source") events, for all ids at once,
   events equals the weighted mean of r: each category's rate change is the simulation's, exactly.
 
 Measured on Z+jets (docs/systematics.md, "Learned PSWeight"): on generated events the learned ISR
-ratios reproduce the reweighted independent reference within its statistics.
+ratios reproduce the reweighted independent reference within its statistics; the FSR ones do with
+the heavy-tailed FSR weights' error pooled over two Pythia samples
+(:func:`hepgen.validate.systematics.pooled_variance`).
 """
 
 from __future__ import annotations
