@@ -73,11 +73,13 @@ class LearnedSettings:
     seed: int = 0
 
 
-def _features(sample: EventSample, card: Card, names: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
-    """(float64 ``[N, F + C]``, the F feature names): each event's classifier features (those of its
-    category's recipe), each in the column of its name (``names``, default: every name of the
-    sample's categories in order; a name the event's category lacks is 0, e.g. a 1-jet event's
-    second jet), then the category one-hot (C: the process's categories, in their order)."""
+def _features(sample: EventSample, card: Card,
+              names: list[str] | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(float64 ``[N, F + C]``, the F feature names, each event's category label ``[N]``): each
+    event's classifier features (those of its category's recipe), each in the column of its name
+    (``names``, default: every name of the sample's categories in order; a name the event's category
+    lacks is 0, e.g. a 1-jet event's second jet), then the category one-hot (C: the process's
+    categories, in their order)."""
     process = processes.get(card.process.name)
     obsset = for_card(card)
     cats = categories_of(process, sample, card)
@@ -99,7 +101,7 @@ def _features(sample: EventSample, card: Card, names: list[str] | None = None) -
         out[np.ix_(idx, [column[got[j]] for j in keep])] = x[:, keep]
     for j, k in enumerate(cats.members):
         out[cats.labels == k, len(names) + j] = 1.0
-    return out, names
+    return out, names, cats.labels
 
 
 def _fit(x: np.ndarray, r: np.ndarray, w: np.ndarray, s: LearnedSettings, progress=None):
@@ -172,9 +174,8 @@ def learn(source: EventSample, card: Card, ids: list[str] | None = None,
         raise InputError(f"the source sample's variations {ids} are not all finite")
     if len(source) < MIN_EVENTS:
         raise InputError(f"the source sample has {len(source)} events; learning its variations needs {MIN_EVENTS}")
-    x, names = _features(source, card)
+    x, names, labels = _features(source, card)
     raw = _fit(x, r, source.weight, settings, progress)
-    labels = categories_of(processes.get(card.process.name), source, card).labels
     factors = {}
     fit = raw(x)
     for k in np.unique(labels):
@@ -183,8 +184,8 @@ def learn(source: EventSample, card: Card, ids: list[str] | None = None,
         factors[k] = (w @ r[m]) / np.maximum(w @ fit[m], 1e-300)  # the category's weighted mean ratio, exactly
 
     def predict(sample: EventSample) -> dict[str, np.ndarray]:
-        out = raw(_features(sample, card, names)[0])
-        lab = categories_of(processes.get(card.process.name), sample, card).labels
+        xs, _, lab = _features(sample, card, names)
+        out = raw(xs)
         for k, f in factors.items():
             out[lab == k] *= f
         return {i: out[:, j] for j, i in enumerate(ids)}

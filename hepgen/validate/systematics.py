@@ -183,6 +183,14 @@ def pooled_variance(pairs, edges: np.ndarray) -> np.ndarray:
         return q_b / n_b - (s_b / n_b) ** 2
 
 
+def weighted_observables(card, sample: EventSample, fixed, names: list[str]) -> tuple[dict, np.ndarray]:
+    """(observables ``names`` of ``sample``, its w(x; nu) ``[N]``) for the card's nuisances at the
+    :class:`~hepgen.nuisance.Setting` ``fixed`` (a value None, drawn from the prior, counts as 0)."""
+    nu = torch.tensor([[0.0 if v is None else float(v) for v in fixed.values]], dtype=torch.float64)
+    w = weight(torch.from_numpy(event_slopes(card, sample)), nu.expand(len(sample), -1)).numpy()
+    return observables.compute(sample, names), w
+
+
 def paired_ratio(v1: np.ndarray, v0: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ratio, variance, counts of v0) ``[B]`` of the normalised histogram of ``v1`` over that of ``v0``,
     two ``[N]`` arrays from the same N noise rows (NaN or outside the edges: in no bin), r_b = (A_b / T1)
@@ -236,11 +244,8 @@ def ratio_chi2s(run, reference: EventSample, edges: dict, values: dict, events: 
     fixed = setting(nus, values)
     names = list(edges)
     gen0, gen1 = (observed_at(run, v, names, events, seed, draw, cache) for v in ({}, values))
-    obs, ws = [], []
-    for s in (reference,) + ((pool,) if pool is not None else ()):
-        nu = torch.tensor([[0.0 if v is None else v for v in fixed.values]], dtype=torch.float64).expand(len(s), -1)
-        ws.append(weight(torch.from_numpy(event_slopes(run.card, s)), nu).numpy())
-        obs.append(observables.compute(s, names))
+    obs, ws = zip(*(weighted_observables(run.card, s, fixed, names)
+                    for s in (reference,) + ((pool,) if pool is not None else ())))
     ref, w = obs[0], ws[0]
     out = []
     for name in names:
@@ -264,21 +269,18 @@ def weighted_ratio_chi2s(card, sample: EventSample, reference: EventSample, edge
     ``model.nuisance`` at ``values``. Errors: :func:`reweighted_ratio`'s of both; bins as in
     :func:`ratio_chi2s` (>= 10 reference events). ``pool``: more events of the reference's
     simulation; the reference's error then takes the weights' variance per bin from both
-    (:func:`pooled_variance`),
-    and so does ``sample``'s with ``simulated`` (it is the same simulation's events and weights, not
-    a generator's with learned, smooth ones). The records as :func:`ratio_chi2s`'s."""
+    (:func:`pooled_variance`), and so does ``sample``'s with ``simulated`` (it is the same
+    simulation's events and weights, not a generator's with learned, smooth ones). The records as
+    :func:`ratio_chi2s`'s."""
     fixed = setting(card.model.nuisance, values)
     names = list(edges)
-    obs, ws = [], []
-    for s in (sample, reference) + ((pool,) if pool is not None else ()):
-        nu = torch.tensor([[float(v) for v in fixed.values]], dtype=torch.float64).expand(len(s), -1)
-        ws.append(weight(torch.from_numpy(event_slopes(card, s)), nu).numpy())
-        obs.append(observables.compute(s, names))
+    obs, ws = zip(*(weighted_observables(card, s, fixed, names)
+                    for s in (sample, reference) + ((pool,) if pool is not None else ())))
     out = []
     for n in names:
-        m2 = None if pool is None else pooled_variance([(obs[i][n], ws[i]) for i in (1, 2)], edges[n])
-        rg, vg, _ = reweighted_ratio(obs[0][n], ws[0], edges[n], m2 if simulated else None)
-        rr, vr, c = reweighted_ratio(obs[1][n], ws[1], edges[n], m2)
+        var = None if pool is None else pooled_variance([(obs[i][n], ws[i]) for i in (1, 2)], edges[n])
+        rg, vg, _ = reweighted_ratio(obs[0][n], ws[0], edges[n], var if simulated else None)
+        rr, vr, c = reweighted_ratio(obs[1][n], ws[1], edges[n], var)
         ok = (c >= 10) & np.isfinite(rg) & np.isfinite(rr)
         with np.errstate(divide="ignore", invalid="ignore"):
             chi2 = float(np.sum(((rg - rr) ** 2 / (vg + vr))[ok]))
@@ -302,10 +304,7 @@ def training_floor(run, reference: EventSample, edges: dict, values: dict, log=l
     out = {}
     ratios = []
     for sample in (train, reference):
-        slopes = torch.from_numpy(event_slopes(run.card, sample))
-        nu = torch.tensor([[float(v) for v in fixed.values]], dtype=torch.float64).expand(len(sample), -1)
-        w = weight(slopes, nu).numpy()
-        obs = observables.compute(sample, names)
+        obs, w = weighted_observables(run.card, sample, fixed, names)
         ratios.append({n: reweighted_ratio(obs[n], w, edges[n]) for n in names})
     for n in names:
         (r1, v1, c1), (r0, v0, c0) = ratios[0][n], ratios[1][n]
