@@ -157,11 +157,13 @@ def reweight(sample, reference, output, card_path, tree, branches, reference_tre
 @click.option("--card", "card_path", type=click.Path(path_type=Path), help="Card for the process and its features.")
 @click.option("--id", "ids", multiple=True, help="Variation id to learn (repeatable; default: all of the source's).")
 @click.option("--epochs", default=40, show_default=True, type=click.IntRange(min=1), help="Regression epochs.")
+@click.option("--folds", default=1, show_default=True, type=click.IntRange(min=1),
+              help="K > 1: SAMPLE is the source; each of K parts gets ratios learned from the others.")
 @_TREE
 @_BRANCHES
 @_FORCE
 @_SET
-def variations(sample, source, output, card_path, ids, epochs, tree, branches, force, overrides):
+def variations(sample, source, output, card_path, ids, epochs, folds, tree, branches, force, overrides):
     """Attach learned weight variations E[w_var / w | x] (PSWeight) to generated events; write ROOT."""
     card = _load(card_path, overrides) if card_path else (_card_from_overrides(overrides) if overrides else None)
     read, source_read = _read_as(tree, branches)
@@ -169,7 +171,8 @@ def variations(sample, source, output, card_path, ids, epochs, tree, branches, f
 
     seed = card.seed if card is not None else LearnedSettings.seed  # --set seed=N: another regression
     path, s = attach(sample, source, output, card=card, ids=list(ids) or None,
-                     settings=LearnedSettings(epochs=epochs, seed=seed), force=force, read=read, source_read=source_read)
+                     settings=LearnedSettings(epochs=epochs, seed=seed), force=force, read=read, source_read=source_read,
+                     folds=folds)
     click.echo(f"wrote {path}: " + ", ".join(f"{i} mean {v['mean']:.4f} [{v['q01']:.3g}, {v['q99']:.3g}]"
                                               for i, v in s.items()))
 

@@ -17,7 +17,7 @@ from hepgen import observables
 from hepgen.cards import Card, load_card
 from hepgen.cli import main
 from hepgen.io.root import read_events, write_events
-from hepgen.validate.learned_weights import LearnedSettings, learn
+from hepgen.validate.learned_weights import LearnedSettings, cross_fit, learn
 from tests.zjets_like import zjets_like
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -99,6 +99,36 @@ def test_a_source_without_variations_is_an_error():
         learn(source, Card(), ids=["isr_up"])
 
 
+def test_a_cross_fitted_ratio_does_not_depend_on_the_events_own_ratio():
+    """Cross-fitting: changing one source event's ratio (1 -> 15) leaves that event's learned ratio
+    bit-identical (its fold's regression never saw it) while the in-sample regression moves it (it
+    did). Each fold keeps the mean ratio of the events it was learned from, so the cross-fitted
+    ratios average to the source's within the folds' spread (here 2 %)."""
+    quick = dataclasses.replace(FAST, epochs=4)
+    source = with_ratios(zjets_like(2_000, seed=3), seed=4)
+    i = 17
+    bumped = dict(source.variations)
+    bumped["slope"] = bumped["slope"].copy()
+    bumped["slope"][i] = 15.0
+    other = dataclasses.replace(source, variations=bumped)
+    crossed = [cross_fit(s, Card(), settings=quick, folds=4)["slope"] for s in (source, other)]
+    assert crossed[0][i] == crossed[1][i]
+    assert not np.array_equal(crossed[0], crossed[1])  # the other folds did see the change
+    inside = [learn(s, Card(), settings=quick)(s)["slope"] for s in (source, other)]
+    assert inside[0][i] != inside[1][i]
+    assert crossed[0].mean() == pytest.approx(source.variations["slope"].mean(), rel=0.02)
+
+
+def test_cross_fitting_needs_two_folds_of_enough_events():
+    from hepgen.errors import InputError
+
+    source = with_ratios(zjets_like(500, seed=1), seed=2)
+    with pytest.raises(InputError, match="at least 2 folds"):
+        cross_fit(source, Card(), folds=1)
+    with pytest.raises(InputError, match="3 folds need 600"):
+        cross_fit(source, Card(), folds=3)
+
+
 @pytest.fixture(scope="module")
 def pythia_psweight(tmp_path_factory):
     """Real Pythia events with PSWeight (the card's setup, 600 selected events) and the same events
@@ -150,6 +180,28 @@ def test_the_command_without_a_psweight_source_exits_2_and_writes_nothing(pythia
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no weight variations" in err[0] and "simulate.psweight" in err[0]
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_the_command_cross_fits_the_sources_own_events_and_refuses_another_sample(pythia_psweight, tmp_path, capsys):
+    """``--folds 2`` writes the Pythia file's own events with cross-fitted PSWeight (every event's
+    ratios positive and finite, the file's events unchanged); with another file as the sample it is
+    one line, exit 2 and nothing written."""
+    src, plain, sample = pythia_psweight
+    out = tmp_path / "crossed.root"
+    with pytest.raises(SystemExit) as exit_:
+        main(["variations", str(plain), "--source", str(src), "-o", str(out), "--card", str(CARD), "--folds", "2"])
+    assert exit_.value.code == 2 and not out.exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "give the source as the sample" in err[0]
+    with pytest.raises(SystemExit) as exit_:
+        main(["variations", str(src), "--source", str(src), "-o", str(out), "--card", str(CARD), "--epochs", "3",
+              "--folds", "2"])
+    assert exit_.value.code == 0
+    got = read_events(out)
+    np.testing.assert_array_equal(got.n_jets, sample.n_jets)
+    for i, v in got.variations.items():
+        assert v.shape == (len(sample),) and np.all(np.isfinite(v)) and np.all(v > 0), i
+        assert not np.allclose(v, sample.variations[i]), i  # learned, not copied
 
 
 def test_the_command_keeps_an_existing_output_without_force(pythia_psweight, tmp_path, capsys):

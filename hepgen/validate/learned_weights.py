@@ -193,17 +193,43 @@ def learn(source: EventSample, card: Card, ids: list[str] | None = None,
     return predict
 
 
+def cross_fit(source: EventSample, card: Card, ids: list[str] | None = None,
+              settings: LearnedSettings = LearnedSettings(), folds: int = 5, progress=None) -> dict[str, np.ndarray]:
+    """E[r | x] for ``source``'s own events, cross-fitted: the events are split at random (the
+    settings' seed) into ``folds`` parts, and each part's ratios come from a regression (:func:`learn`)
+    on the other parts. An event's learned ratio therefore never depends on its own r: what a network
+    memorised of its training events' noise does not come back as their weights. This is the form in
+    which a simulated sample's learned variations can stand in for its own per-event ones (a
+    generator trained on them sees E[r | x] instead of r, the same varied density without the
+    weights' spread)."""
+    if folds < 2:
+        raise InputError(f"cross-fitting needs at least 2 folds, got {folds}")
+    if len(source) < folds * MIN_EVENTS:
+        raise InputError(f"the source sample has {len(source)} events; {folds} folds need {folds * MIN_EVENTS}")
+    part = np.random.default_rng(settings.seed).permutation(len(source)) % folds
+    out: dict[str, np.ndarray] = {}
+    for k in range(folds):
+        inside = np.flatnonzero(part == k)
+        predict = learn(source.select(np.flatnonzero(part != k)), card, ids, settings, progress)
+        for i, v in predict(source.select(inside)).items():
+            out.setdefault(i, np.empty(len(source)))[inside] = v
+    return out
+
+
 def attach(sample_path: str | os.PathLike, source: str | os.PathLike, output: str | os.PathLike, *,
            card: Card | None = None, ids: list[str] | None = None, settings: LearnedSettings = LearnedSettings(),
            force: bool = False, read: ReadAs | None = None, source_read: ReadAs | None = None,
-           progress: bool | None = None) -> tuple[Path, dict]:
+           progress: bool | None = None, folds: int = 1) -> tuple[Path, dict]:
     """Write ``output`` (ROOT): the events of ``sample_path`` with the variations learned from
     ``source`` (:func:`learn`), in the source's weight groups (PSWeight stays PSWeight); returns
-    (path, summary: per id the mean and the 1 / 99 % quantiles of the learned ratios). ``progress``:
-    a bar over the regression's epochs on stderr (None: when stderr is a terminal)."""
+    (path, summary: per id the mean and the 1 / 99 % quantiles of the learned ratios). ``folds`` > 1:
+    ``sample_path`` is the source itself and its ratios are cross-fitted (:func:`cross_fit`).
+    ``progress``: a bar over the regression's epochs on stderr (None: when stderr is a terminal)."""
     output = Path(output)
     if output.suffix != ".root":
         raise InputError(f"{output}: hepgen variations writes ROOT (.root)")
+    if folds > 1 and Path(sample_path).resolve() != Path(source).resolve():
+        raise InputError(f"--folds {folds} cross-fits the source's own events: give the source as the sample")
     check_output(output, force)  # fail before the training
     card = card or Card()
     process = processes.get(card.process.name)
@@ -212,11 +238,11 @@ def attach(sample_path: str | os.PathLike, source: str | os.PathLike, output: st
     show = progress if progress is not None else os.isatty(2)
     with tqdm(disable=not show, desc="learning the variations", unit="epoch", file=sys.stderr) as bar:
         def step(epoch, epochs):
-            bar.total = epochs
+            bar.total = epochs * max(folds, 1)
             bar.update(1)
 
-        predict = learn(src, card, ids, settings, step)
-    learned = predict(gen)
+        learned = (cross_fit(src, card, ids, settings, folds, step) if folds > 1
+                   else learn(src, card, ids, settings, step)(gen))
     info = {**gen.info, "variations_learned_from": str(source)}
     if GROUPS in src.info:
         info[GROUPS] = src.info[GROUPS]
