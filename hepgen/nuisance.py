@@ -384,3 +384,17 @@ def describe(nus: Sequence[NuisanceConfig]) -> list[dict]:
     return [{"name": n.name, "kind": n.kind, "prior": n.prior, "range": [float(v) for v in n.range], "nominal": 0.0,
              **({"observable": n.observable, "center": n.center, "scale": n.scale} if n.kind == "parametric"
                 else {"variation": n.variation})} for n in nus]
+
+
+def log_summary(card) -> str:
+    """The training log's words for the card's nuisances and how batches are made ("" without any):
+    e.g. "; nuisances isr (psweight isr, ends), fsr (psweight fsr, ends), batches resampled by w(x; nu)"."""
+    nus = tuple(card.model.nuisance)
+    if not nus:
+        return ""
+    what = ", ".join(f"{n.name} ({n.kind} {n.variation if n.kind == 'psweight' else n.observable}, {n.prior}"
+                     + (f", {n.nominal:g} at 0" if n.nominal else "") + ")" for n in nus)
+    mode = ("batches resampled by w(x; nu)" if card.train.nuisance_resample
+            else "paired at nu = 0 and nu" if card.train.nuisance_paired else "loss weighted by w(x; nu)")
+    return f"; nuisances {what}, {mode}"
+

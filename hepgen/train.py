@@ -37,7 +37,7 @@ from .cards import Card, dump_card, load_card
 from .distributed import broadcast, check_replicas, end_dist, gather, init_dist, loss_module, resolve_device
 from .errors import HepgenError, InputError
 from .nn.bayesian import is_bayesian, kl_divergence
-from .nuisance import TrainingConditions
+from .nuisance import TrainingConditions, log_summary
 from .optim import WeightAverage, make_optimizer, make_scheduler
 from .outputs import atomic_output
 from .rngstate import rng_state, set_rng_state
@@ -126,7 +126,7 @@ def train(card: Card | None = None, *, resume: str | os.PathLike | None = None, 
             torch.save(data.coords.state_dict(), tmp)
     n_train = len(data.x_train)
     log(f"events: {n_train} train, {len(data.x_val)} validation, {len(data.split['test'])} held-out test; "
-        f"{data.coords.dim} coordinates, {data.coords.cond_dim} conditions")
+        f"{data.coords.dim} coordinates, {data.coords.cond_dim} conditions{log_summary(card)}")
 
     model.attach_coords(data.coords)
     if resume is None:

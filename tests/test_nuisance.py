@@ -241,6 +241,15 @@ def test_the_run_conditions_on_nu(zrun):
     assert pipeline(run).noise_layout.count("nuisance") == 1
 
 
+def test_the_training_log_names_the_nuisances_and_how_batches_use_them(zrun, zrun_ends):
+    """The log says which nuisance the run conditions on, its prior and the batch mode (a log
+    written without it could not tell a weighted-loss run from a resampled one)."""
+    runs = {"uniform": zrun[1] / "run" / "train.log", "ends": zrun_ends[1] / "run" / "train.log"}
+    for prior, log in runs.items():
+        line = next(t for t in log.read_text().splitlines() if "events:" in t)
+        assert f"nuisances a (parametric pt_j1, {prior}), loss weighted by w(x; nu)" in line, line
+
+
 def test_generate_fixed_and_prior_values(zrun, tmp_path):
     run, _ = zrun
     (nominal,) = generate(run, 500, output=tmp_path / "nom.root", progress=False)
