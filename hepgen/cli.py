@@ -153,7 +153,8 @@ def reweight(sample, reference, output, card_path, tree, branches, reference_tre
 @click.argument("sample", type=click.Path(path_type=Path))
 @click.option("--source", required=True, type=click.Path(path_type=Path),
               help="Simulated sample with the weight variations (simulate.psweight: true).")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output .root file.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Output file: .root, or .lhe / .lhe.gz (the variations as <rwgt> weights).")
 @click.option("--card", "card_path", type=click.Path(path_type=Path), help="Card for the process and its features.")
 @click.option("--id", "ids", multiple=True, help="Variation id to learn (repeatable; default: all of the source's).")
 @click.option("--epochs", default=40, show_default=True, type=click.IntRange(min=1), help="Regression epochs.")
@@ -164,7 +165,7 @@ def reweight(sample, reference, output, card_path, tree, branches, reference_tre
 @_FORCE
 @_SET
 def variations(sample, source, output, card_path, ids, epochs, folds, tree, branches, force, overrides):
-    """Attach learned weight variations E[w_var / w | x] (PSWeight) to generated events; write ROOT."""
+    """Attach learned weight variations E[w_var / w | x] (PSWeight) to generated events; write ROOT or LHE."""
     card = _load(card_path, overrides) if card_path else (_card_from_overrides(overrides) if overrides else None)
     read, source_read = _read_as(tree, branches)
     from .validate.learned_weights import LearnedSettings, attach

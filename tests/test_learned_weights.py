@@ -182,6 +182,25 @@ def test_the_command_writes_psweight_learned_from_the_pythia_file(pythia_psweigh
     assert "wrote" in capsys.readouterr().out
 
 
+def test_the_command_writes_lhe_with_the_same_learned_weights(pythia_psweight, tmp_path):
+    """An .lhe output carries the same learned ratios as <rwgt> weights, in the source's order and
+    group (the ROOT file's float32 PSWeight to its precision), with the events' kinematics."""
+    from hepgen.io import read_sample
+
+    src, plain, sample = pythia_psweight
+    outs = [tmp_path / "learned.root", tmp_path / "learned.lhe"]
+    for out in outs:
+        with pytest.raises(SystemExit) as exit_:
+            main(["variations", str(plain), "--source", str(src), "-o", str(out), "--card", str(CARD), "--epochs", "3"])
+        assert exit_.value.code == 0
+    root, lhe = read_events(outs[0]), read_sample(outs[1])
+    assert list(lhe.variations) == list(root.variations) == ["isr_up", "fsr_up", "isr_down", "fsr_down"]
+    for i, v in root.variations.items():
+        np.testing.assert_allclose(lhe.variations[i], v, rtol=1e-6)
+    np.testing.assert_array_equal(lhe.n_jets, sample.n_jets)
+    assert "parton_shower" in lhe.info.get("weight_groups", "")
+
+
 def test_the_command_without_a_psweight_source_exits_2_and_writes_nothing(pythia_psweight, tmp_path, capsys):
     _, plain, _ = pythia_psweight
     out = tmp_path / "learned.root"

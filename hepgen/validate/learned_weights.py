@@ -47,7 +47,7 @@ from .. import processes
 from ..cards import Card
 from ..errors import InputError
 from ..events import EventSample
-from ..io.root import write_events
+from ..io import write_sample
 from ..io.variations import GROUPS
 from ..optim import adam
 from ..outputs import check_output
@@ -220,14 +220,14 @@ def attach(sample_path: str | os.PathLike, source: str | os.PathLike, output: st
            card: Card | None = None, ids: list[str] | None = None, settings: LearnedSettings = LearnedSettings(),
            force: bool = False, read: ReadAs | None = None, source_read: ReadAs | None = None,
            progress: bool | None = None, folds: int = 1) -> tuple[Path, dict]:
-    """Write ``output`` (ROOT): the events of ``sample_path`` with the variations learned from
+    """Write ``output`` (ROOT or LHE, by its suffix): the events of ``sample_path`` with the variations learned from
     ``source`` (:func:`learn`), in the source's weight groups (PSWeight stays PSWeight); returns
     (path, summary: per id the mean and the 1 / 99 % quantiles of the learned ratios). ``folds`` > 1:
     ``sample_path`` is the source itself and its ratios are cross-fitted (:func:`cross_fit`).
     ``progress``: a bar over the regression's epochs on stderr (None: when stderr is a terminal)."""
     output = Path(output)
-    if output.suffix != ".root":
-        raise InputError(f"{output}: hepgen variations writes ROOT (.root)")
+    if not output.name.endswith((".root", ".lhe", ".lhe.gz")):
+        raise InputError(f"{output}: hepgen variations writes ROOT (.root) or LHE (.lhe, .lhe.gz)")
     if folds > 1 and Path(sample_path).resolve() != Path(source).resolve():
         raise InputError(f"--folds {folds} cross-fits the source's own events: give the source as the sample")
     check_output(output, force)  # fail before the training
@@ -246,7 +246,8 @@ def attach(sample_path: str | os.PathLike, source: str | os.PathLike, output: st
     info = {**gen.info, "variations_learned_from": str(source)}
     if GROUPS in src.info:
         info[GROUPS] = src.info[GROUPS]
-    write_events(output, replace(gen, variations=learned, info=info), force=force)
+    lhe = {} if output.suffix == ".root" else {"sqrt_s": card.process.sqrt_s}  # LHE: <rwgt>, the groups in <initrwgt>
+    write_sample(output, replace(gen, variations=learned, info=info), force=force, **lhe)
     summary = {i: {"mean": float(np.mean(v)), "q01": float(np.quantile(v, 0.01)), "q99": float(np.quantile(v, 0.99))}
                for i, v in learned.items()}
     return output, summary
