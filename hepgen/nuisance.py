@@ -397,4 +397,3 @@ def log_summary(card) -> str:
     mode = ("batches resampled by w(x; nu)" if card.train.nuisance_resample
             else "paired at nu = 0 and nu" if card.train.nuisance_paired else "loss weighted by w(x; nu)")
     return f"; nuisances {what}, {mode}"
-

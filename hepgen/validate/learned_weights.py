@@ -235,6 +235,8 @@ def attach(sample_path: str | os.PathLike, source: str | os.PathLike, output: st
     process = processes.get(card.process.name)
     gen = read_generated([sample_path], read, process).sample
     src, _ = read_sample(source, source_read, process=process)
+    if folds > 1 and len(gen) != len(src):  # the same file read twice: the same events, in order
+        raise InputError(f"{sample_path}: read as a sample it has {len(gen)} events, as the source {len(src)}")
     show = progress if progress is not None else os.isatty(2)
     with tqdm(disable=not show, desc="learning the variations", unit="epoch", file=sys.stderr) as bar:
         def step(epoch, epochs):
