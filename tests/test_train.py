@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -147,8 +148,19 @@ def test_ddp_two_processes_gloo(tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--standalone",
-                        str(script), str(tmp_path)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+
+    def launch():
+        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--standalone",
+                               str(script), str(tmp_path)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+
+    r = launch()
+    if r.returncode != 0 and "terminate called without an active exception" in r.stderr \
+            and "identical parameters" in r.stderr:
+        # gloo's threads can abort a rank at interpreter exit after a finished run when the machine is
+        # loaded (seen once, in a local CI run beside two trainings; the next four launches exited
+        # cleanly); one more launch must then exit cleanly, so an abort on every launch still fails
+        shutil.rmtree(tmp_path / "run")
+        r = launch()
     assert r.returncode == 0, r.stderr[-3000:]
     hist = json.loads((tmp_path / "run" / "history.json").read_text())
     assert len(hist) == 2 and all(np.isfinite(h["train_loss"]) for h in hist)
