@@ -233,10 +233,9 @@ def attach(sample_path: str | os.PathLike, source: str | os.PathLike, output: st
     check_output(output, force)  # fail before the training
     card = card or Card()
     process = processes.get(card.process.name)
-    gen = read_generated([sample_path], read, process).sample
+    gen = None if folds > 1 else read_generated([sample_path], read, process).sample
     src, _ = read_sample(source, source_read, process=process)
-    if folds > 1 and len(gen) != len(src):  # the same file read twice: the same events, in order
-        raise InputError(f"{sample_path}: read as a sample it has {len(gen)} events, as the source {len(src)}")
+    gen = src if gen is None else gen  # with folds the sample is the source: one read
     show = progress if progress is not None else os.isatty(2)
     with tqdm(disable=not show, desc="learning the variations", unit="epoch", file=sys.stderr) as bar:
         def step(epoch, epochs):
