@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hepgen import observables  # noqa: E402
 from hepgen.io.root import read_events  # noqa: E402
 from hepgen.outputs import atomic_output  # noqa: E402
-from hepgen.validate.systematics import pooled_variance  # noqa: E402
+from hepgen.validate.systematics import pooled_square_sums, pooled_variance  # noqa: E402
 
 EDGES = {"pt_j1": np.linspace(20, 300, 15), "HT": np.linspace(20, 500, 13), "n_jets": np.arange(0.5, 4.0, 1.0),
          "pt_mumu": np.linspace(0, 300, 16)}
@@ -48,8 +48,7 @@ def shape(values: np.ndarray, w: np.ndarray | None, edges: np.ndarray,
     s, q = (np.histogram(values[ok], edges, weights=ww)[0] for ww in (w, w**2))
     n = np.histogram(values[ok], edges)[0]
     if variance is not None:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            q = np.where(n > 0, n * (variance + (s / np.maximum(n, 1)) ** 2), 0.0)
+        q = np.where(n > 0, pooled_square_sums(n, s, variance), 0.0)
     total = s.sum()
     return s / total, q / total**2, n
 

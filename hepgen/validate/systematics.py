@@ -161,13 +161,20 @@ def reweighted_ratio(values: np.ndarray, w: np.ndarray, edges: np.ndarray,
     v, w = values[ok], w[ok]
     n_b, s_b, q_b = (np.histogram(v, edges, weights=ww)[0].astype(np.float64) for ww in (None, w, w**2))
     if variance is not None:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            q_b = n_b * (np.asarray(variance, dtype=np.float64) + (s_b / n_b) ** 2)
+        q_b = pooled_square_sums(n_b, s_b, variance)
     n, s, q = float(len(w)), float(w.sum()), float((w**2).sum())
     with np.errstate(divide="ignore", invalid="ignore"):
         r = (s_b / n_b) / (s / n)
         rel = q_b / s_b**2 - 1 / n_b + 2 * (s_b / (n_b * s) - q_b / (s_b * s)) + q / s**2 - 1 / n
         return r, r**2 * np.clip(rel, 0.0, None), n_b
+
+
+def pooled_square_sums(n_b: np.ndarray, s_b: np.ndarray, variance: np.ndarray) -> np.ndarray:
+    """The bins' sums of w^2 ``[B]`` implied by the weights' pooled variance per bin
+    (:func:`pooled_variance`), Q_b = N_b (variance + (S_b / N_b)^2), from the bins' event counts
+    N_b and sums of weights S_b; NaN for empty bins."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return n_b * (np.asarray(variance, dtype=np.float64) + (s_b / n_b) ** 2)
 
 
 def pooled_variance(pairs, edges: np.ndarray) -> np.ndarray:
