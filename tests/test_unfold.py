@@ -30,7 +30,7 @@ from hepgen.unfold.report import calibration_report
 from hepgen.validate import calibration
 from hepgen.validate.inputs import read_run
 
-from hepgen.coords.unfold import GEN_NAMES, MuonResolution, MultiplicityPosterior, UnfoldCoords, level
+from hepgen.coords.unfold import GEN_NAMES, MultiplicityPosterior, UnfoldCoords, level
 from hepgen.errors import InputError
 from hepgen.events import EventSample
 from hepgen.pipeline import FrozenSampler
@@ -81,82 +81,6 @@ def test_multiplicity_posterior_fits_known_probabilities_and_draws_them():
                                atol=2e-4)
     # u at the very end (rounding of the cumulative sum): the last class, never no class
     assert post(one[:2], torch.tensor([0.0, 0.99999994])).sum(-1).tolist() == [1.0, 1.0]
-
-
-def _sigma(eta: np.ndarray) -> np.ndarray:
-    """A test detector's muon resolution in log pT: 1 % in the barrel, 2 % at 1 < abs(eta) < 2,
-    4 % beyond."""
-    a = np.abs(eta)
-    return np.where(a < 1.0, 0.01, np.where(a < 2.0, 0.02, 0.04))
-
-
-def paired_smeared(n: int, seed: int, swap: float = 0.0) -> EventSample:
-    """A paired sample whose reco muons are the particle-level ones with log pT smeared by
-    :func:`_sigma` (reco muons pT-ordered again; a fraction ``swap`` of muons get a reco pT off
-    by a factor 1.5, like the tail that muons paired in swapped order make); jets identical."""
-    s = zjets_like(n, seed)
-    rng = np.random.default_rng(seed + 100)
-    mu = s["Muon"]
-    pt, eta = ak.to_numpy(ak.flatten(mu.pt)), ak.to_numpy(ak.flatten(mu.eta))
-    smeared = pt * np.exp(_sigma(eta) * rng.normal(size=len(pt)))
-    smeared *= np.where(rng.uniform(size=len(pt)) < swap, 1.5, 1.0)
-    pairs = smeared.reshape(n, 2)
-    order = np.argsort(-pairs, axis=1)
-    take = lambda field: np.take_along_axis(ak.to_numpy(ak.flatten(field)).reshape(n, 2), order, 1).reshape(-1)
-    reco = ak.unflatten(ak.zip({"pt": np.take_along_axis(pairs, order, 1).reshape(-1), "eta": take(mu.eta),
-                                "phi": take(mu.phi), "mass": take(mu.mass), "charge": take(mu.charge)}), 2)
-    return EventSample.build({"GenMuon": mu, "GenJet": s["Jet"], "Muon": reco, "Jet": s["Jet"]},
-                             scalars={"pass_gen": np.ones(n, bool), "pass_reco": np.ones(n, bool)})
-
-
-def test_muon_resolution_table_measures_the_smearing_and_ignores_its_tail():
-    """The fitted core width of log pT(particle) - log pT(reco) per reco abs(eta) and pT cell is
-    the test detector's sigma within 6 %, with 2 % of the muons 1.5x off, where their standard
-    deviation is 2.5-6x sigma (at least 3 600 muons per cell: the IQR's statistical error is
-    <= 2 %, and the tail moves it by +2.4 %)."""
-    rng = np.random.default_rng(7)
-    n = 200_000
-    eta = rng.uniform(-2.4, 2.4, n)
-    pt = rng.uniform(25.0, 80.0, n)
-    residual = _sigma(eta) * rng.normal(size=n) + np.where(rng.uniform(size=n) < 0.02, np.log(1.5), 0.0)
-    barrel = np.abs(eta) < 0.5
-    assert residual[barrel].std() > 2.5 * 0.01  # what a standard deviation would measure
-    table = MuonResolution().fit(np.abs(eta), pt, residual)
-    width = lambda e, q: float(table(torch.tensor([e], dtype=torch.float64), torch.tensor([q], dtype=torch.float64)))
-    for e in (0.3, 0.7, 1.2, 1.8, 2.2):
-        for q in (27.0, 45.0, 75.0):
-            want = float(_sigma(np.array([e]))[0])
-            assert abs(width(e, q) / want - 1) < 0.06, (e, q, width(e, q), want)
-    assert width(-0.3, 45.0) == width(0.3, 45.0)  # abs(eta)
-    assert 0.01 < width(0.3, 10.0) < 0.04  # a cell without muons (pT < 20 GeV here): the overall width
-
-
-@pytest.mark.usefixtures("one_thread")
-def test_resolution_scaled_muon_residuals_have_one_width_in_barrel_and_endcap():
-    """``muon_scale="resolution"``: the encoded log pT1 and log m0 residual columns have the same
-    spread for barrel (abs(eta) < 1) and forward (> 2) muons (ratio within 10 %), where one global
-    scale leaves the detector's 2.5-4x; and the pipeline decodes the encoded particle level exactly
-    (float32) from the smeared reco event."""
-    sample = paired_smeared(6000, 11, swap=0.01)
-    eta = np.abs(ak.to_numpy(sample["Muon"].eta))  # [N, 2]
-    iqr = lambda v: np.subtract(*np.quantile(v, [0.75, 0.25]))
-    spreads = {}
-    for mode in ("global", "resolution"):
-        coords = UnfoldCoords((1, 2, 3), 20.0, 0.0, muon_scale=mode).fit(sample)
-        x, c = coords.encode(sample, torch.Generator().manual_seed(0))
-        xs = x.numpy()
-        # log pT1: by the leading muon; log m0: both muons in the barrel against either one beyond 2
-        spreads[mode] = (iqr(xs[eta[:, 0] < 1.0, 0]) / iqr(xs[eta[:, 0] > 2.0, 0]),
-                         iqr(xs[(eta < 1.0).all(1), 2]) / iqr(xs[(eta > 2.0).any(1), 2]))
-    assert all(abs(r - 1) < 0.10 for r in spreads["resolution"]), spreads
-    assert all(r < 0.45 for r in spreads["global"]), spreads
-    sampler = FrozenSampler(_Fixed(x.float()), 4, None, ["normal"] * 4, "fixed")
-    pipe = UnfoldPipeline(sampler, coords)
-    rows = reco_rows(sample, (1, 2, 3), "test").float()
-    p, _, _ = pipe(torch.cat([rows, torch.zeros(len(rows), 4), torch.full((len(rows), 1), 0.5)], dim=-1))
-    want = level(sample, GEN_NAMES).padded("Muon", 2)
-    np.testing.assert_allclose(p[:, :2, 0].double().numpy(), want[..., 0], rtol=2e-4)
-    np.testing.assert_allclose(p[:, :2, 1].double().numpy(), want[..., 1], atol=2e-4)
 
 
 def test_the_particle_level_multiplicity_condition_freezes_the_absent_jets():
@@ -239,7 +163,7 @@ def trained(tmp_path_factory):
             events=1500, seed=22, output=test_file, jobs=1, quiet=True)
     ucard = load_card(ROOT / "cards" / "zjets_unfold.yaml", overrides=[
         f"data.path={paired_file}", "train.epochs=40", "train.batch_size=128", "model.network.hidden=128",
-        "model.network.layers=3", "validate.reference_events=0", "train.threads=1", "process.settings.muon_scale=resolution"])
+        "model.network.layers=3", "validate.reference_events=0", "train.threads=1"])
     run = load_run(train(ucard, progress=False, after=False, run_dir=base / "run"))
     return run, test_file, base
 

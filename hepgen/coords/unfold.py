@@ -12,11 +12,7 @@ level:
                   log m0, eta2, Delta phi) as residuals from the reco muons in the same coordinates,
                   scaled by the residuals' standard deviations (the detector's resolution: a
                   posterior a few standard deviations wide instead of a peak 0.1 standard
-                  deviations narrow at a place that moves with every event). With
-                  ``muon_scale="resolution"`` (``process.settings.muon_scale``) the log pT1 and
-                  log m0 residuals are scaled per event instead, by the reco muons' momentum
-                  resolution (:class:`MuonResolution`), so a barrel and an endcap muon's
-                  posteriors have the same width in the column.
+                  deviations narrow at a place that moves with every event).
     c [N, D + 2K] the reco event in its ZJetsCoords (0 in the columns of absent jets, which
                   carry no information), the one-hot reco jet multiplicity, then the one-hot
                   PARTICLE-level multiplicity.
@@ -54,11 +50,6 @@ RECO_NAMES = {"Muon": "Muon", "Jet": "Jet"}
 POSTERIOR_HIDDEN, POSTERIOR_ITERATIONS, POSTERIOR_L2 = 32, 200, 1e-5
 MUON_COLUMNS = 5  # ZJetsCoords's dimuon columns: log pT1, eta1, log m0, eta2, Delta phi
 RESIDUAL_FLOOR = 1e-6  # the smallest residual scale (a perfect detector has none)
-MUON_SCALES = ("global", "resolution")  # process.settings.muon_scale
-# the resolution table's cells: reco |eta| and pT bins (lower edges; the last bin is open above)
-RESOLUTION_ETA_EDGES = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5)
-RESOLUTION_PT_EDGES = (0.0, 20.0, 30.0, 40.0, 50.0, 70.0, 100.0)  # GeV
-RESOLUTION_MIN_MUONS = 100  # a cell with fewer muons takes its abs(eta) row's width (a row: all muons')
 
 
 def level(sample: EventSample, names: dict[str, str], source: str = "sample") -> EventSample:
@@ -132,72 +123,17 @@ class MultiplicityPosterior(nn.Module):
         return categorical_onehot(u.to(c.dtype), torch.stack(edges, dim=-1))
 
 
-def _bins(value: torch.Tensor, lower_edges: tuple[float, ...]) -> torch.Tensor:
-    """One-hot ``[N, K]`` of ``value`` ``[N]`` in the bins with these lower edges (the first bin
-    also takes anything below its edge, the last is open above); exportable compares."""
-    edges = torch.tensor((-math.inf,) + lower_edges[1:] + (math.inf,), dtype=value.dtype)
-    return categorical_onehot(value, edges)
-
-
-class MuonResolution(nn.Module):
-    """The detector's muon momentum resolution as a table fitted on paired muons: the core width
-    (interquartile range / 1.349, so muons whose levels are paired in swapped order do not count)
-    of log pT(particle) - log pT(reco) in cells of the reco muon's abs(eta) and pT
-    (:data:`RESOLUTION_ETA_EDGES` x :data:`RESOLUTION_PT_EDGES`; a cell with fewer than
-    :data:`RESOLUTION_MIN_MUONS` muons takes its eta row's width). Measured, not read from the
-    detector card, so it holds for any paired sample, e.g. another detector's."""
-
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("width", torch.ones(len(RESOLUTION_ETA_EDGES), len(RESOLUTION_PT_EDGES), dtype=torch.float64))
-
-    @staticmethod
-    def _core(values: np.ndarray) -> float:
-        q1, q3 = np.quantile(values, [0.25, 0.75])
-        return max(float(q3 - q1) / 1.349, RESIDUAL_FLOOR)
-
-    def fit(self, eta: np.ndarray, pt: np.ndarray, residual: np.ndarray) -> "MuonResolution":
-        """Reco abs(eta), pT and the log pT residual of every paired muon (1-D arrays)."""
-        ie = np.searchsorted(RESOLUTION_ETA_EDGES, eta, side="right") - 1
-        ip = np.searchsorted(RESOLUTION_PT_EDGES, pt, side="right") - 1
-        table = np.full(self.width.shape, self._core(residual))
-        for i in range(table.shape[0]):
-            row = residual[ie == i]
-            if len(row) >= RESOLUTION_MIN_MUONS:
-                table[i] = self._core(row)
-            for j in range(table.shape[1]):
-                cell = row[ip[ie == i] == j]
-                if len(cell) >= RESOLUTION_MIN_MUONS:
-                    table[i, j] = self._core(cell)
-        self.width.copy_(torch.from_numpy(table))
-        return self
-
-    def forward(self, eta: torch.Tensor, pt: torch.Tensor) -> torch.Tensor:
-        """The width ``[N]`` for reco muons with ``eta``, ``pt`` ``[N]`` (their dtype, exportable)."""
-        a = _bins(eta.abs(), RESOLUTION_ETA_EDGES)
-        b = _bins(pt, RESOLUTION_PT_EDGES)
-        return (a[:, :, None] * b[:, None, :] * self.width.to(eta.dtype)).sum(dim=(1, 2))
-
-
 class UnfoldCoords(nn.Module):
     """Fitted coordinates of paired Z+jets events (see the module docstring)."""
 
-    def __init__(self, n_jets: tuple[int, ...] = (1, 2, 3), jet_pt_min: float = 20.0, jet_dr_min: float = 0.4,
-                 muon_scale: str = "global"):
+    def __init__(self, n_jets: tuple[int, ...] = (1, 2, 3), jet_pt_min: float = 20.0, jet_dr_min: float = 0.4):
         super().__init__()
-        if muon_scale not in MUON_SCALES:
-            raise ValueError(f"muon_scale {muon_scale!r}: one of {MUON_SCALES}")
         self.gen = ZJetsCoords(n_jets, jet_pt_min, jet_dr_min=jet_dr_min)
         self.reco = ZJetsCoords(n_jets, jet_pt_min, jet_dr_min=jet_dr_min)
         self.n_values = self.gen.n_values
         self.posterior = MultiplicityPosterior(self.reco.dim + len(self.n_values), len(self.n_values))
         self.max_jets = self.gen.max_jets
         self.register_buffer("residual_std", torch.ones(MUON_COLUMNS, dtype=torch.float64))
-        # muon_scale "resolution": the table, and the log pT1 / log m0 columns' residuals in units of the
-        # per-event widths w1 and sqrt(w1^2 + w2^2) / 2 scaled to unit standard deviation by these two factors
-        self.resolution = MuonResolution() if muon_scale == "resolution" else None
-        if self.resolution is not None:
-            self.register_buffer("resolution_norm", torch.ones(2, dtype=torch.float64))
 
     @property
     def dim(self) -> int:
@@ -222,14 +158,6 @@ class UnfoldCoords(nn.Module):
         p, n = self.reco.physics(reco)
         residual = x[:, :MUON_COLUMNS] - self.reco_muons(p, n)
         self.residual_std.copy_(residual.std(0).clamp_min(RESIDUAL_FLOOR))
-        if self.resolution is not None:
-            p_gen = self.gen.physics(gen)[0][:, :2, 0].numpy()
-            p_reco = p[:, :2].numpy()
-            self.resolution.fit(np.abs(p_reco[..., 1]).ravel(), p_reco[..., 0].ravel(),
-                                np.log(p_gen / p_reco[..., 0]).ravel())
-            self.resolution_norm.fill_(1.0)
-            widths = self.muon_scale(p)
-            self.resolution_norm.copy_((residual[:, [0, 2]] / widths[:, [0, 2]]).std(0).clamp_min(RESIDUAL_FLOOR))
         n_gen = torch.from_numpy(np.searchsorted(np.asarray(self.n_values), gen.n_jets))
         weight = None if sample.weight is None else torch.from_numpy(np.asarray(sample.weight, dtype=np.float64))
         self.posterior.fit(self.condition(p, n), n_gen, weight)
@@ -242,24 +170,10 @@ class UnfoldCoords(nn.Module):
         x, _ = self.gen.chain(raw)
         return x[:, :MUON_COLUMNS]
 
-    def muon_scale(self, p: torch.Tensor) -> torch.Tensor:
-        """The scale of each muon residual column ``[N, 5]`` for the reco muons in p (p's dtype,
-        exportable): the columns' residual standard deviations, or with a resolution table the
-        per-event widths in the log pT1 and log m0 columns."""
-        scale = self.residual_std.to(p.dtype) * torch.ones_like(p[:, 0, :1])  # no batch size in the graph
-        if self.resolution is None:
-            return scale
-        w1 = self.resolution(p[:, 0, 1], p[:, 0, 0])
-        w2 = self.resolution(p[:, 1, 1], p[:, 1, 0])
-        norm = self.resolution_norm.to(p.dtype)
-        pt1 = w1 * norm[0]
-        m0 = 0.5 * torch.sqrt(w1 * w1 + w2 * w2) * norm[1]
-        return torch.cat([pt1[:, None], scale[:, 1:2], m0[:, None], scale[:, 3:]], dim=-1)
-
     def absolute(self, x: torch.Tensor, p: torch.Tensor, n: torch.Tensor, relative: bool | None = None) -> torch.Tensor:
         """x ``[N, D]`` with its muon residuals turned back into the particle level's
         coordinates, given the reco event (p ``[N, 2 + J, 4]``, n ``[N]``)."""
-        muons = x[:, :MUON_COLUMNS] * self.muon_scale(p).to(x.dtype) + self.reco_muons(p, n, relative)
+        muons = x[:, :MUON_COLUMNS] * self.residual_std.to(x.dtype) + self.reco_muons(p, n, relative)
         return torch.cat([muons, x[:, MUON_COLUMNS:]], dim=-1)
 
     def condition(self, p: torch.Tensor, n: torch.Tensor, relative: bool | None = None) -> torch.Tensor:
@@ -286,5 +200,5 @@ class UnfoldCoords(nn.Module):
         p, n = self.reco.physics(reco)
         if not torch.isin(n, torch.tensor(self.n_values)).all():
             raise InputError(f"reco events with a jet multiplicity outside process.n_jets {list(self.n_values)}")
-        muons = (xg[:, :MUON_COLUMNS] - self.reco_muons(p, n)) / self.muon_scale(p)
+        muons = (xg[:, :MUON_COLUMNS] - self.reco_muons(p, n)) / self.residual_std
         return torch.cat([muons, xg[:, MUON_COLUMNS:]], dim=-1), torch.cat([self.condition(p, n), onehot], dim=-1)

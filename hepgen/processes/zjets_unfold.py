@@ -25,9 +25,7 @@ by the network: see docs/unfolding.md "What the network does not do".
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import awkward as ak
 import numpy as np
@@ -44,7 +42,7 @@ from ..export.manifest import GraphSpec, Port
 from ..io.root import read_events
 from ..simulate import training_file
 from ..simulate.reference import independent_reference
-from .base import AfterTraining, Categories, FrozenSampler, Log, Selection, settings_of
+from .base import AfterTraining, Categories, FrozenSampler, Log, Selection
 from .zjets import PROCESS as ZJETS
 from .zjets import assemble
 
@@ -119,21 +117,11 @@ class UnfoldPipeline(nn.Module):
         return assemble(p, n_jets, torch.where(q1 < 0, -torch.ones_like(q1), torch.ones_like(q1)))
 
 
-@dataclass(frozen=True)
-class ZJetsUnfoldSettings:
-    """The unfolding process's own card keys (``process.settings``): its learned coordinates."""
-
-    # global: each muon residual column in units of its standard deviation; resolution: the log pT1 and
-    # log m0 residuals in units of the reco muons' momentum resolution, a table fitted on the pairs
-    # (hepgen.coords.unfold.MuonResolution)
-    muon_scale: Literal["global", "resolution"] = "global"
-
-
 class ZJetsUnfoldProcess:
     """Z+jets unfolding (see the module docstring); selection, events and validation are Z+jets's."""
 
     name = "zjets_unfold"
-    settings_class = ZJetsUnfoldSettings
+    settings_class = None
     writes_events = True
     observables = "zjets"
     takes_source = True  # its pipeline's input is a reco event (Run.maps_samples)
@@ -169,7 +157,7 @@ class ZJetsUnfoldProcess:
 
     def coords(self, card: Card) -> UnfoldCoords:
         cfg = card.process
-        return UnfoldCoords(cfg.n_jets, cfg.jet_pt_min, cfg.jet_dr_min, muon_scale=settings_of(self, card).muon_scale)
+        return UnfoldCoords(cfg.n_jets, cfg.jet_pt_min, cfg.jet_dr_min)
 
     # -- generation ---------------------------------------------------------------------------
     def pipeline(self, run, sampler: FrozenSampler, draw: int | None) -> UnfoldPipeline:
