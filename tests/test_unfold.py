@@ -111,12 +111,15 @@ class _Fixed(nn.Module):
         return self.x[: len(z)]
 
 
-def test_pipeline_decodes_the_encoded_particle_level_event_with_the_reco_azimuth():
+@pytest.mark.parametrize("mass_posterior", ["residual", "analytic"])
+def test_pipeline_decodes_the_encoded_particle_level_event_with_the_reco_azimuth(mass_posterior):
     """encode (particle level) -> the pipeline's inverse gives the particle-level momenta back
     when the reco leading muon has the particle-level azimuth (here: reco = particle level; the
-    fitted p(n_gen | reco) is then ~1 for the reco multiplicity, and u = 0.5 draws it)."""
+    fitted p(n_gen | reco) is then ~1 for the reco multiplicity, and u = 0.5 draws it), with the
+    dimuon mass as a residual or as its analytic posterior quantile."""
     sample = paired_identity(2000, 3)
-    coords = UnfoldCoords((1, 2, 3), 20.0, 0.0).fit(sample)  # zjets_like has jet pairs closer than 0.4
+    coords = UnfoldCoords((1, 2, 3), 20.0, 0.0, mass_posterior=mass_posterior).fit(sample)
+    assert (coords.mass is None) == (mass_posterior == "residual")  # zjets_like has jet pairs closer than 0.4
     x, c = coords.encode(sample, torch.Generator().manual_seed(0))
     assert x.shape == (2000, coords.dim) and c.shape == (2000, coords.cond_dim)
     sampler = FrozenSampler(_Fixed(x.float()), 4, None, ["normal"] * 4, "fixed")

@@ -42,7 +42,8 @@ from torch import nn
 
 from ..events import EventSample
 from ..errors import InputError
-from .zjets import ZJetsCoords, categorical_onehot
+from .massposterior import MassPosterior, massless_log_mass
+from .zjets import MASS_COLUMN, ZJetsCoords, categorical_onehot
 
 GEN_NAMES = {"Muon": "GenMuon", "Jet": "GenJet"}  # particle level in a paired sample
 RECO_NAMES = {"Muon": "Muon", "Jet": "Jet"}
@@ -50,6 +51,7 @@ RECO_NAMES = {"Muon": "Muon", "Jet": "Jet"}
 POSTERIOR_HIDDEN, POSTERIOR_ITERATIONS, POSTERIOR_L2 = 32, 200, 1e-5
 MUON_COLUMNS = 5  # ZJetsCoords's dimuon columns: log pT1, eta1, log m0, eta2, Delta phi
 RESIDUAL_FLOOR = 1e-6  # the smallest residual scale (a perfect detector has none)
+MASS_POSTERIORS = ("residual", "analytic")  # process.settings.mass_posterior
 
 
 def level(sample: EventSample, names: dict[str, str], source: str = "sample") -> EventSample:
@@ -126,8 +128,13 @@ class MultiplicityPosterior(nn.Module):
 class UnfoldCoords(nn.Module):
     """Fitted coordinates of paired Z+jets events (see the module docstring)."""
 
-    def __init__(self, n_jets: tuple[int, ...] = (1, 2, 3), jet_pt_min: float = 20.0, jet_dr_min: float = 0.4):
+    def __init__(self, n_jets: tuple[int, ...] = (1, 2, 3), jet_pt_min: float = 20.0, jet_dr_min: float = 0.4,
+                 mass_posterior: str = "residual"):
         super().__init__()
+        if mass_posterior not in MASS_POSTERIORS:
+            raise InputError(f"process.settings.mass_posterior: {mass_posterior!r} is not one of {', '.join(MASS_POSTERIORS)}")
+        # analytic: the mass column is the quantile of an analytic posterior (hepgen.coords.massposterior)
+        self.mass = MassPosterior() if mass_posterior == "analytic" else None
         self.gen = ZJetsCoords(n_jets, jet_pt_min, jet_dr_min=jet_dr_min)
         self.reco = ZJetsCoords(n_jets, jet_pt_min, jet_dr_min=jet_dr_min)
         self.n_values = self.gen.n_values
@@ -158,6 +165,9 @@ class UnfoldCoords(nn.Module):
         p, n = self.reco.physics(reco)
         residual = x[:, :MUON_COLUMNS] - self.reco_muons(p, n)
         self.residual_std.copy_(residual.std(0).clamp_min(RESIDUAL_FLOOR))
+        if self.mass is not None:
+            self.mass.fit(massless_log_mass(self.gen.physics(gen)[0]), p)
+            self.residual_std[MASS_COLUMN] = 1.0  # the column is the posterior quantile, not a residual
         n_gen = torch.from_numpy(np.searchsorted(np.asarray(self.n_values), gen.n_jets))
         weight = None if sample.weight is None else torch.from_numpy(np.asarray(sample.weight, dtype=np.float64))
         self.posterior.fit(self.condition(p, n), n_gen, weight)
@@ -174,7 +184,17 @@ class UnfoldCoords(nn.Module):
         """x ``[N, D]`` with its muon residuals turned back into the particle level's
         coordinates, given the reco event (p ``[N, 2 + J, 4]``, n ``[N]``)."""
         muons = x[:, :MUON_COLUMNS] * self.residual_std.to(x.dtype) + self.reco_muons(p, n, relative)
+        if self.mass is not None:
+            y = self.mass.decode(x[:, MASS_COLUMN], massless_log_mass(p), p)
+            mean, std = (v[MASS_COLUMN].to(x.dtype) for v in self._mass_scale())
+            muons = torch.cat([muons[:, :MASS_COLUMN], ((y - mean) / std).unsqueeze(-1), muons[:, MASS_COLUMN + 1:]], -1)
         return torch.cat([muons, x[:, MUON_COLUMNS:]], dim=-1)
+
+    def _mass_scale(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The particle level's standardisation (mean, std) of its columns: log m0 = mean + std z
+        in the mass column (its log step has no shift)."""
+        step = self.gen.chain.step("standardize")
+        return step.mean, step.std
 
     def condition(self, p: torch.Tensor, n: torch.Tensor, relative: bool | None = None) -> torch.Tensor:
         """Reco momenta ``[N, 2 + J, 4]`` and multiplicity ``[N]`` -> c ``[N, C]``, computed in p's
@@ -201,4 +221,8 @@ class UnfoldCoords(nn.Module):
         if not torch.isin(n, torch.tensor(self.n_values)).all():
             raise InputError(f"reco events with a jet multiplicity outside process.n_jets {list(self.n_values)}")
         muons = (xg[:, :MUON_COLUMNS] - self.reco_muons(p, n)) / self.residual_std
+        if self.mass is not None:
+            mean, std = (v[MASS_COLUMN] for v in self._mass_scale())
+            column = self.mass.encode(mean + std * xg[:, MASS_COLUMN], massless_log_mass(p), p)
+            muons = torch.cat([muons[:, :MASS_COLUMN], column.unsqueeze(-1), muons[:, MASS_COLUMN + 1:]], -1)
         return torch.cat([muons, xg[:, MUON_COLUMNS:]], dim=-1), torch.cat([self.condition(p, n), onehot], dim=-1)

@@ -25,7 +25,9 @@ by the network: see docs/unfolding.md "What the network does not do".
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import awkward as ak
 import numpy as np
@@ -42,7 +44,7 @@ from ..export.manifest import GraphSpec, Port
 from ..io.root import read_events
 from ..simulate import training_file
 from ..simulate.reference import independent_reference
-from .base import AfterTraining, Categories, FrozenSampler, Log, Selection
+from .base import AfterTraining, Categories, FrozenSampler, Log, Selection, settings_of
 from .zjets import PROCESS as ZJETS
 from .zjets import assemble
 
@@ -117,11 +119,21 @@ class UnfoldPipeline(nn.Module):
         return assemble(p, n_jets, torch.where(q1 < 0, -torch.ones_like(q1), torch.ones_like(q1)))
 
 
+@dataclass(frozen=True)
+class ZJetsUnfoldSettings:
+    """The unfolding process's own card keys (``process.settings``): its learned coordinates."""
+
+    # residual: the particle-level dimuon mass as a residual from the reco one (like the other muon
+    # columns); analytic: its quantile under an analytic posterior, a Breit-Wigner prior times the reco
+    # muons' resolution (hepgen.coords.massposterior), so the network learns only the deviation from it
+    mass_posterior: Literal["residual", "analytic"] = "residual"
+
+
 class ZJetsUnfoldProcess:
     """Z+jets unfolding (see the module docstring); selection, events and validation are Z+jets's."""
 
     name = "zjets_unfold"
-    settings_class = None
+    settings_class = ZJetsUnfoldSettings
     writes_events = True
     observables = "zjets"
     takes_source = True  # its pipeline's input is a reco event (Run.maps_samples)
@@ -157,7 +169,8 @@ class ZJetsUnfoldProcess:
 
     def coords(self, card: Card) -> UnfoldCoords:
         cfg = card.process
-        return UnfoldCoords(cfg.n_jets, cfg.jet_pt_min, cfg.jet_dr_min)
+        return UnfoldCoords(cfg.n_jets, cfg.jet_pt_min, cfg.jet_dr_min,
+                            mass_posterior=settings_of(self, card).mass_posterior)
 
     # -- generation ---------------------------------------------------------------------------
     def pipeline(self, run, sampler: FrozenSampler, draw: int | None) -> UnfoldPipeline:
