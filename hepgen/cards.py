@@ -38,8 +38,7 @@ __all__ = ["ProcessConfig", "SimulateConfig", "DataConfig", "TrainConfig", "Gene
            "EnsembleConfig", "NuisanceConfig"]
 
 
-# --------------------------------------------------------------------------------------
-# sections
+# -- sections ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -78,9 +77,10 @@ class SimulateConfig:
     mpi: bool = False  # multiparton interactions
     pythia: tuple[str, ...] = ()  # extra "Key = value" Pythia settings, applied last
     input: str = ""  # a HepMC file whose events are selected instead of Pythia's ("" = Pythia)
-    # Pythia's parton-shower variation weights (UncertaintyBands: ISR and FSR mu_R x 0.5 and x 2) as
-    # NanoAOD's PSWeight branch (docs/io.md); false is left out of the dump (existing cards keep their hash)
+    # Pythia's shower variation weights (ISR/FSR mu_R x 0.5, x 2) as NanoAOD's PSWeight (docs/io.md); false: not dumped
     psweight: bool = field(default=False, metadata={"omit_empty": True})
+    # paired samples: also the reco jets from this pT up to process.jet_pt_min as SoftJet (docs/unfolding.md)
+    soft_jet_pt_min: float = field(default=0.0, metadata={"omit_empty": True, "range": {"ge": 0}})  # 0: none
 
 
 @dataclass(frozen=True)

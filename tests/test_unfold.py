@@ -108,25 +108,42 @@ class _Fixed(nn.Module):
         self.register_buffer("x", x)
 
     def forward(self, z, c):
+        self.seen = c  # the condition the pipeline built
         return self.x[: len(z)]
 
 
-@pytest.mark.parametrize("mass_posterior", ["residual", "analytic"])
-def test_pipeline_decodes_the_encoded_particle_level_event_with_the_reco_azimuth(mass_posterior):
+def with_soft_jets(sample: EventSample) -> EventSample:
+    """The sample with a SoftJet collection: its reco jets after the first, at 15 GeV."""
+    jets = sample["Jet"][:, 1:]
+    soft = ak.zip({"pt": ak.full_like(jets.pt, 15.0), "eta": jets.eta, "phi": jets.phi, "mass": jets.mass},
+                  with_name="Momentum4D")
+    return replace(sample, collections={**sample.collections, "SoftJet": soft})
+
+
+@pytest.mark.parametrize("mass_posterior,soft", [("residual", 0), ("analytic", 0), ("residual", 2)])
+def test_pipeline_decodes_the_encoded_particle_level_event_with_the_reco_azimuth(mass_posterior, soft):
     """encode (particle level) -> the pipeline's inverse gives the particle-level momenta back
     when the reco leading muon has the particle-level azimuth (here: reco = particle level; the
     fitted p(n_gen | reco) is then ~1 for the reco multiplicity, and u = 0.5 draws it), with the
-    dimuon mass as a residual or as its analytic posterior quantile."""
+    dimuon mass as a residual or as its analytic posterior quantile, and with soft reco jets
+    after the reco event in the pipeline's input (their features in the condition)."""
     sample = paired_identity(2000, 3)
-    coords = UnfoldCoords((1, 2, 3), 20.0, 0.0, mass_posterior=mass_posterior).fit(sample)
-    assert (coords.mass is None) == (mass_posterior == "residual")  # zjets_like has jet pairs closer than 0.4
+    if soft:
+        sample = with_soft_jets(sample)
+    coords = UnfoldCoords((1, 2, 3), 20.0, 0.0, mass_posterior=mass_posterior, soft_jets=soft).fit(sample)
+    assert (coords.mass is None) == (mass_posterior == "residual")
+    if soft:  # present flags: one per reco jet after the first, up to two
+        _, c = coords.encode(sample)
+        flags = c[:, coords.reco.dim + 3:coords.cond_dim - 3:4]
+        np.testing.assert_array_equal(flags.sum(1).numpy(), np.minimum(sample.n_jets - 1, 2))  # zjets_like has jet pairs closer than 0.4
     x, c = coords.encode(sample, torch.Generator().manual_seed(0))
     assert x.shape == (2000, coords.dim) and c.shape == (2000, coords.cond_dim)
     sampler = FrozenSampler(_Fixed(x.float()), 4, None, ["normal"] * 4, "fixed")
     pipe = UnfoldPipeline(sampler, coords)
-    rows = reco_rows(sample, (1, 2, 3), "test").float()
+    rows = reco_rows(sample, (1, 2, 3), "test", soft).float()
     assert pipe.noise_layout[-1] == "uniform" and pipe.noise_dim == rows.shape[1] + 4 + 1
     p, n_jets, charge = pipe(torch.cat([rows, torch.zeros(len(rows), 4), torch.full((len(rows), 1), 0.5)], dim=-1))
+    np.testing.assert_allclose(sampler.module.seen.double().numpy(), c.numpy(), atol=2e-5)  # the encoder's condition
     gen = level(sample, GEN_NAMES)
     np.testing.assert_array_equal(n_jets.numpy().astype(int), gen.n_jets)
     want = np.nan_to_num(np.concatenate([gen.padded("Muon", 2), gen.padded("Jet", 3)], axis=1))
@@ -144,6 +161,8 @@ def test_reco_rows_refuse_events_outside_the_reco_selection_and_non_paired_sampl
     sample = replace(sample, collections={**sample.collections, "Jet": sample["Jet"][:, :0]})  # no reco jets
     with pytest.raises(InputError, match="outside the reco selection"):
         reco_rows(sample, (1, 2, 3), "f.root")
+    with pytest.raises(InputError, match="f.root: no SoftJet collection"):
+        reco_rows(paired_identity(50, 4), (1, 2, 3), "f.root", 2)
     plain = zjets_like(20, 1)
     with pytest.raises(InputError, match="not a paired"):
         PROCESS.validation_sample(replace(plain, collections={"GenMuon": plain["Muon"], "GenJet": plain["Jet"]}, scalars={

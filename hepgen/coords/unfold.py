@@ -42,10 +42,13 @@ from torch import nn
 
 from ..events import EventSample
 from ..errors import InputError
+from ..kinematics import wrap_angle
 from .massposterior import MassPosterior, massless_log_mass
 from .zjets import MASS_COLUMN, ZJetsCoords, categorical_onehot
 
 GEN_NAMES = {"Muon": "GenMuon", "Jet": "GenJet"}  # particle level in a paired sample
+SOFT_NAME = "SoftJet"  # reco jets below the threshold (simulate.soft_jet_pt_min)
+SOFT_FEATURES = 4  # per soft jet in c: present, (pT - 15 GeV) / 5 GeV, eta / 2, wrapped (phi - phi_mu1) / pi
 RECO_NAMES = {"Muon": "Muon", "Jet": "Jet"}
 # p(n_gen | reco): 2 x 32 tanh, 200 L-BFGS iterations, a light L2 on the weights
 POSTERIOR_HIDDEN, POSTERIOR_ITERATIONS, POSTERIOR_L2 = 32, 200, 1e-5
@@ -63,6 +66,15 @@ def level(sample: EventSample, names: dict[str, str], source: str = "sample") ->
                          f"{', '.join(sample.collections) or 'none'}): not a paired particle/reco sample")
     return EventSample(collections={k: sample[v] for k, v in names.items()}, weight=sample.weight,
                        info=sample.info, variations=sample.variations, scalars=sample.scalars)
+
+
+def soft_jets(sample: EventSample, k: int, source: str = "sample") -> torch.Tensor:
+    """The ``k`` leading soft reco jets of a paired or reco sample ``[N, k, 4]`` float64 (absent ones 0);
+    a one-line InputError for a sample without them."""
+    if SOFT_NAME not in sample.collections:
+        raise InputError(f"{source}: no {SOFT_NAME} collection, and the run conditions on {k} soft reco jets "
+                         "(process.settings.soft_jets): make the reco sample with simulate.soft_jet_pt_min")
+    return torch.from_numpy(np.nan_to_num(sample.padded(SOFT_NAME, k), nan=0.0))
 
 
 class MultiplicityPosterior(nn.Module):
@@ -129,8 +141,9 @@ class UnfoldCoords(nn.Module):
     """Fitted coordinates of paired Z+jets events (see the module docstring)."""
 
     def __init__(self, n_jets: tuple[int, ...] = (1, 2, 3), jet_pt_min: float = 20.0, jet_dr_min: float = 0.4,
-                 mass_posterior: str = "residual"):
+                 mass_posterior: str = "residual", soft_jets: int = 0):
         super().__init__()
+        self.soft_jets = int(soft_jets)  # leading soft reco jets in the condition (a Python attribute set from the card)
         if mass_posterior not in MASS_POSTERIORS:
             raise InputError(f"process.settings.mass_posterior: {mass_posterior!r} is not one of {', '.join(MASS_POSTERIORS)}")
         # analytic: the mass column is the quantile of an analytic posterior (hepgen.coords.massposterior)
@@ -138,7 +151,8 @@ class UnfoldCoords(nn.Module):
         self.gen = ZJetsCoords(n_jets, jet_pt_min, jet_dr_min=jet_dr_min)
         self.reco = ZJetsCoords(n_jets, jet_pt_min, jet_dr_min=jet_dr_min)
         self.n_values = self.gen.n_values
-        self.posterior = MultiplicityPosterior(self.reco.dim + len(self.n_values), len(self.n_values))
+        self.posterior = MultiplicityPosterior(self.reco.dim + len(self.n_values) + SOFT_FEATURES * self.soft_jets,
+                                               len(self.n_values))
         self.max_jets = self.gen.max_jets
         self.register_buffer("residual_std", torch.ones(MUON_COLUMNS, dtype=torch.float64))
 
@@ -148,12 +162,12 @@ class UnfoldCoords(nn.Module):
 
     @property
     def cond_dim(self) -> int:
-        return self.reco.dim + 2 * len(self.n_values)
+        return self.reco.dim + 2 * len(self.n_values) + SOFT_FEATURES * self.soft_jets
 
     def active_columns(self) -> torch.Tensor:
         """``[C, D]``: ``c @ active`` is the particle-level multiplicity's present columns (the rows of
         the reco columns are 0, those of the particle-level one-hot ZJetsCoords's)."""
-        reco = torch.zeros(self.reco.dim + len(self.n_values), self.dim, dtype=torch.bool)
+        reco = torch.zeros(self.cond_dim - len(self.n_values), self.dim, dtype=torch.bool)
         return torch.cat([reco, self.gen.active_columns()])
 
     @torch.no_grad()
@@ -170,7 +184,7 @@ class UnfoldCoords(nn.Module):
             self.residual_std[MASS_COLUMN] = 1.0  # the column is the posterior quantile, not a residual
         n_gen = torch.from_numpy(np.searchsorted(np.asarray(self.n_values), gen.n_jets))
         weight = None if sample.weight is None else torch.from_numpy(np.asarray(sample.weight, dtype=np.float64))
-        self.posterior.fit(self.condition(p, n), n_gen, weight)
+        self.posterior.fit(self.condition(p, n, soft=self.soft(sample)), n_gen, weight)
         return self
 
     def reco_muons(self, p: torch.Tensor, n: torch.Tensor, relative: bool | None = None) -> torch.Tensor:
@@ -196,17 +210,30 @@ class UnfoldCoords(nn.Module):
         step = self.gen.chain.step("standardize")
         return step.mean, step.std
 
-    def condition(self, p: torch.Tensor, n: torch.Tensor, relative: bool | None = None) -> torch.Tensor:
-        """Reco momenta ``[N, 2 + J, 4]`` and multiplicity ``[N]`` -> c ``[N, C]``, computed in p's
-        dtype with exportable ops (it runs inside the exported graph, float32); ``relative``:
-        the reco coordinates' jet convention as a bool (:meth:`relative`), read once outside a
-        graph being exported."""
+    def condition(self, p: torch.Tensor, n: torch.Tensor, relative: bool | None = None,
+                  soft: torch.Tensor | None = None) -> torch.Tensor:
+        """Reco momenta ``[N, 2 + J, 4]`` and multiplicity ``[N]`` (and with ``soft_jets`` S > 0 the
+        soft reco jets ``[N, S, 4]``, absent ones 0) -> c ``[N, C]``, computed in p's dtype with
+        exportable ops (it runs inside the exported graph, float32); ``relative``: the reco
+        coordinates' jet convention as a bool (:meth:`relative`), read once outside a graph being
+        exported."""
         n = n.to(p.dtype)
         raw, valid = self.reco._raw(p, n, self.relative() if relative is None else relative)
         x, _ = self.reco.chain(raw)
         x = torch.where(valid, x, torch.zeros_like(x))
         onehot = torch.stack([((n - v).abs() < 0.5).to(p.dtype) for v in self.n_values], dim=-1)
-        return torch.cat([x, onehot], dim=-1)
+        if not self.soft_jets:
+            return torch.cat([x, onehot], dim=-1)
+        soft = soft.to(p.dtype)
+        present = (soft[..., 0] > 0).to(p.dtype)
+        dphi = wrap_angle(soft[..., 2] - p[:, :1, 2]) / math.pi
+        features = torch.stack([present, (soft[..., 0] - 15.0) / 5.0, soft[..., 1] / 2.0, dphi], dim=-1)
+        features = features * present.unsqueeze(-1)
+        return torch.cat([x, onehot, features.reshape(len(p), -1)], dim=-1)
+
+    def soft(self, sample: EventSample, source: str = "sample") -> torch.Tensor | None:
+        """:func:`soft_jets` of the sample for this run's count; None without soft jets."""
+        return soft_jets(sample, self.soft_jets, source) if self.soft_jets else None
 
     def relative(self) -> bool:
         """The reco coordinates' ``jets_relative`` convention (fitted runs: True)."""
@@ -225,4 +252,5 @@ class UnfoldCoords(nn.Module):
             mean, std = (v[MASS_COLUMN] for v in self._mass_scale())
             column = self.mass.encode(mean + std * xg[:, MASS_COLUMN], massless_log_mass(p), p)
             muons = torch.cat([muons[:, :MASS_COLUMN], column.unsqueeze(-1), muons[:, MASS_COLUMN + 1:]], -1)
-        return torch.cat([muons, xg[:, MUON_COLUMNS:]], dim=-1), torch.cat([self.condition(p, n), onehot], dim=-1)
+        c = self.condition(p, n, soft=self.soft(sample))
+        return torch.cat([muons, xg[:, MUON_COLUMNS:]], dim=-1), torch.cat([c, onehot], dim=-1)

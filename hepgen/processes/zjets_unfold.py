@@ -25,7 +25,7 @@ by the network: see docs/unfolding.md "What the network does not do".
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -36,7 +36,7 @@ from torch import nn
 
 from ..cards import Card
 from ..modelcards import draws
-from ..coords.unfold import GEN_NAMES, RECO_NAMES, UnfoldCoords, level
+from ..coords.unfold import GEN_NAMES, RECO_NAMES, UnfoldCoords, level, soft_jets
 from ..coords.zjets import ZJetsInverse
 from ..errors import InputError
 from ..events import EventSample
@@ -64,10 +64,10 @@ def paired_events(sample: EventSample, source: str) -> np.ndarray:
     return sample.scalars["pass_gen"] & sample.scalars["pass_reco"]
 
 
-def reco_rows(sample: EventSample, n_values, source: str) -> torch.Tensor:
-    """The reco events of ``sample`` (collections Muon, Jet) as pipeline source rows ``[N, S]``
-    float64; a one-line InputError when an event is outside the reco selection the run learned
-    (2 muons, a jet multiplicity in ``n_values``)."""
+def reco_rows(sample: EventSample, n_values, source: str, soft: int = 0) -> torch.Tensor:
+    """The reco events of ``sample`` (collections Muon, Jet; SoftJet for a run with soft jets) as
+    pipeline source rows ``[N, S]`` float64; a one-line InputError when an event is outside the reco
+    selection the run learned (2 muons, a jet multiplicity in ``n_values``)."""
     reco = level(sample, RECO_NAMES, source)
     n_mu, n_jets = reco.multiplicity("Muon"), reco.n_jets
     bad = (n_mu < 2) | ~np.isin(n_jets, n_values)
@@ -79,8 +79,9 @@ def reco_rows(sample: EventSample, n_values, source: str) -> torch.Tensor:
     mu = reco["Muon"]
     q1 = (ak.to_numpy(ak.firsts(mu.charge)).astype(np.float64) if "charge" in mu.fields
           else np.ones(len(reco)))
-    return torch.from_numpy(np.concatenate([p.reshape(len(p), -1), n_jets[:, None].astype(np.float64),
+    rows = torch.from_numpy(np.concatenate([p.reshape(len(p), -1), n_jets[:, None].astype(np.float64),
                                             q1[:, None]], axis=1))
+    return torch.cat([rows, soft_jets(sample, soft, source).reshape(len(rows), -1)], dim=1) if soft else rows
 
 
 class UnfoldPipeline(nn.Module):
@@ -93,7 +94,8 @@ class UnfoldPipeline(nn.Module):
         self.relative = coords.relative()  # a Python bool: the exported graph cannot read the buffer
         self.inverse = ZJetsInverse(coords.gen, torch.float32)
         self.max_jets = coords.max_jets
-        self.source_dim = 4 * (2 + self.max_jets) + 2
+        self.soft_jets = coords.soft_jets
+        self.source_dim = 4 * (2 + self.max_jets) + 2 + 4 * self.soft_jets
         self.model_noise_dim = sampler.noise_dim
         self.noise_dim = self.source_dim + sampler.noise_dim + 1
         self.noise_layout = ["source"] * self.source_dim + list(sampler.noise_layout) + ["uniform"]
@@ -105,10 +107,11 @@ class UnfoldPipeline(nn.Module):
         raise InputError("an unfolding generator unfolds reco events; give them with --source FILE (or hepgen unfold)")
 
     def forward(self, inputs: torch.Tensor):
-        s = self.source_dim
+        s = 4 * (2 + self.max_jets) + 2  # then the soft jets
         p_reco = inputs[:, :s - 2].reshape(-1, 2 + self.max_jets, 4)
         n_reco, q1 = inputs[:, s - 2], inputs[:, s - 1]
-        c = self.coords.condition(p_reco, n_reco, self.relative)
+        soft = inputs[:, s:self.source_dim].reshape(-1, self.soft_jets, 4) if self.soft_jets else None
+        c = self.coords.condition(p_reco, n_reco, self.relative, soft)
         onehot = self.coords.posterior(c, inputs[:, -1])  # n_gen drawn from p(n_gen | reco)
         z = inputs[:, s:s + self.model_noise_dim]
         x = self.coords.absolute(self.sampler(z, torch.cat([c, onehot], dim=-1)), p_reco, n_reco, self.relative)
@@ -127,6 +130,9 @@ class ZJetsUnfoldSettings:
     # columns); analytic: its quantile under an analytic posterior, a Breit-Wigner prior times the reco
     # muons' resolution (hepgen.coords.massposterior), so the network learns only the deviation from it
     mass_posterior: Literal["residual", "analytic"] = "residual"
+    # the leading soft reco jets (SoftJet, simulate.soft_jet_pt_min) in the condition: where a particle-level
+    # jet lost below the reco threshold was measured; 0 = none
+    soft_jets: int = field(default=0, metadata={"range": {"ge": 0, "le": 4}})
 
 
 class ZJetsUnfoldProcess:
@@ -169,8 +175,9 @@ class ZJetsUnfoldProcess:
 
     def coords(self, card: Card) -> UnfoldCoords:
         cfg = card.process
-        return UnfoldCoords(cfg.n_jets, cfg.jet_pt_min, cfg.jet_dr_min,
-                            mass_posterior=settings_of(self, card).mass_posterior)
+        settings = settings_of(self, card)
+        return UnfoldCoords(cfg.n_jets, cfg.jet_pt_min, cfg.jet_dr_min, mass_posterior=settings.mass_posterior,
+                            soft_jets=settings.soft_jets)
 
     # -- generation ---------------------------------------------------------------------------
     def pipeline(self, run, sampler: FrozenSampler, draw: int | None) -> UnfoldPipeline:
@@ -189,7 +196,8 @@ class ZJetsUnfoldProcess:
     def source_input(self, sample: EventSample, card: Card) -> torch.Tensor:
         """The events of :meth:`source_events` as pipeline source rows ``[n, S]`` float32."""
         source = sample.info.get("source", "reco sample")
-        return reco_rows(sample.select(self.source_events(sample)), card.process.n_jets, source).float()
+        return reco_rows(sample.select(self.source_events(sample)), card.process.n_jets, source,
+                         settings_of(self, card).soft_jets).float()
 
     def select(self, out: tuple[np.ndarray, ...], card: Card) -> Selection:
         return ZJETS.select(out, card)
@@ -205,7 +213,9 @@ class ZJetsUnfoldProcess:
         spec = GraphSpec(
             inputs=(Port("reco", (len(layout),),
                          f"columns 0..{s - 1}: the reco event ({', '.join(objects)}: pt, eta, phi, mass each, pT-ordered, "
-                         f"absent jets 0; then the reco jet multiplicity and the charge of mu1); then "
+                         f"absent jets 0; then the reco jet multiplicity and the charge of mu1"
+                         + (f"; then {pipe.soft_jets} soft reco jets (pt, eta, phi, mass each, absent ones 0)"
+                            if pipe.soft_jets else "") + "); then "
                          f"{len(layout) - s - 1} N(0,1) columns ({sampler.family} noise); then one U[0,1) column "
                          "(the draw of the particle-level jet multiplicity)",
                          "pt GeV, eta, phi rad, mass GeV; multiplicity and charge as float32"),),

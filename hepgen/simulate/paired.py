@@ -8,6 +8,10 @@ Per event (NanoAOD names):
   :func:`hepgen.simulate.selection.select` with every multiplicity allowed;
 * reco level, ``Muon`` (the detector's isolated muons) and ``Jet`` (anti-kT jets of the smeared
   particle-flow candidates with the same cuts): :func:`hepgen.detector.reconstruct`;
+* with ``simulate.soft_jet_pt_min`` > 0, ``SoftJet``: the reco jets with soft_jet_pt_min < pT <=
+  jet_pt_min (|eta| < jet_eta_max, pT-ordered), the same clustering (anti-kT does not depend on the
+  threshold, so ``Jet`` is unchanged). A particle-level jet lost at reco level is mostly one measured
+  below the threshold (docs/unfolding.md); these jets are not in the selection;
 * ``pass_gen``: the Z+jets selection at particle level (n_jets in process.n_jets, every jet pair
   separated by more than jet_dr_min); ``pass_reco``: the same at reco level, with two leading
   muons of opposite charge.
@@ -91,21 +95,30 @@ def batch_seed(seed: int, rec: FlatRecord) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
-def paired_select(batch, cfg: ProcessConfig, detector: DetectorConfig, seed: int) -> tuple[EventSample, PairedFlags]:
+def soft_jets(jets: ak.Array, cfg: ProcessConfig, pt_min: float) -> ak.Array:
+    """The jets with pt_min < pT <= jet_pt_min (also in float32) and |eta| < jet_eta_max, in their order."""
+    pt32 = ak.values_astype(jets.pt, np.float32)
+    return jets[(jets.pt > pt_min) & ~(pt32 > cfg.jet_pt_min) & (abs(jets.eta) < cfg.jet_eta_max)]
+
+
+def paired_select(batch, cfg: ProcessConfig, detector: DetectorConfig, seed: int,
+                  soft_pt_min: float = 0.0) -> tuple[EventSample, PairedFlags]:
     """One ``nextBatch`` result -> (the kept paired events, per-event flags); see the module docstring."""
     gen, gflags = select(batch, replace(cfg, n_jets=ALL_MULTIPLICITIES, jet_dr_min=0.0))
     zpair = gflags.keep  # events with the two Z muons (all, in practice)
     rec = FlatRecord.from_batch(batch)
-    reco = EventSample.build(reconstruct(rec, detector, cfg, np.random.default_rng(batch_seed(seed, rec))).collections())
+    clustered = replace(cfg, jet_pt_min=min(soft_pt_min, cfg.jet_pt_min)) if soft_pt_min > 0 else cfg
+    reco = EventSample.build(reconstruct(rec, detector, clustered, np.random.default_rng(batch_seed(seed, rec))).collections())
     reco = reco.select(zpair)
     gen_jets, pass_gen = jet_level(gen["Jet"], cfg)
     reco_jets, reco_jets_ok = jet_level(reco["Jet"], cfg)
+    soft = {"SoftJet": soft_jets(reco["Jet"], cfg, soft_pt_min)} if soft_pt_min > 0 else {}
     mu = reco["Muon"]
     q = ak.to_numpy(ak.fill_none(ak.pad_none(mu.charge, 2, axis=1, clip=True), 0))
     pass_reco = reco_jets_ok & (ak.to_numpy(ak.num(mu, axis=1)) >= 2) & (q[:, 0] * q[:, 1] < 0)
     keep_z = pass_gen | pass_reco
     sample = EventSample.build(
-        {"GenMuon": gen["Muon"], "GenJet": gen_jets, "Muon": mu, "Jet": reco_jets},
+        {"GenMuon": gen["Muon"], "GenJet": gen_jets, "Muon": mu, "Jet": reco_jets, **soft},
         scalars={"pass_gen": pass_gen, "pass_reco": pass_reco},
     ).select(keep_z)
     n = len(zpair)
@@ -135,7 +148,8 @@ def paired_simulation(card: Card) -> Simulation:
     """The card's paired particle/reco Z+jets simulation (Z+jets Pythia settings, its detector)."""
     return Simulation(
         settings=tuple(_pythia.settings(card)),
-        select=partial(paired_select, detector=detector_config(card), seed=card.seed),
+        select=partial(paired_select, detector=detector_config(card), seed=card.seed,
+                       soft_pt_min=card.simulate.soft_jet_pt_min),
         provenance=partial(_provenance, card),
         summary=partial(_summary, card),
         give_up_hint="check the card's process cuts and detector section",
