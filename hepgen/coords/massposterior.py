@@ -81,7 +81,9 @@ class MassPosterior(nn.Module):
         self.broad[0] += cauchy[0] + 0.5  # the Cauchy's mass beyond the outermost edges goes to the end cells
         self.broad[-1] += 0.5 - cauchy[-1]
         k = len(EDGES) - 1
-        self.register_buffer("before", torch.triu(torch.ones(k, k, dtype=torch.float64), diagonal=1))  # c @ before: mass below cell k
+        # c @ before: the mass below cell k. float32 (0 and 1 are exact): a float64 initializer cast in the
+        # graph is not declared by SOFIE's C++ (the small buffers are folded into float32 constants)
+        self.register_buffer("before", torch.triu(torch.ones(k, k, dtype=torch.float32), diagonal=1))
         self.register_buffer("width", torch.full((len(ETA_EDGES) + 1, len(ETA_EDGES) + 1, len(PT_EDGES) + 1), 0.01,
                                                  dtype=torch.float64))
         # prior: Breit-Wigner mass, width (GeV) and the constant densities in y below / above the pole
