@@ -108,7 +108,7 @@ class _Fixed(nn.Module):
         self.register_buffer("x", x)
 
     def forward(self, z, c):
-        self.seen = c  # the condition the pipeline built
+        self.seen, self.seen_z = c, z  # the condition the pipeline built, the noise it passed
         return self.x[: len(z)]
 
 
@@ -144,6 +144,7 @@ def test_pipeline_decodes_the_encoded_particle_level_event_with_the_reco_azimuth
     assert pipe.noise_layout[-1] == "uniform" and pipe.noise_dim == rows.shape[1] + 4 + 1
     p, n_jets, charge = pipe(torch.cat([rows, torch.zeros(len(rows), 4), torch.full((len(rows), 1), 0.5)], dim=-1))
     np.testing.assert_allclose(sampler.module.seen.double().numpy(), c.numpy(), atol=2e-5)  # the encoder's condition
+    assert (sampler.module.seen_z == 0).all()  # the noise columns, not the reco event's
     gen = level(sample, GEN_NAMES)
     np.testing.assert_array_equal(n_jets.numpy().astype(int), gen.n_jets)
     want = np.nan_to_num(np.concatenate([gen.padded("Muon", 2), gen.padded("Jet", 3)], axis=1))

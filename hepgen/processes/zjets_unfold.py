@@ -113,7 +113,7 @@ class UnfoldPipeline(nn.Module):
         soft = inputs[:, s:self.source_dim].reshape(-1, self.soft_jets, 4) if self.soft_jets else None
         c = self.coords.condition(p_reco, n_reco, self.relative, soft)
         onehot = self.coords.posterior(c, inputs[:, -1])  # n_gen drawn from p(n_gen | reco)
-        z = inputs[:, s:s + self.model_noise_dim]
+        z = inputs[:, self.source_dim:self.source_dim + self.model_noise_dim]
         x = self.coords.absolute(self.sampler(z, torch.cat([c, onehot], dim=-1)), p_reco, n_reco, self.relative)
         n_values = torch.tensor([float(v) for v in self.coords.n_values], dtype=x.dtype)
         n_jets = (onehot * n_values).sum(-1)
