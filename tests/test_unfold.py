@@ -30,7 +30,7 @@ from hepgen.unfold.report import calibration_report
 from hepgen.validate import calibration
 from hepgen.validate.inputs import read_run
 
-from hepgen.coords.unfold import GEN_NAMES, MultiplicityPosterior, UnfoldCoords, level
+from hepgen.coords.unfold import GEN_NAMES, SOFT_FEATURES, MultiplicityPosterior, UnfoldCoords, level
 from hepgen.errors import InputError
 from hepgen.events import EventSample
 from hepgen.pipeline import FrozenSampler
@@ -133,9 +133,14 @@ def test_pipeline_decodes_the_encoded_particle_level_event_with_the_reco_azimuth
     coords = UnfoldCoords((1, 2, 3), 20.0, 0.0, mass_posterior=mass_posterior, soft_jets=soft).fit(sample)
     assert (coords.mass is None) == (mass_posterior == "residual")
     if soft:  # present flags: one per reco jet after the first, up to two
-        _, c = coords.encode(sample)
-        flags = c[:, coords.reco.dim + 3:coords.cond_dim - 3:4]
-        np.testing.assert_array_equal(flags.sum(1).numpy(), np.minimum(sample.n_jets - 1, 2))  # zjets_like has jet pairs closer than 0.4
+        xs, c = coords.encode(sample)
+        start, f = coords.reco.dim + 3, SOFT_FEATURES
+        flags = c[:, start:coords.cond_dim - 3:f]
+        np.testing.assert_array_equal(flags.sum(1).numpy(), np.minimum(sample.n_jets - 1, 2))
+        # the first soft jet is the reco (= particle-level) jet 2 here: its aligned features are the
+        # particle-level jet 2's u and Delta phi columns, whatever its pT
+        two = sample.n_jets >= 2
+        np.testing.assert_allclose(c[two, start + f - 2:start + f].numpy(), xs[two, 10:12].numpy(), atol=1e-9)  # zjets_like has jet pairs closer than 0.4
     x, c = coords.encode(sample, torch.Generator().manual_seed(0))
     assert x.shape == (2000, coords.dim) and c.shape == (2000, coords.cond_dim)
     sampler = FrozenSampler(_Fixed(x.float()), 4, None, ["normal"] * 4, "fixed")

@@ -48,7 +48,10 @@ from .zjets import MASS_COLUMN, ZJetsCoords, categorical_onehot
 
 GEN_NAMES = {"Muon": "GenMuon", "Jet": "GenJet"}  # particle level in a paired sample
 SOFT_NAME = "SoftJet"  # reco jets below the threshold (simulate.soft_jet_pt_min)
-SOFT_FEATURES = 4  # per soft jet in c: present, (pT - 15 GeV) / 5 GeV, eta / 2, wrapped (phi - phi_mu1) / pi
+# per soft jet in c: present, (pT - 15 GeV) / 5 GeV, eta / 2, wrapped (phi - phi_mu1) / pi, and its sheared
+# Delta eta and azimuth from the reco jet 1 in the particle level's standardised jet-2 columns
+SOFT_FEATURES = 6
+JET2_ALIGNED = slice(10, 12)  # ZJetsCoords's jet-2 columns u (sheared Delta eta from jet 1) and Delta phi
 RECO_NAMES = {"Muon": "Muon", "Jet": "Jet"}
 # p(n_gen | reco): 2 x 32 tanh, 200 L-BFGS iterations, a light L2 on the weights
 POSTERIOR_HIDDEN, POSTERIOR_ITERATIONS, POSTERIOR_L2 = 32, 200, 1e-5
@@ -144,6 +147,9 @@ class UnfoldCoords(nn.Module):
                  mass_posterior: str = "residual", soft_jets: int = 0):
         super().__init__()
         self.soft_jets = int(soft_jets)  # leading soft reco jets in the condition (a Python attribute set from the card)
+        if self.soft_jets and max(n_jets) < 2:
+            raise InputError("process.settings.soft_jets: the soft jets are placed in the second jet's columns; "
+                             f"process.n_jets {list(n_jets)} has none")
         if mass_posterior not in MASS_POSTERIORS:
             raise InputError(f"process.settings.mass_posterior: {mass_posterior!r} is not one of {', '.join(MASS_POSTERIORS)}")
         # analytic: the mass column is the quantile of an analytic posterior (hepgen.coords.massposterior)
@@ -227,9 +233,24 @@ class UnfoldCoords(nn.Module):
         soft = soft.to(p.dtype)
         present = (soft[..., 0] > 0).to(p.dtype)
         dphi = wrap_angle(soft[..., 2] - p[:, :1, 2]) / math.pi
-        features = torch.stack([present, (soft[..., 0] - 15.0) / 5.0, soft[..., 1] / 2.0, dphi], dim=-1)
+        features = torch.stack([present, (soft[..., 0] - 15.0) / 5.0, soft[..., 1] / 2.0, dphi,
+                                *self._aligned(p, soft, relative).unbind(-1)], dim=-1)
         features = features * present.unsqueeze(-1)
         return torch.cat([x, onehot, features.reshape(len(p), -1)], dim=-1)
+
+    def _aligned(self, p: torch.Tensor, soft: torch.Tensor, relative: bool | None) -> torch.Tensor:
+        """``[N, S, 2]``: each soft jet placed in the second jet's slot beside the reco jet 1, through the
+        particle level's coordinates: the columns a lost particle-level jet is written in, so the network
+        maps the condition onto its target near the identity."""
+        rel = self.relative() if relative is None else relative
+        two = torch.full((len(p),), 2.0, dtype=p.dtype)
+        out = []
+        for k in range(self.soft_jets):
+            fake = torch.cat([p[:, :3], soft[:, k:k + 1], p[:, 4:]], dim=1)
+            raw, _ = self.gen._raw(fake, two, rel)
+            x, _ = self.gen.chain(raw)
+            out.append(x[:, JET2_ALIGNED])
+        return torch.stack(out, dim=1)
 
     def soft(self, sample: EventSample, source: str = "sample") -> torch.Tensor | None:
         """:func:`soft_jets` of the sample for this run's count; None without soft jets."""
