@@ -9,14 +9,14 @@ import math
 import numpy as np
 import torch
 
-from hepgen.coords.massposterior import LOGISTIC, MassPosterior, massless_log_mass
+from hepgen.coords.massposterior import LOGISTIC, MassPosterior
 
 M, G = 91.19, 2.50
 SIGMA = {"barrel": 0.008, "endcap": 0.020}  # resolution of log m0 (both muons |eta| < 0.5; one at 2.2)
 
 
 def known_pairs(n: int, seed: int):
-    """(y_part, p_reco): a relativistic Breit-Wigner in m^2 within 60-130 GeV plus 5 % flat in log m
+    """(y_part, y_reco, p_reco, endcap): a relativistic Breit-Wigner in m^2 within 60-130 GeV plus 5 % flat in log m
     below the pole; reco = particle + a Gaussian of known width in log m0, the width set by the muons'
     |eta| (half of the events central, half with one muon at |eta| 2.2)."""
     g = np.random.default_rng(seed)
@@ -35,7 +35,7 @@ def known_pairs(n: int, seed: int):
     p = np.zeros((n, 2, 4))
     p[:, 0] = np.stack([pt, eta1, np.zeros(n), np.zeros(n)], -1)
     p[:, 1] = np.stack([pt, eta2, np.full(n, math.pi), np.zeros(n)], -1)
-    return torch.from_numpy(y), torch.from_numpy(p), torch.from_numpy(endcap)
+    return torch.from_numpy(y), torch.from_numpy(y_reco), torch.from_numpy(p), torch.from_numpy(endcap)
 
 
 def _ks_uniform(u: np.ndarray) -> float:
@@ -48,8 +48,8 @@ def test_fit_recovers_the_known_resolutions_and_line_shape():
     """Each muon class gets its own width within 5 % (the muon |eta| cells of the table; the IQR of 30 000 Gaussian residuals is known to
     ~1 %), and the Breit-Wigner its mass within 0.1 GeV and width within 10 % (the flat 5 % and the
     constants share the tails)."""
-    y, p, endcap = known_pairs(60000, 1)
-    mp = MassPosterior().fit(y, p)
+    y, y_reco, p, endcap = known_pairs(60000, 1)
+    mp = MassPosterior().fit(y, y_reco, p)
     s = mp.resolution(p)
     for name, sel in (("barrel", ~endcap), ("endcap", endcap)):
         got = float(s[sel].median())  # the few events with a muon above 60 GeV sit in a sparse pT cell
@@ -63,9 +63,8 @@ def test_the_column_is_uniform_and_does_not_depend_on_the_reco_mass():
     bin: Kolmogorov distance below 0.025 (bins of 4 750-22 600 events; the 99 % null bound is 0.024 at
     4 750; measured 0.008-0.016). The power of the check: the residual alone (a flat prior) is far from uniform at the pole,
     where the Breit-Wigner pulls the posterior towards M (measured 0.075; above 0.05 asked)."""
-    y, p, _ = known_pairs(60000, 2)
-    mp = MassPosterior().fit(y, p)
-    y_reco = massless_log_mass(p)
+    y, y_reco, p, _ = known_pairs(60000, 2)
+    mp = MassPosterior().fit(y, y_reco, p)
     u = torch.sigmoid(LOGISTIC * mp.encode(y, y_reco, p)).numpy()
     m_reco = np.exp(y_reco.numpy())
     bins = [(60, 86), (86, 90), (90, 92.5), (92.5, 96), (96, 130)]
@@ -73,7 +72,7 @@ def test_the_column_is_uniform_and_does_not_depend_on_the_reco_mass():
         sel = (m_reco >= lo) & (m_reco < hi)
         assert sel.sum() > 3000
         assert _ks_uniform(u[sel]) < 0.025, (lo, hi, _ks_uniform(u[sel]))
-    flat = MassPosterior().fit(y, p)
+    flat = MassPosterior().fit(y, y_reco, p)
     flat.prior.copy_(torch.tensor([M, 1e4, 0.0, 0.0], dtype=torch.float64))  # a line shape flat over the window
     u_flat = torch.sigmoid(LOGISTIC * flat.encode(y, y_reco, p)).numpy()
     pole = (m_reco >= 90) & (m_reco < 92.5)
@@ -83,9 +82,8 @@ def test_the_column_is_uniform_and_does_not_depend_on_the_reco_mass():
 def test_float32_decoding_inverts_the_encoding():
     """decode(encode(y)) in float32 returns y within 2e-6 in log m (0.2 MeV at the pole) for the events
     within 7 resolutions, and stays finite and within 1 % of the mass for an outlier 200 resolutions off."""
-    y, p, _ = known_pairs(20000, 3)
-    mp = MassPosterior().fit(y, p)
-    y_reco = massless_log_mass(p)
+    y, y_reco, p, _ = known_pairs(20000, 3)
+    mp = MassPosterior().fit(y, y_reco, p)
     y = torch.cat([y, y_reco[:1] + 200 * SIGMA["endcap"]])
     p = torch.cat([p, p[:1]])
     y_reco = torch.cat([y_reco, y_reco[:1]])

@@ -130,7 +130,8 @@ def test_pipeline_decodes_the_encoded_particle_level_event_with_the_reco_azimuth
     sample = paired_identity(2000, 3)
     if soft:
         sample = with_soft_jets(sample)
-    coords = UnfoldCoords((1, 2, 3), 20.0, 0.0, mass_posterior=mass_posterior, soft_jets=soft).fit(sample)
+    coords = UnfoldCoords((1, 2, 3), 20.0, 0.0, mass_posterior=mass_posterior,  # zjets_like has jet pairs closer than 0.4
+                          soft_jets=soft).fit(sample)
     assert (coords.mass is None) == (mass_posterior == "residual")
     if soft:  # present flags: one per reco jet after the first, up to two
         xs, c = coords.encode(sample)
@@ -140,7 +141,7 @@ def test_pipeline_decodes_the_encoded_particle_level_event_with_the_reco_azimuth
         # the first soft jet is the reco (= particle-level) jet 2 here: its aligned features are the
         # particle-level jet 2's u and Delta phi columns, whatever its pT
         two = sample.n_jets >= 2
-        np.testing.assert_allclose(c[two, start + f - 2:start + f].numpy(), xs[two, 10:12].numpy(), atol=1e-9)  # zjets_like has jet pairs closer than 0.4
+        np.testing.assert_allclose(c[two, start + f - 2:start + f].numpy(), xs[two, 10:12].numpy(), atol=1e-9)
     x, c = coords.encode(sample, torch.Generator().manual_seed(0))
     assert x.shape == (2000, coords.dim) and c.shape == (2000, coords.cond_dim)
     sampler = FrozenSampler(_Fixed(x.float()), 4, None, ["normal"] * 4, "fixed")

@@ -56,15 +56,6 @@ def _unit_clamp(a: torch.Tensor) -> torch.Tensor:
     return torch.relu(a) - torch.relu(a - 1.0)
 
 
-def massless_log_mass(p: torch.Tensor) -> torch.Tensor:
-    """log m0 ``[N]`` of the two muons of p ``[N, >=2, 4]`` (pT, eta, phi, m): m0^2 = 2 pT1 pT2 (cosh d eta - cos d phi)."""
-    a, b = p[:, 0], p[:, 1]
-    deta = a[:, 1] - b[:, 1]
-    cosh = 0.5 * (torch.exp(deta) + torch.exp(-deta))
-    m2 = 2 * a[:, 0] * b[:, 0] * (cosh - torch.cos(a[:, 2] - b[:, 2]))
-    return 0.5 * torch.log(m2.clamp_min(1e-12))
-
-
 def _larger(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.where(a > b, a, b), torch.where(a > b, b, a)
 
@@ -91,11 +82,11 @@ class MassPosterior(nn.Module):
 
     # -- fit ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def fit(self, y_part: torch.Tensor, p_reco: torch.Tensor) -> "MassPosterior":
+    def fit(self, y_part: torch.Tensor, y_reco: torch.Tensor, p_reco: torch.Tensor) -> "MassPosterior":
         """Fit the resolution table on the pairs' y_part - y_reco and the prior on y_part
-        (``[N]`` log m0 of the particle-level muons; ``p_reco`` ``[N, >=2, 4]`` the reco muons)."""
+        (``[N]`` log m0 of the particle-level and the reco muons; ``p_reco`` ``[N, >=2, 4]`` the reco muons)."""
         y_part, p_reco = y_part.double(), p_reco.double()
-        d = (y_part - massless_log_mass(p_reco)).numpy()
+        d = (y_part - y_reco.double()).numpy()
         cells = self._cells(p_reco).numpy()
         table = np.full(self.width.shape, _core(d))
         for idx in np.ndindex(*self.width.shape):
@@ -137,11 +128,8 @@ class MassPosterior(nn.Module):
         return (1 - BROAD) * q + BROAD * self.broad.to(y_reco.dtype)
 
     def prior_density(self, y: torch.Tensor) -> torch.Tensor:
-        """The prior density in y = log m0 (unnormalised over all y; any shape, y's dtype)."""
-        mass, width, low, high = (self.prior[i].to(y.dtype) for i in range(4))
-        m2 = torch.exp(2 * y)
-        bw = (mass * width / math.pi) * 2 * m2 / ((m2 - mass * mass) ** 2 + (mass * width) ** 2)
-        return bw + torch.where(y < torch.log(mass), low, high)
+        """The fitted prior density in y = log m0 (:func:`line_shape`)."""
+        return line_shape(y, self.prior)
 
     def cdf(self, t: torch.Tensor, masses: torch.Tensor) -> torch.Tensor:
         """F(t) ``[N]`` for t ``[N]`` and the cell masses ``[N, K]``."""
@@ -169,6 +157,15 @@ class MassPosterior(nn.Module):
         return y_reco + s * self.quantile(u, self.cell_masses(y_reco, s))
 
 
+def line_shape(y: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """The prior density in y = log m0 for prior = [M, G, low, high] (unnormalised over all y; any
+    shape, y's dtype): a Breit-Wigner in m^2, plus the constant low below the pole and high above it."""
+    mass, width, low, high = (prior[i].to(y.dtype) for i in range(4))
+    m2 = torch.exp(2 * y)
+    bw = (mass * width / math.pi) * 2 * m2 / ((m2 - mass * mass) ** 2 + (mass * width) ** 2)
+    return bw + torch.where(y < torch.log(mass), low, high)
+
+
 def _core(d: np.ndarray) -> float:
     """The core width of residuals: interquartile range / 1.349 (a Gaussian's sigma), not below 1e-6."""
     q25, q75 = np.quantile(d, [0.25, 0.75])
@@ -176,8 +173,8 @@ def _core(d: np.ndarray) -> float:
 
 
 def fit_prior(y: torch.Tensor) -> torch.Tensor:
-    """[M, G, low, high]: the Breit-Wigner plus constants of :meth:`MassPosterior.prior_density`
-    fitted by maximum likelihood to y (log m0) within +-WINDOW of the median's log."""
+    """[M, G, low, high]: the :func:`line_shape` fitted by maximum likelihood to y (log m0) within
+    +-WINDOW of the median's log."""
     y = y.double()
     centre = float(torch.median(y))
     y = y[(y - centre).abs() < WINDOW]
@@ -185,13 +182,11 @@ def fit_prior(y: torch.Tensor) -> torch.Tensor:
     q25, q75 = torch.quantile(torch.exp(y), torch.tensor([0.25, 0.75], dtype=torch.float64))
     params = torch.tensor([math.exp(centre), math.log(float(q75 - q25) / 2),
                            math.log(0.05), math.log(0.05)], dtype=torch.float64, requires_grad=True)
-    helper = MassPosterior()
 
     def nll():
         prior = torch.stack([params[0], params[1].exp(), params[2].exp(), params[3].exp()])
-        helper.prior = prior
-        norm = torch.trapezoid(helper.prior_density(grid), grid)
-        return -(torch.log(helper.prior_density(y)).mean() - torch.log(norm))
+        norm = torch.trapezoid(line_shape(grid, prior), grid)
+        return -(torch.log(line_shape(y, prior)).mean() - torch.log(norm))
 
     opt = torch.optim.LBFGS([params], max_iter=200, line_search_fn="strong_wolfe")
 

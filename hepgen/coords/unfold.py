@@ -43,7 +43,7 @@ from torch import nn
 from ..events import EventSample
 from ..errors import InputError
 from ..kinematics import wrap_angle
-from .massposterior import MassPosterior, massless_log_mass
+from .massposterior import MassPosterior
 from .zjets import MASS_COLUMN, ZJetsCoords, categorical_onehot
 
 GEN_NAMES = {"Muon": "GenMuon", "Jet": "GenJet"}  # particle level in a paired sample
@@ -78,6 +78,11 @@ def soft_jets(sample: EventSample, k: int, source: str = "sample") -> torch.Tens
         raise InputError(f"{source}: no {SOFT_NAME} collection, and the run conditions on {k} soft reco jets "
                          "(process.settings.soft_jets): make the reco sample with simulate.soft_jet_pt_min")
     return torch.from_numpy(np.nan_to_num(sample.padded(SOFT_NAME, k), nan=0.0))
+
+
+def _with_mass(muons: torch.Tensor, column: torch.Tensor) -> torch.Tensor:
+    """The muon columns ``[N, 5]`` with the mass column replaced by ``column`` ``[N]``."""
+    return torch.cat([muons[:, :MASS_COLUMN], column.unsqueeze(-1), muons[:, MASS_COLUMN + 1:]], -1)
 
 
 class MultiplicityPosterior(nn.Module):
@@ -183,10 +188,11 @@ class UnfoldCoords(nn.Module):
         self.reco.fit(reco)
         x, _ = self.gen(*self.gen.physics(gen))
         p, n = self.reco.physics(reco)
-        residual = x[:, :MUON_COLUMNS] - self.reco_muons(p, n)
+        reco_muons = self.reco_muons(p, n)
+        residual = x[:, :MUON_COLUMNS] - reco_muons
         self.residual_std.copy_(residual.std(0).clamp_min(RESIDUAL_FLOOR))
         if self.mass is not None:
-            self.mass.fit(massless_log_mass(self.gen.physics(gen)[0]), p)
+            self.mass.fit(self._log_mass(x), self._log_mass(reco_muons), p)
             self.residual_std[MASS_COLUMN] = 1.0  # the column is the posterior quantile, not a residual
         n_gen = torch.from_numpy(np.searchsorted(np.asarray(self.n_values), gen.n_jets))
         weight = None if sample.weight is None else torch.from_numpy(np.asarray(sample.weight, dtype=np.float64))
@@ -203,18 +209,19 @@ class UnfoldCoords(nn.Module):
     def absolute(self, x: torch.Tensor, p: torch.Tensor, n: torch.Tensor, relative: bool | None = None) -> torch.Tensor:
         """x ``[N, D]`` with its muon residuals turned back into the particle level's
         coordinates, given the reco event (p ``[N, 2 + J, 4]``, n ``[N]``)."""
-        muons = x[:, :MUON_COLUMNS] * self.residual_std.to(x.dtype) + self.reco_muons(p, n, relative)
+        reco_muons = self.reco_muons(p, n, relative)
+        muons = x[:, :MUON_COLUMNS] * self.residual_std.to(x.dtype) + reco_muons
         if self.mass is not None:
-            y = self.mass.decode(x[:, MASS_COLUMN], massless_log_mass(p), p)
-            mean, std = (v[MASS_COLUMN].to(x.dtype) for v in self._mass_scale())
-            muons = torch.cat([muons[:, :MASS_COLUMN], ((y - mean) / std).unsqueeze(-1), muons[:, MASS_COLUMN + 1:]], -1)
+            y = self.mass.decode(x[:, MASS_COLUMN], self._log_mass(reco_muons), p)
+            muons = _with_mass(muons, self._log_mass(y, inverse=True))
         return torch.cat([muons, x[:, MUON_COLUMNS:]], dim=-1)
 
-    def _mass_scale(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The particle level's standardisation (mean, std) of its columns: log m0 = mean + std z
-        in the mass column (its log step has no shift)."""
+    def _log_mass(self, x: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+        """log m0 ``[N]`` of the particle level's standardised columns ``x`` (the mass column; its log
+        step has no shift), or with ``inverse`` the standardised column of log m0 ``x`` ``[N]``."""
         step = self.gen.chain.step("standardize")
-        return step.mean, step.std
+        mean, std = (v[MASS_COLUMN].to(x.dtype) for v in (step.mean, step.std))
+        return (x - mean) / std if inverse else mean + std * x[:, MASS_COLUMN]
 
     def condition(self, p: torch.Tensor, n: torch.Tensor, relative: bool | None = None,
                   soft: torch.Tensor | None = None) -> torch.Tensor:
@@ -268,10 +275,9 @@ class UnfoldCoords(nn.Module):
         p, n = self.reco.physics(reco)
         if not torch.isin(n, torch.tensor(self.n_values)).all():
             raise InputError(f"reco events with a jet multiplicity outside process.n_jets {list(self.n_values)}")
-        muons = (xg[:, :MUON_COLUMNS] - self.reco_muons(p, n)) / self.residual_std
+        reco_muons = self.reco_muons(p, n)
+        muons = (xg[:, :MUON_COLUMNS] - reco_muons) / self.residual_std
         if self.mass is not None:
-            mean, std = (v[MASS_COLUMN] for v in self._mass_scale())
-            column = self.mass.encode(mean + std * xg[:, MASS_COLUMN], massless_log_mass(p), p)
-            muons = torch.cat([muons[:, :MASS_COLUMN], column.unsqueeze(-1), muons[:, MASS_COLUMN + 1:]], -1)
+            muons = _with_mass(muons, self.mass.encode(self._log_mass(xg), self._log_mass(reco_muons), p))
         c = self.condition(p, n, soft=self.soft(sample))
         return torch.cat([muons, xg[:, MUON_COLUMNS:]], dim=-1), torch.cat([c, onehot], dim=-1)

@@ -95,7 +95,8 @@ class UnfoldPipeline(nn.Module):
         self.inverse = ZJetsInverse(coords.gen, torch.float32)
         self.max_jets = coords.max_jets
         self.soft_jets = coords.soft_jets
-        self.source_dim = 4 * (2 + self.max_jets) + 2 + 4 * self.soft_jets
+        self.event_dim = 4 * (2 + self.max_jets) + 2  # the reco event's columns, then the soft jets'
+        self.source_dim = self.event_dim + 4 * self.soft_jets
         self.model_noise_dim = sampler.noise_dim
         self.noise_dim = self.source_dim + sampler.noise_dim + 1
         self.noise_layout = ["source"] * self.source_dim + list(sampler.noise_layout) + ["uniform"]
@@ -107,7 +108,7 @@ class UnfoldPipeline(nn.Module):
         raise InputError("an unfolding generator unfolds reco events; give them with --source FILE (or hepgen unfold)")
 
     def forward(self, inputs: torch.Tensor):
-        s = 4 * (2 + self.max_jets) + 2  # then the soft jets
+        s = self.event_dim
         p_reco = inputs[:, :s - 2].reshape(-1, 2 + self.max_jets, 4)
         n_reco, q1 = inputs[:, s - 2], inputs[:, s - 1]
         soft = inputs[:, s:self.source_dim].reshape(-1, self.soft_jets, 4) if self.soft_jets else None
