@@ -95,7 +95,7 @@ def batch_seed(seed: int, rec: FlatRecord) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
-def soft_jets(jets: ak.Array, cfg: ProcessConfig, pt_min: float) -> ak.Array:
+def jets_below_threshold(jets: ak.Array, cfg: ProcessConfig, pt_min: float) -> ak.Array:
     """The jets with pt_min < pT <= jet_pt_min (also in float32) and |eta| < jet_eta_max, in their order."""
     pt32 = ak.values_astype(jets.pt, np.float32)
     return jets[(jets.pt > pt_min) & ~(pt32 > cfg.jet_pt_min) & (abs(jets.eta) < cfg.jet_eta_max)]
@@ -112,7 +112,7 @@ def paired_select(batch, cfg: ProcessConfig, detector: DetectorConfig, seed: int
     reco = reco.select(zpair)
     gen_jets, pass_gen = jet_level(gen["Jet"], cfg)
     reco_jets, reco_jets_ok = jet_level(reco["Jet"], cfg)
-    soft = {"SoftJet": soft_jets(reco["Jet"], cfg, soft_pt_min)} if soft_pt_min > 0 else {}
+    soft = {"SoftJet": jets_below_threshold(reco["Jet"], cfg, soft_pt_min)} if soft_pt_min > 0 else {}
     mu = reco["Muon"]
     q = ak.to_numpy(ak.fill_none(ak.pad_none(mu.charge, 2, axis=1, clip=True), 0))
     pass_reco = reco_jets_ok & (ak.to_numpy(ak.num(mu, axis=1)) >= 2) & (q[:, 0] * q[:, 1] < 0)
