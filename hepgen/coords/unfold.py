@@ -48,9 +48,14 @@ from .zjets import MASS_COLUMN, ZJetsCoords, categorical_onehot
 
 GEN_NAMES = {"Muon": "GenMuon", "Jet": "GenJet"}  # particle level in a paired sample
 SOFT_NAME = "SoftJet"  # reco jets below the threshold (simulate.soft_jet_pt_min)
-# per soft jet in c: present, (pT - 15 GeV) / 5 GeV, eta / 2, wrapped (phi - phi_mu1) / pi, and its sheared
-# Delta eta and azimuth from the reco jet 1 in the particle level's standardised jet-2 columns
-SOFT_FEATURES = 6
+# per soft jet in c: present, (pT - 15 GeV) / 5 GeV, eta / 2, wrapped (phi - phi_mu1) / pi, its sheared
+# Delta eta and azimuth from the reco jet 1 in the particle level's standardised jet-2 columns (SOFT_ALIGNED),
+# then |eta| in hat functions on knots 0, 0.5, ..., 5 (linear interpolation weights: a rate that changes
+# with the detector's |eta| regions is linear in them; with |eta| alone the fit of p(n_gen | reco) left the
+# lost-jet rate flat in |eta|, docs/unfolding.md)
+SOFT_ETA_KNOTS, SOFT_ETA_SPACING = 11, 0.5
+SOFT_ALIGNED = slice(4, 6)
+SOFT_FEATURES = 6 + SOFT_ETA_KNOTS
 JET2_ALIGNED = slice(10, 12)  # ZJetsCoords's jet-2 columns u (sheared Delta eta from jet 1) and Delta phi
 RECO_NAMES = {"Muon": "Muon", "Jet": "Jet"}
 # p(n_gen | reco): 2 x 32 tanh, 200 L-BFGS iterations, a light L2 on the weights
@@ -78,6 +83,15 @@ def soft_jets(sample: EventSample, k: int, source: str = "sample") -> torch.Tens
         raise InputError(f"{source}: no {SOFT_NAME} collection, and the run conditions on {k} soft reco jets "
                          "(process.settings.soft_jets): make the reco sample with simulate.soft_jet_pt_min")
     return torch.from_numpy(np.nan_to_num(sample.padded(SOFT_NAME, k), nan=0.0))
+
+
+def eta_hats(eta: torch.Tensor) -> torch.Tensor:
+    """``[..., SOFT_ETA_KNOTS]``: the hat functions of |eta| on knots k * SOFT_ETA_SPACING (1 at its knot,
+    0 from the neighbouring ones on; they sum to 1 within the knots), in eta's dtype, from Relu only
+    (exportable, also to SOFIE)."""
+    relu = torch.relu
+    t = (relu(eta) + relu(-eta)) / SOFT_ETA_SPACING
+    return torch.stack([relu(1.0 - relu(t - k) - relu(k - t)) for k in range(SOFT_ETA_KNOTS)], dim=-1)
 
 
 def _with_mass(muons: torch.Tensor, column: torch.Tensor) -> torch.Tensor:
@@ -240,8 +254,9 @@ class UnfoldCoords(nn.Module):
         soft = soft.to(p.dtype)
         present = (soft[..., 0] > 0).to(p.dtype)
         dphi = wrap_angle(soft[..., 2] - p[:, :1, 2]) / math.pi
-        features = torch.stack([present, (soft[..., 0] - 15.0) / 5.0, soft[..., 1] / 2.0, dphi,
-                                *self._aligned(p, soft, relative).unbind(-1)], dim=-1)
+        features = torch.cat([torch.stack([present, (soft[..., 0] - 15.0) / 5.0, soft[..., 1] / 2.0, dphi,
+                                           *self._aligned(p, soft, relative).unbind(-1)], dim=-1),
+                              eta_hats(soft[..., 1])], dim=-1)
         features = features * present.unsqueeze(-1)
         return torch.cat([x, onehot, features.reshape(len(p), -1)], dim=-1)
 
