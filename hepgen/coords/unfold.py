@@ -258,14 +258,14 @@ class UnfoldCoords(nn.Module):
                                            *self._aligned(p, soft, relative).unbind(-1)], dim=-1),
                               eta_hats(soft[..., 1])], dim=-1)
         features = features * present.unsqueeze(-1)
-        return torch.cat([x, onehot, features.reshape(len(p), -1)], dim=-1)
+        return torch.cat([x, onehot, features.flatten(1)], dim=-1)
 
     def _aligned(self, p: torch.Tensor, soft: torch.Tensor, relative: bool | None) -> torch.Tensor:
         """``[N, S, 2]``: each soft jet placed in the second jet's slot beside the reco jet 1, through the
         particle level's coordinates: the columns a lost particle-level jet is written in, so the network
         maps the condition onto its target near the identity."""
         rel = self.relative() if relative is None else relative
-        two = torch.full((len(p),), 2.0, dtype=p.dtype)
+        two = torch.full_like(p[:, 0, 0], 2.0)  # not len(p): an int that fixes the exported batch size
         out = []
         for k in range(self.soft_jets):
             fake = torch.cat([p[:, :3], soft[:, k:k + 1], p[:, 4:]], dim=1)
