@@ -87,11 +87,10 @@ def soft_jets(sample: EventSample, k: int, source: str = "sample") -> torch.Tens
 
 def eta_hats(eta: torch.Tensor) -> torch.Tensor:
     """``[..., SOFT_ETA_KNOTS]``: the hat functions of |eta| on knots k * SOFT_ETA_SPACING (1 at its knot,
-    0 from the neighbouring ones on; they sum to 1 within the knots), in eta's dtype, from Relu only
+    0 from the neighbouring ones on; they sum to 1 within the knots), in eta's dtype, from Abs and Relu
     (exportable, also to SOFIE)."""
-    relu = torch.relu
-    t = (relu(eta) + relu(-eta)) / SOFT_ETA_SPACING
-    return torch.stack([relu(1.0 - relu(t - k) - relu(k - t)) for k in range(SOFT_ETA_KNOTS)], dim=-1)
+    t = eta.abs() / SOFT_ETA_SPACING
+    return torch.stack([torch.relu(1.0 - (t - k).abs()) for k in range(SOFT_ETA_KNOTS)], dim=-1)
 
 
 def _with_mass(muons: torch.Tensor, column: torch.Tensor) -> torch.Tensor:
