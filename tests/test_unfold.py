@@ -319,6 +319,21 @@ def test_unfold_refuses_files_without_the_reco_level(trained, tmp_path, capsys):
         assert not out.exists()
 
 
+def test_training_with_soft_jets_refuses_a_paired_file_without_them(trained, tmp_path, monkeypatch, capsys):
+    """A paired file without SoftJet (simulated before simulate.soft_jet_pt_min) for the card's soft-jet
+    run: one line naming the file, exit 2, and no run folder."""
+    _, test_file, _ = trained
+    s = read_events(test_file)
+    old = tmp_path / "old.root"
+    write_events(old, replace(s, collections={k: v for k, v in s.collections.items() if k != "SoftJet"}))
+    monkeypatch.chdir(tmp_path)
+    assert _hepgen("train", ROOT / "cards" / "zjets_unfold.yaml", "--set", f"data.path={old}",
+                   "--set", "validate.reference_events=0") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(old) in err[0] and "no SoftJet collection" in err[0], err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_calibration_report_compares_each_event_with_its_own_truth(trained):
     """The report's coverage pairs every event's posterior samples with that event's truth: the
     68 % intervals of m_mumu (about 1 GeV wide, the muon resolution) hold the truth of most

@@ -76,12 +76,17 @@ def level(sample: EventSample, names: dict[str, str], source: str = "sample") ->
                        info=sample.info, variations=sample.variations, scalars=sample.scalars)
 
 
+def require_soft_jets(sample: EventSample, k: int, source: str = "sample") -> None:
+    """A one-line InputError naming ``source`` when a run with ``k`` > 0 soft jets gets a sample without them."""
+    if k and SOFT_NAME not in sample.collections:
+        raise InputError(f"{source}: no {SOFT_NAME} collection, and the run conditions on {k} soft reco jets "
+                         "(process.settings.soft_jets): make the reco sample with simulate.soft_jet_pt_min")
+
+
 def soft_jets(sample: EventSample, k: int, source: str = "sample") -> torch.Tensor:
     """The ``k`` leading soft reco jets of a paired or reco sample ``[N, k, 4]`` float64 (absent ones 0);
     a one-line InputError for a sample without them."""
-    if SOFT_NAME not in sample.collections:
-        raise InputError(f"{source}: no {SOFT_NAME} collection, and the run conditions on {k} soft reco jets "
-                         "(process.settings.soft_jets): make the reco sample with simulate.soft_jet_pt_min")
+    require_soft_jets(sample, k, source)
     return torch.from_numpy(np.nan_to_num(sample.padded(SOFT_NAME, k), nan=0.0))
 
 

@@ -36,7 +36,7 @@ from torch import nn
 
 from ..cards import Card
 from ..modelcards import draws
-from ..coords.unfold import GEN_NAMES, RECO_NAMES, UnfoldCoords, level, soft_jets
+from ..coords.unfold import GEN_NAMES, RECO_NAMES, UnfoldCoords, level, require_soft_jets, soft_jets
 from ..coords.zjets import ZJetsInverse
 from ..errors import InputError
 from ..events import EventSample
@@ -164,6 +164,7 @@ class ZJetsUnfoldProcess:
         path = training_file(card, log)
         sample = read_events(path, tree=card.data.tree)
         sample.check_finite(str(path))
+        require_soft_jets(sample, settings_of(self, card).soft_jets, str(path))
         both = paired_events(sample, str(path))
         log(f"{path}: {int(both.sum())} of {len(sample)} paired events pass both selections (the training data)")
         sample = sample.select(both)
