@@ -10,7 +10,11 @@ plain run uses its weights for all K.
 The output holds one entry per (event, sample), event-major, with the int64 scalars ``event``
 (the reco event's index in its file) and ``sample`` (k); deterministic for a given reco file,
 run and K. Events the run does not unfold (``Process.source_events``: outside the reco
-selection) are left out, counted in the provenance.
+selection) are left out, counted in the provenance. A sample outside the particle-level
+selection (two jets closer than jet_dr_min, a jet below the cuts) is drawn again with fresh noise
+(:func:`selected_draw`): the truth obeys the selection, so the posterior is the network's
+restricted to it; the few still outside after REDRAWS tries are kept (every event has K samples)
+and counted (``unfold_outside_selection``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,27 @@ from ..rngstate import derived_seed
 from ..sources import complete
 
 BLOCK = 4096  # reco events per block (all K samples of a block are written together)
+REDRAWS = 20  # fresh-noise draws of a sample outside the particle-level selection (selected_draw)
+
+
+def selected_draw(pipe, rows: torch.Tensor, gen: torch.Generator, passes) -> tuple[tuple, int]:
+    """One posterior sample per row of ``rows`` (the pipeline's source rows) that passes the
+    particle-level selection (``passes(outputs as float64 numpy) -> bool [N]``): a sample that
+    fails it (a jet pair closer than jet_dr_min, which the coordinates do not forbid for two
+    non-leading jets; a jet below the cuts) is drawn again with fresh noise from ``gen``, up to
+    REDRAWS times; this samples the network's posterior restricted to the selection the truth
+    obeys. Returns (outputs, the number of rows still failing)."""
+    with torch.no_grad():
+        out = pipe(complete(rows, pipe.noise_layout, gen))
+        bad = np.flatnonzero(~passes(tuple(t.double().numpy() for t in out)))
+        for _ in range(REDRAWS):
+            if not len(bad):
+                break
+            again = pipe(complete(rows[bad], pipe.noise_layout, gen))
+            index = torch.from_numpy(bad)
+            out = tuple(t.index_copy(0, index, a) for t, a in zip(out, again))
+            bad = bad[~passes(tuple(t.double().numpy() for t in again))]
+    return out, len(bad)
 
 
 def sample_draw(run, k: int) -> int | None:
@@ -69,6 +94,7 @@ def unfold(run, reco: str | os.PathLike, output: str | os.PathLike, *, samples: 
     log(f"unfolding {len(keep)} reco events of {reco} ({len(sample) - len(keep)} outside the selection), "
         f"{samples} sample{'s' if samples > 1 else ''} each")
     bar = tqdm(total=len(keep) * samples, unit="ev", disable=not progress, desc="unfold")
+    outside = 0
     with RootWriter(output, force=force, info=info) as writer:
         for b, start in enumerate(range(0, len(keep), BLOCK)):
             rows = x[start:start + BLOCK]
@@ -77,8 +103,8 @@ def unfold(run, reco: str | os.PathLike, output: str | os.PathLike, *, samples: 
                 if draw not in pipes:
                     pipes[draw] = run.pipeline(draw)
                 gen = torch.Generator().manual_seed(derived_seed("unfold", card.seed, k, b, bits=63))
-                with torch.no_grad():
-                    out = pipes[draw](complete(rows, pipes[draw].noise_layout, gen))
+                out, left = selected_draw(pipes[draw], rows, gen, lambda o: process.select(o, card).keep)
+                outside += left
                 events = process.to_events(out)
                 parts.append(EventSample.build(events.collections, events.weight, scalars={
                     "event": keep[start:start + len(rows)], "sample": np.full(len(rows), k)}))
@@ -86,6 +112,8 @@ def unfold(run, reco: str | os.PathLike, output: str | os.PathLike, *, samples: 
             block = EventSample.concatenate(parts)
             order = np.lexsort((block.scalars["sample"], block.scalars["event"]))
             writer.write(block.select(order))
+        writer.update_info({"unfold_outside_selection": str(outside)})
     bar.close()
-    log(f"wrote {output}: {len(keep) * samples} unfolded events")
+    log(f"wrote {output}: {len(keep) * samples} unfolded events"
+        + (f" ({outside} still outside the particle-level selection after {REDRAWS} redraws)" if outside else ""))
     return Path(output)
