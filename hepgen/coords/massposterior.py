@@ -44,6 +44,7 @@ ETA_EDGES = (0.5, 1.0, 1.5, 2.0)  # reco |eta| cells of the resolution table (ea
 PT_EDGES = (60.0, 120.0)  # reco leading-muon pT cells (GeV)
 MIN_CELL = 200  # a table cell needs this many pairs, else it takes the whole sample's width
 WINDOW = 0.3  # the prior is fitted to the particle-level log m0 within +-WINDOW of log M
+LOG_CONSTANT_MIN, LOG_CONSTANT_MAX = -30.0, 5.0  # bounds of the log of the two constants beside the peak (fit_prior)
 U_FLOOR = 1e-6  # F is kept in [U_FLOOR, 1 - U_FLOOR]: a finite logit
 
 
@@ -183,8 +184,11 @@ def fit_prior(y: torch.Tensor) -> torch.Tensor:
     params = torch.tensor([math.exp(centre), math.log(float(q75 - q25) / 2),
                            math.log(0.05), math.log(0.05)], dtype=torch.float64, requires_grad=True)
 
+    def constants(q):  # bounded: on a sample without a tail beside the peak they run to 0 and the fit to NaN
+        return q[2].clamp(LOG_CONSTANT_MIN, LOG_CONSTANT_MAX).exp(), q[3].clamp(LOG_CONSTANT_MIN, LOG_CONSTANT_MAX).exp()
+
     def nll():
-        prior = torch.stack([params[0], params[1].exp(), params[2].exp(), params[3].exp()])
+        prior = torch.stack([params[0], params[1].exp(), *constants(params)])
         norm = torch.trapezoid(line_shape(grid, prior), grid)
         return -(torch.log(line_shape(y, prior)).mean() - torch.log(norm))
 
@@ -199,4 +203,4 @@ def fit_prior(y: torch.Tensor) -> torch.Tensor:
     with torch.enable_grad():
         opt.step(closure)
     p = params.detach()
-    return torch.stack([p[0], p[1].exp(), p[2].exp(), p[3].exp()])
+    return torch.stack([p[0], p[1].exp(), *constants(p)])

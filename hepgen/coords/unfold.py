@@ -167,7 +167,7 @@ class UnfoldCoords(nn.Module):
     """Fitted coordinates of paired Z+jets events (see the module docstring)."""
 
     def __init__(self, n_jets: tuple[int, ...] = (1, 2, 3), jet_pt_min: float = 20.0, jet_dr_min: float = 0.4,
-                 mass_posterior: str = "residual", soft_jets: int = 0):
+                 mass_posterior: str = "residual", soft_jets: int = 0, frame: str = "muon"):
         super().__init__()
         self.soft_jets = int(soft_jets)  # leading soft reco jets in the condition (a Python attribute set from the card)
         if self.soft_jets and max(n_jets) < 2:
@@ -177,7 +177,7 @@ class UnfoldCoords(nn.Module):
             raise InputError(f"process.settings.mass_posterior: {mass_posterior!r} is not one of {', '.join(MASS_POSTERIORS)}")
         # analytic: the mass column is the quantile of an analytic posterior (hepgen.coords.massposterior)
         self.mass = MassPosterior() if mass_posterior == "analytic" else None
-        self.gen = ZJetsCoords(n_jets, jet_pt_min, jet_dr_min=jet_dr_min)
+        self.gen = ZJetsCoords(n_jets, jet_pt_min, jet_dr_min=jet_dr_min, frame=frame)  # the reco one: muon
         self.reco = ZJetsCoords(n_jets, jet_pt_min, jet_dr_min=jet_dr_min)
         self.n_values = self.gen.n_values
         self.posterior = MultiplicityPosterior(self.reco.dim + len(self.n_values) + SOFT_FEATURES * self.soft_jets,

@@ -95,6 +95,7 @@ class UnfoldPipeline(nn.Module):
         self.inverse = ZJetsInverse(coords.gen, torch.float32)
         self.max_jets = coords.max_jets
         self.soft_jets = coords.soft_jets
+        self.azimuth_slot = 2 if coords.gen.frame == "imbalance" else 0
         self.event_dim = 4 * (2 + self.max_jets) + 2  # the reco event's columns, then the soft jets'
         self.source_dim = self.event_dim + 4 * self.soft_jets
         self.model_noise_dim = sampler.noise_dim
@@ -118,8 +119,9 @@ class UnfoldPipeline(nn.Module):
         x = self.coords.absolute(self.sampler(z, torch.cat([c, onehot], dim=-1)), p_reco, n_reco, self.relative)
         n_values = torch.tensor([float(v) for v in self.coords.n_values], dtype=x.dtype)
         n_jets = (onehot * n_values).sum(-1)
-        u_phi = (p_reco[:, 0, 2] + math.pi) / (2 * math.pi)  # the reco leading muon's azimuth
-        p = self.inverse(x, u_phi)
+        # the global azimuth: the reco leading muon's (frame muon) or the reco leading jet's (imbalance)
+        u_phi = (p_reco[:, self.azimuth_slot, 2] + math.pi) / (2 * math.pi)
+        p = self.inverse(x, u_phi, n_jets)
         return assemble(p, n_jets, torch.where(q1 < 0, -torch.ones_like(q1), torch.ones_like(q1)))
 
 
@@ -134,6 +136,11 @@ class ZJetsUnfoldSettings:
     # the leading soft reco jets (SoftJet, simulate.soft_jet_pt_min) in the condition: where a particle-level
     # jet lost below the reco threshold was measured; 0 = none
     soft_jets: int = field(default=0, metadata={"range": {"ge": 0, "le": 4}})
+    # the particle level's frame (hepgen.coords.zjets): muon, each object learned, the leading muon's azimuth
+    # the reco one; imbalance, the event's pT imbalance learned (its components along the leading jet as
+    # residuals from the reco event's), the dimuon's pT the imbalance minus the jets', the leading jet's
+    # azimuth the reco one (hepgen.coords.imbalance)
+    frame: Literal["muon", "imbalance"] = "muon"
 
 
 class ZJetsUnfoldProcess:
@@ -179,7 +186,7 @@ class ZJetsUnfoldProcess:
         cfg = card.process
         settings = settings_of(self, card)
         return UnfoldCoords(cfg.n_jets, cfg.jet_pt_min, cfg.jet_dr_min, mass_posterior=settings.mass_posterior,
-                            soft_jets=settings.soft_jets)
+                            soft_jets=settings.soft_jets, frame=settings.frame)
 
     # -- generation ---------------------------------------------------------------------------
     def pipeline(self, run, sampler: FrozenSampler, draw: int | None) -> UnfoldPipeline:
