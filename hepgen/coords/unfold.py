@@ -30,6 +30,13 @@ Not learned: the particle-level azimuth of the leading muon is the reco one (muo
 are measured to about 1 mrad; where the two levels order their muons differently, the event is
 turned about the beam by about pi, which no rotation-invariant observable sees), and the charge
 of the leading muon is the reco one.
+
+``frame="imbalance"`` (``process.settings.frame``): the particle level in
+:class:`~hepgen.coords.imbalance.ImbalanceFrame`'s columns instead, whose first five are the pT
+imbalance along the leading jet, the dimuon's rapidity, log mass and decay angles: those are the
+residual columns (from the reco event in the same frame), the imbalance across the leading jet is
+learned like a jet column, the dimuon's pT is the imbalance minus the jets', and the global azimuth
+is the reco leading jet's. The reco condition stays in the muon frame.
 """
 
 from __future__ import annotations
@@ -60,7 +67,7 @@ JET2_ALIGNED = slice(10, 12)  # ZJetsCoords's jet-2 columns u (sheared Delta eta
 RECO_NAMES = {"Muon": "Muon", "Jet": "Jet"}
 # p(n_gen | reco): 2 x 32 tanh, 200 L-BFGS iterations, a light L2 on the weights
 POSTERIOR_HIDDEN, POSTERIOR_ITERATIONS, POSTERIOR_L2 = 32, 200, 1e-5
-MUON_COLUMNS = 5  # ZJetsCoords's dimuon columns: log pT1, eta1, log m0, eta2, Delta phi
+MUON_COLUMNS = 5  # the dimuon columns: log pT1, eta1, log m0, eta2, Delta phi (imbalance: I_par, y, log m, angles)
 RESIDUAL_FLOOR = 1e-6  # the smallest residual scale (a perfect detector has none)
 MASS_POSTERIORS = ("residual", "analytic")  # process.settings.mass_posterior
 
