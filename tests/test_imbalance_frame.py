@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from hepgen.cards import card_from_dict
-from hepgen.coords.imbalance import IMBALANCE_SCALE, PERP_COLUMN, ImbalanceFrame
+from hepgen.coords.imbalance import BALANCE_COLUMN, IMBALANCE_SCALE, PERP_COLUMN, BalanceFrame, ImbalanceFrame
 from hepgen.coords.zjets import ZJetsCoords
 from hepgen.errors import InputError
 from hepgen.io.root import read_events, write_events
@@ -90,6 +90,43 @@ def test_a_state_of_the_first_frame_version_loads_with_plain_components(sample):
     back = frame.inverse(raw, p[:, 2, 2], ZJetsCoords((1, 2, 3), 20.0).physics(sample)[1])
     present = _present(p, ZJetsCoords((1, 2, 3), 20.0).physics(sample)[1])
     assert torch.allclose(back[present][:, 0], p[present][:, 0], rtol=1e-9)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-9), (torch.float32, 5e-4)])
+def test_the_balance_frame_learns_the_imbalance_along_jet_1_in_place_of_its_pt(sample, dtype, tol):
+    """frame: balance: column 5 is the event's pT vector sum (muons and present jets, from
+    hepgen.kinematics.system_pt's components) along jet 1, compressed; the muon columns and the
+    other jets' are the default frame's; the coordinates decode back to the event (float32: jet 1's
+    pT is a difference, so a looser bound), and moving a present jet 2 moves jet 1's pT by its
+    component along jet 1, an absent one nothing."""
+    muon = ZJetsCoords((1, 2, 3), 20.0, jet_dr_min=0.4).fit(sample)
+    coords = ZJetsCoords((1, 2, 3), 20.0, jet_dr_min=0.4, frame="balance").fit(sample)
+    p, n = coords.physics(sample)
+    raw, _ = coords.azimuth(p)
+    raw_muon, _ = muon.azimuth(p)
+    px = (p[..., 0] * torch.cos(p[..., 2])).sum(1)  # absent jets: pT 0
+    py = (p[..., 0] * torch.sin(p[..., 2])).sum(1)
+    pt_all = system_pt(*(p[:, k].T.numpy() for k in range(p.shape[1])))
+    assert np.allclose(np.hypot(px.numpy(), py.numpy()), pt_all, rtol=1e-9, atol=1e-9)
+    i_par = px * torch.cos(p[:, 2, 2]) + py * torch.sin(p[:, 2, 2])
+    s = IMBALANCE_SCALE
+    assert torch.allclose(raw[:, BALANCE_COLUMN], s * torch.asinh(i_par / s), atol=1e-9)
+    keep = [c for c in range(raw.shape[1]) if c != BALANCE_COLUMN]
+    assert torch.equal(raw[:, keep], raw_muon[:, keep])
+    x, _ = coords(p, n)
+    u = (p[:, 0, 2] + np.pi) / (2 * np.pi)  # the leading muon's azimuth is the global one
+    q = coords.inverse(x.to(dtype), u.to(dtype), n.to(dtype)).double()
+    present = _present(p, n)
+    assert ((q - p)[present][:, 0].abs() / p[present][:, 0]).max() < tol
+    frame = BalanceFrame(3, True, 0.4)
+    frame.load_state_dict(coords.azimuth.state_dict())
+    moved = raw.clone()
+    moved[:, 9] = moved[:, 9] + 5.0  # jet 2's pT + 5 GeV
+    a, b = frame.inverse(raw, p[:, 0, 2], n), frame.inverse(moved, p[:, 0, 2], n)
+    along = 5.0 * torch.cos(a[:, 3, 2] - a[:, 2, 2])
+    two = n >= 2
+    assert torch.allclose(b[two][:, 2, 0], a[two][:, 2, 0] - along[two], atol=1e-9)
+    assert torch.equal(b[~two][:, 2, 0], a[~two][:, 2, 0])
 
 
 def test_absent_jets_leave_the_event_and_present_jets_move_the_dimuon(coords, sample):

@@ -154,14 +154,16 @@ def with_soft_jets(sample: EventSample) -> EventSample:
 
 
 @pytest.mark.parametrize("mass_posterior,soft,frame", [("residual", 0, "muon"), ("analytic", 0, "muon"),
-                                                       ("residual", 2, "muon"), ("analytic", 2, "imbalance")])
+                                                       ("residual", 2, "muon"), ("analytic", 2, "imbalance"),
+                                                       ("analytic", 2, "balance")])
 def test_pipeline_decodes_the_encoded_particle_level_event_with_the_reco_azimuth(mass_posterior, soft, frame):
     """encode (particle level) -> the pipeline's inverse gives the particle-level momenta back
     when the reco leading muon has the particle-level azimuth (here: reco = particle level; the
     fitted p(n_gen | reco) is then ~1 for the reco multiplicity, and u = 0.5 draws it), with the
     dimuon mass as a residual or as its analytic posterior quantile, and with soft reco jets
     after the reco event in the pipeline's input (their features in the condition); in the
-    imbalance frame the reco leading jet's azimuth is the global one."""
+    imbalance frame the reco leading jet's azimuth is the global one, and in the balance frame jet 1's
+    pT comes back from the imbalance along it."""
     sample = paired_identity(2000, 3)
     if soft:
         sample = with_soft_jets(sample)

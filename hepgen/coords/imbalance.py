@@ -98,3 +98,55 @@ class ImbalanceFrame(RelativeAzimuth):
         z = torch.stack([mt * cosh_exportable(rap), zx, zy, mt * sinh_exportable(rap)], -1)
         lead, trail = decay_muons(z, mz, raw[:, 3], raw[:, 4])
         return torch.stack([lead, trail] + jets, dim=1)
+
+
+class BalanceFrame(RelativeAzimuth):
+    """``process.settings.frame: balance``: the default frame's columns
+    (:class:`~hepgen.coords.azimuth.RelativeAzimuth`: muons, jet 1 from the leading muon's azimuth,
+    jets 2..J from jet 1 with the shear) with one change: column 5, jet 1's pT there, is the event's
+    pT imbalance along jet 1, I_par = (muons + present jets) . n_j1, compressed as in
+    :class:`ImbalanceFrame`. Jet 1's pT is then I_par minus the other objects' pT along its
+    direction, so the balance along the leading jet, where the jets' pT errors add up, is a learned
+    number, while the muon columns stay those of the default frame (unfolding keeps them as
+    residuals from the reco muons, measured to about a per cent; in :class:`ImbalanceFrame` the
+    dimuon's pT is a difference of learned jets). The imbalance across jet 1 follows from the
+    azimuths. A decoded jet 1 can fall below the jet cut (then the event fails the selection).
+    The inverse needs the multiplicity; the buffers are :class:`ImbalanceFrame`'s scale and
+    :class:`RelativeAzimuth`'s conventions."""
+
+    def __init__(self, max_jets: int, jets_relative: bool = True, pair_r: float = 0.0, scale: float = IMBALANCE_SCALE):
+        super().__init__(max_jets, jets_relative=jets_relative, pair_r=pair_r)
+        self.register_buffer("imbalance_scale", torch.tensor(float(scale), dtype=torch.float64))
+        self.scale = float(scale)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.scale = float(state_dict[prefix + "imbalance_scale"])
+
+    def forward(self, p: torch.Tensor, wrap=wrap_phi, relative: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        raw, phi1 = super().forward(p, wrap, relative)
+        i_par = _along(p, p[:, 2, 2], p[:, 2:, 0])  # absent jets have pT 0
+        i_par = self.scale * asinh_exportable(i_par / self.scale)
+        return torch.cat([raw[:, :BALANCE_COLUMN], i_par.unsqueeze(-1), raw[:, BALANCE_COLUMN + 1:]], -1), phi1
+
+    def inverse(self, raw: torch.Tensor, phi1: torch.Tensor, n_jets: torch.Tensor | None = None) -> torch.Tensor:
+        """``n_jets`` ``[N]`` (float or int): jets at index >= n_jets are left out of the balance. Required."""
+        if n_jets is None:
+            raise ValueError("the balance frame decodes jet 1's pT from the present objects: give n_jets")
+        p = super().inverse(raw, phi1)
+        present = torch.stack([n_jets > j + 0.5 for j in range(1, self.max_jets)], -1)
+        others = torch.cat([torch.zeros_like(p[:, 2:3, 0]), torch.where(present, p[:, 3:, 0], torch.zeros_like(p[:, 3:, 0]))], 1)
+        i_par = self.scale * sinh_exportable(raw[:, BALANCE_COLUMN] / self.scale)
+        pt1 = i_par - _along(p, p[:, 2, 2], others)
+        jet1 = torch.cat([pt1.unsqueeze(-1), p[:, 2, 1:]], -1)
+        return torch.cat([p[:, :2], jet1.unsqueeze(1), p[:, 3:]], 1)
+
+
+BALANCE_COLUMN = 5  # the balance frame's I_par sits where the default frame keeps jet 1's pT
+
+
+def _along(p: torch.Tensor, phi: torch.Tensor, jet_pt: torch.Tensor) -> torch.Tensor:
+    """``[N]``: the vector sum of the muons' pT and the jets' (``jet_pt`` ``[N, J]``, 0 for the ones
+    left out; azimuths from p) along the azimuth ``phi``."""
+    out = p[:, 0, 0] * torch.cos(p[:, 0, 2] - phi) + p[:, 1, 0] * torch.cos(p[:, 1, 2] - phi)
+    return out + (jet_pt * torch.cos(p[:, 2:, 2] - phi.unsqueeze(-1))).sum(-1)

@@ -86,7 +86,7 @@ from ..nuisance_mixture import CategoryMeans
 from .azimuth import RelativeAzimuth
 from .chain import Chain, LogShift, Standardize
 from .dimuon import BreitWignerMass, DimuonFrame, DimuonMass
-from .imbalance import ImbalanceFrame
+from .imbalance import BalanceFrame, ImbalanceFrame
 from .marginal import MassMarginal
 
 TWO_PI = 2 * math.pi
@@ -105,16 +105,19 @@ def categorical_onehot(u: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     return torch.stack([ge[k] - ge[k + 1] for k in range(len(ge) - 1)], dim=-1)
 
 
-FRAMES = ("muon", "imbalance")  # process.settings.frame (jet_recoil sets its own, "recoil")
+FRAMES = ("muon", "imbalance", "balance")  # process.settings.frame (jet_recoil sets its own, "recoil")
 
 
 def make_frame(frame: str, max_jets: int, jets_relative: bool = True, pair_r: float = 0.0) -> nn.Module:
     """The physics <-> raw-column frame: ``muon`` (:class:`RelativeAzimuth`), ``imbalance``
-    (:class:`~hepgen.coords.imbalance.ImbalanceFrame`) or ``recoil`` (:class:`DimuonFrame`)."""
+    (:class:`~hepgen.coords.imbalance.ImbalanceFrame`), ``balance``
+    (:class:`~hepgen.coords.imbalance.BalanceFrame`) or ``recoil`` (:class:`DimuonFrame`)."""
     if frame == "recoil":
         return DimuonFrame()
     if frame == "imbalance":
         return ImbalanceFrame(max_jets, pair_r)
+    if frame == "balance":
+        return BalanceFrame(max_jets, jets_relative, pair_r)
     if frame != "muon":
         raise InputError(f"process.settings.frame: {frame!r} is not one of {', '.join(FRAMES)}")
     return RelativeAzimuth(max_jets, jets_relative, pair_r)
@@ -158,10 +161,13 @@ class ZJetsCoords(nn.Module):
         else:  # the muon's pT and the dimuon mass (m0 after the "dimuon" step); with jet_recoil the dimuon's
             cols, shifts = [0, 2], [self.jet_pt_min if jet_recoil else 0.0, 0.0]  # pT, the parton's
         for j in range(self.max_jets):
-            cols += [5 + 4 * j, 8 + 4 * j]
-            shifts += [self.jet_pt_min, 0.0]
+            if j or self.frame != "balance":  # balance: column 5 is the signed imbalance along jet 1
+                cols.append(5 + 4 * j)
+                shifts.append(self.jet_pt_min)
+            cols.append(8 + 4 * j)
+            shifts.append(0.0)
         lineshape = [("lineshape", BreitWignerMass(2))] if mass_coordinate == "breit_wigner" else []
-        dimuon = [("dimuon", DimuonMass())] if self.frame == "muon" else []  # the others learn the mass itself
+        dimuon = [("dimuon", DimuonMass())] if self.frame in ("muon", "balance") else []  # the others learn the mass
         self.chain = Chain(*dimuon, ("log", LogShift(d, cols, shifts)), *lineshape, ("standardize", Standardize(d)))
         self.register_buffer("mult_counts", torch.zeros(len(self.n_values), dtype=torch.float64))
         self.register_buffer("charge_frac", torch.tensor(0.5, dtype=torch.float64))
@@ -225,7 +231,8 @@ class ZJetsCoords(nn.Module):
         for j in range(self.max_jets):
             has = (n > j).unsqueeze(-1)
             jet = torch.where(has, raw[:, 5 + 4 * j:9 + 4 * j], fill)
-            jet = torch.cat([jet[:, :1].clamp_min(self.jet_pt_min + 1e-6), jet[:, 1:3],
+            pt = jet[:, :1] if j == 0 and self.frame == "balance" else jet[:, :1].clamp_min(self.jet_pt_min + 1e-6)
+            jet = torch.cat([pt, jet[:, 1:3],
                              jet[:, 3:].clamp_min(self.mass_floor)], dim=-1)
             cols.append(jet)
             valid.append(has.expand(-1, 4))
@@ -341,8 +348,8 @@ class ZJetsCoords(nn.Module):
         if self.marginal is not None:
             raise InputError("process.settings.mass_sampling: marginal: the dimuon mass is a condition, not in x; "
                              "four-momenta from x alone (the lgatr backbone, an MMD on m_mumu) need mass_sampling: network")
-        if self.frame == "imbalance":
-            raise InputError("process.settings.frame: imbalance decodes the muons from the present jets, which x alone "
+        if self.frame in ("imbalance", "balance"):
+            raise InputError(f"process.settings.frame: {self.frame} decodes from the present jets, which x alone "
                              "does not say; four-momenta from x (the lgatr backbone, an MMD on m_mumu) need frame: muon")
         p = self.inverse(x, torch.full_like(x[:, 0], 0.5))
         return fourvector(p[..., 0], p[..., 1], p[..., 2], p[..., 3])

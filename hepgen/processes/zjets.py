@@ -250,8 +250,9 @@ class ZJetsSettings:
     mass_sampling: Literal["network", "marginal"] = "network"
     # muon: the muons and each jet are learned (the leading muon's azimuth is the reference); imbalance: the
     # event's pT imbalance and the dimuon system are learned and the dimuon's pT is the imbalance minus the
-    # jets', so the pT balance is not a cancellation of learned objects (hepgen.coords.imbalance)
-    frame: Literal["muon", "imbalance"] = "muon"
+    # jets', so the pT balance is not a cancellation of learned objects (hepgen.coords.imbalance); balance: the
+    # muon frame with the imbalance along jet 1 learned in place of jet 1's pT (hepgen.coords.imbalance.BalanceFrame)
+    frame: Literal["muon", "imbalance", "balance"] = "muon"
 
 
 class ZJetsProcess:
@@ -313,8 +314,8 @@ class ZJetsProcess:
         if settings.mass_sampling == "marginal" and card.model.network.backbone == "lgatr":
             raise InputError("process.settings.mass_sampling: marginal: the lgatr backbone needs the dimuon mass "
                              "among the learned columns (use mass_sampling: network)")
-        if settings.frame == "imbalance" and card.model.network.backbone == "lgatr":
-            raise InputError("process.settings.frame: imbalance: the lgatr backbone needs four-momenta from the "
+        if settings.frame != "muon" and card.model.network.backbone == "lgatr":
+            raise InputError(f"process.settings.frame: {settings.frame}: the lgatr backbone needs four-momenta from the "
                              "learned columns alone (use frame: muon)")
         return ZJetsCoords(cfg.n_jets, cfg.jet_pt_min, jet_dr_min=cfg.jet_dr_min, mass_coordinate=settings.mass_coordinate,
                            jet_recoil=settings.jet_recoil, mass_sampling=settings.mass_sampling,

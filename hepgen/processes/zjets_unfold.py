@@ -139,8 +139,9 @@ class ZJetsUnfoldSettings:
     # the particle level's frame (hepgen.coords.zjets): muon, each object learned, the leading muon's azimuth
     # the reco one; imbalance, the event's pT imbalance learned (its components along the leading jet as
     # residuals from the reco event's), the dimuon's pT the imbalance minus the jets', the leading jet's
-    # azimuth the reco one (hepgen.coords.imbalance)
-    frame: Literal["muon", "imbalance"] = "muon"
+    # azimuth the reco one (hepgen.coords.imbalance); balance: the muon frame with the imbalance along the
+    # leading jet learned in place of its pT (hepgen.coords.imbalance.BalanceFrame)
+    frame: Literal["muon", "imbalance", "balance"] = "muon"
 
 
 class ZJetsUnfoldProcess:
