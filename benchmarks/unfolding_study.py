@@ -367,6 +367,7 @@ def commit() -> str:
 
 
 def main() -> None:
+    started_at = commit()  # the code that runs: read before a study of an hour, not when it is written
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, default=None, help="default: the newest runs/zjets_unfold-* with validation/")
     ap.add_argument("--train", type=Path, default=Path("data/zjets_paired.root"))
@@ -406,7 +407,7 @@ def main() -> None:
     for s in samples.values():
         for key in ("network_events", "truth_events", "reco_events", "index"):
             s.pop(key)
-    study = {"run": str(run_path), "epoch": run.epoch, "command": "python " + " ".join(sys.argv), "commit": commit(),
+    study = {"run": str(run_path), "epoch": run.epoch, "command": "python " + " ".join(sys.argv), "commit": started_at,
              "train": str(args.train), "train_events": sim["n"], "binning": BINNING, "min_truth_events": MIN_TRUTH,
              "classifier_events": args.classifier_events, "samples": samples, "calibration": calib, "seconds": time.perf_counter() - start}
     (out / "study.json").write_text(json.dumps(study, indent=1))
