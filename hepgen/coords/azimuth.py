@@ -41,6 +41,8 @@ class RelativeAzimuth(nn.Module):
     phi1 without offset, no shear.
     """
 
+    reference = 0  # the object [N, 2 + J, 4] slot whose azimuth is the global one (the leading muon)
+
     def __init__(self, max_jets: int, jets_relative: bool = True, pair_r: float = 0.0,
                  pair_phi_offset: float = math.pi):
         super().__init__()

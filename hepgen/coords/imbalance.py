@@ -49,6 +49,8 @@ class ImbalanceFrame(RelativeAzimuth):
     columns (module docstring). The jet conventions (buffers, shear) are
     :class:`~hepgen.coords.azimuth.RelativeAzimuth`'s, with the jets after the first always relative."""
 
+    reference = 2  # jet 1's azimuth is the global one
+
     def __init__(self, max_jets: int, pair_r: float = 0.0, scale: float = IMBALANCE_SCALE):
         super().__init__(max_jets, jets_relative=True, pair_r=pair_r)
         self.register_buffer("imbalance_scale", torch.tensor(float(scale), dtype=torch.float64))

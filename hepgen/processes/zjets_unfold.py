@@ -95,7 +95,7 @@ class UnfoldPipeline(nn.Module):
         self.inverse = ZJetsInverse(coords.gen, torch.float32)
         self.max_jets = coords.max_jets
         self.soft_jets = coords.soft_jets
-        self.azimuth_slot = 2 if coords.gen.frame == "imbalance" else 0
+        self.azimuth_slot = coords.gen.azimuth.reference  # the frame's global azimuth: that reco object's
         self.event_dim = 4 * (2 + self.max_jets) + 2  # the reco event's columns, then the soft jets'
         self.source_dim = self.event_dim + 4 * self.soft_jets
         self.model_noise_dim = sampler.noise_dim
@@ -119,7 +119,7 @@ class UnfoldPipeline(nn.Module):
         x = self.coords.absolute(self.sampler(z, torch.cat([c, onehot], dim=-1)), p_reco, n_reco, self.relative)
         n_values = torch.tensor([float(v) for v in self.coords.n_values], dtype=x.dtype)
         n_jets = (onehot * n_values).sum(-1)
-        # the global azimuth: the reco leading muon's (frame muon) or the reco leading jet's (imbalance)
+        # the global azimuth: the reco object's the frame measures from (the leading muon, or jet 1)
         u_phi = (p_reco[:, self.azimuth_slot, 2] + math.pi) / (2 * math.pi)
         p = self.inverse(x, u_phi, n_jets)
         return assemble(p, n_jets, torch.where(q1 < 0, -torch.ones_like(q1), torch.ones_like(q1)))
