@@ -153,10 +153,10 @@ def with_soft_jets(sample: EventSample) -> EventSample:
     return replace(sample, collections={**sample.collections, "SoftJet": soft})
 
 
-@pytest.mark.parametrize("mass_posterior,soft,frame", [("residual", 0, "muon"), ("analytic", 0, "muon"),
-                                                       ("residual", 2, "muon"), ("analytic", 2, "imbalance"),
-                                                       ("analytic", 2, "balance")])
-def test_pipeline_decodes_the_encoded_particle_level_event_with_the_reco_azimuth(mass_posterior, soft, frame):
+@pytest.mark.parametrize("mass_posterior,soft,frame,balance", [
+    ("residual", 0, "muon", False), ("analytic", 0, "muon", True), ("residual", 2, "muon", False),
+    ("analytic", 2, "muon", True), ("analytic", 2, "imbalance", False), ("analytic", 2, "balance", False)])
+def test_pipeline_decodes_the_encoded_particle_level_event_with_the_reco_azimuth(mass_posterior, soft, frame, balance):
     """encode (particle level) -> the pipeline's inverse gives the particle-level momenta back
     when the reco leading muon has the particle-level azimuth (here: reco = particle level; the
     fitted p(n_gen | reco) is then ~1 for the reco multiplicity, and u = 0.5 draws it), with the
@@ -168,12 +168,12 @@ def test_pipeline_decodes_the_encoded_particle_level_event_with_the_reco_azimuth
     if soft:
         sample = with_soft_jets(sample)
     coords = UnfoldCoords((1, 2, 3), 20.0, 0.0, mass_posterior=mass_posterior,  # zjets_like has jet pairs closer than 0.4
-                          soft_jets=soft, frame=frame).fit(sample)
+                          soft_jets=soft, frame=frame, reco_balance=balance).fit(sample)
     assert (coords.mass is None) == (mass_posterior == "residual")
     if soft:  # present flags: one per reco jet after the first, up to two
         xs, c = coords.encode(sample)
         start, f = coords.reco.dim + 3, SOFT_FEATURES
-        flags = c[:, start:coords.cond_dim - 3:f]
+        flags = c[:, start:start + 2 * f:f]
         np.testing.assert_array_equal(flags.sum(1).numpy(), np.minimum(sample.n_jets - 1, 2))
         # the first soft jet is the reco (= particle-level) jet 2 here: its aligned features are the
         # particle-level jet 2's u and Delta phi columns, whatever its pT
@@ -199,6 +199,28 @@ def test_pipeline_decodes_the_encoded_particle_level_event_with_the_reco_azimuth
     dphi = np.remainder(got[..., 2] - want[..., 2] + np.pi, 2 * np.pi) - np.pi
     assert np.abs(dphi[present]).max() < 2e-4
     assert (got[..., 0][~present] == 0).all()
+
+
+def test_the_reco_balance_condition_is_the_reco_events_pt_imbalance_along_and_across_its_leading_jet():
+    """process.settings.reco_balance: two condition columns (after the soft jets' features, before the
+    particle-level one-hot) hold asinh(I / 10 GeV) of the reco muons' and jets' vector pT sum, along the reco
+    jet 1 and 90 degrees on from it, computed here from the collections with awkward; a jet beyond the
+    multiplicity does not enter."""
+    sample = with_soft_jets(paired_identity(500, 5))
+    coords = UnfoldCoords((1, 2, 3), 20.0, 0.0, soft_jets=2, reco_balance=True).fit(sample)
+    _, c = coords.encode(sample)
+    assert c.shape[1] == coords.cond_dim == coords.reco.dim + 2 * 3 + 2 * SOFT_FEATURES + 2
+    mu, jet = sample["Muon"], sample["Jet"]
+    px = ak.to_numpy(ak.sum(mu.pt * np.cos(mu.phi), 1) + ak.sum(jet.pt * np.cos(jet.phi), 1))
+    py = ak.to_numpy(ak.sum(mu.pt * np.sin(mu.phi), 1) + ak.sum(jet.pt * np.sin(jet.phi), 1))
+    phi1 = ak.to_numpy(jet.phi[:, 0])
+    along, across = px * np.cos(phi1) + py * np.sin(phi1), py * np.cos(phi1) - px * np.sin(phi1)
+    assert np.percentile(np.hypot(along, across), 50) > 1.0  # zjets_like does not balance: a real test
+    np.testing.assert_allclose(c[:, -5:-3].numpy(), np.arcsinh(np.stack([along, across], 1) / 10.0), atol=1e-9)
+    p, n = coords.reco.physics(level(sample, {"Muon": "Muon", "Jet": "Jet"}))
+    p[:, 4] = torch.tensor([30.0, 0.0, 0.0, 0.0], dtype=p.dtype)  # a third jet where there is none
+    np.testing.assert_allclose(coords.balance(p, n.double())[sample.n_jets < 3].numpy(),
+                               c[sample.n_jets < 3, -5:-3].numpy(), atol=1e-9)
 
 
 def test_reco_rows_refuse_events_outside_the_reco_selection_and_non_paired_samples():

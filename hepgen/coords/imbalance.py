@@ -70,13 +70,10 @@ class ImbalanceFrame(RelativeAzimuth):
     def forward(self, p: torch.Tensor, wrap=wrap_phi, relative: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``wrap`` as :meth:`RelativeAzimuth.forward`; ``relative`` is unused (always relative)."""
         phi_ref = p[:, 2, 2]
-        z, mz, _, rap, acos, phistar = dimuon_system(p)
-        jets = p[:, 2:]
-        ix = z[:, 1] + (jets[..., 0] * torch.cos(jets[..., 2])).sum(-1)  # absent jets have pT 0
-        iy = z[:, 2] + (jets[..., 0] * torch.sin(jets[..., 2])).sum(-1)
-        c, s = torch.cos(phi_ref), torch.sin(phi_ref)
-        cols = [self._compress(ix * c + iy * s), rap, mz, acos, phistar] + self.jet_columns(p, phi_ref, wrap, True)
-        cols[PERP_COLUMN] = self._compress(iy * c - ix * s)
+        _, mz, _, rap, acos, phistar = dimuon_system(p)
+        i_par, i_perp = pt_imbalance(p, p[:, 2:, 0], phi_ref)  # absent jets have pT 0
+        cols = [self._compress(i_par), rap, mz, acos, phistar] + self.jet_columns(p, phi_ref, wrap, True)
+        cols[PERP_COLUMN] = self._compress(i_perp)
         return torch.stack(cols, dim=-1), phi_ref
 
     def inverse(self, raw: torch.Tensor, phi_ref: torch.Tensor, n_jets: torch.Tensor | None = None) -> torch.Tensor:
@@ -127,7 +124,7 @@ class BalanceFrame(RelativeAzimuth):
 
     def forward(self, p: torch.Tensor, wrap=wrap_phi, relative: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         raw, phi1 = super().forward(p, wrap, relative)
-        i_par = _along(p, p[:, 2, 2], p[:, 2:, 0])  # absent jets have pT 0
+        i_par, _ = pt_imbalance(p, p[:, 2:, 0], p[:, 2, 2])  # absent jets have pT 0
         i_par = self.scale * asinh_exportable(i_par / self.scale)
         return torch.cat([raw[:, :BALANCE_COLUMN], i_par.unsqueeze(-1), raw[:, BALANCE_COLUMN + 1:]], -1), phi1
 
@@ -139,7 +136,7 @@ class BalanceFrame(RelativeAzimuth):
         present = torch.stack([n_jets > j + 0.5 for j in range(1, self.max_jets)], -1)
         others = torch.cat([torch.zeros_like(p[:, 2:3, 0]), torch.where(present, p[:, 3:, 0], torch.zeros_like(p[:, 3:, 0]))], 1)
         i_par = self.scale * sinh_exportable(raw[:, BALANCE_COLUMN] / self.scale)
-        pt1 = i_par - _along(p, p[:, 2, 2], others)
+        pt1 = i_par - pt_imbalance(p, others, p[:, 2, 2])[0]
         jet1 = torch.cat([pt1.unsqueeze(-1), p[:, 2, 1:]], -1)
         return torch.cat([p[:, :2], jet1.unsqueeze(1), p[:, 3:]], 1)
 
@@ -147,8 +144,11 @@ class BalanceFrame(RelativeAzimuth):
 BALANCE_COLUMN = 5  # the balance frame's I_par sits where the default frame keeps jet 1's pT
 
 
-def _along(p: torch.Tensor, phi: torch.Tensor, jet_pt: torch.Tensor) -> torch.Tensor:
-    """``[N]``: the vector sum of the muons' pT and the jets' (``jet_pt`` ``[N, J]``, 0 for the ones
-    left out; azimuths from p) along the azimuth ``phi``."""
-    out = p[:, 0, 0] * torch.cos(p[:, 0, 2] - phi) + p[:, 1, 0] * torch.cos(p[:, 1, 2] - phi)
-    return out + (jet_pt * torch.cos(p[:, 2:, 2] - phi.unsqueeze(-1))).sum(-1)
+def pt_imbalance(p: torch.Tensor, jet_pt: torch.Tensor, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The vector sum of the muons' pT and the jets' (p ``[N, 2 + J, 4]``; ``jet_pt`` ``[N, J]`` the
+    jets' pT to sum, 0 for the ones left out; azimuths from p) along the azimuth ``phi`` ``[N]`` and
+    across it (90 degrees on), each ``[N]``, in p's dtype (exportable: Cos, Sin, sums)."""
+    mu_pt, mu_phi = p[:, :2, 0], p[:, :2, 2]
+    dphi = torch.cat([mu_phi, p[:, 2:, 2]], 1) - phi.unsqueeze(-1)
+    pt = torch.cat([mu_pt, jet_pt], 1)
+    return (pt * torch.cos(dphi)).sum(-1), (pt * torch.sin(dphi)).sum(-1)

@@ -13,9 +13,10 @@ level:
                   scaled by the residuals' standard deviations (the detector's resolution: a
                   posterior a few standard deviations wide instead of a peak 0.1 standard
                   deviations narrow at a place that moves with every event).
-    c [N, D + 2K] the reco event in its ZJetsCoords (0 in the columns of absent jets, which
-                  carry no information), the one-hot reco jet multiplicity, then the one-hot
-                  PARTICLE-level multiplicity.
+    c [N, C]      the reco event in its ZJetsCoords (0 in the columns of absent jets, which
+                  carry no information), the one-hot reco jet multiplicity, with ``soft_jets`` the
+                  soft reco jets' features, with ``reco_balance`` the reco pT imbalance
+                  (:meth:`UnfoldCoords.balance`), then the one-hot PARTICLE-level multiplicity.
 
 The particle-level multiplicity is a condition, not a learned column: p(particle | reco) =
 p(n_gen | reco) p(x | n_gen, reco). The first factor is :class:`MultiplicityPosterior`, a small
@@ -49,7 +50,9 @@ from torch import nn
 
 from ..events import EventSample
 from ..errors import InputError
+from ..fourvectors import asinh_exportable
 from ..kinematics import wrap_angle
+from .imbalance import IMBALANCE_SCALE, pt_imbalance
 from .massposterior import MassPosterior
 from .zjets import MASS_COLUMN, ZJetsCoords, categorical_onehot
 
@@ -70,6 +73,7 @@ POSTERIOR_HIDDEN, POSTERIOR_ITERATIONS, POSTERIOR_L2 = 32, 200, 1e-5
 MUON_COLUMNS = 5  # the dimuon columns: log pT1, eta1, log m0, eta2, Delta phi (imbalance: I_par, y, log m, angles)
 RESIDUAL_FLOOR = 1e-6  # the smallest residual scale (a perfect detector has none)
 MASS_POSTERIORS = ("residual", "analytic")  # process.settings.mass_posterior
+BALANCE_FEATURES = 2  # process.settings.reco_balance: the reco pT imbalance along and across the reco jet 1
 
 
 def level(sample: EventSample, names: dict[str, str], source: str = "sample") -> EventSample:
@@ -174,9 +178,10 @@ class UnfoldCoords(nn.Module):
     """Fitted coordinates of paired Z+jets events (see the module docstring)."""
 
     def __init__(self, n_jets: tuple[int, ...] = (1, 2, 3), jet_pt_min: float = 20.0, jet_dr_min: float = 0.4,
-                 mass_posterior: str = "residual", soft_jets: int = 0, frame: str = "muon"):
+                 mass_posterior: str = "residual", soft_jets: int = 0, frame: str = "muon", reco_balance: bool = False):
         super().__init__()
         self.soft_jets = int(soft_jets)  # leading soft reco jets in the condition (a Python attribute set from the card)
+        self.reco_balance = bool(reco_balance)  # the reco pT imbalance in the condition (as soft_jets, from the card)
         if self.soft_jets and max(n_jets) < 2:
             raise InputError("process.settings.soft_jets: the soft jets are placed in the second jet's columns; "
                              f"process.n_jets {list(n_jets)} has none")
@@ -187,8 +192,7 @@ class UnfoldCoords(nn.Module):
         self.gen = ZJetsCoords(n_jets, jet_pt_min, jet_dr_min=jet_dr_min, frame=frame)  # the reco one: muon
         self.reco = ZJetsCoords(n_jets, jet_pt_min, jet_dr_min=jet_dr_min)
         self.n_values = self.gen.n_values
-        self.posterior = MultiplicityPosterior(self.reco.dim + len(self.n_values) + SOFT_FEATURES * self.soft_jets,
-                                               len(self.n_values))
+        self.posterior = MultiplicityPosterior(self.cond_dim - len(self.n_values), len(self.n_values))
         self.max_jets = self.gen.max_jets
         self.register_buffer("residual_std", torch.ones(MUON_COLUMNS, dtype=torch.float64))
 
@@ -198,7 +202,8 @@ class UnfoldCoords(nn.Module):
 
     @property
     def cond_dim(self) -> int:
-        return self.reco.dim + 2 * len(self.n_values) + SOFT_FEATURES * self.soft_jets
+        return (self.reco.dim + 2 * len(self.n_values) + SOFT_FEATURES * self.soft_jets
+                + BALANCE_FEATURES * self.reco_balance)
 
     def active_columns(self) -> torch.Tensor:
         """``[C, D]``: ``c @ active`` is the particle-level multiplicity's present columns (the rows of
@@ -260,8 +265,9 @@ class UnfoldCoords(nn.Module):
         x, _ = self.reco.chain(raw)
         x = torch.where(valid, x, torch.zeros_like(x))
         onehot = torch.stack([((n - v).abs() < 0.5).to(p.dtype) for v in self.n_values], dim=-1)
+        balance = [self.balance(p, n)] if self.reco_balance else []
         if not self.soft_jets:
-            return torch.cat([x, onehot], dim=-1)
+            return torch.cat([x, onehot] + balance, dim=-1)
         soft = soft.to(p.dtype)
         present = (soft[..., 0] > 0).to(p.dtype)
         dphi = wrap_angle(soft[..., 2] - p[:, :1, 2]) / math.pi
@@ -269,7 +275,17 @@ class UnfoldCoords(nn.Module):
                                            *self._aligned(p, soft, relative).unbind(-1)], dim=-1),
                               eta_hats(soft[..., 1])], dim=-1)
         features = features * present.unsqueeze(-1)
-        return torch.cat([x, onehot, features.flatten(1)], dim=-1)
+        return torch.cat([x, onehot, features.flatten(1)] + balance, dim=-1)
+
+    def balance(self, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        """``[N, 2]``: the reco event's pT imbalance (the vector sum of the muons and the present jets)
+        along the reco jet 1 and across it, each as asinh(I / IMBALANCE_SCALE), in p's dtype (exportable).
+        Computed from the condition's columns only as a cancellation of a dozen GeV between objects of
+        tens: given explicitly, the network can correct the jets by what the detector put out of balance."""
+        jet_pt = torch.stack([torch.where(n > j + 0.5, p[:, 2 + j, 0], torch.zeros_like(n))
+                              for j in range(self.max_jets)], dim=-1)
+        i_par, i_perp = pt_imbalance(p, jet_pt, p[:, 2, 2])
+        return asinh_exportable(torch.stack([i_par, i_perp], dim=-1) / IMBALANCE_SCALE)
 
     def _aligned(self, p: torch.Tensor, soft: torch.Tensor, relative: bool | None) -> torch.Tensor:
         """``[N, S, 2]``: each soft jet placed in the second jet's slot beside the reco jet 1, through the

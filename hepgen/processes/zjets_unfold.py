@@ -142,6 +142,9 @@ class ZJetsUnfoldSettings:
     # azimuth the reco one (hepgen.coords.imbalance); balance: the muon frame with the imbalance along the
     # leading jet learned in place of its pT (hepgen.coords.imbalance.BalanceFrame)
     frame: Literal["muon", "imbalance", "balance"] = "muon"
+    # the reco event's pT imbalance (along and across its leading jet) as two more condition columns
+    # (hepgen.coords.unfold.UnfoldCoords.balance): the detector's imbalance, which the jets' posterior undoes
+    reco_balance: bool = False
 
 
 class ZJetsUnfoldProcess:
@@ -187,7 +190,7 @@ class ZJetsUnfoldProcess:
         cfg = card.process
         settings = settings_of(self, card)
         return UnfoldCoords(cfg.n_jets, cfg.jet_pt_min, cfg.jet_dr_min, mass_posterior=settings.mass_posterior,
-                            soft_jets=settings.soft_jets, frame=settings.frame)
+                            soft_jets=settings.soft_jets, frame=settings.frame, reco_balance=settings.reco_balance)
 
     # -- generation ---------------------------------------------------------------------------
     def pipeline(self, run, sampler: FrozenSampler, draw: int | None) -> UnfoldPipeline:
