@@ -133,8 +133,8 @@ class BalanceFrame(RelativeAzimuth):
         if n_jets is None:
             raise ValueError("the balance frame decodes jet 1's pT from the present objects: give n_jets")
         p = super().inverse(raw, phi1)
-        present = torch.stack([n_jets > j + 0.5 for j in range(1, self.max_jets)], -1)
-        others = torch.cat([torch.zeros_like(p[:, 2:3, 0]), torch.where(present, p[:, 3:, 0], torch.zeros_like(p[:, 3:, 0]))], 1)
+        others = present_jet_pt(p, n_jets)
+        others = torch.cat([torch.zeros_like(others[:, :1]), others[:, 1:]], 1)  # all but jet 1
         i_par = self.scale * sinh_exportable(raw[:, BALANCE_COLUMN] / self.scale)
         pt1 = i_par - pt_imbalance(p, others, p[:, 2, 2])[0]
         jet1 = torch.cat([pt1.unsqueeze(-1), p[:, 2, 1:]], -1)
@@ -148,7 +148,14 @@ def pt_imbalance(p: torch.Tensor, jet_pt: torch.Tensor, phi: torch.Tensor) -> tu
     """The vector sum of the muons' pT and the jets' (p ``[N, 2 + J, 4]``; ``jet_pt`` ``[N, J]`` the
     jets' pT to sum, 0 for the ones left out; azimuths from p) along the azimuth ``phi`` ``[N]`` and
     across it (90 degrees on), each ``[N]``, in p's dtype (exportable: Cos, Sin, sums)."""
-    mu_pt, mu_phi = p[:, :2, 0], p[:, :2, 2]
-    dphi = torch.cat([mu_phi, p[:, 2:, 2]], 1) - phi.unsqueeze(-1)
-    pt = torch.cat([mu_pt, jet_pt], 1)
+    dphi = p[:, :, 2] - phi.unsqueeze(-1)
+    pt = torch.cat([p[:, :2, 0], jet_pt], 1)
     return (pt * torch.cos(dphi)).sum(-1), (pt * torch.sin(dphi)).sum(-1)
+
+
+def present_jet_pt(p: torch.Tensor, n_jets: torch.Tensor) -> torch.Tensor:
+    """``[N, J]``: the jets' pT of p ``[N, 2 + J, 4]``, 0 in the slots at index >= n_jets ``[N]`` (float
+    or int; exportable: compares and Where), for :func:`pt_imbalance`."""
+    jets = p[:, 2:, 0]
+    slot = torch.arange(jets.shape[1], dtype=jets.dtype)
+    return torch.where(n_jets.to(jets.dtype).unsqueeze(-1) > slot + 0.5, jets, torch.zeros_like(jets))

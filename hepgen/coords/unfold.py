@@ -52,7 +52,7 @@ from ..events import EventSample
 from ..errors import InputError
 from ..fourvectors import asinh_exportable
 from ..kinematics import wrap_angle
-from .imbalance import IMBALANCE_SCALE, pt_imbalance
+from .imbalance import IMBALANCE_SCALE, present_jet_pt, pt_imbalance
 from .massposterior import MassPosterior
 from .zjets import MASS_COLUMN, ZJetsCoords, categorical_onehot
 
@@ -282,9 +282,7 @@ class UnfoldCoords(nn.Module):
         along the reco jet 1 and across it, each as asinh(I / IMBALANCE_SCALE), in p's dtype (exportable).
         Computed from the condition's columns only as a cancellation of a dozen GeV between objects of
         tens: given explicitly, the network can correct the jets by what the detector put out of balance."""
-        jet_pt = torch.stack([torch.where(n > j + 0.5, p[:, 2 + j, 0], torch.zeros_like(n))
-                              for j in range(self.max_jets)], dim=-1)
-        i_par, i_perp = pt_imbalance(p, jet_pt, p[:, 2, 2])
+        i_par, i_perp = pt_imbalance(p, present_jet_pt(p, n), p[:, 2, 2])
         return asinh_exportable(torch.stack([i_par, i_perp], dim=-1) / IMBALANCE_SCALE)
 
     def _aligned(self, p: torch.Tensor, soft: torch.Tensor, relative: bool | None) -> torch.Tensor:
